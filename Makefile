@@ -1,0 +1,52 @@
+# streamkit — the commands a newcomer needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+KAFKA := compose/kafka
+
+.PHONY: help install demo test lint format bench kafka-up kafka-down docs clean
+
+help:
+	@echo "make demo        run the demo on the embedded defaults (no services needed)"
+	@echo "make test        install everything, start what the tests need, run the whole suite"
+	@echo "make lint        ruff + mypy --strict"
+	@echo "make bench       run the benchmarks (figures for docs/performance.md)"
+	@echo "make kafka-up    start the local single-node Kafka broker on 127.0.0.1:9092"
+	@echo "make kafka-down  stop it"
+
+# A virtualenv with streamkit (editable) and every dependency group.
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check uv
+	@$(BIN)/uv pip install -q --python $(BIN)/python -e . --group test --group typing --group bench
+	@touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	@$(BIN)/streamkit demo
+
+test: install
+	@bash .ci/test-env.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	@$(BIN)/ruff check streamkit handlers tests benchmarks
+	@$(BIN)/ruff format --check streamkit handlers tests benchmarks
+	@$(BIN)/mypy
+
+format: install
+	@$(BIN)/ruff format streamkit handlers tests benchmarks
+	@$(BIN)/ruff check --fix streamkit handlers tests benchmarks
+
+bench: install
+	@$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+kafka-up:
+	@$(KAFKA)/kafka-up.sh
+
+kafka-down:
+	@$(KAFKA)/kafka-down.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .bench

@@ -1,0 +1,79 @@
+"""streamkit: DynamoDB Streams + Lambda semantics on your own machines.
+
+A DynamoDB-style table store whose every change becomes an INSERT / MODIFY /
+REMOVE change record, and (soon) a runtime that runs handlers on them.
+
+Example:
+    ```python
+    import streamkit as sk
+
+    app = sk.App(storage="sqlite:///./shop.db")
+    users = await app.create_table("Users", partition_key="UserID")
+    await users.put({"UserID": "123", "Name": "John Doe"})
+    ```
+"""
+
+from streamkit._app import App
+from streamkit.exceptions import (
+    CancellationReason,
+    ConditionFailed,
+    ConfigurationError,
+    ExpressionError,
+    LogError,
+    NotYetAvailable,
+    ResourceError,
+    StorageError,
+    StreamkitError,
+    TableExists,
+    TableNotFound,
+    ThroughputExceeded,
+    TransactionCanceled,
+    ValidationError,
+)
+from streamkit.records import ChangeRecord, StreamView, UserIdentity
+from streamkit.storage import (
+    Condition,
+    ConsumedCapacity,
+    OnDemand,
+    Page,
+    Provisioned,
+    Table,
+    Transaction,
+    attr,
+    key,
+)
+from streamkit.storage import measure as measure_capacity
+
+__version__ = "0.1.0.dev0"
+
+__all__ = (
+    "App",
+    "CancellationReason",
+    "ChangeRecord",
+    "Condition",
+    "ConditionFailed",
+    "ConfigurationError",
+    "ConsumedCapacity",
+    "ExpressionError",
+    "LogError",
+    "NotYetAvailable",
+    "OnDemand",
+    "Page",
+    "Provisioned",
+    "ResourceError",
+    "StorageError",
+    "StreamView",
+    "StreamkitError",
+    "Table",
+    "TableExists",
+    "TableNotFound",
+    "ThroughputExceeded",
+    "Transaction",
+    "TransactionCanceled",
+    "UserIdentity",
+    "ValidationError",
+    "__version__",
+    "attr",
+    "key",
+    "measure_capacity",
+)
