@@ -1,0 +1,305 @@
+"""``App``: the facade that wires storage, the change log and (later) handlers together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, NoReturn
+
+from streamkit.exceptions import ConfigurationError, NotYetAvailable, ValidationError
+from streamkit.records import StreamView
+from streamkit.records._values import Item
+from streamkit.storage._capacity import Capacity, OnDemand, Provisioned
+from streamkit.storage._keys import KeyAttribute, KeySchema
+from streamkit.storage._spec import TableSpec, check_table_name
+from streamkit.storage._store import Store
+from streamkit.storage._table import Table
+from streamkit.storage._transaction import Transaction
+from streamkit.storage._ttl import sweep_expired
+
+__all__ = ("DEFAULT_LOG", "DEFAULT_NAMESPACE", "DEFAULT_STORAGE", "App")
+
+DEFAULT_STORAGE = "sqlite:///./streamkit.db"
+DEFAULT_LOG = "local://./.streamkit/log"
+DEFAULT_NAMESPACE = "streamkit"
+DEFAULT_REGION = "local"
+_NAMESPACE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+def _logger() -> Any:
+    # structlog (and through it rich) is imported only when something is logged:
+    # `import streamkit` stays fast
+    import structlog
+
+    return structlog.get_logger("streamkit")
+
+
+def _check_log_url(url: str) -> str:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in ("local", "kafka"):
+        raise ConfigurationError(
+            f"unsupported change-log URL {url!r}: use local://path or kafka://host:port[,host:port]"
+        )
+    if scheme == "kafka" and not url[len("kafka://") :].split("?", 1)[0]:
+        raise ConfigurationError(f"change-log URL {url!r} names no broker")
+    return url
+
+
+def _stream_view(stream: StreamView | str | None) -> StreamView | None:
+    if stream is None or isinstance(stream, StreamView):
+        return stream
+    try:
+        return StreamView(stream)
+    except ValueError:
+        raise ValidationError(
+            f"stream={stream!r} must be one of {[v.value for v in StreamView]} or None"
+        ) from None
+
+
+class App:
+    """A streamkit application: tables in a store, their changes in a log.
+
+    Args:
+        storage: ``sqlite:///path.db`` or ``memory://``; default ``STREAMKIT_STORAGE`` or
+            ``sqlite:///./streamkit.db``.
+        log: ``local://path`` or ``kafka://host:port``; default ``STREAMKIT_LOG`` or
+            ``local://./.streamkit/log``.
+        namespace: the topic prefix; default ``STREAMKIT_NAMESPACE`` or ``streamkit``.
+        region: the name written as each record's ``origin``; default ``STREAMKIT_REGION``
+            or ``local``.
+        ttl_interval: seconds between TTL sweeps while the app is running.
+
+    Example:
+        ```python
+        app = sk.App(storage="sqlite:///./shop.db")
+        users = await app.create_table("Users", partition_key="UserID")
+        await users.put({"UserID": "123", "Name": "John Doe"})
+        ```
+    """
+
+    def __init__(
+        self,
+        storage: str | None = None,
+        log: str | None = None,
+        namespace: str | None = None,
+        *,
+        region: str | None = None,
+        ttl_interval: float = 1.0,
+    ) -> None:
+        self.storage_url = storage or os.environ.get("STREAMKIT_STORAGE") or DEFAULT_STORAGE
+        self.log_url = _check_log_url(log or os.environ.get("STREAMKIT_LOG") or DEFAULT_LOG)
+        ns = namespace or os.environ.get("STREAMKIT_NAMESPACE") or DEFAULT_NAMESPACE
+        if not _NAMESPACE.match(ns):
+            raise ConfigurationError(
+                f"namespace {ns!r} must be 1-100 characters of A-Z a-z 0-9 . _ - (a topic prefix)"
+            )
+        self.namespace = ns
+        self.region = region or os.environ.get("STREAMKIT_REGION") or DEFAULT_REGION
+        if not (isinstance(ttl_interval, (int, float)) and ttl_interval > 0):
+            raise ConfigurationError("ttl_interval must be a positive number of seconds")
+        self.ttl_interval = float(ttl_interval)
+        self._store = Store(self.storage_url, origin=self.region)
+
+    def __repr__(self) -> str:
+        return (
+            f"App(storage={self.storage_url!r}, log={self.log_url!r}, namespace={self.namespace!r})"
+        )
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def open(self) -> None:
+        """Open the storage (done on first use; calling it is optional)."""
+        await self._store.ensure_open()
+
+    async def close(self) -> None:
+        """Finish queued writes and close the storage."""
+        await self._store.close()
+
+    async def __aenter__(self) -> App:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- tables --------------------------------------------------------------------------
+    async def create_table(
+        self,
+        name: str,
+        partition_key: str | tuple[str, str],
+        sort_key: str | tuple[str, str] | None = None,
+        *,
+        stream: StreamView | str | None = StreamView.NEW_AND_OLD_IMAGES,
+        ttl_attribute: str | None = None,
+        capacity: Capacity | None = None,
+        pitr: bool = True,
+        recovery_days: int = 35,
+    ) -> Table:
+        """Create a table and return its handle.
+
+        Args:
+            name: 3-255 characters of ``A-Z a-z 0-9 _ - .``.
+            partition_key: a name (type S) or ``(name, "S"|"N"|"B")``.
+            sort_key: optional, same form.
+            stream: the change records' view type, or None for no stream.
+            ttl_attribute: the attribute holding an expiry time in epoch seconds.
+            capacity: ``sk.OnDemand()`` (default) or ``sk.Provisioned(read=, write=)``.
+            pitr: keep the change archive for point-in-time recovery.
+            recovery_days: how long the archive is kept (1-35 days, as DynamoDB allows).
+
+        Raises:
+            TableExists: a table of that name exists.
+            ValidationError: a bad name, key or setting.
+        """
+        check_table_name(name)
+        part = KeyAttribute.parse(partition_key, "partition_key")
+        sort = None if sort_key is None else KeyAttribute.parse(sort_key, "sort_key")
+        if sort is not None and sort.name == part.name:
+            raise ValidationError("sort_key must differ from partition_key")
+        if ttl_attribute is not None and (not isinstance(ttl_attribute, str) or not ttl_attribute):
+            raise ValidationError("ttl_attribute must be a non-empty attribute name")
+        cap = OnDemand() if capacity is None else capacity
+        if not isinstance(cap, (OnDemand, Provisioned)):
+            raise ValidationError("capacity must be sk.OnDemand() or sk.Provisioned(read=, write=)")
+        if not isinstance(pitr, bool):
+            raise ValidationError("pitr must be True or False")
+        if (
+            isinstance(recovery_days, bool)
+            or not isinstance(recovery_days, int)
+            or not (1 <= recovery_days <= 35)
+        ):
+            raise ValidationError("recovery_days must be an integer from 1 to 35")
+        spec = TableSpec(
+            name=name,
+            key=KeySchema(part, sort),
+            stream=_stream_view(stream),
+            ttl_attribute=ttl_attribute,
+            capacity=cap,
+            pitr=pitr,
+            recovery_days=recovery_days,
+        )
+        await self._store.ensure_open()
+        created = await self._store.engine.create_table(spec)
+        self._store.remember(created)
+        return Table(self._store, name)
+
+    def table(self, name: str) -> Table:
+        """A handle to an existing table (calls raise TableNotFound if it does not exist)."""
+        check_table_name(name)
+        return Table(self._store, name)
+
+    async def delete_table(self, name: str) -> None:
+        """Delete a table and its items. Its change records stay in the archive."""
+        await self._store.ensure_open()
+        await self._store.engine.delete_table(name)
+        self._store.forget(name)
+
+    async def list_tables(self) -> list[str]:
+        """The names of every table, sorted."""
+        await self._store.reload()
+        return [s.name for s in self._store.known_specs]
+
+    async def describe_table(self, name: str) -> dict[str, Any]:
+        """A table's settings as plain data (raises TableNotFound)."""
+        return (await self._store.spec(name)).describe()
+
+    # --- cross-table calls ---------------------------------------------------------------
+    def transaction(self) -> Transaction:
+        """A transaction over any tables: ``async with app.transaction() as tx: ...``."""
+        return Transaction(self._store)
+
+    async def batch_get(
+        self,
+        requests: Mapping[str | Table, Sequence[Mapping[str, Any]]],
+        *,
+        consistent: bool = False,
+    ) -> dict[str, list[Item]]:
+        """Get up to 100 keys across tables: ``{table: [key, ...]}`` -> ``{table: [item, ...]}``."""
+        total = sum(len(keys) for keys in requests.values())
+        if total > 100:
+            raise ValidationError(f"batch_get takes at most 100 keys, got {total}")
+        out: dict[str, list[Item]] = {}
+        for t, keys in requests.items():
+            table = t if isinstance(t, Table) else self.table(t)
+            out[table.name] = await table.batch_get(keys, consistent=consistent)
+        return out
+
+    async def sweep_expired(self) -> int:
+        """Run one TTL pass now; returns how many expired items were deleted."""
+        return await sweep_expired(self._store)
+
+    # --- running ---------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[App]:
+        """Run the background work (the TTL sweeper) for the duration of a block."""
+        await self.open()
+        task = asyncio.create_task(self._sweep_forever(), name="streamkit-ttl-sweeper")
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run(self) -> None:
+        """Run the background work until cancelled (``streamkit run`` does this)."""
+        async with self.running():
+            await asyncio.Event().wait()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                n = await self.sweep_expired()
+                if n:
+                    _logger().debug("ttl sweep", deleted=n)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _logger().exception("ttl sweep failed; retrying")
+            await asyncio.sleep(self.ttl_interval)
+
+    # --- capabilities of later releases ----------------------------------------------------
+    def _not_yet(self, what: str) -> NoReturn:
+        raise NotYetAvailable(f"{what} is not available in this version of streamkit yet")
+
+    def on_insert(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Register a handler for INSERT records (the handler runtime is not built yet)."""
+        self._not_yet("the handler runtime (on_insert)")
+
+    def on_modify(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Register a handler for MODIFY records (the handler runtime is not built yet)."""
+        self._not_yet("the handler runtime (on_modify)")
+
+    def on_remove(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Register a handler for REMOVE records (the handler runtime is not built yet)."""
+        self._not_yet("the handler runtime (on_remove)")
+
+    def on_change(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Register a handler for change records (the handler runtime is not built yet)."""
+        self._not_yet("the handler runtime (on_change)")
+
+    def changes(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Read a table's change stream (the change log is not built yet)."""
+        self._not_yet("reading the change stream (app.changes)")
+
+    def dead_letters(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Read a handler's dead-letter queue (not built yet)."""
+        self._not_yet("dead-letter queues")
+
+    async def replay(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Replay history through a handler (not built yet)."""
+        self._not_yet("replay")
+
+    async def backup(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Back up a table (not built yet)."""
+        self._not_yet("backups")
+
+    async def restore_to_time(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Point-in-time restore (not built yet; the archive it needs is already kept)."""
+        self._not_yet("point-in-time restore")
+
+    async def export(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Export a table (not built yet)."""
+        self._not_yet("export")

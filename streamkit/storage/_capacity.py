@@ -1,0 +1,166 @@
+"""Capacity modes, DynamoDB's capacity-unit arithmetic, and token buckets.
+
+* 1 write unit = one write per second of an item up to 1 KB (rounded up per KB,
+  the larger of the old and new item); transactional writes cost double.
+* 1 read unit = one strongly consistent read per second of up to 4 KB;
+  eventually consistent reads cost half; transactional reads double. A query
+  or scan is charged on the total size of the items it read, rounded up once.
+* Provisioned tables keep up to 300 s of unused capacity as burst. A call that
+  finds too few units raises ThroughputExceeded with ``retry_after`` and does
+  nothing; a call that was let in is charged what it really used, which may
+  leave the bucket in debt (as DynamoDB does), so later calls wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from streamkit.exceptions import ThroughputExceeded, ValidationError
+
+__all__ = (
+    "BURST_SECONDS",
+    "Capacity",
+    "ConsumedCapacity",
+    "OnDemand",
+    "Provisioned",
+    "TokenBucket",
+    "measure",
+    "read_units",
+    "record_consumed",
+    "write_units",
+)
+
+BURST_SECONDS = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class OnDemand:
+    """Pay-per-request capacity: never throttled (units are still counted)."""
+
+    mode: str = "ON_DEMAND"
+
+
+@dataclass(frozen=True, slots=True)
+class Provisioned:
+    """Provisioned capacity in read and write units per second."""
+
+    read: float = 5
+    write: float = 5
+    mode: str = "PROVISIONED"
+
+    def __post_init__(self) -> None:
+        for name in ("read", "write"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValidationError(
+                    f"Provisioned({name}=...) must be a positive number, got {v!r}"
+                )
+
+
+Capacity = OnDemand | Provisioned
+
+
+def write_units(size: int) -> float:
+    """Write units for an item of ``size`` bytes (at least 1)."""
+    return float(max(1, math.ceil(size / 1024)))
+
+
+def read_units(size: int, *, consistent: bool) -> float:
+    """Read units for ``size`` bytes read (at least one 4 KB block)."""
+    units = float(max(1, math.ceil(size / 4096)))
+    return units if consistent else units / 2
+
+
+class TokenBucket:
+    """Units per second with up to BURST_SECONDS of unused units kept."""
+
+    __slots__ = ("_last", "_tokens", "rate", "table")
+
+    def __init__(self, rate: float, table: str) -> None:
+        self.rate = float(rate)
+        self.table = table
+        self._tokens = self.rate  # a new table starts with one second of capacity
+        self._last = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.rate * BURST_SECONDS, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    def admit(self, units: float, what: str) -> None:
+        """Let a call in that needs ``units``, or raise ThroughputExceeded."""
+        self._refill()
+        if self._tokens >= units:
+            return
+        retry_after = (units - self._tokens) / self.rate
+        raise ThroughputExceeded(
+            f"{what} capacity of table {self.table!r} exceeded "
+            f"({self.rate:g} units/s provisioned); retry in {retry_after:.3f}s",
+            table=self.table,
+            retry_after=retry_after,
+        )
+
+    def charge(self, units: float) -> None:
+        """Take what a call actually consumed (the bucket may go into debt)."""
+        self._refill()
+        self._tokens -= units
+
+    @property
+    def available(self) -> float:
+        """Units available now."""
+        self._refill()
+        return self._tokens
+
+
+@dataclass(slots=True)
+class ConsumedCapacity:
+    """Units consumed by the calls made inside ``measure()``, in total and per table."""
+
+    read_units: float = 0.0
+    write_units: float = 0.0
+    by_table: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        """Read plus write units."""
+        return self.read_units + self.write_units
+
+    def add(self, table: str, read: float, write: float) -> None:
+        """Account one call's units."""
+        self.read_units += read
+        self.write_units += write
+        r, w = self.by_table.get(table, (0.0, 0.0))
+        self.by_table[table] = (r + read, w + write)
+
+
+_meters: ContextVar[tuple[ConsumedCapacity, ...]] = ContextVar("streamkit_meters", default=())
+
+
+@contextlib.contextmanager
+def measure() -> Iterator[ConsumedCapacity]:
+    """Count the capacity units consumed by the calls made in this block (this task only).
+
+    Example:
+        ```python
+        with sk.measure_capacity() as used:
+            await users.put({"UserID": "1", "Name": "Ann"})
+        print(used.write_units)  # 1.0
+        ```
+    """
+    meter = ConsumedCapacity()
+    token = _meters.set((*_meters.get(), meter))
+    try:
+        yield meter
+    finally:
+        _meters.reset(token)
+
+
+def record_consumed(table: str, read: float, write: float) -> None:
+    """Add a call's units to every meter open in the current context."""
+    for m in _meters.get():
+        m.add(table, read, write)

@@ -1,0 +1,122 @@
+"""What a table is: its key schema, stream, TTL, capacity and recovery settings."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from streamkit.exceptions import ValidationError
+from streamkit.records import StreamView
+from streamkit.storage._capacity import Capacity, OnDemand, Provisioned
+from streamkit.storage._keys import KeyAttribute, KeySchema
+
+__all__ = ("TableSpec", "check_table_name")
+
+_TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+
+
+def check_table_name(name: object) -> str:
+    """DynamoDB's table-name rule: 3-255 of ``A-Z a-z 0-9 _ - .``."""
+    if not isinstance(name, str) or not _TABLE_NAME.match(name):
+        raise ValidationError(
+            f"table name {name!r} is invalid: use 3 to 255 characters of A-Z, a-z, 0-9, "
+            "'_', '-' and '.'"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """A table's settings, as stored and as ``describe_table`` reports them."""
+
+    name: str
+    key: KeySchema
+    stream: StreamView | None = StreamView.NEW_AND_OLD_IMAGES
+    ttl_attribute: str | None = None
+    capacity: Capacity = field(default_factory=OnDemand)
+    pitr: bool = True
+    recovery_days: int = 35
+    created_at: datetime | None = None
+    table_id: int = 0
+
+    @property
+    def record_view(self) -> StreamView | None:
+        """The view type change records are written with, or None when none are kept.
+
+        A table with no stream but with PITR still keeps full records for its archive.
+        """
+        if self.stream is not None:
+            return self.stream
+        return StreamView.NEW_AND_OLD_IMAGES if self.pitr else None
+
+    def with_id(self, table_id: int, created_at: datetime) -> TableSpec:
+        """A copy carrying its storage id and creation time."""
+        return replace(self, table_id=table_id, created_at=created_at)
+
+    def to_json(self) -> str:
+        """Serialize for the catalog."""
+        cap = self.capacity
+        return json.dumps(
+            {
+                "partition": [self.key.partition.name, self.key.partition.type],
+                "sort": None if self.key.sort is None else [self.key.sort.name, self.key.sort.type],
+                "stream": None if self.stream is None else self.stream.value,
+                "ttl_attribute": self.ttl_attribute,
+                "capacity": {"mode": "ON_DEMAND"}
+                if isinstance(cap, OnDemand)
+                else {"mode": "PROVISIONED", "read": cap.read, "write": cap.write},
+                "pitr": self.pitr,
+                "recovery_days": self.recovery_days,
+                "created_at": None if self.created_at is None else self.created_at.isoformat(),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, name: str, table_id: int, text: str) -> TableSpec:
+        """Deserialize from the catalog."""
+        d: dict[str, Any] = json.loads(text)
+        p = d["partition"]
+        s = d["sort"]
+        cap_d = d["capacity"]
+        capacity: Capacity = (
+            OnDemand()
+            if cap_d["mode"] == "ON_DEMAND"
+            else Provisioned(read=cap_d["read"], write=cap_d["write"])
+        )
+        return cls(
+            name=name,
+            key=KeySchema(
+                KeyAttribute(p[0], p[1]), None if s is None else KeyAttribute(s[0], s[1])
+            ),
+            stream=None if d["stream"] is None else StreamView(d["stream"]),
+            ttl_attribute=d["ttl_attribute"],
+            capacity=capacity,
+            pitr=d["pitr"],
+            recovery_days=d["recovery_days"],
+            created_at=None
+            if d["created_at"] is None
+            else datetime.fromisoformat(d["created_at"]).astimezone(UTC),
+            table_id=table_id,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """A plain description (what ``streamkit tables describe`` prints)."""
+        cap = self.capacity
+        return {
+            "name": self.name,
+            "partition_key": {"name": self.key.partition.name, "type": self.key.partition.type},
+            "sort_key": None
+            if self.key.sort is None
+            else {"name": self.key.sort.name, "type": self.key.sort.type},
+            "stream": None if self.stream is None else self.stream.value,
+            "ttl_attribute": self.ttl_attribute,
+            "capacity": "on-demand"
+            if isinstance(cap, OnDemand)
+            else {"read": cap.read, "write": cap.write},
+            "pitr": self.pitr,
+            "recovery_days": self.recovery_days,
+            "created_at": None if self.created_at is None else self.created_at.isoformat(),
+        }

@@ -1,0 +1,660 @@
+"""The SQLite storage engine (``sqlite:///path.db`` and ``memory://``).
+
+Threads, not the event loop, touch SQLite: one writer thread owns the only
+write connection and one reader thread serves reads (WAL lets them run side
+by side). Callers enqueue work and await an asyncio future; each thread
+drains everything queued, so under load many writes share one transaction
+and one commit (group commit) and many reads one wake-up.
+
+Crash safety: WAL mode; a job's item rows and change records are written in
+the same transaction, so after a crash either both are there or neither.
+``synchronous=NORMAL`` (the default here) survives a killed process; pass
+``?synchronous=FULL`` in the URL to also survive power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+import zlib
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from queue import Empty, SimpleQueue
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from streamkit.exceptions import (
+    ConfigurationError,
+    StorageError,
+    StreamkitError,
+    TableExists,
+    TableNotFound,
+)
+from streamkit.storage._engine import ChangeRow
+from streamkit.storage._spec import TableSpec
+from streamkit.storage._writes import WriteJob, WriteResult, run_job
+
+__all__ = ("SqliteEngine",)
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sk_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sk_tables (
+    id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    spec TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sk_items (
+    tid     INTEGER NOT NULL,
+    pk      BLOB NOT NULL,
+    sk      BLOB NOT NULL,
+    data    BLOB NOT NULL,
+    size    INTEGER NOT NULL,
+    expires REAL,
+    PRIMARY KEY (tid, pk, sk)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sk_items_expires ON sk_items (tid, expires) WHERE expires IS NOT NULL;
+CREATE TABLE IF NOT EXISTS sk_changes (
+    seq        INTEGER PRIMARY KEY,
+    tid        INTEGER NOT NULL,
+    txn        INTEGER,
+    key        BLOB NOT NULL,
+    record     BLOB NOT NULL,
+    created_ms INTEGER NOT NULL,
+    publish    INTEGER NOT NULL,
+    image      BLOB
+);
+"""
+SCHEMA_VERSION = "1"
+
+_MAX_GROUP = 1024  # jobs per group commit
+_CHECKPOINT_EVERY = 100  # commits between passive checkpoints (run by the reader thread)
+
+# a queued unit of work: (is_write, fn, future). fn runs on the worker thread.
+_Work = tuple[bool, Callable[[Any], Any], "asyncio.Future[Any] | None"]
+# a finished unit: (future or None for fire-and-forget work, value, error)
+_Result = tuple["asyncio.Future[Any] | None", Any, BaseException | None]
+
+
+def _deliver(results: list[_Result]) -> None:
+    for fut, value, exc in results:
+        if fut is None or fut.cancelled():
+            continue
+        if exc is None:
+            fut.set_result(value)
+        else:
+            fut.set_exception(exc)
+
+
+DEFER = True
+
+
+class _Rows:
+    """Rows (write side) and ReadRows over one connection.
+
+    Writes are deferred: ``store``/``remove``/``append_change`` fill an in-memory
+    overlay that ``load`` consults, and ``flush`` hands them to SQLite with one
+    ``executemany`` per statement just before COMMIT. A group of jobs then costs
+    three statement executions instead of three per job, and every job still
+    sees the writes of the jobs before it.
+    """
+
+    __slots__ = ("_changes", "_items", "conn", "seq", "writes")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.seq = 0
+        self.writes = 0
+        # (tid, pk, sk) -> (data, size, expires) to store, or None to delete
+        self._items: dict[tuple[int, bytes, bytes], tuple[bytes, int, float | None] | None] = {}
+        self._changes: list[tuple[Any, ...]] = []
+
+    # --- write side (writer thread, inside BEGIN IMMEDIATE) ---
+    def load(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
+        items = self._items
+        if items:
+            ident = (table_id, pk, sk)
+            if ident in items:
+                pending = items[ident]
+                return None if pending is None else (pending[0], pending[1])
+        row: tuple[bytes, int] | None = self.conn.execute(
+            "SELECT data, size FROM sk_items WHERE tid=? AND pk=? AND sk=?", (table_id, pk, sk)
+        ).fetchone()
+        return row
+
+    def store(
+        self, table_id: int, pk: bytes, sk: bytes, data: bytes, size: int, expires: float | None
+    ) -> None:
+        self.writes += 1
+        if not DEFER:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO sk_items (tid, pk, sk, data, size, expires) "
+                "VALUES (?,?,?,?,?,?)",
+                (table_id, pk, sk, data, size, expires),
+            )
+            return
+        self._items[(table_id, pk, sk)] = (data, size, expires)
+
+    def remove(self, table_id: int, pk: bytes, sk: bytes) -> None:
+        self.writes += 1
+        if not DEFER:
+            self.conn.execute(
+                "DELETE FROM sk_items WHERE tid=? AND pk=? AND sk=?", (table_id, pk, sk)
+            )
+            return
+        self._items[(table_id, pk, sk)] = None
+
+    def next_sequence(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def append_change(
+        self,
+        seq: int,
+        table_id: int,
+        txn: int | None,
+        key: bytes,
+        record: bytes,
+        created_ms: int,
+        publish: bool,
+        image: bytes | None,
+    ) -> None:
+        self.writes += 1
+        row = (seq, table_id, txn, key, record, created_ms, int(publish), image)
+        if not DEFER:
+            self.conn.execute(
+                "INSERT INTO sk_changes (seq, tid, txn, key, record, created_ms, publish, image) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                row,
+            )
+            return
+        self._changes.append(row)
+
+    def flush(self) -> None:
+        """Write the deferred rows (inside the open transaction)."""
+        items, changes = self._items, self._changes
+        if items:
+            stores = [
+                (t, p, s, v[0], v[1], v[2]) for (t, p, s), v in items.items() if v is not None
+            ]
+            deletes = [k for k, v in items.items() if v is None]
+            if stores:
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO sk_items (tid, pk, sk, data, size, expires) "
+                    "VALUES (?,?,?,?,?,?)",
+                    stores,
+                )
+            if deletes:
+                self.conn.executemany("DELETE FROM sk_items WHERE tid=? AND pk=? AND sk=?", deletes)
+            items.clear()
+        if changes:
+            self.conn.executemany(
+                "INSERT INTO sk_changes (seq, tid, txn, key, record, created_ms, publish, image) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                changes,
+            )
+            changes.clear()
+
+    def discard(self) -> None:
+        """Forget deferred rows (the transaction is being rolled back)."""
+        self._items.clear()
+        self._changes.clear()
+
+    def read_sequence(self) -> None:
+        # Read inside every write transaction, so two processes sharing a file never
+        # reuse a number. Pruning the archive always keeps the newest row, so the
+        # maximum never goes back.
+        row = self.conn.execute("SELECT max(seq) FROM sk_changes").fetchone()
+        self.seq = row[0] or 0
+
+    # --- read side ---
+    def get(self, table_id: int, pk: bytes, sk: bytes) -> bytes | None:
+        row = self.conn.execute(
+            "SELECT data FROM sk_items WHERE tid=? AND pk=? AND sk=?", (table_id, pk, sk)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def range(
+        self,
+        table_id: int,
+        pk: bytes,
+        *,
+        low: bytes | None,
+        low_inclusive: bool,
+        high: bytes | None,
+        high_inclusive: bool,
+        reverse: bool,
+        limit: int,
+    ) -> list[tuple[bytes, bytes]]:
+        sql = ["SELECT sk, data FROM sk_items WHERE tid=? AND pk=?"]
+        args: list[Any] = [table_id, pk]
+        if low is not None:
+            sql.append("AND sk >= ?" if low_inclusive else "AND sk > ?")
+            args.append(low)
+        if high is not None:
+            sql.append("AND sk <= ?" if high_inclusive else "AND sk < ?")
+            args.append(high)
+        sql.append("ORDER BY sk DESC LIMIT ?" if reverse else "ORDER BY sk LIMIT ?")
+        args.append(limit)
+        return self.conn.execute(" ".join(sql), args).fetchall()
+
+    def scan(
+        self,
+        table_id: int,
+        *,
+        after: tuple[bytes, bytes] | None,
+        limit: int,
+        segment: int,
+        total_segments: int,
+    ) -> list[tuple[bytes, bytes, bytes]]:
+        sql = ["SELECT pk, sk, data FROM sk_items WHERE tid=?"]
+        args: list[Any] = [table_id]
+        if after is not None:
+            sql.append("AND (pk > ? OR (pk = ? AND sk > ?))")
+            args.extend((after[0], after[0], after[1]))
+        if total_segments > 1:
+            sql.append("AND sk_segment(pk, ?) = ?")
+            args.extend((total_segments, segment))
+        sql.append("ORDER BY pk, sk LIMIT ?")
+        args.append(limit)
+        return self.conn.execute(" ".join(sql), args).fetchall()
+
+    def expired(self, table_id: int, cutoff: float, limit: int) -> list[bytes]:
+        rows = self.conn.execute(
+            "SELECT data FROM sk_items WHERE tid=? AND expires IS NOT NULL "
+            "AND expires <= ? AND expires >= ? ORDER BY expires LIMIT ?",
+            (table_id, cutoff, cutoff - 5 * 365 * 86400.0, limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def changes(self, after_seq: int, limit: int) -> list[ChangeRow]:
+        rows = self.conn.execute(
+            "SELECT seq, tid, txn, key, record, created_ms, publish, image FROM sk_changes "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        ).fetchall()
+        return [ChangeRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in rows]
+
+
+class _JobRunner:
+    """A write job as queued work (the writer defers its row writes to the group's flush)."""
+
+    __slots__ = ("job",)
+
+    def __init__(self, job: WriteJob) -> None:
+        self.job = job
+
+    def __call__(self, rows: _Rows) -> list[WriteResult]:
+        return run_job(rows, self.job)
+
+
+def _checkpoint(rows: _Rows) -> None:
+    """Copy committed WAL frames into the database without blocking the writer."""
+    rows.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+
+def segment_of(pk: bytes, total: int) -> int:
+    """The parallel-scan segment of a partition key (stable across processes)."""
+    return zlib.crc32(pk) % total
+
+
+class _Worker(threading.Thread):
+    """A thread that owns one SQLite connection and runs queued work on it."""
+
+    def __init__(self, name: str, connect: Callable[[], sqlite3.Connection], engine: SqliteEngine):
+        super().__init__(name=name, daemon=True)
+        self._connect = connect
+        self._engine = engine
+        self.queue: SimpleQueue[_Work | None] = SimpleQueue()
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.rows: _Rows | None = None
+
+    def run(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as e:  # reported to open()
+            self.error = e
+            self.ready.set()
+            return
+        rows = self.rows = _Rows(conn)
+        self.ready.set()
+        q = self.queue
+        try:
+            while True:
+                work = q.get()
+                if work is None:
+                    return
+                batch = [work]
+                stop = False
+                while len(batch) < _MAX_GROUP:
+                    try:
+                        nxt = q.get_nowait()
+                    except Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._run_batch(rows, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, rows: _Rows, batch: list[_Work]) -> None:
+        out: list[_Result] = []
+        i = 0
+        n = len(batch)
+        while i < n:
+            if batch[i][0]:
+                j = i
+                while j < n and batch[j][0]:
+                    j += 1
+                self._run_writes(rows, batch[i:j], out)
+                i = j
+            else:
+                _, fn, fut = batch[i]
+                try:
+                    out.append((fut, fn(rows), None))
+                except BaseException as e:
+                    out.append((fut, None, _wrap(e)))
+                i += 1
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for r in out:
+            if r[0] is not None:
+                by_loop.setdefault(r[0].get_loop(), []).append(r)
+        for loop, results in by_loop.items():
+            # a closed loop raises RuntimeError: nobody is waiting for these results
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_deliver, results)
+
+    def _run_writes(
+        self,
+        rows: _Rows,
+        group: list[_Work],
+        out: list[_Result],
+    ) -> None:
+        conn = rows.conn
+        done: list[_Result] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            rows.read_sequence()
+            for _, fn, fut in group:
+                if not isinstance(fn, _JobRunner):
+                    rows.flush()  # catalog work reads and writes SQL directly
+                before = rows.writes
+                try:
+                    done.append((fut, fn(rows), None))
+                except StreamkitError as e:
+                    if rows.writes != before:
+                        raise  # it failed half-way: roll back the group, then run one by one
+                    done.append((fut, None, e))
+            rows.flush()
+            conn.execute("COMMIT")
+        except BaseException:
+            rows.discard()
+            if conn.in_transaction:
+                conn.rollback()
+            self._run_singly(rows, group, out)
+            return
+        out.extend(done)
+        self._engine.committed()
+        if any(e is None for _, _, e in done):
+            self._engine.notify_commit()
+
+    def _run_singly(
+        self,
+        rows: _Rows,
+        group: list[_Work],
+        out: list[_Result],
+    ) -> None:
+        conn = rows.conn
+        committed = False
+        for _, fn, fut in group:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                rows.read_sequence()
+                value = fn(rows)
+                rows.flush()
+                conn.execute("COMMIT")
+                committed = True
+                out.append((fut, value, None))
+            except BaseException as e:
+                rows.discard()
+                if conn.in_transaction:
+                    conn.rollback()
+                out.append((fut, None, _wrap(e)))
+        if committed:
+            self._engine.committed()
+            self._engine.notify_commit()
+
+
+def _wrap(e: BaseException) -> BaseException:
+    if isinstance(e, StreamkitError) or not isinstance(e, Exception):
+        return e
+    if isinstance(e, sqlite3.Error):
+        err = StorageError(f"storage failed: {e}")
+        err.__cause__ = e
+        return err
+    return e
+
+
+def _parse_url(url: str) -> tuple[str | None, dict[str, str]]:
+    parts = urlsplit(url)
+    opts = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    if parts.scheme == "memory":
+        return None, opts
+    if parts.scheme != "sqlite":
+        raise ConfigurationError(
+            f"unsupported storage URL {url!r}: use sqlite:///path or memory://"
+        )
+    path = parts.path
+    if parts.netloc:
+        raise ConfigurationError(
+            f"storage URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    if path.startswith("/"):
+        path = path[1:]  # sqlite:///x.db -> x.db ; sqlite:////abs -> /abs
+    if not path:
+        raise ConfigurationError(f"storage URL {url!r} has no file path")
+    if path == ":memory:":
+        return None, opts
+    return path, opts
+
+
+class SqliteEngine:
+    """Tables, items and change records in one SQLite database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path, opts = _parse_url(url)
+        sync = opts.get("synchronous", "NORMAL").upper()
+        if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ConfigurationError(f"synchronous={sync!r} must be OFF, NORMAL, FULL or EXTRA")
+        self._synchronous = sync
+        self._writer: _Worker | None = None
+        self._reader: _Worker | None = None
+        self._open_lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+        self._commits = 0
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def _connect(self, *, write: bool) -> sqlite3.Connection:
+        if self.path is None:
+            conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        else:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            # the reader thread checkpoints (passively, off the write path); this is
+            # only the safety net if it falls far behind
+            conn.execute("PRAGMA wal_autocheckpoint=20000")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.create_function("sk_segment", 2, segment_of, deterministic=True)
+        if write:
+            with conn:
+                conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT value FROM sk_meta WHERE key='schema'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO sk_meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            elif row[0] != SCHEMA_VERSION:
+                raise ConfigurationError(
+                    f"{self.url}: storage schema version {row[0]} is not supported "
+                    f"(this streamkit uses {SCHEMA_VERSION})"
+                )
+        else:
+            conn.execute("PRAGMA query_only=ON")
+        return conn
+
+    async def open(self) -> None:
+        """Start the worker threads (idempotent)."""
+        if self._writer is not None:
+            return
+        with self._open_lock:
+            if self._writer is not None:
+                return
+            writer = _Worker("streamkit-sqlite-writer", lambda: self._connect(write=True), self)
+            writer.start()
+            await asyncio.to_thread(writer.ready.wait)
+            if writer.error is not None:
+                raise _wrap(writer.error)
+            reader = writer
+            if self.path is not None:
+                reader = _Worker(
+                    "streamkit-sqlite-reader", lambda: self._connect(write=False), self
+                )
+                reader.start()
+                await asyncio.to_thread(reader.ready.wait)
+                if reader.error is not None:
+                    writer.queue.put(None)
+                    raise _wrap(reader.error)
+            self._writer, self._reader = writer, reader
+
+    async def close(self) -> None:
+        """Finish queued work, stop the threads, close the connections."""
+        writer, reader = self._writer, self._reader
+        self._writer = self._reader = None
+        for w in {writer, reader}:
+            if w is not None:
+                w.queue.put(None)
+        for w in {writer, reader}:
+            if w is not None:
+                await asyncio.to_thread(w.join)
+
+    # --- submitting work ---------------------------------------------------------------
+    def _submit(
+        self, worker: _Worker | None, write: bool, fn: Callable[[Any], Any]
+    ) -> asyncio.Future[Any]:
+        if worker is None:
+            raise StorageError(f"storage {self.url} is not open (or was closed)")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        worker.queue.put((write, fn, fut))
+        return fut
+
+    async def write(self, job: WriteJob) -> list[WriteResult]:
+        """Run a write job in the next group commit."""
+        return await self._submit(self._writer, True, _JobRunner(job))  # type: ignore[no-any-return]
+
+    async def write_fn(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(rows)`` inside a write transaction (used for DDL and maintenance)."""
+        return await self._submit(self._writer, True, fn)  # type: ignore[no-any-return]
+
+    async def read(self, fn: Callable[[Any], T]) -> T:
+        """Run a read function on the reader thread."""
+        return await self._submit(self._reader, False, fn)  # type: ignore[no-any-return]
+
+    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on the writer thread after commits (the capture relay's doorbell)."""
+        self._listeners.append(listener)
+
+    def committed(self) -> None:
+        """Count a commit (writer thread); every so often ask the reader to checkpoint."""
+        self._commits += 1
+        reader = self._reader
+        if self._commits >= _CHECKPOINT_EVERY and reader is not None and reader is not self._writer:
+            self._commits = 0
+            reader.queue.put((False, _checkpoint, None))
+
+    def notify_commit(self) -> None:
+        """Ring every commit listener."""
+        for listener in self._listeners:
+            listener()
+
+    # --- catalog ---------------------------------------------------------------------
+    async def create_table(self, spec: TableSpec) -> TableSpec:
+        """Add a table; raises TableExists."""
+
+        def fn(rows: _Rows) -> TableSpec:
+            created = datetime.now(UTC)
+            try:
+                cur = rows.conn.execute(
+                    "INSERT INTO sk_tables (name, spec) VALUES (?, ?)", (spec.name, "{}")
+                )
+            except sqlite3.IntegrityError:
+                raise TableExists(f"table {spec.name!r} already exists", table=spec.name) from None
+            table_id = cur.lastrowid
+            assert table_id is not None
+            done = spec.with_id(table_id, created)
+            rows.writes += 1
+            rows.conn.execute("UPDATE sk_tables SET spec=? WHERE id=?", (done.to_json(), table_id))
+            return done
+
+        return await self.write_fn(fn)
+
+    async def delete_table(self, name: str) -> TableSpec:
+        """Remove a table and all its items (its change records stay in the archive)."""
+
+        def fn(rows: _Rows) -> TableSpec:
+            row = rows.conn.execute(
+                "SELECT id, spec FROM sk_tables WHERE name=?", (name,)
+            ).fetchone()
+            if row is None:
+                raise TableNotFound(f"table {name!r} does not exist", table=name)
+            rows.writes += 1
+            rows.conn.execute("DELETE FROM sk_items WHERE tid=?", (row[0],))
+            rows.conn.execute("DELETE FROM sk_tables WHERE id=?", (row[0],))
+            return TableSpec.from_json(name, row[0], row[1])
+
+        return await self.write_fn(fn)
+
+    async def update_table(self, spec: TableSpec) -> TableSpec:
+        """Store changed settings of an existing table."""
+
+        def fn(rows: _Rows) -> TableSpec:
+            rows.writes += 1
+            cur = rows.conn.execute(
+                "UPDATE sk_tables SET spec=? WHERE id=? AND name=?",
+                (spec.to_json(), spec.table_id, spec.name),
+            )
+            if cur.rowcount != 1:
+                raise TableNotFound(f"table {spec.name!r} does not exist", table=spec.name)
+            return spec
+
+        return await self.write_fn(fn)
+
+    async def list_tables(self) -> Sequence[TableSpec]:
+        """Every table, by name."""
+
+        def fn(rows: _Rows) -> list[TableSpec]:
+            return [
+                TableSpec.from_json(n, i, s)
+                for i, n, s in rows.conn.execute(
+                    "SELECT id, name, spec FROM sk_tables ORDER BY name"
+                )
+            ]
+
+        # the writer sees its own latest catalog even before the reader's snapshot moves
+        return await self.write_fn(fn)

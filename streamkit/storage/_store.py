@@ -1,0 +1,142 @@
+"""The table store: one storage engine, its table catalog and capacity buckets.
+
+``Store`` is what ``Table`` handles and transactions share. It opens the
+engine lazily on first use, caches table specs, and keeps one token bucket
+per provisioned table and direction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from streamkit.exceptions import ConfigurationError, TableNotFound
+from streamkit.storage._capacity import Provisioned, TokenBucket, record_consumed
+from streamkit.storage._engine import ChangeRow
+from streamkit.storage._spec import TableSpec
+
+if TYPE_CHECKING:
+    from streamkit.storage._sqlite import SqliteEngine
+
+__all__ = ("Store", "open_engine")
+
+
+def open_engine(url: str) -> SqliteEngine:
+    """The storage engine for a URL (``sqlite:///path.db``, ``memory://``)."""
+    scheme = url.split(":", 1)[0]
+    if scheme in ("sqlite", "memory"):
+        from streamkit.storage._sqlite import SqliteEngine
+
+        return SqliteEngine(url)
+    if scheme in ("postgres", "postgresql"):
+        from streamkit.exceptions import NotYetAvailable
+
+        raise NotYetAvailable("the PostgreSQL storage engine is not available yet; use sqlite://")
+    raise ConfigurationError(f"unsupported storage URL {url!r}: use sqlite:///path.db or memory://")
+
+
+class Store:
+    """Shared state behind every Table handle of one App."""
+
+    def __init__(self, url: str, *, origin: str | None = None) -> None:
+        self.engine = open_engine(url)
+        self.origin = origin
+        self._specs: dict[str, TableSpec] = {}
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._opened = False
+        self._lock: asyncio.Lock | None = None
+
+    async def ensure_open(self) -> None:
+        """Open the engine and load the catalog, once."""
+        if self._opened:
+            return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._opened:
+                return
+            await self.engine.open()
+            for spec in await self.engine.list_tables():
+                self._specs[spec.name] = spec
+            self._opened = True
+
+    async def close(self) -> None:
+        """Close the engine (a later call reopens it)."""
+        if self._opened:
+            self._opened = False
+            await self.engine.close()
+
+    async def spec(self, name: str) -> TableSpec:
+        """The spec of a table, reloading the catalog once if it is not known here."""
+        if not self._opened:
+            await self.ensure_open()
+        spec = self._specs.get(name)
+        if spec is not None:
+            return spec
+        await self.reload()
+        spec = self._specs.get(name)
+        if spec is None:
+            raise TableNotFound(f"table {name!r} does not exist", table=name)
+        return spec
+
+    async def reload(self) -> None:
+        """Re-read the catalog (another process may have created or deleted tables)."""
+        await self.ensure_open()
+        specs = await self.engine.list_tables()
+        self._specs = {s.name: s for s in specs}
+
+    def remember(self, spec: TableSpec) -> None:
+        """Cache a created or updated spec."""
+        self._specs[spec.name] = spec
+        self._buckets.pop((spec.name, "read"), None)
+        self._buckets.pop((spec.name, "write"), None)
+
+    def forget(self, name: str) -> None:
+        """Drop a deleted table from the cache."""
+        self._specs.pop(name, None)
+        self._buckets.pop((name, "read"), None)
+        self._buckets.pop((name, "write"), None)
+
+    @property
+    def known_specs(self) -> list[TableSpec]:
+        """Specs cached now, by name."""
+        return [self._specs[n] for n in sorted(self._specs)]
+
+    def _bucket(self, spec: TableSpec, direction: str) -> TokenBucket | None:
+        cap = spec.capacity
+        if not isinstance(cap, Provisioned):
+            return None
+        b = self._buckets.get((spec.name, direction))
+        if b is None:
+            rate = cap.read if direction == "read" else cap.write
+            b = self._buckets[(spec.name, direction)] = TokenBucket(rate, spec.name)
+        return b
+
+    def admit(self, spec: TableSpec, *, read: float = 0.0, write: float = 0.0) -> None:
+        """Raise ThroughputExceeded unless the table has the units a call needs."""
+        if read:
+            b = self._bucket(spec, "read")
+            if b is not None:
+                b.admit(read, "read")
+        if write:
+            b = self._bucket(spec, "write")
+            if b is not None:
+                b.admit(write, "write")
+
+    def charge(self, spec: TableSpec, *, read: float = 0.0, write: float = 0.0) -> None:
+        """Take the units a call consumed, and report them to open meters."""
+        if read:
+            b = self._bucket(spec, "read")
+            if b is not None:
+                b.charge(read)
+        if write:
+            b = self._bucket(spec, "write")
+            if b is not None:
+                b.charge(write)
+        record_consumed(spec.name, read, write)
+
+    async def read_changes(self, after_seq: int, limit: int) -> list[ChangeRow]:
+        """Change rows (the outbox and archive) after a sequence number, in commit order."""
+        await self.ensure_open()
+        rows: list[ChangeRow] = await self.engine.read(lambda r: r.changes(after_seq, limit))
+        return rows

@@ -1,0 +1,745 @@
+"""``Table``: the async API of one table (put, get, update, delete, query, scan, batches)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from streamkit.exceptions import ValidationError
+from streamkit.records._avro import decode_image, encode_image
+from streamkit.records._values import MAX_ITEM_BYTES, Item, item_size, normalize_item
+from streamkit.storage._capacity import read_units
+from streamkit.storage._expressions import (
+    ExpressionContext,
+    compile_condition,
+    compile_key_condition,
+    compile_projection,
+    compile_update,
+)
+from streamkit.storage._keys import order_bytes
+from streamkit.storage._writes import (
+    DeleteOp,
+    ItemKey,
+    PutOp,
+    UpdateOp,
+    WriteJob,
+    WriteOp,
+    ttl_expiry,
+)
+
+if TYPE_CHECKING:
+    from streamkit.storage._conditions import Condition
+    from streamkit.storage._expressions import CompiledCondition, Projection
+    from streamkit.storage._spec import TableSpec
+    from streamkit.storage._store import Store
+
+__all__ = ("Page", "Table")
+
+_PUT_RETURNS = frozenset({"NONE", "ALL_OLD"})
+_UPDATE_RETURNS = frozenset({"NONE", "ALL_OLD", "ALL_NEW", "UPDATED_OLD", "UPDATED_NEW"})
+_PAGE_BYTES = 1024 * 1024  # DynamoDB stops a query or scan page at 1 MB read
+_CHUNK = 1000
+
+ConditionArg = "Condition | str | None"
+
+
+@dataclass(slots=True)
+class Page:
+    """One page of a query or scan, as DynamoDB returns it.
+
+    Attributes:
+        items: the items that passed the filter (projected).
+        last_key: pass as ``start_key=`` to continue; None when the range is exhausted.
+        count: len(items).
+        scanned_count: items read before the filter.
+        consumed: read units consumed.
+        read_bytes: the size of the items read (before the filter).
+    """
+
+    items: list[Item] = field(default_factory=list)
+    last_key: Item | None = None
+    scanned_count: int = 0
+    consumed: float = 0.0
+    read_bytes: int = 0
+
+    @property
+    def count(self) -> int:
+        """How many items passed the filter."""
+        return len(self.items)
+
+
+def _check_returns(returns: str, allowed: frozenset[str], call: str) -> None:
+    if returns not in allowed:
+        raise ValidationError(f"{call}: returns={returns!r} is not one of {sorted(allowed)}")
+
+
+def _successor(prefix: bytes) -> bytes | None:
+    """The smallest byte string greater than every string starting with ``prefix``."""
+    p = prefix.rstrip(b"\xff")
+    if not p:
+        return None
+    return p[:-1] + bytes((p[-1] + 1,))
+
+
+class Table:
+    """A handle to one table. Cheap to create; every call checks the table exists.
+
+    Example:
+        ```python
+        users = app.table("Users")
+        await users.put({"UserID": "1", "Name": "Ann"})
+        item = await users.get({"UserID": "1"})
+        ```
+    """
+
+    __slots__ = ("_store", "name")
+
+    def __init__(self, store: Store, name: str) -> None:
+        self._store = store
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Table({self.name!r})"
+
+    async def spec(self) -> TableSpec:
+        """The table's settings."""
+        return await self._store.spec(self.name)
+
+    async def describe(self) -> dict[str, Any]:
+        """The table's settings as plain data."""
+        return (await self.spec()).describe()
+
+    # --- building operations (shared with transactions) ---------------------------------
+    def _put_op(
+        self,
+        spec: TableSpec,
+        item: Mapping[str, Any],
+        condition: Condition | str | None,
+        names: Mapping[str, str] | None,
+        values: Mapping[str, Any] | None,
+        returns: str,
+        old_on_failure: bool = False,
+    ) -> PutOp:
+        _check_returns(returns, _PUT_RETURNS, "put")
+        norm = normalize_item(item)
+        size = item_size(norm)
+        if size > MAX_ITEM_BYTES:
+            raise ValidationError(f"item size {size} bytes exceeds the 400 KB limit")
+        coords = spec.key.extract(norm)  # the key attributes are there and typed
+        k = ItemKey.of(spec, spec.key.key_of(norm), coords)
+        cond = _compile_condition_only(condition, names, values)
+        return PutOp(spec, k, norm, encode_image(norm), size, cond, returns, old_on_failure)
+
+    def _key(self, spec: TableSpec, key: Mapping[str, Any]) -> ItemKey:
+        return ItemKey.of(spec, spec.key.normalize_key(key))
+
+    def _update_op(
+        self,
+        spec: TableSpec,
+        key: Mapping[str, Any],
+        *,
+        expression: str | None,
+        set: Mapping[str, Any] | None,
+        remove: Iterable[str] | None,
+        add: Mapping[str, Any] | None,
+        delete: Mapping[str, Any] | None,
+        condition: Condition | str | None,
+        names: Mapping[str, str] | None,
+        values: Mapping[str, Any] | None,
+        returns: str,
+        old_on_failure: bool = False,
+    ) -> UpdateOp:
+        _check_returns(returns, _UPDATE_RETURNS, "update")
+        k = self._key(spec, key)
+        ctx = ExpressionContext(names, values)
+        upd = compile_update(ctx, expression, set=set, remove=remove, add=add, delete=delete)
+        cond = compile_condition(condition, ctx)
+        ctx.check_all_used()
+        return UpdateOp(spec, k, upd, cond, returns, old_on_failure)
+
+    def _delete_op(
+        self,
+        spec: TableSpec,
+        key: Mapping[str, Any],
+        condition: Condition | str | None,
+        names: Mapping[str, str] | None,
+        values: Mapping[str, Any] | None,
+        returns: str,
+        old_on_failure: bool = False,
+    ) -> DeleteOp:
+        _check_returns(returns, _PUT_RETURNS, "delete")
+        k = self._key(spec, key)
+        cond = _compile_condition_only(condition, names, values)
+        return DeleteOp(spec, k, cond, returns, old_on_failure)
+
+    async def _write_one(self, spec: TableSpec, op: WriteOp) -> Item | None:
+        store = self._store
+        store.admit(spec, write=1.0)
+        (result,) = await store.engine.write(WriteJob([op], origin=store.origin))
+        store.charge(spec, write=result.units)
+        return result.item
+
+    # --- single-item writes -----------------------------------------------------------
+    async def put(
+        self,
+        item: Mapping[str, Any],
+        *,
+        condition: Condition | str | None = None,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+        returns: str = "NONE",
+        return_old_on_condition_failure: bool = False,
+    ) -> Item | None:
+        """Create or replace an item.
+
+        Args:
+            item: the whole item; it must hold the key attributes.
+            condition: must hold for the current item (``sk.attr(...)`` or an expression string).
+            names: ``#name`` placeholders of an expression string.
+            values: ``:value`` placeholders of an expression string.
+            returns: "NONE" or "ALL_OLD" (the item it replaced).
+            return_old_on_condition_failure: put the current item on ``ConditionFailed.item``.
+
+        Raises:
+            ValidationError: a bad item or expression.
+            ConditionFailed: the condition was false; nothing was written.
+            ThroughputExceeded: provisioned write capacity is used up.
+        """
+        spec = await self._store.spec(self.name)
+        op = self._put_op(
+            spec, item, condition, names, values, returns, return_old_on_condition_failure
+        )
+        return await self._write_one(spec, op)
+
+    async def update(
+        self,
+        key: Mapping[str, Any],
+        *,
+        set: Mapping[str, Any] | None = None,
+        remove: Iterable[str] | None = None,
+        add: Mapping[str, Any] | None = None,
+        delete: Mapping[str, Any] | None = None,
+        expression: str | None = None,
+        condition: Condition | str | None = None,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+        returns: str = "NONE",
+        return_old_on_condition_failure: bool = False,
+    ) -> Item | None:
+        """Update attributes of an item, creating it if it does not exist (as DynamoDB does).
+
+        Either keyword form (``set=``, ``remove=``, ``add=``, ``delete=``, with literal
+        attribute names) or an UpdateExpression string (``expression=``), not both.
+
+        Args:
+            returns: "NONE", "ALL_OLD", "ALL_NEW", "UPDATED_OLD" or "UPDATED_NEW".
+        """
+        spec = await self._store.spec(self.name)
+        op = self._update_op(
+            spec,
+            key,
+            expression=expression,
+            set=set,
+            remove=remove,
+            add=add,
+            delete=delete,
+            condition=condition,
+            names=names,
+            values=values,
+            returns=returns,
+            old_on_failure=return_old_on_condition_failure,
+        )
+        return await self._write_one(spec, op)
+
+    async def delete(
+        self,
+        key: Mapping[str, Any],
+        *,
+        condition: Condition | str | None = None,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+        returns: str = "NONE",
+        return_old_on_condition_failure: bool = False,
+    ) -> Item | None:
+        """Delete an item (deleting an absent item is not an error and emits no record).
+
+        Args:
+            returns: "NONE" or "ALL_OLD" (the deleted item).
+        """
+        spec = await self._store.spec(self.name)
+        op = self._delete_op(
+            spec, key, condition, names, values, returns, return_old_on_condition_failure
+        )
+        return await self._write_one(spec, op)
+
+    # --- reads -----------------------------------------------------------------------
+    async def get(
+        self,
+        key: Mapping[str, Any],
+        *,
+        consistent: bool = False,
+        projection: str | Sequence[str] | None = None,
+        names: Mapping[str, str] | None = None,
+        hide_expired: bool = False,
+    ) -> Item | None:
+        """The item with this key, or None.
+
+        Args:
+            consistent: a strongly consistent read (costs a full read unit; every read
+                here is in fact consistent).
+            projection: attributes to return (a ProjectionExpression or a list of paths).
+            hide_expired: treat items whose TTL has passed as absent, even before the
+                sweeper deletes them.
+        """
+        store = self._store
+        spec = await store.spec(self.name)
+        norm = spec.key.normalize_key(key)
+        pk, sk = spec.key.extract(norm)
+        proj = _compile_projection_only(projection, names)
+        store.admit(spec, read=0.5)
+        tid = spec.table_id
+        data: bytes | None = await store.engine.read(lambda rows: rows.get(tid, pk, sk))
+        if data is None:
+            store.charge(spec, read=read_units(0, consistent=consistent))
+            return None
+        item = decode_image(data)
+        store.charge(spec, read=read_units(item_size(item), consistent=consistent))
+        if hide_expired and _is_expired(spec, item, time.time()):
+            return None
+        return item if proj is None else proj.apply(item)
+
+    async def batch_get(
+        self,
+        keys: Sequence[Mapping[str, Any]],
+        *,
+        consistent: bool = False,
+        projection: str | Sequence[str] | None = None,
+        names: Mapping[str, str] | None = None,
+        hide_expired: bool = False,
+    ) -> list[Item]:
+        """The items of up to 100 keys that exist, in the order of ``keys``."""
+        if len(keys) > 100:
+            raise ValidationError(f"batch_get takes at most 100 keys, got {len(keys)}")
+        store = self._store
+        spec = await store.spec(self.name)
+        coords = []
+        seen = set()
+        for key in keys:
+            pk, sk = spec.key.extract(spec.key.normalize_key(key))
+            if (pk, sk) in seen:
+                raise ValidationError("batch_get: the same key appears twice")
+            seen.add((pk, sk))
+            coords.append((pk, sk))
+        proj = _compile_projection_only(projection, names)
+        store.admit(spec, read=0.5)
+        tid = spec.table_id
+
+        def run(rows: Any) -> list[bytes]:
+            return [d for pk, sk in coords if (d := rows.get(tid, pk, sk)) is not None]
+
+        datas = await store.engine.read(run)
+        items = [decode_image(d) for d in datas]
+        units = sum(read_units(item_size(i), consistent=consistent) for i in items)
+        store.charge(spec, read=units)
+        if hide_expired:
+            now = time.time()
+            items = [i for i in items if not _is_expired(spec, i, now)]
+        return items if proj is None else [proj.apply(i) for i in items]
+
+    async def batch_write(
+        self,
+        *,
+        puts: Sequence[Mapping[str, Any]] = (),
+        deletes: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Put and delete up to 25 items in one call (no conditions; each item once)."""
+        if len(puts) + len(deletes) > 25:
+            raise ValidationError(
+                f"batch_write takes at most 25 puts and deletes, got {len(puts) + len(deletes)}"
+            )
+        if not puts and not deletes:
+            raise ValidationError("batch_write needs at least one put or delete")
+        store = self._store
+        spec = await store.spec(self.name)
+        ops: list[WriteOp] = [self._put_op(spec, i, None, None, None, "NONE") for i in puts]
+        ops.extend(self._delete_op(spec, k, None, None, None, "NONE") for k in deletes)
+        if len({(o.k.pk, o.k.sk) for o in ops}) != len(ops):
+            raise ValidationError("batch_write: the same key appears more than once")
+        store.admit(spec, write=float(len(ops)))
+        results = await store.engine.write(WriteJob(ops, origin=store.origin))
+        store.charge(spec, write=sum(r.units for r in results))
+
+    # --- query and scan ---------------------------------------------------------------
+    async def query_page(
+        self,
+        partition: Any = None,
+        *,
+        sort: Condition | None = None,
+        key_condition: Condition | str | None = None,
+        filter: Condition | str | None = None,
+        projection: str | Sequence[str] | None = None,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+        start_key: Mapping[str, Any] | None = None,
+        consistent: bool = False,
+        hide_expired: bool = False,
+    ) -> Page:
+        """One page of a query, with DynamoDB's paging: ``limit`` items read (before the
+        filter) or 1 MB, whichever comes first; continue with ``start_key=page.last_key``.
+
+        Give the partition key value (and optionally a ``sort=sk.key(...)`` condition), or
+        a whole ``key_condition`` (builder or KeyConditionExpression string).
+        """
+        store = self._store
+        spec = await store.spec(self.name)
+        plan = _QueryPlan.build(
+            spec, partition, sort, key_condition, filter, projection, names, values
+        )
+        return await self._query_page(
+            spec, plan, reverse, limit, start_key, consistent, hide_expired
+        )
+
+    async def _query_page(
+        self,
+        spec: TableSpec,
+        plan: _QueryPlan,
+        reverse: bool,
+        limit: int | None,
+        start_key: Mapping[str, Any] | None,
+        consistent: bool,
+        hide_expired: bool,
+    ) -> Page:
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValidationError(f"limit must be a positive integer, got {limit!r}")
+        store = self._store
+        low, low_inc, high, high_inc = plan.low, plan.low_inclusive, plan.high, plan.high_inclusive
+        if start_key is not None:
+            spk, ssk = spec.key.extract(spec.key.normalize_key(start_key))
+            if spk != plan.pk:
+                raise ValidationError("start_key is not in the queried partition")
+            if not reverse and (low is None or ssk >= low):
+                low, low_inc = ssk, False
+            elif reverse and (high is None or ssk <= high):
+                high, high_inc = ssk, False
+        store.admit(spec, read=0.5)
+        tid, pk = spec.table_id, plan.pk
+        want = limit if limit is not None else _CHUNK
+
+        def run(rows: Any) -> list[tuple[bytes, bytes]]:
+            return rows.range(  # type: ignore[no-any-return]
+                tid,
+                pk,
+                low=low,
+                low_inclusive=low_inc,
+                high=high,
+                high_inclusive=high_inc,
+                reverse=reverse,
+                limit=want + 1,
+            )
+
+        raw = await store.engine.read(run)
+        page = _fill_page(
+            spec, [d for _, d in raw], want, plan.filter, plan.projection, hide_expired
+        )
+        page.consumed = read_units(page.read_bytes, consistent=consistent)
+        store.charge(spec, read=page.consumed)
+        return page
+
+    async def query(
+        self,
+        partition: Any = None,
+        *,
+        sort: Condition | None = None,
+        key_condition: Condition | str | None = None,
+        filter: Condition | str | None = None,
+        projection: str | Sequence[str] | None = None,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+        start_key: Mapping[str, Any] | None = None,
+        consistent: bool = False,
+        hide_expired: bool = False,
+    ) -> AsyncIterator[Item]:
+        """Iterate the items of one partition in sort-key order, across all pages.
+
+        ``limit`` here caps how many items are *yielded*; use :meth:`query_page`
+        for DynamoDB's per-page Limit. Bad arguments raise on the first iteration.
+
+        Example:
+            ```python
+            async for order in orders.query("123", sort=sk.key("OrderDate").begins_with("2026-")):
+                ...
+            ```
+        """
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValidationError(f"limit must be a positive integer, got {limit!r}")
+        spec = await self._store.spec(self.name)
+        plan = _QueryPlan.build(
+            spec, partition, sort, key_condition, filter, projection, names, values
+        )
+        left = limit
+        cursor = start_key
+        while True:
+            page = await self._query_page(
+                spec, plan, reverse, None, cursor, consistent, hide_expired
+            )
+            for item in page.items:
+                yield item
+                if left is not None:
+                    left -= 1
+                    if left == 0:
+                        return
+            if page.last_key is None:
+                return
+            cursor = page.last_key
+
+    async def scan_page(
+        self,
+        *,
+        filter: Condition | str | None = None,
+        projection: str | Sequence[str] | None = None,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        start_key: Mapping[str, Any] | None = None,
+        segment: int = 0,
+        total_segments: int = 1,
+        consistent: bool = False,
+        hide_expired: bool = False,
+    ) -> Page:
+        """One page of a scan (DynamoDB paging, optional parallel segment)."""
+        store = self._store
+        spec = await store.spec(self.name)
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValidationError(f"limit must be a positive integer, got {limit!r}")
+        if not (isinstance(total_segments, int) and 1 <= total_segments <= 1_000_000):
+            raise ValidationError("total_segments must be an integer from 1 to 1000000")
+        if not (isinstance(segment, int) and 0 <= segment < total_segments):
+            raise ValidationError(
+                f"segment must be from 0 to {total_segments - 1}, got {segment!r}"
+            )
+        ctx = ExpressionContext(names, values)
+        flt = compile_condition(filter, ctx, kind="FilterExpression")
+        proj = compile_projection(projection, ctx)
+        ctx.check_all_used()
+        after = None
+        if start_key is not None:
+            after = spec.key.extract(spec.key.normalize_key(start_key))
+        store.admit(spec, read=0.5)
+        tid = spec.table_id
+        want = limit if limit is not None else _CHUNK
+
+        def run(rows: Any) -> list[tuple[bytes, bytes, bytes]]:
+            return rows.scan(  # type: ignore[no-any-return]
+                tid, after=after, limit=want + 1, segment=segment, total_segments=total_segments
+            )
+
+        raw = await store.engine.read(run)
+        page = _fill_page(spec, [d for _, _, d in raw], want, flt, proj, hide_expired)
+        page.consumed = read_units(page.read_bytes, consistent=consistent)
+        store.charge(spec, read=page.consumed)
+        return page
+
+    async def scan(
+        self,
+        *,
+        filter: Condition | str | None = None,
+        projection: str | Sequence[str] | None = None,
+        names: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        segment: int = 0,
+        total_segments: int = 1,
+        consistent: bool = False,
+        hide_expired: bool = False,
+    ) -> AsyncIterator[Item]:
+        """Iterate every item (of one segment) that passes the filter; ``limit`` caps the yield."""
+        left = limit
+        cursor: Mapping[str, Any] | None = None
+        while True:
+            page = await self.scan_page(
+                filter=filter,
+                projection=projection,
+                names=names,
+                values=values,
+                start_key=cursor,
+                segment=segment,
+                total_segments=total_segments,
+                consistent=consistent,
+                hide_expired=hide_expired,
+            )
+            for item in page.items:
+                yield item
+                if left is not None:
+                    left -= 1
+                    if left == 0:
+                        return
+            if page.last_key is None:
+                return
+            cursor = page.last_key
+
+    async def count(self) -> int:
+        """How many items the table holds (a full scan)."""
+        n = 0
+        cursor: Mapping[str, Any] | None = None
+        while True:
+            page = await self.scan_page(start_key=cursor, projection=None)
+            n += page.count
+            if page.last_key is None:
+                return n
+            cursor = page.last_key
+
+
+def _compile_condition_only(
+    condition: Condition | str | None,
+    names: Mapping[str, str] | None,
+    values: Mapping[str, Any] | None,
+) -> CompiledCondition | None:
+    if condition is None and not names and not values:
+        return None
+    ctx = ExpressionContext(names, values)
+    cond = compile_condition(condition, ctx)
+    ctx.check_all_used()
+    return cond
+
+
+def _compile_projection_only(
+    projection: str | Sequence[str] | None, names: Mapping[str, str] | None
+) -> Projection | None:
+    if projection is None and not names:
+        return None
+    ctx = ExpressionContext(names, None)
+    proj = compile_projection(projection, ctx)
+    ctx.check_all_used()
+    return proj
+
+
+def _is_expired(spec: TableSpec, item: Item, now: float) -> bool:
+    exp = ttl_expiry(spec, item)
+    return exp is not None and exp <= now
+
+
+@dataclass(slots=True)
+class _QueryPlan:
+    pk: bytes
+    low: bytes | None
+    low_inclusive: bool
+    high: bytes | None
+    high_inclusive: bool
+    filter: CompiledCondition | None
+    projection: Projection | None
+
+    @classmethod
+    def build(
+        cls,
+        spec: TableSpec,
+        partition: Any,
+        sort: Condition | None,
+        key_condition: Condition | str | None,
+        filter: Condition | str | None,
+        projection: str | Sequence[str] | None,
+        names: Mapping[str, str] | None,
+        values: Mapping[str, Any] | None,
+    ) -> _QueryPlan:
+        from streamkit.storage._conditions import key as key_builder
+
+        pname = spec.key.partition.name
+        sname = None if spec.key.sort is None else spec.key.sort.name
+        ctx = ExpressionContext(names, values)
+        if key_condition is not None:
+            if partition is not None or sort is not None:
+                raise ValidationError(
+                    "query: give either key_condition= or a partition value, not both"
+                )
+            cond: Condition | str = key_condition
+        else:
+            if partition is None:
+                raise ValidationError("query needs the partition key value (or key_condition=)")
+            cond = key_builder(pname).eq(partition)
+            if sort is not None:
+                cond = cond & sort
+        kc = compile_key_condition(cond, ctx, partition_key=pname, sort_key=sname)
+        flt = compile_condition(filter, ctx, kind="FilterExpression")
+        if flt is not None:
+            keys_used = sorted(set(spec.key.names) & set(flt.attributes))
+            if keys_used:
+                raise ValidationError(
+                    "a query filter can only use non-key attributes; put conditions on "
+                    f"{keys_used} in the key condition"
+                )
+        proj = compile_projection(projection, ctx)
+        ctx.check_all_used()
+        pv = spec.key.check_value(spec.key.partition, kc.partition_value)
+        pk = order_bytes(pv)
+        low = high = None
+        low_inc = high_inc = True
+        op = kc.sort_op
+        if op is not None:
+            assert spec.key.sort is not None
+            vals = [order_bytes(spec.key.check_value(spec.key.sort, v)) for v in kc.sort_values]
+            if op == "=":
+                low = high = vals[0]
+            elif op == "<":
+                high, high_inc = vals[0], False
+            elif op == "<=":
+                high = vals[0]
+            elif op == ">":
+                low, low_inc = vals[0], False
+            elif op == ">=":
+                low = vals[0]
+            elif op == "between":
+                low, high = vals[0], vals[1]
+                if low > high:
+                    raise ValidationError(
+                        "BETWEEN bounds are reversed: the first must not be greater than the second"
+                    )
+            elif op == "begins_with":
+                if spec.key.sort.type == "N":
+                    raise ValidationError("begins_with is not allowed on a number sort key")
+                low = vals[0]
+                high, high_inc = _successor(vals[0]), False
+            else:  # pragma: no cover - the compiler only returns the ops above
+                raise ValidationError(f"unsupported sort key operator {op!r}")
+        return cls(pk, low, low_inc, high, high_inc, flt, proj)
+
+
+def _fill_page(
+    spec: TableSpec,
+    datas: list[bytes],
+    want: int,
+    flt: CompiledCondition | None,
+    proj: Projection | None,
+    hide_expired: bool,
+) -> Page:
+    """Decode, filter and project up to ``want`` rows (or 1 MB); ``datas`` may hold one extra
+    row, whose presence says the range continues."""
+    page = Page()
+    now = time.time() if hide_expired else 0.0
+    last: Item | None = None
+    n = min(len(datas), want)
+    for i in range(n):
+        item = decode_image(datas[i])
+        page.read_bytes += item_size(item)
+        page.scanned_count += 1
+        last = item
+        if not (hide_expired and _is_expired(spec, item, now)) and (
+            flt is None or flt.evaluate(item)
+        ):
+            page.items.append(item if proj is None else proj.apply(item))
+        if page.read_bytes >= _PAGE_BYTES:
+            n = i + 1
+            break
+    if len(datas) > n and last is not None:
+        page.last_key = spec.key.key_of(last)
+    return page

@@ -1,0 +1,405 @@
+"""Write operations and how they commit, independent of the storage engine.
+
+A write job is one or more operations (a put, an update, a transaction's
+actions, a batch) that the engine runs inside one storage transaction. Every
+job runs in two phases:
+
+1. **plan** — read the current item, check the condition, compute the new item
+   and the event (none / INSERT / MODIFY / REMOVE). Nothing is written; a
+   failure here raises and the job changes nothing.
+2. **apply** — write the item rows and append the change records (the outbox)
+   through the engine's :class:`Rows`, all in the caller's transaction.
+
+The engine runs many jobs in one transaction (group commit); a job that fails
+in *plan* is simply left out, since it wrote nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
+
+from streamkit.exceptions import (
+    CancellationReason,
+    ConditionFailed,
+    TransactionCanceled,
+    ValidationError,
+)
+from streamkit.records import StreamView, UserIdentity
+from streamkit.records._avro import decode_image, encode_image, encode_record
+from streamkit.records._values import MAX_ITEM_BYTES, Item, item_size, values_equal
+from streamkit.storage._capacity import write_units
+from streamkit.storage._keys import message_key
+
+if TYPE_CHECKING:
+    from streamkit.storage._expressions import CompiledCondition, CompiledUpdate
+    from streamkit.storage._spec import TableSpec
+
+__all__ = (
+    "CheckOp",
+    "DeleteOp",
+    "PutOp",
+    "Rows",
+    "UpdateOp",
+    "WriteJob",
+    "WriteOp",
+    "WriteResult",
+    "run_job",
+)
+
+_FIVE_YEARS = 5 * 365 * 86400.0
+
+
+class Rows(Protocol):
+    """What a storage engine offers a write job, inside one open transaction."""
+
+    def load(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
+        """The stored image bytes and DynamoDB size of an item, or None."""
+
+    def store(
+        self, table_id: int, pk: bytes, sk: bytes, data: bytes, size: int, expires: float | None
+    ) -> None:
+        """Insert or replace an item."""
+
+    def remove(self, table_id: int, pk: bytes, sk: bytes) -> None:
+        """Delete an item."""
+
+    def next_sequence(self) -> int:
+        """The next change sequence number (strictly increasing, commit order)."""
+
+    def append_change(
+        self,
+        seq: int,
+        table_id: int,
+        txn: int | None,
+        key: bytes,
+        record: bytes,
+        created_ms: int,
+        publish: bool,
+        image: bytes | None,
+    ) -> None:
+        """Append one change record to the outbox/archive."""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemKey:
+    """An item's key, with everything the writer needs of it computed up front.
+
+    Attributes:
+        key: the normalized key attributes.
+        pk, sk: the order-preserving bytes of the partition and sort key.
+        data: the key as an encoded image (the change record's ``keys``).
+        size: the key's DynamoDB size.
+        message_key: the Kafka message key (the partition key's plain bytes).
+    """
+
+    key: Item
+    pk: bytes
+    sk: bytes
+    data: bytes
+    size: int
+    message_key: bytes
+
+    @classmethod
+    def of(cls, spec: TableSpec, key: Item, coords: tuple[bytes, bytes] | None = None) -> ItemKey:
+        """Build from a normalized key (exactly the key attributes); ``coords`` are its
+        (partition, sort) bytes when the caller has them already."""
+        pk, sk = spec.key.extract(key) if coords is None else coords
+        return cls(
+            key,
+            pk,
+            sk,
+            encode_image(key),
+            item_size(key),
+            message_key(key[spec.key.partition.name]),
+        )
+
+
+@dataclass(slots=True)
+class PutOp:
+    """Put a whole item (``data`` and ``size`` computed by the caller)."""
+
+    spec: TableSpec
+    k: ItemKey
+    item: Item
+    data: bytes
+    size: int
+    condition: CompiledCondition | None = None
+    returns: str = "NONE"
+    old_on_failure: bool = False
+
+
+@dataclass(slots=True)
+class UpdateOp:
+    """Update (or create) an item from its key."""
+
+    spec: TableSpec
+    k: ItemKey
+    update: CompiledUpdate
+    condition: CompiledCondition | None = None
+    returns: str = "NONE"
+    old_on_failure: bool = False
+
+
+@dataclass(slots=True)
+class DeleteOp:
+    """Delete an item; with ``ttl_cutoff`` only if its TTL is still at or before it."""
+
+    spec: TableSpec
+    k: ItemKey
+    condition: CompiledCondition | None = None
+    returns: str = "NONE"
+    old_on_failure: bool = False
+    identity: UserIdentity | None = None
+    ttl_cutoff: float | None = None
+
+
+@dataclass(slots=True)
+class CheckOp:
+    """A transaction's condition check: no write."""
+
+    spec: TableSpec
+    k: ItemKey
+    condition: CompiledCondition
+    old_on_failure: bool = False
+
+
+WriteOp = PutOp | UpdateOp | DeleteOp | CheckOp
+
+
+@dataclass(slots=True)
+class WriteJob:
+    """Operations that commit together; ``transactional`` makes them all-or-nothing."""
+
+    ops: list[WriteOp]
+    transactional: bool = False
+    origin: str | None = None
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """What one operation returns to its caller."""
+
+    item: Item | None
+    units: float
+    event: str | None  # "INSERT" | "MODIFY" | "REMOVE" | None (no change)
+
+
+@dataclass(slots=True)
+class _Plan:
+    op: WriteOp
+    old_data: bytes | None
+    old_size: int
+    old: Item | None
+    new: Item | None
+    new_data: bytes | None
+    new_size: int
+    event: str | None
+    result: WriteResult
+
+
+def run_job(rows: Rows, job: WriteJob) -> list[WriteResult]:
+    """Plan and apply one job inside the caller's open transaction.
+
+    Raises:
+        ConditionFailed, ValidationError: a single operation failed (nothing written).
+        TransactionCanceled: a transactional job failed, with a reason per action.
+    """
+    plans: list[_Plan] = []
+    if job.transactional:
+        reasons: list[CancellationReason] = []
+        failed = False
+        for op in job.ops:
+            try:
+                plans.append(_plan(rows, op))
+                reasons.append(CancellationReason("None"))
+            except ConditionFailed as e:
+                failed = True
+                reasons.append(
+                    CancellationReason(
+                        "ConditionalCheckFailed", "The conditional request failed", e.item
+                    )
+                )
+            except ValidationError as e:
+                failed = True
+                reasons.append(CancellationReason("ValidationError", str(e)))
+        if failed:
+            raise TransactionCanceled(reasons)
+    else:
+        plans = [_plan(rows, op) for op in job.ops]
+    _apply(rows, plans, job)
+    return [p.result for p in plans]
+
+
+def _decode(data: bytes | None) -> Item | None:
+    return None if data is None else decode_image(data)
+
+
+def _plan(rows: Rows, op: WriteOp) -> _Plan:
+    spec = op.spec
+    k = op.k
+    loaded = rows.load(spec.table_id, k.pk, k.sk)
+    old_data, old_size = (None, 0) if loaded is None else loaded
+    old: Item | None = None
+    decoded = False
+    if op.condition is not None:
+        old = _decode(old_data)
+        decoded = True
+        if not op.condition.evaluate(old):
+            raise ConditionFailed(
+                table=spec.name, key=k.key, item=old if op.old_on_failure else None
+            )
+
+    if isinstance(op, PutOp):
+        if old_data is None:
+            event: str | None = "INSERT"
+        elif old_data == op.data:
+            event = None  # images are canonical: equal bytes <=> semantically equal items
+        else:
+            event = "MODIFY"
+        if op.returns == "ALL_OLD" and not decoded:
+            old = _decode(old_data)
+        units = write_units(max(op.size, old_size))
+        result = WriteResult(old if op.returns == "ALL_OLD" else None, units, event)
+        return _Plan(op, old_data, old_size, old, op.item, op.data, op.size, event, result)
+
+    if isinstance(op, UpdateOp):
+        if not decoded:
+            old = _decode(old_data)
+        new = op.update.apply(old if old is not None else dict(k.key), item_exists=old is not None)
+        for name in spec.key.names:
+            if name in op.update.touched:
+                raise ValidationError(
+                    f"cannot update attribute {name!r}: it is part of the table's key", path=name
+                )
+        new_size = item_size(new)
+        if new_size > MAX_ITEM_BYTES:
+            raise ValidationError(f"item size {new_size} bytes exceeds the 400 KB limit")
+        new_data = encode_image(new)
+        event = "INSERT" if old is None else None if new_data == old_data else "MODIFY"
+        units = write_units(max(new_size, old_size))
+        returned = _update_returns(op.returns, op.update.touched, old, new)
+        result = WriteResult(returned, units, event)
+        return _Plan(op, old_data, old_size, old, new, new_data, new_size, event, result)
+
+    if isinstance(op, DeleteOp):
+        if op.ttl_cutoff is not None and old_data is not None:
+            if not decoded:
+                old = _decode(old_data)
+                decoded = True
+            if not _expired(spec, old, op.ttl_cutoff):  # type: ignore[arg-type]
+                old_data, old_size, old = None, 0, None  # rewritten since the sweep saw it: keep
+        if op.returns == "ALL_OLD" and not decoded:
+            old = _decode(old_data)
+        event = None if old_data is None else "REMOVE"
+        # TTL deletions are free, as in DynamoDB
+        units = 0.0 if op.identity is not None else write_units(old_size)
+        result = WriteResult(old if op.returns == "ALL_OLD" else None, units, event)
+        return _Plan(op, old_data, old_size, old, None, None, 0, event, result)
+
+    # CheckOp: the condition was checked above
+    result = WriteResult(None, write_units(old_size), None)
+    return _Plan(op, old_data, old_size, old, old, old_data, old_size, None, result)
+
+
+def _update_returns(
+    returns: str, touched: frozenset[str], old: Item | None, new: Item
+) -> Item | None:
+    if returns == "NONE":
+        return None
+    if returns == "ALL_NEW":
+        return new
+    if returns == "ALL_OLD":
+        return old
+    if returns == "UPDATED_NEW":
+        return {k: new[k] for k in touched if k in new}
+    if returns == "UPDATED_OLD":
+        return None if old is None else {k: old[k] for k in touched if k in old}
+    raise ValidationError(f"unknown returns={returns!r}")
+
+
+def ttl_expiry(spec: TableSpec, item: Item) -> float | None:
+    """The item's TTL as epoch seconds, if the table has TTL and the item a numeric value."""
+    name = spec.ttl_attribute
+    if name is None:
+        return None
+    v = item.get(name)
+    if type(v) is Decimal:
+        return float(v)
+    return None
+
+
+def _expired(spec: TableSpec, item: Item, cutoff: float) -> bool:
+    exp = ttl_expiry(spec, item)
+    return exp is not None and cutoff - _FIVE_YEARS <= exp <= cutoff
+
+
+def _changed(old: Item, new: Item) -> list[str]:
+    names = [k for k in new if k not in old or not values_equal(old[k], new[k])]
+    names.extend(k for k in old if k not in new)
+    return sorted(names)
+
+
+_VIEW_NEW = frozenset({StreamView.NEW_IMAGE, StreamView.NEW_AND_OLD_IMAGES})
+_VIEW_OLD = frozenset({StreamView.OLD_IMAGE, StreamView.NEW_AND_OLD_IMAGES})
+
+
+def _apply(rows: Rows, plans: list[_Plan], job: WriteJob) -> None:
+    now_ms = time.time_ns() // 1_000_000
+    txn: int | None = None
+    multi = job.transactional and sum(1 for p in plans if p.event is not None) > 1
+    for p in plans:
+        event = p.event
+        if event is None:
+            continue
+        op = p.op
+        spec = op.spec
+        k = op.k
+        if event == "REMOVE":
+            rows.remove(spec.table_id, k.pk, k.sk)
+        else:
+            assert p.new is not None
+            assert p.new_data is not None
+            expires = None if spec.ttl_attribute is None else ttl_expiry(spec, p.new)
+            rows.store(spec.table_id, k.pk, k.sk, p.new_data, p.new_size, expires)
+        view = spec.record_view
+        if view is None:
+            continue
+        seq = rows.next_sequence()
+        if multi and txn is None:
+            txn = seq
+        size = k.size
+        new_img = p.new_data if view in _VIEW_NEW else None
+        old_img = p.old_data if view in _VIEW_OLD else None
+        if new_img is not None:
+            size += p.new_size
+        if old_img is not None:
+            size += p.old_size
+        changed = None
+        if event == "MODIFY":
+            old = p.old if p.old is not None else decode_image(p.old_data)  # type: ignore[arg-type]
+            changed = _changed(old, p.new)  # type: ignore[arg-type]
+        identity = op.identity if isinstance(op, DeleteOp) else None
+        record = encode_record(
+            event_id=os.urandom(16).hex(),
+            event_name=event,
+            table=spec.name,
+            keys=k.data,
+            new_image=new_img,
+            old_image=old_img,
+            changed=changed,
+            sequence_number=seq,
+            created_at_ms=now_ms,
+            size_bytes=size,
+            view_type=view.value,
+            user_identity=None if identity is None else (identity.type, identity.principal),
+            origin=job.origin,
+        )
+        # the archive needs every new image for point-in-time restore, whatever the view
+        image = p.new_data if (spec.pitr and new_img is None and event != "REMOVE") else None
+        rows.append_change(
+            seq, spec.table_id, txn, k.message_key, record, now_ms, spec.stream is not None, image
+        )
