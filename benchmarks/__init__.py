@@ -1,0 +1,1 @@
+"""streamkit's benchmarks: ``python -m benchmarks`` (or ``make bench``)."""

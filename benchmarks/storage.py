@@ -1,0 +1,117 @@
+"""Storage figures next to their baselines: raw sqlite3 (the floor) and moto (mock_aws).
+
+The streamkit figures are the same functions ``streamkit bench`` runs. The raw
+sqlite3 floor does the same work per put as streamkit's writer does in SQL (read
+the old row, upsert the item, append the change record, one transaction per
+put; and grouped 100 per transaction for the concurrent case), with no Python
+around it beyond the loop.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from streamkit.cli._bench import (
+    _item,
+    bench_concurrent_puts,
+    bench_gets,
+    bench_puts,
+    bench_query,
+)
+from streamkit.storage._sqlite import _SCHEMA
+
+
+def raw_sqlite_puts(directory: str, seconds: float, group: int = 1) -> float:
+    """The floor: the same SQL per put on a WAL file, ``group`` puts per transaction."""
+    conn = sqlite3.connect(f"{directory}/raw.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA wal_autocheckpoint=20000")
+    conn.executescript(_SCHEMA)
+    data = os.urandom(120)
+    record = os.urandom(330)
+    n = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("SELECT max(seq) FROM sk_changes").fetchone()
+        for _ in range(group):
+            pk = f"user-{n:08d}".encode()
+            conn.execute(
+                "SELECT data, size FROM sk_items WHERE tid=? AND pk=? AND sk=?", (1, pk, b"")
+            ).fetchone()
+            conn.execute(
+                "INSERT OR REPLACE INTO sk_items (tid, pk, sk, data, size, expires) "
+                "VALUES (?,?,?,?,?,?)",
+                (1, pk, b"", data, 100, None),
+            )
+            conn.execute(
+                "INSERT INTO sk_changes (seq, tid, txn, key, record, created_ms, publish, image) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (n + 1, 1, None, pk, record, 0, 1, None),
+            )
+            n += 1
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return n / elapsed
+
+
+def moto_puts(seconds: float) -> float:
+    """Sequential boto3 put_item calls against moto's in-process DynamoDB (mock_aws)."""
+    import boto3
+    from moto import mock_aws
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="Users",
+            KeySchema=[{"AttributeName": "UserID", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "UserID", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        resource = boto3.resource("dynamodb", region_name="us-east-1")
+        table = resource.Table("Users")
+        n = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+        while time.perf_counter() < deadline:
+            table.put_item(Item=_item(n))
+            n += 1
+        return n / (time.perf_counter() - start)
+
+
+async def run(seconds: float) -> dict[str, Any]:
+    """Every storage figure and its baselines, each in a fresh temporary directory."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="streamkit-bench-") as d:
+
+        def sub(name: str) -> str:
+            p = Path(d, name)
+            p.mkdir()
+            return str(p)
+
+        out["puts_sequential_per_s"] = round(await bench_puts(sub("a"), seconds))
+        out["raw_sqlite_puts_per_s"] = round(raw_sqlite_puts(sub("b"), seconds))
+        out["moto_puts_per_s"] = round(moto_puts(seconds))
+        out["vs_moto"] = round(out["puts_sequential_per_s"] / out["moto_puts_per_s"], 1)
+        out["of_raw_sqlite_floor"] = round(
+            out["puts_sequential_per_s"] / out["raw_sqlite_puts_per_s"], 2
+        )
+        out["puts_100_writers_per_s"] = round(await bench_concurrent_puts(sub("c"), seconds))
+        out["raw_sqlite_puts_grouped_100_per_s"] = round(raw_sqlite_puts(sub("d"), seconds, 100))
+        out["gets_sequential_per_s"] = round(await bench_gets(sub("e"), seconds))
+        out["gets_100_readers_per_s"] = round(await bench_gets(sub("f"), seconds, readers=100))
+        q = await bench_query(sub("g"), seconds)
+        out["query_100_items_p50_ms"] = round(q["p50_ms"], 3)
+        out["query_100_items_p99_ms"] = round(q["p99_ms"], 3)
+    return out

@@ -1,0 +1,46 @@
+"""Logging for the command line: configured once, here, and nowhere in the library."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+__all__ = ("configure_logging",)
+
+_configured = False
+
+
+def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
+    """Configure structlog: readable in a terminal, JSON lines otherwise.
+
+    Args:
+        level: the minimum level ("DEBUG", "INFO", "WARNING", ...).
+        json: force JSON (True) or console (False) output; None decides by ``isatty``.
+    """
+    global _configured  # noqa: PLW0603 - configure once per process
+    if _configured:
+        return
+    _configured = True
+    as_json = (not sys.stderr.isatty()) if json is None else json
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

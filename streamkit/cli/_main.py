@@ -1,0 +1,376 @@
+"""The ``streamkit`` command (typer). Heavy modules are imported inside commands."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from streamkit.cli._jsonio import dumps, parse_item, render_item
+from streamkit.cli._logging import configure_logging
+
+if TYPE_CHECKING:
+    from streamkit._app import App
+
+T = TypeVar("T")
+
+cli = typer.Typer(
+    name="streamkit",
+    help="DynamoDB Streams + Lambda on your own machines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+tables_cli = typer.Typer(help="Create, list, describe and delete tables.", no_args_is_help=True)
+cli.add_typer(tables_cli, name="tables")
+
+
+class _Settings:
+    storage: str | None = None
+    log: str | None = None
+    namespace: str | None = None
+
+
+_settings = _Settings()
+
+StorageOpt = Annotated[
+    str | None,
+    typer.Option("--storage", envvar="STREAMKIT_STORAGE", help="sqlite:///path.db or memory://"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+ValuesOpt = Annotated[
+    str | None,
+    typer.Option("--values", help="Expression :placeholders as a JSON object."),
+]
+NamesOpt = Annotated[
+    str | None,
+    typer.Option("--names", help="Expression #placeholders as a JSON object."),
+]
+DdbOpt = Annotated[
+    bool,
+    typer.Option("--dynamodb-json", "-D", help="Items in and out as DynamoDB JSON ({'S': ...})."),
+]
+
+
+@cli.callback()
+def _main(
+    storage: StorageOpt = None,
+    log: Annotated[
+        str | None,
+        typer.Option("--log", envvar="STREAMKIT_LOG", help="local://path or kafka://host:port"),
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", envvar="STREAMKIT_NAMESPACE", help="Topic prefix.")
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING")] = "WARNING",
+) -> None:
+    configure_logging(log_level)
+    _settings.storage, _settings.log, _settings.namespace = storage, log, namespace
+
+
+def _app() -> App:
+    from streamkit._app import App
+
+    return App(storage=_settings.storage, log=_settings.log, namespace=_settings.namespace)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _run(fn: Callable[[App], Awaitable[T]]) -> T:
+    """Run one async command against a fresh App, mapping streamkit errors to exit code 1."""
+    from streamkit.exceptions import StreamkitError
+
+    async def main() -> T:
+        app = _app()
+        try:
+            return await fn(app)
+        finally:
+            await app.close()
+
+    try:
+        return asyncio.run(main())
+    except StreamkitError as e:
+        _fail(f"{type(e).__name__}: {e}")
+
+
+def _placeholders(text: str | None, *, dynamodb_json: bool) -> dict[str, Any] | None:
+    return None if text is None else parse_item(text, dynamodb_json=dynamodb_json)
+
+
+def _names(text: str | None) -> dict[str, str] | None:
+    if text is None:
+        return None
+    import json
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        _fail(f"--names is not valid JSON: {e}")
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        _fail("--names must be a JSON object of strings")
+    return data
+
+
+def _print_items(items: list[dict[str, Any]], *, as_json: bool, ddb: bool, title: str) -> None:
+    if as_json or ddb:
+        for item in items:
+            typer.echo(dumps(render_item(item, dynamodb_json=ddb)))
+        return
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    names: list[str] = []
+    for item in items:
+        names.extend(k for k in item if k not in names)
+    table = RichTable(title=title, show_lines=False)
+    for n in names:
+        table.add_column(n)
+    for item in items:
+        table.add_row(
+            *(
+                "" if n not in item else dumps(render_item({n: item[n]}, dynamodb_json=False)[n])
+                for n in names
+            )
+        )
+    Console().print(table)
+    Console().print(f"[dim]{len(items)} item(s)[/dim]")
+
+
+# --- tables -------------------------------------------------------------------------------
+@tables_cli.command("create")
+def tables_create(
+    name: str,
+    partition_key: Annotated[str, typer.Option("--partition-key", "-p", help="NAME or NAME:TYPE")],
+    sort_key: Annotated[
+        str | None, typer.Option("--sort-key", "-s", help="NAME or NAME:TYPE")
+    ] = None,
+    stream: Annotated[
+        str, typer.Option(help="NEW_AND_OLD_IMAGES, NEW_IMAGE, OLD_IMAGE, KEYS_ONLY or NONE")
+    ] = "NEW_AND_OLD_IMAGES",
+    ttl_attribute: Annotated[str | None, typer.Option("--ttl-attribute")] = None,
+    read: Annotated[float | None, typer.Option(help="Provisioned read units")] = None,
+    write: Annotated[float | None, typer.Option(help="Provisioned write units")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a table."""
+    from streamkit.storage import OnDemand, Provisioned
+
+    def key(spec: str) -> str | tuple[str, str]:
+        name_, _, typ = spec.partition(":")
+        return (name_, typ.upper()) if typ else name_
+
+    async def go(app: App) -> dict[str, Any]:
+        cap = (
+            OnDemand()
+            if read is None and write is None
+            else Provisioned(read=read or 5, write=write or 5)
+        )
+        table = await app.create_table(
+            name,
+            key(partition_key),
+            None if sort_key is None else key(sort_key),
+            stream=None if stream.upper() == "NONE" else stream.upper(),
+            ttl_attribute=ttl_attribute,
+            capacity=cap,
+        )
+        return await table.describe()
+
+    desc = _run(go)
+    typer.echo(dumps(desc, indent=None if as_json else 2))
+
+
+@tables_cli.command("list")
+def tables_list(as_json: JsonOpt = False) -> None:
+    """List tables."""
+    names = _run(lambda app: app.list_tables())
+    if as_json:
+        typer.echo(dumps(names))
+    else:
+        for n in names:
+            typer.echo(n)
+
+
+@tables_cli.command("describe")
+def tables_describe(name: str, as_json: JsonOpt = False) -> None:
+    """Show a table's settings."""
+    desc = _run(lambda app: app.describe_table(name))
+    typer.echo(dumps(desc, indent=None if as_json else 2))
+
+
+@tables_cli.command("delete")
+def tables_delete(
+    name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False
+) -> None:
+    """Delete a table and its items."""
+    if (
+        not yes
+        and sys.stdin.isatty()
+        and not typer.confirm(f"Delete table {name!r} and its items?")
+    ):
+        raise typer.Exit(1)
+    _run(lambda app: app.delete_table(name))
+    typer.echo(f"deleted {name}")
+
+
+# --- items --------------------------------------------------------------------------------
+@cli.command("put")
+def put(
+    table: str,
+    item: Annotated[str, typer.Argument(help="The item as JSON ('-' reads stdin).")],
+    condition: Annotated[str | None, typer.Option(help="A ConditionExpression.")] = None,
+    ddb: DdbOpt = False,
+) -> None:
+    """Put an item."""
+    text = sys.stdin.read() if item == "-" else item
+
+    async def go(app: App) -> None:
+        await app.table(table).put(parse_item(text, dynamodb_json=ddb), condition=condition)
+
+    _run(go)
+
+
+@cli.command("get")
+def get(
+    table: str,
+    key: Annotated[str, typer.Argument(help="The key as JSON.")],
+    as_json: JsonOpt = False,
+    ddb: DdbOpt = False,
+) -> None:
+    """Get an item by its key (exit code 2 when absent)."""
+    item = _run(lambda app: app.table(table).get(parse_item(key, dynamodb_json=ddb)))
+    if item is None:
+        typer.echo("not found", err=True)
+        raise typer.Exit(2)
+    if as_json or ddb:
+        typer.echo(dumps(render_item(item, dynamodb_json=ddb)))
+    else:
+        typer.echo(dumps(render_item(item, dynamodb_json=False), indent=2))
+
+
+@cli.command("query")
+def query(
+    table: str,
+    partition: Annotated[str, typer.Argument(help="The partition key value.")],
+    key_condition: Annotated[
+        str | None, typer.Option("--where", help="A KeyConditionExpression instead.")
+    ] = None,
+    filter_: Annotated[str | None, typer.Option("--filter", help="A FilterExpression.")] = None,
+    reverse: Annotated[bool, typer.Option(help="Descending sort key order.")] = False,
+    limit: Annotated[int | None, typer.Option(help="At most this many items.")] = None,
+    values: ValuesOpt = None,
+    names: NamesOpt = None,
+    as_json: JsonOpt = False,
+    ddb: DdbOpt = False,
+) -> None:
+    """Query one partition, in sort-key order."""
+
+    async def go(app: App) -> list[dict[str, Any]]:
+        t = app.table(table)
+        spec = await t.spec()
+        pv: Any = partition
+        if spec.key.partition.type == "N":
+            from decimal import Decimal
+
+            pv = Decimal(partition)
+        it = t.query(
+            None if key_condition else pv,
+            key_condition=key_condition,
+            filter=filter_,
+            reverse=reverse,
+            limit=limit,
+            values=_placeholders(values, dynamodb_json=ddb),
+            names=_names(names),
+        )
+        return [i async for i in it]
+
+    _print_items(_run(go), as_json=as_json, ddb=ddb, title=f"{table} / {partition}")
+
+
+@cli.command("scan")
+def scan(
+    table: str,
+    filter_: Annotated[str | None, typer.Option("--filter", help="A FilterExpression.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many items.")] = None,
+    values: ValuesOpt = None,
+    names: NamesOpt = None,
+    as_json: JsonOpt = False,
+    ddb: DdbOpt = False,
+) -> None:
+    """Scan a table."""
+
+    async def go(app: App) -> list[dict[str, Any]]:
+        scan = app.table(table).scan(
+            filter=filter_,
+            limit=limit,
+            values=_placeholders(values, dynamodb_json=ddb),
+            names=_names(names),
+        )
+        return [i async for i in scan]
+
+    _print_items(_run(go), as_json=as_json, ddb=ddb, title=table)
+
+
+@cli.command("schema")
+def schema() -> None:
+    """Print the Avro schema (.avsc) of the change records."""
+    from streamkit.records import schema_text
+
+    typer.echo(schema_text())
+
+
+@cli.command("demo")
+def demo(
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="Default: the embedded default store.")
+    ] = None,
+) -> None:
+    """The whole story on the embedded defaults: tables, writes, reads, change records."""
+    from streamkit.cli._demo import run_demo
+
+    if storage is not None:
+        _settings.storage = storage
+    _run(run_demo)
+
+
+@cli.command("bench")
+def bench(
+    seconds: Annotated[float, typer.Option(help="Roughly how long each figure runs.")] = 2.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure the store on this machine (puts, concurrent puts, gets, queries)."""
+    from streamkit.cli._bench import run_bench
+
+    results = asyncio.run(run_bench(seconds=seconds))
+    if as_json:
+        typer.echo(dumps(results))
+        return
+    for name, value in results.items():
+        typer.echo(f"{name:40s} {value}")
+
+
+def _not_yet(name: str, issue: str) -> Callable[..., None]:
+    def command() -> None:
+        _fail(f"`streamkit {name}` is not available in this version yet ({issue})", code=3)
+
+    command.__doc__ = f"Not available yet ({issue})."
+    return command
+
+
+for _name, _issue in (
+    ("tail", "arrives with change capture"),
+    ("relay", "arrives with change capture"),
+    ("run", "arrives with the handler runtime"),
+    ("status", "arrives with the handler runtime"),
+    ("dlq", "arrives with the handler runtime"),
+    ("replay", "arrives with history"),
+    ("backup", "arrives with history"),
+    ("restore", "arrives with history"),
+    ("export", "arrives with history"),
+):
+    cli.command(_name)(_not_yet(_name, _issue))
