@@ -9,8 +9,11 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, NoReturn
 
+from streamkit.capture import Relay
+from streamkit.capture._changes import Start, read_changes
 from streamkit.exceptions import ConfigurationError, NotYetAvailable, ValidationError
-from streamkit.records import StreamView
+from streamkit.log import ChangeLog, TopicConfig, from_url
+from streamkit.records import ChangeRecord, StreamView
 from streamkit.records._values import Item
 from streamkit.storage._capacity import Capacity, OnDemand, Provisioned
 from streamkit.storage._keys import KeyAttribute, KeySchema
@@ -59,6 +62,13 @@ def _stream_view(stream: StreamView | str | None) -> StreamView | None:
         ) from None
 
 
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _logger().error(
+            "background task failed", task=task.get_name(), error=repr(task.exception())
+        )
+
+
 class App:
     """A streamkit application: tables in a store, their changes in a log.
 
@@ -71,6 +81,8 @@ class App:
         region: the name written as each record's ``origin``; default ``STREAMKIT_REGION``
             or ``local``.
         ttl_interval: seconds between TTL sweeps while the app is running.
+        topic_partitions: partitions of the table topics the relay creates.
+        topic_retention_ms: their ``retention.ms`` (24 hours by default; -1 keeps for ever).
 
     Example:
         ```python
@@ -88,6 +100,8 @@ class App:
         *,
         region: str | None = None,
         ttl_interval: float = 1.0,
+        topic_partitions: int = 8,
+        topic_retention_ms: int = 86_400_000,
     ) -> None:
         self.storage_url = storage or os.environ.get("STREAMKIT_STORAGE") or DEFAULT_STORAGE
         self.log_url = _check_log_url(log or os.environ.get("STREAMKIT_LOG") or DEFAULT_LOG)
@@ -101,7 +115,29 @@ class App:
         if not (isinstance(ttl_interval, (int, float)) and ttl_interval > 0):
             raise ConfigurationError("ttl_interval must be a positive number of seconds")
         self.ttl_interval = float(ttl_interval)
+        self.topic_config = TopicConfig(
+            partitions=topic_partitions, retention_ms=topic_retention_ms, cleanup_policy="delete"
+        )
         self._store = Store(self.storage_url, origin=self.region)
+        self._log: ChangeLog | None = None
+        self._relay: Relay | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def log(self) -> ChangeLog:
+        """The change log (created on first use; opened by whoever reads or writes it)."""
+        if self._log is None:
+            self._log = from_url(self.log_url)
+        return self._log
+
+    @property
+    def relay(self) -> Relay:
+        """The capture relay of this app's storage (run by ``running()`` / ``run()``)."""
+        if self._relay is None:
+            self._relay = Relay(
+                self._store, self.log, self.namespace, topic_config=self.topic_config
+            )
+        return self._relay
 
     def __repr__(self) -> str:
         return (
@@ -114,8 +150,10 @@ class App:
         await self._store.ensure_open()
 
     async def close(self) -> None:
-        """Finish queued writes and close the storage."""
+        """Finish queued writes and close the storage and the log."""
         await self._store.close()
+        if self._log is not None:
+            await self._log.close()
 
     async def __aenter__(self) -> App:
         await self.open()
@@ -233,20 +271,87 @@ class App:
     # --- running ---------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[App]:
-        """Run the background work (the TTL sweeper) for the duration of a block."""
+        """Run the background work — the capture relay and the TTL sweeper — for a block.
+
+        If a background task fails for good (the relay fenced by another, a topic whose
+        settings differ from the table's), the failure is logged at once and raised when
+        the block ends; ``drain()`` raises it immediately.
+        """
         await self.open()
-        task = asyncio.create_task(self._sweep_forever(), name="streamkit-ttl-sweeper")
+        tasks = [
+            asyncio.create_task(self.relay.run(), name="streamkit-relay"),
+            asyncio.create_task(self._sweep_forever(), name="streamkit-ttl-sweeper"),
+        ]
+        for task in tasks:
+            task.add_done_callback(_report_failure)
+        self._tasks = tasks
         try:
             yield self
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._tasks = []
+            for task in tasks:
+                task.cancel()
+            failures = []
+            for task in tasks:
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                except Exception as e:  # raised below, after every task has stopped
+                    failures.append(e)
+            if failures:
+                raise failures[0]
 
     async def run(self) -> None:
         """Run the background work until cancelled (``streamkit run`` does this)."""
         async with self.running():
             await asyncio.Event().wait()
+
+    async def drain(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109 - a deadline, not I/O
+        """Wait until every change committed so far is in the change log.
+
+        Needs the relay running (``async with app.running():``) or ``relay_once()`` calls.
+
+        Raises:
+            TimeoutError: not all changes were published within ``timeout`` seconds.
+        """
+        target = await self._store.read_changes_tail()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for task in self._tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            done, _ = await self.relay._state()
+            if done >= target:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(
+                    f"the relay has published up to {done}, not {target}, after {timeout}s"
+                )
+            await asyncio.sleep(0.005)
+
+    def changes(
+        self,
+        table: str,
+        *,
+        start: Start = "trim_horizon",
+        follow: bool = True,
+        poll: float = 0.5,
+    ) -> AsyncIterator[ChangeRecord]:
+        """Read a table's change stream from the log.
+
+        Args:
+            start: "trim_horizon" (oldest kept), "latest", a datetime or a sequence number.
+            follow: keep waiting for new records (False: stop at the current end).
+
+        Example:
+            ```python
+            async for record in app.changes("Users", follow=False):
+                print(record.event_name, record.keys)
+            ```
+        """
+        check_table_name(table)
+        return read_changes(self.log, self.namespace, table, start=start, follow=follow, poll=poll)
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -279,10 +384,6 @@ class App:
     def on_change(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Register a handler for change records (the handler runtime is not built yet)."""
         self._not_yet("the handler runtime (on_change)")
-
-    def changes(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Read a table's change stream (the change log is not built yet)."""
-        self._not_yet("reading the change stream (app.changes)")
 
     def dead_letters(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Read a handler's dead-letter queue (not built yet)."""

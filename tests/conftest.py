@@ -6,8 +6,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import streamkit as sk
+
+# One profile for the whole suite, loaded at start-up (importing hypothesis late, from
+# its terminal-summary hook, trips a CPython 3.11.7 parser bug after the Kafka tests).
+settings.register_profile(
+    "streamkit", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("streamkit")
 
 
 @pytest.fixture(

@@ -11,7 +11,7 @@ from rich.table import Table as RichTable
 
 from streamkit.cli._jsonio import dumps, render_item
 from streamkit.exceptions import ConditionFailed, TableNotFound, TransactionCanceled
-from streamkit.records import StreamView, decode_record
+from streamkit.records import StreamView
 from streamkit.storage import attr, key
 
 if TYPE_CHECKING:
@@ -96,12 +96,19 @@ async def run_demo(app: App) -> None:
     assert item is not None
     out.print("user 123 now:", dumps(render_item(item, dynamodb_json=False)))
 
-    rows = await app._store.read_changes(first_seq, 1_000_000)
-    table = RichTable(title="change records committed (the outbox the relay will ship to the log)")
+    async with app.running():  # the capture relay ships the outbox to the change log
+        await app.drain(timeout=60)
+    records = [
+        r
+        for name in (USERS, ORDERS)
+        async for r in app.changes(name, start=first_seq + 1, follow=False)
+    ]
+    records.sort(key=lambda r: r.sequence_number)
+    txns = {r.seq for r in await app._store.read_changes(first_seq, 1_000_000) if r.txn}
+    table = RichTable(title=f"change records, read back from the change log ({app.log_url})")
     for col in ("seq", "event", "table", "keys", "changed", "who"):
         table.add_column(col)
-    for r in rows:
-        rec = decode_record(r.record)
+    for rec in records:
         who = "" if rec.user_identity is None else rec.user_identity.principal
         table.add_row(
             str(rec.sequence_number),
@@ -109,7 +116,11 @@ async def run_demo(app: App) -> None:
             rec.table,
             dumps(render_item(dict(rec.keys), dynamodb_json=False)),
             ", ".join(rec.changed or ()),
-            who + (" (txn)" if r.txn is not None else ""),
+            who + (" (txn)" if rec.sequence_number in txns else ""),
         )
     out.print(table)
+    out.print(
+        f"{len(records)} records in topics [cyan]{app.namespace}.{USERS}[/cyan] and "
+        f"[cyan]{app.namespace}.{ORDERS}[/cyan]; try `streamkit tail {USERS} --start trim_horizon`"
+    )
     out.rule()

@@ -26,6 +26,8 @@ class ChangeRow:
 
     seq: int
     table_id: int
+    table: str
+    event: str
     txn: int | None
     key: bytes
     record: bytes
@@ -39,6 +41,9 @@ class ReadRows(Protocol):
 
     def get(self, table_id: int, pk: bytes, sk: bytes) -> bytes | None:
         """One item's image bytes, or None."""
+
+    def get_sized(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
+        """One item's image bytes and DynamoDB size, or None."""
 
     def range(
         self,

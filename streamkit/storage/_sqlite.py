@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import uuid
 import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -64,6 +65,8 @@ CREATE INDEX IF NOT EXISTS sk_items_expires ON sk_items (tid, expires) WHERE exp
 CREATE TABLE IF NOT EXISTS sk_changes (
     seq        INTEGER PRIMARY KEY,
     tid        INTEGER NOT NULL,
+    tname      TEXT NOT NULL,
+    event      TEXT NOT NULL,
     txn        INTEGER,
     key        BLOB NOT NULL,
     record     BLOB NOT NULL,
@@ -72,7 +75,11 @@ CREATE TABLE IF NOT EXISTS sk_changes (
     image      BLOB
 );
 """
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+_INSERT_CHANGE = (
+    "INSERT INTO sk_changes (seq, tid, tname, event, txn, key, record, created_ms, publish, image)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
 
 _MAX_GROUP = 1024  # jobs per group commit
 _CHECKPOINT_EVERY = 100  # commits between passive checkpoints (run by the reader thread)
@@ -159,6 +166,8 @@ class _Rows:
         self,
         seq: int,
         table_id: int,
+        table: str,
+        event: str,
         txn: int | None,
         key: bytes,
         record: bytes,
@@ -167,11 +176,10 @@ class _Rows:
         image: bytes | None,
     ) -> None:
         self.writes += 1
-        row = (seq, table_id, txn, key, record, created_ms, int(publish), image)
+        row = (seq, table_id, table, event, txn, key, record, created_ms, int(publish), image)
         if not DEFER:
             self.conn.execute(
-                "INSERT INTO sk_changes (seq, tid, txn, key, record, created_ms, publish, image) "
-                "VALUES (?,?,?,?,?,?,?,?)",
+                _INSERT_CHANGE,
                 row,
             )
             return
@@ -196,8 +204,7 @@ class _Rows:
             items.clear()
         if changes:
             self.conn.executemany(
-                "INSERT INTO sk_changes (seq, tid, txn, key, record, created_ms, publish, image) "
-                "VALUES (?,?,?,?,?,?,?,?)",
+                _INSERT_CHANGE,
                 changes,
             )
             changes.clear()
@@ -215,6 +222,12 @@ class _Rows:
         self.seq = row[0] or 0
 
     # --- read side ---
+    def get_sized(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
+        row: tuple[bytes, int] | None = self.conn.execute(
+            "SELECT data, size FROM sk_items WHERE tid=? AND pk=? AND sk=?", (table_id, pk, sk)
+        ).fetchone()
+        return row
+
     def get(self, table_id: int, pk: bytes, sk: bytes) -> bytes | None:
         row = self.conn.execute(
             "SELECT data FROM sk_items WHERE tid=? AND pk=? AND sk=?", (table_id, pk, sk)
@@ -276,11 +289,14 @@ class _Rows:
 
     def changes(self, after_seq: int, limit: int) -> list[ChangeRow]:
         rows = self.conn.execute(
-            "SELECT seq, tid, txn, key, record, created_ms, publish, image FROM sk_changes "
-            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, tid, tname, event, txn, key, record, created_ms, publish, image "
+            "FROM sk_changes WHERE seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit),
         ).fetchall()
-        return [ChangeRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in rows]
+        return [
+            ChangeRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9])
+            for r in rows
+        ]
 
 
 class _JobRunner:
@@ -485,6 +501,7 @@ class SqliteEngine:
         self._open_lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
         self._commits = 0
+        self.storage_id = ""  # set when the writer opens the database
 
     # --- lifecycle ---------------------------------------------------------------------
     def _connect(self, *, write: bool) -> sqlite3.Connection:
@@ -515,6 +532,12 @@ class SqliteEngine:
                     f"{self.url}: storage schema version {row[0]} is not supported "
                     f"(this streamkit uses {SCHEMA_VERSION})"
                 )
+            conn.execute(
+                "INSERT OR IGNORE INTO sk_meta VALUES ('storage_id', ?)", (uuid.uuid4().hex[:16],)
+            )
+            self.storage_id = conn.execute(
+                "SELECT value FROM sk_meta WHERE key='storage_id'"
+            ).fetchone()[0]
         else:
             conn.execute("PRAGMA query_only=ON")
         return conn
@@ -580,6 +603,32 @@ class SqliteEngine:
         """Call ``listener`` on the writer thread after commits (the capture relay's doorbell)."""
         self._listeners.append(listener)
 
+    def remove_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Stop calling ``listener``."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    async def read_meta(self, keys: Sequence[str]) -> dict[str, str]:
+        """Values of ``sk_meta`` keys (absent keys are left out)."""
+
+        def fn(rows: _Rows) -> dict[str, str]:
+            marks = ",".join("?" * len(keys))
+            cur = rows.conn.execute(f"SELECT key, value FROM sk_meta WHERE key IN ({marks})", keys)
+            return dict(cur.fetchall())
+
+        return await self.read(fn)
+
+    async def write_meta(self, values: dict[str, str]) -> None:
+        """Set ``sk_meta`` keys in one transaction."""
+
+        def fn(rows: _Rows) -> None:
+            rows.writes += 1
+            rows.conn.executemany(
+                "INSERT OR REPLACE INTO sk_meta (key, value) VALUES (?, ?)", list(values.items())
+            )
+
+        await self.write_fn(fn)
+
     def committed(self) -> None:
         """Count a commit (writer thread); every so often ask the reader to checkpoint."""
         self._commits += 1
@@ -590,7 +639,7 @@ class SqliteEngine:
 
     def notify_commit(self) -> None:
         """Ring every commit listener."""
-        for listener in self._listeners:
+        for listener in tuple(self._listeners):
             listener()
 
     # --- catalog ---------------------------------------------------------------------

@@ -8,7 +8,7 @@ per provisioned table and direction.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from streamkit.exceptions import ConfigurationError, TableNotFound
 from streamkit.storage._capacity import Provisioned, TokenBucket, record_consumed
@@ -65,6 +65,10 @@ class Store:
         if self._opened:
             self._opened = False
             await self.engine.close()
+
+    def known(self, name: str) -> TableSpec | None:
+        """The cached spec of a table, without I/O (None if not cached or not open)."""
+        return self._specs.get(name) if self._opened else None
 
     async def spec(self, name: str) -> TableSpec:
         """The spec of a table, reloading the catalog once if it is not known here."""
@@ -134,6 +138,25 @@ class Store:
             if b is not None:
                 b.charge(write)
         record_consumed(spec.name, read, write)
+
+    async def read_meta(self, keys: tuple[str, ...]) -> dict[str, str]:
+        """Storage-level settings and positions (the relay's state lives here)."""
+        await self.ensure_open()
+        return await self.engine.read_meta(keys)
+
+    async def write_meta(self, values: dict[str, str]) -> None:
+        """Set storage-level settings and positions, atomically."""
+        await self.ensure_open()
+        await self.engine.write_meta(values)
+
+    async def read_changes_tail(self) -> int:
+        """The sequence number of the newest change record (0 when there is none)."""
+        await self.ensure_open()
+
+        def fn(rows: Any) -> int:
+            return int(rows.conn.execute("SELECT max(seq) FROM sk_changes").fetchone()[0] or 0)
+
+        return await self.engine.read(fn)
 
     async def read_changes(self, after_seq: int, limit: int) -> list[ChangeRow]:
         """Change rows (the outbox and archive) after a sequence number, in commit order."""

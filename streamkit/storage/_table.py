@@ -105,7 +105,7 @@ class Table:
 
     async def spec(self) -> TableSpec:
         """The table's settings."""
-        return await self._store.spec(self.name)
+        return self._store.known(self.name) or await self._store.spec(self.name)
 
     async def describe(self) -> dict[str, Any]:
         """The table's settings as plain data."""
@@ -207,7 +207,7 @@ class Table:
             ConditionFailed: the condition was false; nothing was written.
             ThroughputExceeded: provisioned write capacity is used up.
         """
-        spec = await self._store.spec(self.name)
+        spec = self._store.known(self.name) or await self._store.spec(self.name)
         op = self._put_op(
             spec, item, condition, names, values, returns, return_old_on_condition_failure
         )
@@ -236,7 +236,7 @@ class Table:
         Args:
             returns: "NONE", "ALL_OLD", "ALL_NEW", "UPDATED_OLD" or "UPDATED_NEW".
         """
-        spec = await self._store.spec(self.name)
+        spec = self._store.known(self.name) or await self._store.spec(self.name)
         op = self._update_op(
             spec,
             key,
@@ -268,7 +268,7 @@ class Table:
         Args:
             returns: "NONE" or "ALL_OLD" (the deleted item).
         """
-        spec = await self._store.spec(self.name)
+        spec = self._store.known(self.name) or await self._store.spec(self.name)
         op = self._delete_op(
             spec, key, condition, names, values, returns, return_old_on_condition_failure
         )
@@ -294,18 +294,20 @@ class Table:
                 sweeper deletes them.
         """
         store = self._store
-        spec = await store.spec(self.name)
+        spec = store.known(self.name) or await store.spec(self.name)
         norm = spec.key.normalize_key(key)
         pk, sk = spec.key.extract(norm)
         proj = _compile_projection_only(projection, names)
         store.admit(spec, read=0.5)
         tid = spec.table_id
-        data: bytes | None = await store.engine.read(lambda rows: rows.get(tid, pk, sk))
-        if data is None:
+        row: tuple[bytes, int] | None = await store.engine.read(
+            lambda rows: rows.get_sized(tid, pk, sk)
+        )
+        if row is None:
             store.charge(spec, read=read_units(0, consistent=consistent))
             return None
-        item = decode_image(data)
-        store.charge(spec, read=read_units(item_size(item), consistent=consistent))
+        item = decode_image(row[0])
+        store.charge(spec, read=read_units(row[1], consistent=consistent))
         if hide_expired and _is_expired(spec, item, time.time()):
             return None
         return item if proj is None else proj.apply(item)
@@ -323,7 +325,7 @@ class Table:
         if len(keys) > 100:
             raise ValidationError(f"batch_get takes at most 100 keys, got {len(keys)}")
         store = self._store
-        spec = await store.spec(self.name)
+        spec = store.known(self.name) or await store.spec(self.name)
         coords = []
         seen = set()
         for key in keys:
@@ -362,7 +364,7 @@ class Table:
         if not puts and not deletes:
             raise ValidationError("batch_write needs at least one put or delete")
         store = self._store
-        spec = await store.spec(self.name)
+        spec = store.known(self.name) or await store.spec(self.name)
         ops: list[WriteOp] = [self._put_op(spec, i, None, None, None, "NONE") for i in puts]
         ops.extend(self._delete_op(spec, k, None, None, None, "NONE") for k in deletes)
         if len({(o.k.pk, o.k.sk) for o in ops}) != len(ops):
@@ -395,7 +397,7 @@ class Table:
         a whole ``key_condition`` (builder or KeyConditionExpression string).
         """
         store = self._store
-        spec = await store.spec(self.name)
+        spec = store.known(self.name) or await store.spec(self.name)
         plan = _QueryPlan.build(
             spec, partition, sort, key_condition, filter, projection, names, values
         )
@@ -482,7 +484,7 @@ class Table:
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
             raise ValidationError(f"limit must be a positive integer, got {limit!r}")
-        spec = await self._store.spec(self.name)
+        spec = self._store.known(self.name) or await self._store.spec(self.name)
         plan = _QueryPlan.build(
             spec, partition, sort, key_condition, filter, projection, names, values
         )
@@ -518,7 +520,7 @@ class Table:
     ) -> Page:
         """One page of a scan (DynamoDB paging, optional parallel segment)."""
         store = self._store
-        spec = await store.spec(self.name)
+        spec = store.known(self.name) or await store.spec(self.name)
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):

@@ -74,6 +74,8 @@ class Rows(Protocol):
         self,
         seq: int,
         table_id: int,
+        table: str,
+        event: str,
         txn: int | None,
         key: bytes,
         record: bytes,
@@ -401,5 +403,14 @@ def _apply(rows: Rows, plans: list[_Plan], job: WriteJob) -> None:
         # the archive needs every new image for point-in-time restore, whatever the view
         image = p.new_data if (spec.pitr and new_img is None and event != "REMOVE") else None
         rows.append_change(
-            seq, spec.table_id, txn, k.message_key, record, now_ms, spec.stream is not None, image
+            seq,
+            spec.table_id,
+            spec.name,
+            event,
+            txn,
+            k.message_key,
+            record,
+            now_ms,
+            spec.stream is not None,
+            image,
         )
