@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from streamkit.exceptions import LogError
+from streamkit.exceptions import LogError, StorageError
 from streamkit.log import Fenced, OutRecord, TopicConfig
 from streamkit.storage._engine import ChangeRow
 from streamkit.storage._transaction import MAX_ACTIONS
@@ -62,6 +62,7 @@ class RelayStatus:
     batches: int = 0
     last_error: str | None = None
     retries: int = 0
+    published_at_failure: int = 0
     started_at: float = field(default_factory=time.time)
 
     @property
@@ -141,12 +142,17 @@ class Relay:
                     await self._relay_forever(idle_poll)
                 except Fenced:
                     raise
-                except LogError as e:
-                    if not e.retriable:
+                except (LogError, StorageError) as e:
+                    # a log that is down, or a storage file locked by another process for
+                    # longer than the busy timeout: wait and start over; nothing is lost
+                    if isinstance(e, LogError) and not e.retriable:
                         raise
                     self.status.last_error = str(e)
                     self.status.retries += 1
                     await self._close_producer()
+                    if self.status.published_at_failure != self.status.published:
+                        backoff = 0.05  # it made progress since the last failure
+                    self.status.published_at_failure = self.status.published
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                 else:  # pragma: no cover - _relay_forever only returns by raising
