@@ -12,9 +12,7 @@ import streamkit as sk
 
 # One profile for the whole suite, loaded at start-up (importing hypothesis late, from
 # its terminal-summary hook, trips a CPython 3.11.7 parser bug after the Kafka tests).
-settings.register_profile(
-    "streamkit", deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+settings.register_profile("streamkit", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("streamkit")
 
 
