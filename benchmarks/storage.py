@@ -52,9 +52,10 @@ def raw_sqlite_puts(directory: str, seconds: float, group: int = 1) -> float:
                 (1, pk, b"", data, 100, None),
             )
             conn.execute(
-                "INSERT INTO sk_changes (seq, tid, txn, key, record, created_ms, publish, image) "
-                "VALUES (?,?,?,?,?,?,?,?)",
-                (n + 1, 1, None, pk, record, 0, 1, None),
+                "INSERT INTO sk_changes "
+                "(seq, tid, tname, event, txn, key, record, created_ms, publish, image) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (n + 1, 1, "Users", "INSERT", None, pk, record, 0, 1, None),
             )
             n += 1
         conn.execute("COMMIT")

@@ -39,7 +39,8 @@ __all__ = ("Relay", "RelayStatus", "table_topic")
 
 _STATE_DONE = "relay.done"
 _STATE_INTENT = "relay.intent"
-_TAIL_WINDOW = 64  # records read back from a partition's end to resolve an in-doubt batch
+_TAIL_WINDOW = 64
+PRUNE_INTERVAL = 60.0  # seconds between archive prunes while relaying  # records read back from a partition's end to resolve an in-doubt batch
 
 
 def table_topic(namespace: str, table: str) -> str:
@@ -183,8 +184,14 @@ class Relay:
 
     async def _relay_forever(self, idle_poll: float) -> None:
         assert self._wake is not None
+        next_prune = 0.0
         while True:
             self._wake.clear()
+            if time.monotonic() >= next_prune:
+                # the outbox doubles as the PITR archive: drop what is published and
+                # past its table's recovery window
+                await self._store.prune_archive(published_upto=self.status.done)
+                next_prune = time.monotonic() + PRUNE_INTERVAL
             moved = await self.relay_once()
             if moved:
                 continue  # more may be waiting: drain before sleeping

@@ -8,6 +8,7 @@ per provisioned table and direction.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from streamkit.exceptions import ConfigurationError, TableNotFound
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from streamkit.storage._sqlite import SqliteEngine
 
 __all__ = ("Store", "open_engine")
+
+_DAY_MS = 86_400_000
+_MAX_WINDOW_MS = 35 * _DAY_MS
 
 
 def open_engine(url: str) -> SqliteEngine:
@@ -163,3 +167,41 @@ class Store:
         await self.ensure_open()
         rows: list[ChangeRow] = await self.engine.read(lambda r: r.changes(after_seq, limit))
         return rows
+
+    async def prune_archive(
+        self, *, published_upto: int, now_ms: int | None = None, limit: int = 10_000
+    ) -> int:
+        """Delete archived change records that nothing needs any more.
+
+        A row may go once the relay has published past it (``published_upto``) and it is
+        older than its table's recovery window (``recovery_days`` with PITR, else none).
+        Rows of deleted tables are kept for the longest window, 35 days. The newest row
+        always stays: sequence numbers continue from it. Scans at most ``limit`` of the
+        oldest rows per call; returns how many it deleted.
+        """
+        await self.ensure_open()
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        windows = {
+            s.table_id: (s.recovery_days * _DAY_MS if s.pitr else 0) for s in self._specs.values()
+        }
+
+        def fn(rows: Any) -> int:
+            conn = rows.conn
+            newest = conn.execute("SELECT max(seq) FROM sk_changes").fetchone()[0] or 0
+            candidates = conn.execute(
+                "SELECT seq, tid, created_ms FROM sk_changes WHERE seq <= ? AND seq < ? "
+                "ORDER BY seq LIMIT ?",
+                (published_upto, newest, limit),
+            ).fetchall()
+            doomed = [
+                (seq,)
+                for seq, tid, created in candidates
+                if created < now - windows.get(tid, _MAX_WINDOW_MS)
+            ]
+            if doomed:
+                rows.writes += 1
+                conn.executemany("DELETE FROM sk_changes WHERE seq = ?", doomed)
+            return len(doomed)
+
+        deleted: int = await self.engine.write_fn(fn)
+        return deleted

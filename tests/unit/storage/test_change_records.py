@@ -171,3 +171,28 @@ async def test_sequence_numbers_strictly_increase_under_concurrency(app: sk.App)
     for w in range(10):  # per item: commit order is write order
         mine = [r.new_image["i"] for r in recs if r.keys["k"] == str(w)]  # type: ignore[index]
         assert mine == list(range(20))
+
+
+async def test_archive_pruning_keeps_what_recovery_and_the_relay_need(app: sk.App) -> None:
+    kept = await app.create_table("Kept", partition_key="k")  # PITR, 35 days
+    brief = await app.create_table("Brief", partition_key="k", pitr=False)
+    for i in range(3):
+        await kept.put({"k": str(i)})
+        await brief.put({"k": str(i)})
+    rows = await app._store.read_changes(0, 100)
+    last = rows[-1].seq
+    later = rows[-1].created_ms + 1
+    # nothing is published yet: the outbox keeps everything
+    assert await app._store.prune_archive(published_upto=0, now_ms=later) == 0
+    # published: the non-PITR table's rows go, except the newest row of all
+    deleted = await app._store.prune_archive(published_upto=last, now_ms=later)
+    remaining = await app._store.read_changes(0, 100)
+    assert deleted == 2
+    assert [r.table for r in remaining] == ["Kept", "Kept", "Kept", "Brief"]
+    assert remaining[-1].seq == last
+    # past the 35-day window the PITR rows go too (the newest still stays)
+    far = later + 36 * 86_400_000
+    assert await app._store.prune_archive(published_upto=last, now_ms=far) == 3
+    assert [r.seq for r in await app._store.read_changes(0, 100)] == [last]
+    await brief.put({"k": "new"})
+    assert (await app._store.read_changes(0, 100))[-1].seq == last + 1
