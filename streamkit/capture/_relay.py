@@ -39,8 +39,8 @@ __all__ = ("Relay", "RelayStatus", "table_topic")
 
 _STATE_DONE = "relay.done"
 _STATE_INTENT = "relay.intent"
-_TAIL_WINDOW = 64
-PRUNE_INTERVAL = 60.0  # seconds between archive prunes while relaying  # records read back from a partition's end to resolve an in-doubt batch
+_TAIL_WINDOW = 64  # records read back from a partition's end to resolve an in-doubt batch
+PRUNE_INTERVAL = 60.0  # seconds between archive prunes while relaying
 
 
 def table_topic(namespace: str, table: str) -> str:
