@@ -1,6 +1,10 @@
 """Run the benchmarks and print (and save) their figures.
 
-python -m benchmarks [--seconds 3] [--out .bench/results.json]
+python -m benchmarks [--seconds 3] [--out .bench/results.json] [--kafka HOST:PORT]
+                     [--only storage|capture]
+
+The capture figures run on the local log always, and on Kafka when ``--kafka`` (or
+``STREAMKIT_TEST_KAFKA``) names a broker.
 """
 
 from __future__ import annotations
@@ -8,31 +12,59 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
-from benchmarks import storage
+from benchmarks import capture, storage
+
+
+def _rows(prefix: str, figures: dict[str, Any]) -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for name, value in figures.items():
+        if isinstance(value, dict):
+            rows.extend(_rows(f"{prefix}{name}.", value))
+        else:
+            rows.append((f"{prefix}{name}", value))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--seconds", type=float, default=3.0, help="per figure")
     parser.add_argument("--out", default=".bench/results.json")
+    parser.add_argument(
+        "--kafka",
+        metavar="HOST:PORT",
+        default=os.environ.get(capture.KAFKA_ENV),
+        help="a Kafka broker for the capture figures (default: $STREAMKIT_TEST_KAFKA)",
+    )
+    parser.add_argument("--only", choices=("storage", "capture"), help="run one section")
     args = parser.parse_args()
-    results = asyncio.run(storage.run(args.seconds))
+    results: dict[str, Any] = {}
+    if args.only in (None, "storage"):
+        results["storage"] = asyncio.run(storage.run(args.seconds))
+    if args.only in (None, "capture"):
+        # the latency run writes for at least 5 s: fewer samples make a p99 meaningless
+        results["capture"] = asyncio.run(
+            capture.run(max(5.0, args.seconds), kafka=args.kafka or None)
+        )
     meta = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(),
         "machine": platform.machine(),
         "seconds_per_figure": args.seconds,
+        "kafka": args.kafka or None,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "storage": results}, indent=2))
-    print("| figure | value |\n|---|---|")
-    for name, value in results.items():
-        print(f"| {name} | {value} |")
+    out.write_text(json.dumps({"meta": meta, **results}, indent=2))
+    for section, figures in results.items():
+        print(f"\n### {section}\n\n| figure | value |\n|---|---|")
+        for name, value in _rows("", figures):
+            print(f"| {name} | {value} |")
     print(f"\n(saved to {out})")
 
 

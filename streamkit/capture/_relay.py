@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from streamkit.exceptions import LogError, StorageError
-from streamkit.log import Fenced, OutRecord, TopicConfig
+from streamkit.log import Fenced, LogUnavailable, OutRecord, TopicConfig
 from streamkit.storage._engine import ChangeRow
 from streamkit.storage._transaction import MAX_ACTIONS
 
@@ -40,6 +40,7 @@ __all__ = ("Relay", "RelayStatus", "table_topic")
 _STATE_DONE = "relay.done"
 _STATE_INTENT = "relay.intent"
 _TAIL_WINDOW = 64  # records read back from a partition's end to resolve an in-doubt batch
+_RESOLVE_TIMEOUT = 30.0  # seconds to read that tail before giving up (the relay then retries)
 PRUNE_INTERVAL = 60.0  # seconds between archive prunes while relaying
 
 
@@ -259,16 +260,20 @@ class Relay:
             end = (await reader.end_offsets()).get(partition, 0)
             begin = (await reader.beginning_offsets()).get(partition, 0)
             await reader.seek(partition, max(begin, end - _TAIL_WINDOW))
-            seen: list[int] = []
-            while True:
-                batch = await reader.fetch(max_records=_TAIL_WINDOW, timeout=0.5)
-                if not batch:
-                    break
-                for rec in batch:
-                    seen.extend(_seq_header(rec.headers))
-                if batch[-1].offset >= end - 1:
-                    break
-            return row.seq in seen
+            # An empty fetch only means "nothing arrived in time" (a slow or recovering
+            # broker), never "nothing there": read until the position passes `end`. On
+            # Kafka that position also steps over commit markers and aborted records.
+            deadline = asyncio.get_running_loop().time() + _RESOLVE_TIMEOUT
+            while await reader.position(partition) < end:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise LogUnavailable(
+                        f"could not read {topic!r} partition {partition} up to offset {end} "
+                        f"within {_RESOLVE_TIMEOUT:.0f} s to settle the batch in doubt"
+                    )
+                for rec in await reader.fetch(max_records=_TAIL_WINDOW, timeout=0.5):
+                    if row.seq in _seq_header(rec.headers):
+                        return True
+            return False
         finally:
             await reader.close()
 
