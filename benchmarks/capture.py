@@ -327,7 +327,7 @@ async def run(
         gc.freeze()
         backends = {"local": f"local://{root}/log"}
         if kafka:
-            backends["kafka"] = f"kafka://{kafka}"
+            backends["kafka"] = f"kafka://{kafka}?fetch_max_wait_ms=5"
         for name, url in backends.items():
             relays: list[dict[str, Any]] = []
             raws: list[float] = []
