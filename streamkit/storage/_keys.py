@@ -147,6 +147,25 @@ class KeySchema:
             self.sort.name: item[self.sort.name],
         }
 
+    def parse_key(self, key: Mapping[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
+        """Validate and normalize a key argument; also return its (partition, sort) bytes.
+
+        The hot path of every get, update and delete: plain non-empty string keys skip
+        the general normalization.
+        """
+        p, s = self.partition, self.sort
+        if type(key) is dict and len(key) == (1 if s is None else 2):
+            pv = key.get(p.name)
+            if p.type == "S" and type(pv) is str and pv and len(pv) <= 512:
+                if s is None:
+                    return {p.name: pv}, pv.encode("utf-8"), b""
+                sv = key.get(s.name)
+                if s.type == "S" and type(sv) is str and sv and len(sv) <= 256:
+                    return {p.name: pv, s.name: sv}, pv.encode("utf-8"), sv.encode("utf-8")
+        norm = self.normalize_key(key)
+        pk, sk = self.extract(norm)
+        return norm, pk, sk
+
     def normalize_key(self, key: Mapping[str, Any]) -> dict[str, Any]:
         """Validate a key argument (exactly the key attributes) and normalize it."""
         if not isinstance(key, Mapping):

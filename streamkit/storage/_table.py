@@ -133,7 +133,8 @@ class Table:
         return PutOp(spec, k, norm, encode_image(norm), size, cond, returns, old_on_failure)
 
     def _key(self, spec: TableSpec, key: Mapping[str, Any]) -> ItemKey:
-        return ItemKey.of(spec, spec.key.normalize_key(key))
+        norm, pk, sk = spec.key.parse_key(key)
+        return ItemKey.of(spec, norm, (pk, sk))
 
     def _update_op(
         self,
@@ -295,9 +296,12 @@ class Table:
         """
         store = self._store
         spec = store.known(self.name) or await store.spec(self.name)
-        norm = spec.key.normalize_key(key)
-        pk, sk = spec.key.extract(norm)
-        proj = _compile_projection_only(projection, names)
+        _, pk, sk = spec.key.parse_key(key)
+        proj = (
+            None
+            if projection is None and not names
+            else _compile_projection_only(projection, names)
+        )
         store.admit(spec, read=0.5)
         tid = spec.table_id
         row: tuple[bytes, int] | None = await store.engine.read(
@@ -329,7 +333,7 @@ class Table:
         coords = []
         seen = set()
         for key in keys:
-            pk, sk = spec.key.extract(spec.key.normalize_key(key))
+            _, pk, sk = spec.key.parse_key(key)
             if (pk, sk) in seen:
                 raise ValidationError("batch_get: the same key appears twice")
             seen.add((pk, sk))

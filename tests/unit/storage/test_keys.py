@@ -63,3 +63,16 @@ def test_key_schema_rejects_wrong_type_and_empty() -> None:
     with pytest.raises(ValidationError, match="not part of the table's key"):
         schema.normalize_key({"id": "a", "n": 1, "x": 2})
     assert schema.normalize_key({"id": "a", "n": 1.0}) == {"id": "a", "n": Decimal(1)}
+
+
+@given(st.text(max_size=600), st.text(max_size=300))
+def test_parse_key_fast_path_agrees_with_the_general_path(p: str, s: str) -> None:
+    schema = KeySchema(KeyAttribute("p", "S"), KeyAttribute("s", "S"))
+    key = {"p": p, "s": s}
+    try:
+        general = (schema.normalize_key(key), *schema.extract(schema.normalize_key(key)))
+    except ValidationError:
+        with pytest.raises(ValidationError):
+            schema.parse_key(key)
+        return
+    assert schema.parse_key(key) == general
