@@ -129,7 +129,11 @@ def normalize_value(value: Any, path: str = "", depth: int = 0) -> Value:
             is not a non-empty str, or nesting deeper than 32 levels.
     """
     t = type(value)
-    if t is str or value is None or t is bool:
+    if t is str:
+        if not value.isascii():
+            _check_text(value, path)
+        return value
+    if value is None or t is bool:
         return value
     if t is Decimal:
         return canonical_number(value, path)
@@ -152,6 +156,8 @@ def normalize_value(value: Any, path: str = "", depth: int = 0) -> Value:
                 raise ValidationError(
                     f"{_at(path)}map keys must be non-empty strings, got {k!r}", path=path
                 )
+            if not k.isascii():
+                _check_text(k, path)
             out[k] = normalize_value(v, f"{path}.{k}" if path else k, depth + 1)
         return out
     if t is list or t is tuple:
@@ -175,6 +181,15 @@ def normalize_value(value: Any, path: str = "", depth: int = 0) -> Value:
     )
 
 
+def _check_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"{_at(path)}text must be valid Unicode (it holds a lone surrogate)", path=path
+        ) from None
+
+
 def _normalize_set(value: set[Any] | frozenset[Any], path: str) -> set[Any]:
     if not value:
         raise ValidationError(f"{_at(path)}empty sets are not allowed", path=path)
@@ -185,6 +200,7 @@ def _normalize_set(value: set[Any] | frozenset[Any], path: str) -> set[Any]:
             raise ValidationError(f"{_at(path)}sets may not contain booleans", path=path)
         if isinstance(v, str):
             kinds.add("SS")
+            _check_text(v, path)
             out.add(str(v))
         elif isinstance(v, (int, float, Decimal)):
             kinds.add("NS")
@@ -213,6 +229,8 @@ def normalize_item(item: Mapping[str, Any]) -> Item:
     for k, v in item.items():
         if type(k) is not str or not k:
             raise ValidationError(f"attribute names must be non-empty strings, got {k!r}")
+        if not k.isascii():
+            _check_text(k, "")
         out[k] = normalize_value(v, k, 1)
     return out
 

@@ -153,6 +153,12 @@ class KeySchema:
         The hot path of every get, update and delete: plain non-empty string keys skip
         the general normalization.
         """
+        try:
+            return self._parse_key(key)
+        except UnicodeEncodeError:
+            raise ValidationError("key values must be valid Unicode text") from None
+
+    def _parse_key(self, key: Mapping[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
         p, s = self.partition, self.sort
         if type(key) is dict and len(key) == (1 if s is None else 2):
             pv = key.get(p.name)
@@ -189,7 +195,10 @@ def order_bytes(value: Any) -> bytes:
     """Order-preserving bytes of a normalized S, N or B value."""
     t = type(value)
     if t is str:
-        return value.encode("utf-8")  # type: ignore[no-any-return]
+        try:
+            return value.encode("utf-8")  # type: ignore[no-any-return]
+        except UnicodeEncodeError:
+            raise ValidationError("key values must be valid Unicode text") from None
     if t is bytes:
         return value  # type: ignore[no-any-return]
     if t is Decimal:

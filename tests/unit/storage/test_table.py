@@ -383,3 +383,14 @@ async def test_non_mapping_placeholders_are_validation_errors(app: sk.App) -> No
     t = await app.create_table("Things", partition_key="k")
     with pytest.raises(sk.ValidationError, match="values="):
         await t.put({"k": "a"}, condition="attribute_exists(:v)", values=[1])  # type: ignore[arg-type]
+
+
+async def test_lone_surrogates_are_validation_errors(app: sk.App) -> None:
+    t = await app.create_table("Things", partition_key="k")
+    with pytest.raises(sk.ValidationError):
+        await t.put({"k": "\ud800"})
+    with pytest.raises(sk.ValidationError):
+        await t.put({"k": "a", "v": "\udfff"})
+    with pytest.raises(sk.ValidationError):
+        await t.get({"k": "\ud800"})
+    assert await t.count() == 0
