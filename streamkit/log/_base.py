@@ -442,6 +442,35 @@ def partition_for_key(partitions: int, key: bytes | None) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+def check_transactional_id(transactional_id: object) -> str:
+    """A producer's transactional id: a non-empty str."""
+    if not isinstance(transactional_id, str) or not transactional_id:
+        raise ValidationError("transactional_id must be a non-empty str")
+    return transactional_id
+
+
+def check_reader_options(start: object, group: object) -> None:
+    """A reader's ``start`` ("earliest" | "latest") and ``group`` (non-empty str or None)."""
+    if start not in ("earliest", "latest"):
+        raise ValidationError(f"start={start!r} must be 'earliest' or 'latest'")
+    if group is not None and (not isinstance(group, str) or not group):
+        raise ValidationError("group must be a non-empty str or None")
+
+
+def check_offset(offset: object, what: str = "offset") -> int:
+    """An offset: a non-negative int."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValidationError(f"{what}={offset!r} must be a non-negative int")
+    return offset
+
+
+def check_max_records(max_records: object) -> int:
+    """A fetch size: a positive int."""
+    if isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1:
+        raise ValidationError("max_records must be a positive int")
+    return max_records
+
+
 def check_topic_name(name: str) -> str:
     """Check a topic name against Kafka's rules (so a local topic could move to Kafka).
 

@@ -60,8 +60,12 @@ from streamkit.log._base import (
     TopicMismatch,
     TopicNotFound,
     UrlOptions,
+    check_max_records,
+    check_offset,
+    check_reader_options,
     check_records,
     check_topic_name,
+    check_transactional_id,
     partition_for_key,
 )
 
@@ -442,8 +446,7 @@ class KafkaLog:
     # --- producers and readers ---
     def producer(self, transactional_id: str) -> KafkaProducer:
         """A transactional producer; ``await start()`` before appending."""
-        if not isinstance(transactional_id, str) or not transactional_id:
-            raise ValidationError("transactional_id must be a non-empty str")
+        check_transactional_id(transactional_id)
         p = KafkaProducer(self, transactional_id)
         self._children.add(p)
         return p
@@ -457,10 +460,7 @@ class KafkaLog:
         start: StartPosition = "earliest",
     ) -> KafkaReader:
         """A read-committed reader of ``topic``; see :class:`~streamkit.log.LogReader`."""
-        if start not in ("earliest", "latest"):
-            raise ValidationError(f"start={start!r} must be 'earliest' or 'latest'")
-        if group is not None and (not isinstance(group, str) or not group):
-            raise ValidationError("group must be a non-empty str or None")
+        check_reader_options(start, group)
         r = KafkaReader(self, topic, group=group, partitions=partitions, start=start)
         self._children.add(r)
         return r
@@ -798,8 +798,7 @@ class KafkaReader:
 
     async def seek(self, partition: int, offset: int) -> None:
         """Read ``partition`` from ``offset`` next (reset to ``start`` if out of range)."""
-        if not isinstance(offset, int) or offset < 0:
-            raise ValidationError(f"offset={offset!r} must be a non-negative int")
+        check_offset(offset)
         consumer = await self._ensure()
         consumer.seek(self._tp(partition), offset)
 
@@ -869,8 +868,7 @@ class KafkaReader:
         While the broker is down this returns ``[]`` after ``timeout`` (aiokafka only
         logs connection errors while fetching) and resumes once it is back.
         """
-        if not isinstance(max_records, int) or max_records < 1:
-            raise ValidationError("max_records must be a positive int")
+        check_max_records(max_records)
         consumer = await self._ensure()
         with self._errors("fetch"):
             got = await consumer.getmany(
@@ -909,8 +907,7 @@ class KafkaReader:
         consumer = await self._ensure()
         items = {}
         for p, off in dict(offsets).items():
-            if not isinstance(off, int) or off < 0:
-                raise ValidationError(f"offset {off!r} for partition {p} must be an int >= 0")
+            check_offset(off, f"offset for partition {p}")
             items[self._tp(p)] = off
         if not items:
             return

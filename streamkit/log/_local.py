@@ -46,8 +46,12 @@ from streamkit.log._base import (
     TopicConfig,
     TopicMismatch,
     UrlOptions,
+    check_max_records,
+    check_offset,
+    check_reader_options,
     check_records,
     check_topic_name,
+    check_transactional_id,
     now_ms,
     partition_for_key,
 )
@@ -258,8 +262,7 @@ class LocalLog:
     # --- producers and readers ---
     def producer(self, transactional_id: str) -> LocalProducer:
         """A transactional producer; ``await start()`` before appending."""
-        if not isinstance(transactional_id, str) or not transactional_id:
-            raise ValidationError("transactional_id must be a non-empty str")
+        check_transactional_id(transactional_id)
         p = LocalProducer(self, transactional_id)
         self._children.add(p)
         return p
@@ -273,10 +276,7 @@ class LocalLog:
         start: StartPosition = "earliest",
     ) -> LocalReader:
         """A read-committed reader of ``topic``; see :class:`~streamkit.log.LogReader`."""
-        if start not in ("earliest", "latest"):
-            raise ValidationError(f"start={start!r} must be 'earliest' or 'latest'")
-        if group is not None and (not isinstance(group, str) or not group):
-            raise ValidationError("group must be a non-empty str or None")
+        check_reader_options(start, group)
         r = LocalReader(self, topic, group=group, partitions=partitions, start=start)
         self._children.add(r)
         return r
@@ -453,8 +453,7 @@ class LocalReader:
 
     async def seek(self, partition: int, offset: int) -> None:
         """Read ``partition`` from ``offset`` next (reset to ``start`` if out of range)."""
-        if not isinstance(offset, int) or offset < 0:
-            raise ValidationError(f"offset={offset!r} must be a non-negative int")
+        check_offset(offset)
         self._check_partition(await self._ensure(), partition)
         async with self._lock:
             self._positions[partition] = offset
@@ -522,8 +521,7 @@ class LocalReader:
         timeout: float = 0.5,  # noqa: ASYNC109
     ) -> list[LogRecord]:
         """The next committed records, waiting up to ``timeout`` s for the first one."""
-        if not isinstance(max_records, int) or max_records < 1:
-            raise ValidationError("max_records must be a positive int")
+        check_max_records(max_records)
         parts = await self._ensure()
         loop = asyncio.get_running_loop()
         if self._event is None or self._loop is not loop:
@@ -604,8 +602,7 @@ class LocalReader:
         items = dict(offsets)
         for p, off in items.items():
             self._check_partition(parts, p)
-            if not isinstance(off, int) or off < 0:
-                raise ValidationError(f"offset {off!r} for partition {p} must be an int >= 0")
+            check_offset(off, f"offset for partition {p}")
         topic = self.topic
 
         def run(conn: sqlite3.Connection) -> None:
