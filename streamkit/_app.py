@@ -122,6 +122,7 @@ class App:
         self._log: ChangeLog | None = None
         self._relay: Relay | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._relay_ready = asyncio.Event()
 
     @property
     def log(self) -> ChangeLog:
@@ -278,8 +279,9 @@ class App:
         the block ends; ``drain()`` raises it immediately.
         """
         await self.open()
+        self._relay_ready = asyncio.Event()
         tasks = [
-            asyncio.create_task(self.relay.run(), name="streamkit-relay"),
+            asyncio.create_task(self.relay.run(ready=self._relay_ready), name="streamkit-relay"),
             asyncio.create_task(self._sweep_forever(), name="streamkit-ttl-sweeper"),
         ]
         for task in tasks:
@@ -321,6 +323,12 @@ class App:
             for task in self._tasks:
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
+            if self._tasks and not self._relay_ready.is_set():
+                # the relay has not finished starting (topic checks, fencing): not drained
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"the relay did not start within {timeout}s")
+                await asyncio.sleep(0.005)
+                continue
             done, _ = await self.relay._state()
             if done >= target:
                 return

@@ -165,12 +165,26 @@ class Relay:
 
     async def _start(self) -> None:
         await self._log.open()
+        await self._check_topics()
         if self._producer is None:
             producer = self._log.producer(self.transactional_id)
             # starting fences any older relay and resolves its unfinished transaction
             await producer.start()
             self._producer = producer
         await self._resolve_in_doubt()
+
+    async def _check_topics(self) -> None:
+        """Create the topics of streamed tables, and refuse (TopicMismatch) any existing
+        one whose partitions or retention differ from this app's settings — at start-up,
+        not at the first write."""
+        await self._store.reload()
+        for spec in self._store.known_specs:
+            if spec.stream is None:
+                continue
+            topic = table_topic(self._namespace, spec.name)
+            if topic not in self._topics:
+                await self._log.ensure_topic(topic, self._topic_config)
+                self._topics.add(topic)
 
     async def _close_producer(self) -> None:
         producer, self._producer = self._producer, None
