@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ("Relay", "RelayStatus", "table_topic")
 
-_STATE_DONE = "relay.done"
-_STATE_INTENT = "relay.intent"
 _TAIL_WINDOW = 64  # records read back from a partition's end to resolve an in-doubt batch
 _RESOLVE_TIMEOUT = 30.0  # seconds to read that tail before giving up (the relay then retries)
 PRUNE_INTERVAL = 60.0  # seconds between archive prunes while relaying
@@ -106,13 +104,21 @@ class Relay:
 
     # --- state in storage ----------------------------------------------------------------
     async def _state(self) -> tuple[int, int]:
-        meta = await self._store.read_meta((_STATE_DONE, _STATE_INTENT))
-        done = int(meta.get(_STATE_DONE, "0"))
-        intent = int(meta.get(_STATE_INTENT, "0"))
+        done_key, intent_key = self.state_keys
+        meta = await self._store.read_meta((done_key, intent_key))
+        done = int(meta.get(done_key, "0"))
+        intent = int(meta.get(intent_key, "0"))
         return done, max(done, intent)
 
     async def _save(self, **values: int) -> None:
-        await self._store.write_meta({f"relay.{k}": str(v) for k, v in values.items()})
+        prefix = f"relay.{self._namespace}."
+        await self._store.write_meta({prefix + k: str(v) for k, v in values.items()})
+
+    @property
+    def state_keys(self) -> tuple[str, str]:
+        """Where this relay keeps (done, intent) in storage: per namespace, so two apps
+        with different namespaces on one store each publish the whole stream."""
+        return f"relay.{self._namespace}.done", f"relay.{self._namespace}.intent"
 
     # --- the doorbell ----------------------------------------------------------------------
     def _ring(self) -> None:
@@ -212,7 +218,10 @@ class Relay:
                 continue  # more may be waiting: drain before sleeping
             with contextlib.suppress(TimeoutError):
                 # other processes writing to the same file ring no bell: poll as well
-                await asyncio.wait_for(self._wake.wait(), idle_poll)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation
+                # that arrives just as the bell rings, and the relay would never stop
+                async with asyncio.timeout(idle_poll):
+                    await self._wake.wait()
 
     async def relay_once(self) -> int:
         """Publish the next batch, if any; returns how many outbox rows it covered."""

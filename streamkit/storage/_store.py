@@ -188,10 +188,15 @@ class Store:
         def fn(rows: Any) -> int:
             conn = rows.conn
             newest = conn.execute("SELECT max(seq) FROM sk_changes").fetchone()[0] or 0
+            # every relay of this store (one per namespace) must have published a row
+            slowest = conn.execute(
+                "SELECT min(CAST(value AS INTEGER)) FROM sk_meta WHERE key LIKE 'relay.%.done'"
+            ).fetchone()[0]
+            upto = published_upto if slowest is None else min(published_upto, slowest)
             candidates = conn.execute(
                 "SELECT seq, tid, created_ms FROM sk_changes WHERE seq <= ? AND seq < ? "
                 "ORDER BY seq LIMIT ?",
-                (published_upto, newest, limit),
+                (upto, newest, limit),
             ).fetchall()
             doomed = [
                 (seq,)

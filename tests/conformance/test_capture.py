@@ -175,3 +175,24 @@ async def test_existing_topic_with_other_settings_is_refused(tmp_path: Path, url
         async with other.running():
             await other.drain(timeout=30)
     await other.close()
+
+
+async def test_two_namespaces_on_one_store_each_get_the_whole_stream(
+    tmp_path: Path, url: str
+) -> None:
+    first = _app(tmp_path, url)
+    users = await first.create_table("Users", partition_key="UserID", pitr=False)
+    await users.put({"UserID": "1"})
+    second = sk.App(storage=first.storage_url, log=url, namespace=f"{first.namespace}b")
+    async with first.running():
+        await first.drain(timeout=30)
+        await first._store.prune_archive(published_upto=first.relay.status.done)
+    # the other namespace has not published yet: its rows were kept for it
+    async with second.running():
+        await second.drain(timeout=30)
+    got = [
+        [r.keys["UserID"] async for r in a.changes("Users", follow=False)] for a in (first, second)
+    ]
+    assert got == [["1"], ["1"]]
+    await first.close()
+    await second.close()

@@ -363,11 +363,12 @@ async def test_relay_killed_mid_stream_publishes_everything_once(
             printed += await relay.kill()
             assert relay.proc.returncode == -9, f"the relay exited by itself: {relay}"
             resolutions.update(p.split()[-1] for p in printed if p.startswith("in-doubt"))
-            meta = await app._store.read_meta(("relay.done", "relay.intent"))
-            if int(meta.get("relay.done", 0)) > done:
+            done_key, intent_key = app.relay.state_keys
+            meta = await app._store.read_meta((done_key, intent_key))
+            if int(meta.get(done_key, 0)) > done:
                 advanced += 1
-            done = int(meta.get("relay.done", 0))
-            if int(meta.get("relay.intent", 0)) > done:
+            done = int(meta.get(done_key, 0))
+            if int(meta.get(intent_key, 0)) > done:
                 left_in_doubt += 1
         await spare.retire()
     finally:
