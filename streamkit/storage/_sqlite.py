@@ -100,9 +100,6 @@ def _deliver(results: list[_Result]) -> None:
             fut.set_exception(exc)
 
 
-DEFER = True
-
-
 class _Rows:
     """Rows (write side) and ReadRows over one connection.
 
@@ -140,22 +137,10 @@ class _Rows:
         self, table_id: int, pk: bytes, sk: bytes, data: bytes, size: int, expires: float | None
     ) -> None:
         self.writes += 1
-        if not DEFER:
-            self.conn.execute(
-                "INSERT OR REPLACE INTO sk_items (tid, pk, sk, data, size, expires) "
-                "VALUES (?,?,?,?,?,?)",
-                (table_id, pk, sk, data, size, expires),
-            )
-            return
         self._items[(table_id, pk, sk)] = (data, size, expires)
 
     def remove(self, table_id: int, pk: bytes, sk: bytes) -> None:
         self.writes += 1
-        if not DEFER:
-            self.conn.execute(
-                "DELETE FROM sk_items WHERE tid=? AND pk=? AND sk=?", (table_id, pk, sk)
-            )
-            return
         self._items[(table_id, pk, sk)] = None
 
     def next_sequence(self) -> int:
@@ -176,14 +161,9 @@ class _Rows:
         image: bytes | None,
     ) -> None:
         self.writes += 1
-        row = (seq, table_id, table, event, txn, key, record, created_ms, int(publish), image)
-        if not DEFER:
-            self.conn.execute(
-                _INSERT_CHANGE,
-                row,
-            )
-            return
-        self._changes.append(row)
+        self._changes.append(
+            (seq, table_id, table, event, txn, key, record, created_ms, int(publish), image)
+        )
 
     def flush(self) -> None:
         """Write the deferred rows (inside the open transaction)."""
