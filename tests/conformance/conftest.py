@@ -9,7 +9,6 @@ because Kafka is down.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -17,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from streamkit.log import ChangeLog, TopicConfig, from_url
-
-KAFKA_ENV = "STREAMKIT_TEST_KAFKA"
+from tests import kafka_env
 
 # Short deadlines keep a failing Kafka test from hanging for the defaults' 10-30 s.
 _KAFKA_OPTIONS = "request_timeout_ms=8000&append_timeout=15"
@@ -28,27 +26,14 @@ _LOCAL_OPTIONS = "poll_interval=0.02&prune_interval=0.2"
 NewTopic = Callable[..., Awaitable[str]]
 
 
-def _kafka_param() -> object:
-    marks: list[pytest.MarkDecorator] = [pytest.mark.kafka]
-    if not os.environ.get(KAFKA_ENV):
-        marks.append(
-            pytest.mark.skip(
-                reason=f"{KAFKA_ENV} is not set, so there is no Kafka broker to test against: "
-                f"start one with compose/kafka/kafka-up.sh and set {KAFKA_ENV}=127.0.0.1:9092 "
-                "(`make test` does both)"
-            )
-        )
-    return pytest.param("kafka", id="kafka", marks=marks)
-
-
 def log_url(backend: str, tmp_path: Path) -> str:
     """The URL of the backend under test (the same for every instance in one test)."""
-    if backend == "local":
-        return f"local://{tmp_path}/log?{_LOCAL_OPTIONS}"
-    return f"kafka://{os.environ[KAFKA_ENV]}?{_KAFKA_OPTIONS}"
+    return kafka_env.log_url(
+        backend, tmp_path, local_options=_LOCAL_OPTIONS, kafka_options=_KAFKA_OPTIONS
+    )
 
 
-@pytest.fixture(params=[pytest.param("local", id="local"), _kafka_param()])
+@pytest.fixture(params=[pytest.param("local", id="local"), kafka_env.kafka_param()])
 def backend(request: pytest.FixtureRequest) -> str:
     """``"local"`` or ``"kafka"``."""
     param: str = request.param

@@ -25,7 +25,6 @@ import asyncio
 import os
 import random
 import sys
-import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
@@ -38,9 +37,8 @@ import pytest
 import streamkit as sk
 from streamkit.capture import Relay
 from streamkit.records import ChangeRecord, decode_record
+from tests.kafka_env import KAFKA_ENV, broker, kafka_param, log_url, needs_kafka
 
-KAFKA_ENV = "STREAMKIT_TEST_KAFKA"
-SCRIPTS = Path(__file__).resolve().parents[2] / "compose" / "kafka"
 KILLS = int(os.environ.get("STREAMKIT_FAULT_KILLS", "20"))
 SEED = int(os.environ.get("STREAMKIT_FAULT_SEED", str(random.randrange(1 << 30))))
 
@@ -102,23 +100,8 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
 
 
 # --- backends ------------------------------------------------------------------------------
-def _kafka_param() -> Any:
-    marks: list[pytest.MarkDecorator] = [pytest.mark.kafka]
-    if not os.environ.get(KAFKA_ENV):
-        marks.append(
-            pytest.mark.skip(
-                reason=f"{KAFKA_ENV} is not set, so there is no Kafka broker to test against: "
-                f"start one with compose/kafka/kafka-up.sh and set {KAFKA_ENV}=127.0.0.1:9092 "
-                "(`make test` does both)"
-            )
-        )
-    return pytest.param("kafka", id="kafka", marks=marks)
-
-
 def _log_url(backend: str, tmp_path: Path) -> str:
-    if backend == "local":
-        return f"local://{tmp_path}/log?{_LOCAL_OPTIONS}"
-    return f"kafka://{os.environ[KAFKA_ENV]}?{_KAFKA_OPTIONS}"
+    return log_url(backend, tmp_path, local_options=_LOCAL_OPTIONS, kafka_options=_KAFKA_OPTIONS)
 
 
 def _new_app(tmp_path: Path, log_url: str) -> sk.App:
@@ -319,7 +302,7 @@ class RelayProcess:
 
 
 @pytest.mark.timeout(max(120, 40 + 5 * KILLS))
-@pytest.mark.parametrize("backend", [pytest.param("local", id="local"), _kafka_param()])
+@pytest.mark.parametrize("backend", [pytest.param("local", id="local"), kafka_param()])
 async def test_relay_killed_mid_stream_publishes_everything_once(
     tmp_path: Path, backend: str
 ) -> None:
@@ -402,28 +385,6 @@ async def test_relay_killed_mid_stream_publishes_everything_once(
 
 
 # --- 2. kill -9 the broker -----------------------------------------------------------------
-def _script_env() -> dict[str, str]:
-    env = dict(os.environ)
-    if "KAFKA_PORT" not in env:
-        env["KAFKA_PORT"] = os.environ[KAFKA_ENV].split(",")[0].rsplit(":", 1)[1]
-    return env
-
-
-async def _broker(script: str, *args: str) -> float:
-    """Run one of compose/kafka's scripts; returns how long it took."""
-    started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        str(SCRIPTS / script),
-        *args,
-        env=_script_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, f"{script} {args} failed: {out.decode()}\n{err.decode()}"
-    return time.monotonic() - started
-
-
 class TracedRelay(Relay):
     """The relay, counting how it settled batches left in doubt."""
 
@@ -439,11 +400,7 @@ class TracedRelay(Relay):
 
 @pytest.mark.kafka
 @pytest.mark.timeout(150)
-@pytest.mark.skipif(
-    not os.environ.get(KAFKA_ENV),
-    reason=f"{KAFKA_ENV} is not set, so there is no Kafka broker to crash: start one with "
-    f"compose/kafka/kafka-up.sh and set {KAFKA_ENV}=127.0.0.1:9092 (`make test` does both)",
-)
+@needs_kafka
 async def test_relay_rides_out_a_broker_crash(tmp_path: Path) -> None:
     # short deadlines, so the relay meets the outage (and retries) within seconds
     url = f"kafka://{os.environ[KAFKA_ENV]}?request_timeout_ms=3000&append_timeout=5"
@@ -464,7 +421,7 @@ async def test_relay_rides_out_a_broker_crash(tmp_path: Path) -> None:
             await _until("the relay publishing before the crash", published, within=60)
             await app.drain(timeout=30)
             retries = status.retries
-            killed = await _broker("kafka-down.sh", "--kill")
+            killed = await broker("kafka-down.sh", "--kill")
             try:
                 at_crash = await store.read_changes_tail()
 
@@ -478,7 +435,7 @@ async def test_relay_rides_out_a_broker_crash(tmp_path: Path) -> None:
                 await _until("writes committing while the broker is down", writes_go_on, within=30)
                 written_in_outage = await store.read_changes_tail() - at_crash
             finally:
-                restarted = await _broker("kafka-up.sh")  # whatever happened, leave it running
+                restarted = await broker("kafka-up.sh")  # whatever happened, leave it running
             await app.drain(timeout=60)  # the relay is back by itself
             writer.stop.set()
             await writing

@@ -21,42 +21,14 @@ from pathlib import Path
 import pytest
 
 from streamkit.log import ChangeLog, LogUnavailable, OutRecord, TopicConfig, from_url
-
-KAFKA_ENV = "STREAMKIT_TEST_KAFKA"
-SCRIPTS = Path(__file__).resolve().parents[2] / "compose" / "kafka"
+from tests.kafka_env import KAFKA_ENV, SCRIPTS, broker, needs_kafka, script_env
 
 pytestmark = [
     pytest.mark.kafka,
     pytest.mark.slow,
     pytest.mark.timeout(180),
-    pytest.mark.skipif(
-        not os.environ.get(KAFKA_ENV),
-        reason=f"{KAFKA_ENV} is not set, so there is no Kafka broker to crash: start one with "
-        f"compose/kafka/kafka-up.sh and set {KAFKA_ENV}=127.0.0.1:9092 (`make test` does both)",
-    ),
+    needs_kafka,
 ]
-
-
-def _script_env() -> dict[str, str]:
-    env = dict(os.environ)
-    if "KAFKA_PORT" not in env:
-        env["KAFKA_PORT"] = os.environ[KAFKA_ENV].split(",")[0].rsplit(":", 1)[1]
-    return env
-
-
-async def _broker(script: str, *args: str) -> float:
-    """Run one of compose/kafka's scripts; returns how long it took."""
-    started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        str(SCRIPTS / script),
-        *args,
-        env=_script_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, f"{script} {args} failed: {out.decode()}\n{err.decode()}"
-    return time.monotonic() - started
 
 
 @dataclass
@@ -122,9 +94,9 @@ async def test_acknowledged_appends_survive_a_broker_crash_exactly_once() -> Non
         await asyncio.sleep(1.0)
         before = len(patient.acked), len(hasty.acked)
         assert min(before) > 0, "nothing was appended before the crash"
-        killed = await _broker("kafka-down.sh", "--kill")
+        killed = await broker("kafka-down.sh", "--kill")
         await asyncio.sleep(3.0)  # longer than hasty's append_timeout
-        restarted = await _broker("kafka-up.sh")
+        restarted = await broker("kafka-up.sh")
         # both carry on after the restart
         deadline = loop.time() + 60
         while len(patient.acked) < before[0] + 20 or len(hasty.acked) < before[1] + 5:
@@ -133,7 +105,7 @@ async def test_acknowledged_appends_survive_a_broker_crash_exactly_once() -> Non
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await _broker("kafka-up.sh")  # whatever happened, leave a broker running
+        await broker("kafka-up.sh")  # whatever happened, leave a broker running
 
     try:
         reader = patient_log.reader(topic)
@@ -182,7 +154,7 @@ async def test_acknowledged_appends_survive_a_broker_crash_exactly_once() -> Non
 
 
 def _broker_pid() -> int:
-    port = _script_env()["KAFKA_PORT"]
+    port = script_env()["KAFKA_PORT"]
     data = Path(os.environ.get("KAFKA_DATA_DIR", SCRIPTS / ".data" / port))
     return int((data / "kafka.pid").read_text().split()[0])
 
