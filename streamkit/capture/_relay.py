@@ -114,6 +114,14 @@ class Relay:
         prefix = f"relay.{self._namespace}."
         await self._store.write_meta({prefix + k: str(v) for k, v in values.items()})
 
+    async def _slowest_done(self) -> int:
+        """The least position of every relay of this store (one per namespace): the
+        archive may only lose what all of them have published."""
+        positions = await self._store.engine.meta_with_prefix("relay.")
+        return min(
+            [self.status.done] + [int(v) for k, v in positions.items() if k.endswith(".done")]
+        )
+
     @property
     def state_keys(self) -> tuple[str, str]:
         """Where this relay keeps (done, intent) in storage: per namespace, so two apps
@@ -211,7 +219,7 @@ class Relay:
             if time.monotonic() >= next_prune:
                 # the outbox doubles as the PITR archive: drop what is published and
                 # past its table's recovery window
-                await self._store.prune_archive(published_upto=self.status.done)
+                await self._store.prune_archive(published_upto=await self._slowest_done())
                 next_prune = time.monotonic() + PRUNE_INTERVAL
             moved = await self.relay_once()
             if moved:

@@ -8,7 +8,7 @@ archive), and runs write jobs atomically. SQLite implements it today
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -39,10 +39,7 @@ class ChangeRow:
 class ReadRows(Protocol):
     """Read primitives a read function may call, on the engine's reader thread."""
 
-    def get(self, table_id: int, pk: bytes, sk: bytes) -> bytes | None:
-        """One item's image bytes, or None."""
-
-    def get_sized(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
+    def get(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
         """One item's image bytes and DynamoDB size, or None."""
 
     def range(
@@ -81,6 +78,7 @@ class StorageEngine(Protocol):
     """A transactional store for tables, items and change records."""
 
     url: str
+    storage_id: str  # stable per database; set by open()
 
     async def open(self) -> None:
         """Create or open the database (idempotent)."""
@@ -105,3 +103,24 @@ class StorageEngine(Protocol):
 
     def add_commit_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` (on the writer thread) after each commit that appended changes."""
+
+    def remove_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Stop calling ``listener``."""
+
+    async def read_meta(self, keys: Sequence[str]) -> dict[str, str]:
+        """Storage-level settings and positions (absent keys are left out)."""
+
+    async def meta_with_prefix(self, prefix: str) -> dict[str, str]:
+        """Every setting whose key starts with ``prefix``."""
+
+    async def write_meta(self, values: dict[str, str]) -> None:
+        """Set settings and positions in one transaction."""
+
+    async def max_sequence(self) -> int:
+        """The newest change record's sequence number (0 when there is none)."""
+
+    async def prune_changes(
+        self, *, upto: int, cutoffs: Mapping[int, int], default_cutoff: int, limit: int
+    ) -> int:
+        """Delete change rows up to ``upto`` older than their table's cutoff (epoch ms),
+        never the newest row; returns how many went."""

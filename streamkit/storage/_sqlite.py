@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import uuid
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty, SimpleQueue
@@ -128,10 +128,7 @@ class _Rows:
             if ident in items:
                 pending = items[ident]
                 return None if pending is None else (pending[0], pending[1])
-        row: tuple[bytes, int] | None = self.conn.execute(
-            "SELECT data, size FROM sk_items WHERE tid=? AND pk=? AND sk=?", (table_id, pk, sk)
-        ).fetchone()
-        return row
+        return self.get(table_id, pk, sk)
 
     def store(
         self, table_id: int, pk: bytes, sk: bytes, data: bytes, size: int, expires: float | None
@@ -194,25 +191,21 @@ class _Rows:
         self._items.clear()
         self._changes.clear()
 
+    def max_sequence(self) -> int:
+        return int(self.conn.execute("SELECT max(seq) FROM sk_changes").fetchone()[0] or 0)
+
     def read_sequence(self) -> None:
         # Read inside every write transaction, so two processes sharing a file never
         # reuse a number. Pruning the archive always keeps the newest row, so the
         # maximum never goes back.
-        row = self.conn.execute("SELECT max(seq) FROM sk_changes").fetchone()
-        self.seq = row[0] or 0
+        self.seq = self.max_sequence()
 
     # --- read side ---
-    def get_sized(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
+    def get(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
         row: tuple[bytes, int] | None = self.conn.execute(
             "SELECT data, size FROM sk_items WHERE tid=? AND pk=? AND sk=?", (table_id, pk, sk)
         ).fetchone()
         return row
-
-    def get(self, table_id: int, pk: bytes, sk: bytes) -> bytes | None:
-        row = self.conn.execute(
-            "SELECT data FROM sk_items WHERE tid=? AND pk=? AND sk=?", (table_id, pk, sk)
-        ).fetchone()
-        return None if row is None else row[0]
 
     def range(
         self,
@@ -597,6 +590,46 @@ class SqliteEngine:
             return dict(cur.fetchall())
 
         return await self.read(fn)
+
+    async def meta_with_prefix(self, prefix: str) -> dict[str, str]:
+        """Every ``sk_meta`` key starting with ``prefix``, with its value."""
+
+        def fn(rows: _Rows) -> dict[str, str]:
+            cur = rows.conn.execute(
+                "SELECT key, value FROM sk_meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+            )
+            return dict(cur.fetchall())
+
+        return await self.read(fn)
+
+    async def max_sequence(self) -> int:
+        """The newest change record's sequence number (0 when there is none)."""
+        return await self.read(lambda rows: int(rows.max_sequence()))
+
+    async def prune_changes(
+        self, *, upto: int, cutoffs: Mapping[int, int], default_cutoff: int, limit: int
+    ) -> int:
+        """Delete change rows up to ``upto`` created before their table's cutoff (epoch ms;
+        ``default_cutoff`` for tables not in ``cutoffs``), never the newest row. Looks at
+        the ``limit`` oldest candidates; returns how many it deleted."""
+
+        def fn(rows: _Rows) -> int:
+            candidates = rows.conn.execute(
+                "SELECT seq, tid, created_ms FROM sk_changes WHERE seq <= ? AND seq < ? "
+                "ORDER BY seq LIMIT ?",
+                (upto, rows.max_sequence(), limit),
+            ).fetchall()
+            doomed = [
+                (seq,)
+                for seq, tid, created in candidates
+                if created < cutoffs.get(tid, default_cutoff)
+            ]
+            if doomed:
+                rows.writes += 1
+                rows.conn.executemany("DELETE FROM sk_changes WHERE seq = ?", doomed)
+            return len(doomed)
+
+        return await self.write_fn(fn)
 
     async def write_meta(self, values: dict[str, str]) -> None:
         """Set ``sk_meta`` keys in one transaction."""

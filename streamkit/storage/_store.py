@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from streamkit.exceptions import ConfigurationError, TableNotFound
 from streamkit.storage._capacity import Provisioned, TokenBucket, record_consumed
@@ -156,11 +156,7 @@ class Store:
     async def read_changes_tail(self) -> int:
         """The sequence number of the newest change record (0 when there is none)."""
         await self.ensure_open()
-
-        def fn(rows: Any) -> int:
-            return int(rows.conn.execute("SELECT max(seq) FROM sk_changes").fetchone()[0] or 0)
-
-        return await self.engine.read(fn)
+        return await self.engine.max_sequence()
 
     async def read_changes(self, after_seq: int, limit: int) -> list[ChangeRow]:
         """Change rows (the outbox and archive) after a sequence number, in commit order."""
@@ -173,40 +169,19 @@ class Store:
     ) -> int:
         """Delete archived change records that nothing needs any more.
 
-        A row may go once the relay has published past it (``published_upto``) and it is
-        older than its table's recovery window (``recovery_days`` with PITR, else none).
-        Rows of deleted tables are kept for the longest window, 35 days. The newest row
-        always stays: sequence numbers continue from it. Scans at most ``limit`` of the
-        oldest rows per call; returns how many it deleted.
+        A row may go once it is published (``published_upto``: the caller passes the
+        position of its slowest relay) and it is older than its table's recovery window
+        (``recovery_days`` with PITR, else none). Rows of deleted tables are kept for the
+        longest window, 35 days. The newest row always stays: sequence numbers continue
+        from it. Scans at most ``limit`` of the oldest rows per call; returns how many it
+        deleted.
         """
         await self.ensure_open()
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        windows = {
-            s.table_id: (s.recovery_days * _DAY_MS if s.pitr else 0) for s in self._specs.values()
+        cutoffs = {
+            s.table_id: now - (s.recovery_days * _DAY_MS if s.pitr else 0)
+            for s in self._specs.values()
         }
-
-        def fn(rows: Any) -> int:
-            conn = rows.conn
-            newest = conn.execute("SELECT max(seq) FROM sk_changes").fetchone()[0] or 0
-            # every relay of this store (one per namespace) must have published a row
-            slowest = conn.execute(
-                "SELECT min(CAST(value AS INTEGER)) FROM sk_meta WHERE key LIKE 'relay.%.done'"
-            ).fetchone()[0]
-            upto = published_upto if slowest is None else min(published_upto, slowest)
-            candidates = conn.execute(
-                "SELECT seq, tid, created_ms FROM sk_changes WHERE seq <= ? AND seq < ? "
-                "ORDER BY seq LIMIT ?",
-                (upto, newest, limit),
-            ).fetchall()
-            doomed = [
-                (seq,)
-                for seq, tid, created in candidates
-                if created < now - windows.get(tid, _MAX_WINDOW_MS)
-            ]
-            if doomed:
-                rows.writes += 1
-                conn.executemany("DELETE FROM sk_changes WHERE seq = ?", doomed)
-            return len(doomed)
-
-        deleted: int = await self.engine.write_fn(fn)
-        return deleted
+        return await self.engine.prune_changes(
+            upto=published_upto, cutoffs=cutoffs, default_cutoff=now - _MAX_WINDOW_MS, limit=limit
+        )

@@ -304,9 +304,7 @@ class Table:
         )
         store.admit(spec, read=0.5)
         tid = spec.table_id
-        row: tuple[bytes, int] | None = await store.engine.read(
-            lambda rows: rows.get_sized(tid, pk, sk)
-        )
+        row: tuple[bytes, int] | None = await store.engine.read(lambda rows: rows.get(tid, pk, sk))
         if row is None:
             store.charge(spec, read=read_units(0, consistent=consistent))
             return None
@@ -342,12 +340,12 @@ class Table:
         store.admit(spec, read=0.5)
         tid = spec.table_id
 
-        def run(rows: Any) -> list[bytes]:
-            return [d for pk, sk in coords if (d := rows.get(tid, pk, sk)) is not None]
+        def run(rows: Any) -> list[tuple[bytes, int]]:
+            return [row for pk, sk in coords if (row := rows.get(tid, pk, sk)) is not None]
 
-        datas = await store.engine.read(run)
-        items = [decode_image(d) for d in datas]
-        units = sum(read_units(item_size(i), consistent=consistent) for i in items)
+        found = await store.engine.read(run)
+        items = [decode_image(data) for data, _ in found]
+        units = sum(read_units(size, consistent=consistent) for _, size in found)
         store.charge(spec, read=units)
         if hide_expired:
             now = time.time()
