@@ -32,20 +32,11 @@ from typing import Any
 import streamkit as sk
 from streamkit.capture import Relay, table_topic
 from streamkit.capture._relay import headers_of
+from streamkit.cli._bench import _item
 from streamkit.log import OutRecord, TopicConfig, from_url
 from streamkit.storage._store import Store
 
 KAFKA_ENV = "STREAMKIT_TEST_KAFKA"
-
-
-def _item(i: int) -> dict[str, Any]:
-    return {
-        "UserID": f"user-{i:08d}",
-        "Name": f"Name {i}",
-        "Email": f"user{i}@example.com",
-        "Age": 20 + i % 50,
-        "Active": i % 2 == 0,
-    }
 
 
 def _percentile(sorted_values: Sequence[float], p: float) -> float:
@@ -160,7 +151,8 @@ async def raw_aiokafka_batches_throughput(
     address: str, records: list[OutRecord], sizes: list[int]
 ) -> float:
     """The same transactions through aiokafka's ``create_batch``/``send_batch`` (one
-    BatchBuilder per partition, no per-record future): what the Kafka backend could reach."""
+    BatchBuilder per partition, no per-record future), as the Kafka backend sends them:
+    the ceiling for the relay."""
     from aiokafka import AIOKafkaProducer
 
     from streamkit.log import partition_for_key

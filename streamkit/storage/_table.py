@@ -297,11 +297,7 @@ class Table:
         store = self._store
         spec = store.known(self.name) or await store.spec(self.name)
         _, pk, sk = spec.key.parse_key(key)
-        proj = (
-            None
-            if projection is None and not names
-            else _compile_projection_only(projection, names)
-        )
+        proj = _compile_projection_only(projection, names)
         store.admit(spec, read=0.5)
         tid = spec.table_id
         row: tuple[bytes, int] | None = await store.engine.read(lambda rows: rows.get(tid, pk, sk))
