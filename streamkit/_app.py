@@ -329,7 +329,8 @@ class App:
                     raise TimeoutError(f"the relay did not start within {timeout}s")
                 await asyncio.sleep(0.005)
                 continue
-            done, _ = await self.relay._state()
+            # the running relay's own count is current; otherwise ask the storage
+            done = self.relay.status.done if self._tasks else (await self.relay._state())[0]
             if done >= target:
                 return
             if asyncio.get_running_loop().time() > deadline:
