@@ -110,9 +110,10 @@ class Relay:
         intent = int(meta.get(intent_key, "0"))
         return done, max(done, intent)
 
-    async def _save(self, **values: int) -> None:
-        prefix = f"relay.{self._namespace}."
-        await self._store.write_meta({prefix + k: str(v) for k, v in values.items()})
+    async def _save(self, *, done: int | None = None, intent: int | None = None) -> None:
+        done_key, intent_key = self.state_keys
+        values = {done_key: done, intent_key: intent}
+        await self._store.write_meta({k: str(v) for k, v in values.items() if v is not None})
 
     async def _slowest_done(self) -> int:
         """The least position of every relay of this store (one per namespace): the
@@ -233,6 +234,8 @@ class Relay:
 
     async def relay_once(self) -> int:
         """Publish the next batch, if any; returns how many outbox rows it covered."""
+        # read from storage, not cached: a relay that was fenced without noticing (its
+        # batch had nothing to publish) must never move the position backwards
         done, _ = await self._state()
         # a transaction has at most MAX_ACTIONS records: reading that many more lets the
         # batch end on a transaction boundary
