@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -338,6 +339,25 @@ class App:
                     f"the relay has published up to {done}, not {target}, after {timeout}s"
                 )
             await asyncio.sleep(0.005)
+
+    async def capture_status(self) -> dict[str, Any]:
+        """How far the relay has published, from the storage (any process may ask).
+
+        Returns ``published_up_to`` and ``latest_committed`` (sequence numbers), ``behind``
+        (rows waiting), ``oldest_unpublished_age_s`` and ``batch_in_doubt``.
+        """
+        done, intent = await self.relay._state()
+        latest = await self._store.read_changes_tail()
+        waiting = await self._store.read_changes(done, 1)
+        return {
+            "published_up_to": done,
+            "latest_committed": latest,
+            "behind": max(0, latest - done),
+            "oldest_unpublished_age_s": round(time.time() - waiting[0].created_ms / 1000, 3)
+            if waiting
+            else None,
+            "batch_in_doubt": intent > done,
+        }
 
     def changes(
         self,

@@ -428,25 +428,12 @@ def relay() -> None:
 @cli.command("status")
 def status(as_json: JsonOpt = False) -> None:
     """How far capture has got: outbox rows committed but not yet in the log."""
-    import time
 
     async def go(app: App) -> dict[str, Any]:
-        done, intent = await app.relay._state()
-        latest = await app._store.read_changes_tail()
-        rows = await app._store.read_changes(done, 1)
-        oldest = rows[0].created_ms / 1000 if rows else None
         return {
             "storage": app.storage_url,
             "log": app.log_url,
-            "relay": {
-                "published_up_to": done,
-                "latest_committed": latest,
-                "behind": max(0, latest - done),
-                "oldest_unpublished_age_s": None
-                if oldest is None
-                else round(time.time() - oldest, 3),
-                "batch_in_doubt": intent > done,
-            },
+            "relay": await app.capture_status(),
             "handlers": "not available yet (arrives with the handler runtime)",
         }
 

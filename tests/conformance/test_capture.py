@@ -196,3 +196,19 @@ async def test_two_namespaces_on_one_store_each_get_the_whole_stream(
     assert got == [["1"], ["1"]]
     await first.close()
     await second.close()
+
+
+async def test_capture_status_reports_what_is_waiting(tmp_path: Path, url: str) -> None:
+    app = _app(tmp_path, url)
+    users = await app.create_table("Users", partition_key="UserID")
+    await users.put({"UserID": "1"})
+    await users.put({"UserID": "2"})
+    before = await app.capture_status()
+    assert (before["behind"], before["published_up_to"]) == (2, 0)
+    assert before["oldest_unpublished_age_s"] is not None
+    async with app.running():
+        await app.drain(timeout=30)
+    after = await app.capture_status()
+    assert (after["behind"], after["published_up_to"], after["latest_committed"]) == (0, 2, 2)
+    assert after["oldest_unpublished_age_s"] is None
+    await app.close()
