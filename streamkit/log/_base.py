@@ -22,12 +22,15 @@ __all__ = (
     "MAX_FUTURE_TIMESTAMP_MS",
     "MAX_RECORD_BYTES",
     "ChangeLog",
+    "CommitRefused",
     "Fenced",
+    "LogConsumer",
     "LogProducer",
     "LogReader",
     "LogRecord",
     "LogUnavailable",
     "OutRecord",
+    "RebalanceListener",
     "StartPosition",
     "TopicConfig",
     "TopicMismatch",
@@ -175,6 +178,22 @@ class LogUnavailable(LogError):
     def __init__(self, message: str, *, in_doubt: bool = False) -> None:
         super().__init__(message, retriable=True)
         self.in_doubt = in_doubt
+
+
+class CommitRefused(LogError):
+    """A group member tried to commit offsets of partitions it no longer owns.
+
+    Raised by :meth:`LogConsumer.commit` after a rebalance gave the partitions to
+    another member (or the member's session expired): the new owner's position wins.
+    Not retriable for those partitions; the member should drop their in-flight work.
+
+    Attributes:
+        partitions: the partitions whose commit was refused.
+    """
+
+    def __init__(self, message: str, *, partitions: Sequence[int] = ()) -> None:
+        super().__init__(message, retriable=False)
+        self.partitions = sorted(partitions)
 
 
 class TopicNotFound(LogError, LookupError):
@@ -331,6 +350,116 @@ class LogReader(Protocol):
         ...
 
 
+class RebalanceListener(Protocol):
+    """What a :class:`LogConsumer` tells its owner when its partitions change.
+
+    ``on_revoked`` is awaited *before* the partitions go to another member: the
+    owner finishes (or abandons) its work on them and commits in it, so no two
+    members ever process one partition at the same time. ``on_assigned`` is awaited
+    after new partitions are owned and before records of them are fetched.
+    """
+
+    async def on_assigned(self, partitions: list[int]) -> None:
+        """``partitions`` are now this member's (ascending)."""
+        ...
+
+    async def on_revoked(self, partitions: list[int]) -> None:
+        """``partitions`` are about to leave this member (ascending); commit now."""
+        ...
+
+
+@runtime_checkable
+class LogConsumer(Protocol):
+    """A member of a consumer group reading one topic: the group shares the partitions.
+
+    Every partition of the topic is owned by exactly one live member at a time; members
+    joining, leaving (``close``) or dying (no heartbeat for ``session_timeout``) move
+    partitions between members through the :class:`RebalanceListener`. A partition's
+    reading starts at the group's committed offset, else at ``start``. Reads are
+    read-committed, as :class:`LogReader`'s are.
+    """
+
+    group: str
+    topic: str
+
+    async def start(self) -> None:
+        """Join the group. Partitions arrive through ``on_assigned`` (maybe later)."""
+        ...
+
+    def assignment(self) -> list[int]:
+        """The partitions this member owns now, ascending."""
+        ...
+
+    # `timeout` is a long-poll wait, as in LogReader.fetch
+    async def fetch(
+        self,
+        *,
+        max_records: int = 500,
+        timeout: float = 0.5,  # noqa: ASYNC109
+    ) -> list[LogRecord]:
+        """The next committed records of owned, unpaused partitions (each in offset order).
+
+        Waits up to ``timeout`` s for the first; an empty list means nothing arrived
+        (or nothing is owned). Never returns a record of a partition after its
+        ``on_revoked`` has started.
+        """
+        ...
+
+    def pause(self, partitions: Sequence[int]) -> None:
+        """Stop returning records of these owned partitions until :meth:`resume`."""
+        ...
+
+    def resume(self, partitions: Sequence[int]) -> None:
+        """Return records of these partitions again."""
+        ...
+
+    async def seek(self, partition: int, offset: int) -> None:
+        """Read an owned ``partition`` from ``offset`` next."""
+        ...
+
+    async def position(self, partition: int) -> int:
+        """The offset of the next record :meth:`fetch` returns from an owned partition."""
+        ...
+
+    async def offset_for_time(self, partition: int, timestamp_ms: int) -> int | None:
+        """As :meth:`LogReader.offset_for_time`."""
+        ...
+
+    async def beginning_offsets(self) -> dict[int, int]:
+        """The oldest kept offset of every partition of the topic."""
+        ...
+
+    async def end_offsets(self, *, settled: bool = False) -> dict[int, int]:
+        """The offset after the last committed record of every partition of the topic.
+
+        Kafka shows a committed transaction in these (the last stable offsets) only once
+        its commit markers are written, a few ms after the commit returned. With
+        ``settled``, wait (up to a few seconds) until no partition has such a transaction
+        pending, so every append that had returned is included.
+        """
+        ...
+
+    async def commit(self, offsets: Mapping[int, int]) -> None:
+        """Store the group's position (the next offset to read) of owned partitions.
+
+        Raises:
+            CommitRefused: a partition is no longer this member's (a rebalance moved
+                it, or the session expired); nothing is committed.
+        """
+        ...
+
+    async def committed(self) -> dict[int, int]:
+        """The group's committed offsets for the topic (never committed: absent)."""
+        ...
+
+    async def close(self) -> None:
+        """Leave the group: ``on_revoked`` for every owned partition, then go.
+
+        The other members take the partitions over at once, not after a session timeout.
+        """
+        ...
+
+
 @runtime_checkable
 class ChangeLog(Protocol):
     """One change-log backend: topics, producers and readers.
@@ -392,6 +521,25 @@ class ChangeLog(Protocol):
         ``group`` names the consumer group whose offsets :meth:`LogReader.commit`
         stores and where the reader starts; the reader does not join the group's
         partition assignment (it reads what it is given).
+        """
+        ...
+
+    def consumer(
+        self,
+        topic: str,
+        *,
+        group: str,
+        listener: RebalanceListener,
+        start: StartPosition = "earliest",
+        session_timeout: float = 10.0,
+    ) -> LogConsumer:
+        """A member of ``group`` reading ``topic``; ``await start()`` to join.
+
+        Args:
+            listener: told of partitions assigned and (before they move) revoked.
+            start: where a partition with no committed offset is read from.
+            session_timeout: seconds without a heartbeat after which a member is
+                considered dead and its partitions go to the others.
         """
         ...
 

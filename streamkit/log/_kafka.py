@@ -40,7 +40,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import unquote
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -55,6 +55,7 @@ from streamkit.log._base import (
     LogRecord,
     LogUnavailable,
     OutRecord,
+    RebalanceListener,
     StartPosition,
     TopicConfig,
     TopicMismatch,
@@ -69,7 +70,10 @@ from streamkit.log._base import (
     partition_for_key,
 )
 
-__all__ = ("KafkaLog", "KafkaProducer", "KafkaReader")
+if TYPE_CHECKING:
+    from streamkit.log._kafka_consumer import KafkaConsumer
+
+__all__ = ("KafkaLog", "KafkaProducer", "KafkaReader", "to_log_records")
 
 _logger = logging.getLogger("streamkit.log.kafka")
 
@@ -144,6 +148,29 @@ def _unavailable(message: str, txn: _Txn | None) -> LogUnavailable:
             in_doubt=True,
         )
     return LogUnavailable(message)
+
+
+def to_log_records(got: Mapping[Any, Sequence[Any]]) -> list[LogRecord]:
+    """aiokafka's ``getmany()`` result as LogRecords."""
+    out: list[LogRecord] = []
+    for tp, messages in got.items():
+        topic, partition = tp.topic, tp.partition
+        for m in messages:
+            value = m.value
+            out.append(
+                LogRecord(
+                    topic,
+                    partition,
+                    m.offset,
+                    m.key,
+                    value if value is not None else b"",
+                    tuple((k, v if v is not None else b"") for k, v in m.headers)
+                    if m.headers
+                    else (),
+                    m.timestamp,
+                )
+            )
+    return out
 
 
 # --- the URL ------------------------------------------------------------------------------
@@ -240,7 +267,7 @@ class KafkaLog:
         self._open_lock = asyncio.Lock()
         # strong references: a reader dropped without close() still holds connections
         # (Kafka) or a wake-up registration (local) that close() must release
-        self._children: set[KafkaProducer | KafkaReader] = set()
+        self._children: set[KafkaProducer | KafkaReader | KafkaConsumer] = set()
         self._partition_counts: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -450,6 +477,32 @@ class KafkaLog:
         p = KafkaProducer(self, transactional_id)
         self._children.add(p)
         return p
+
+    def consumer(
+        self,
+        topic: str,
+        *,
+        group: str,
+        listener: RebalanceListener,
+        start: StartPosition = "earliest",
+        session_timeout: float = 10.0,
+    ) -> KafkaConsumer:
+        """A consumer-group member; see :class:`~streamkit.log.LogConsumer`."""
+        from streamkit.log._kafka_consumer import KafkaConsumer
+
+        check_reader_options(start, group)
+        if not isinstance(group, str) or not group:
+            raise ValidationError("a consumer needs a group")
+        c = KafkaConsumer(
+            self,
+            topic,
+            group=group,
+            listener=listener,
+            start=start,
+            session_timeout=session_timeout,
+        )
+        self._children.add(c)
+        return c
 
     def reader(
         self,
@@ -874,21 +927,7 @@ class KafkaReader:
             got = await consumer.getmany(
                 timeout_ms=max(0, int(timeout * 1000)), max_records=max_records
             )
-        out: list[LogRecord] = []
-        for tp, messages in got.items():
-            for m in messages:
-                out.append(
-                    LogRecord(
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        offset=m.offset,
-                        key=m.key,
-                        value=m.value if m.value is not None else b"",
-                        headers=tuple((k, v if v is not None else b"") for k, v in m.headers),
-                        timestamp_ms=m.timestamp,
-                    )
-                )
-        return out
+        return to_log_records(got)
 
     def _need_group(self) -> str:
         if self.group is None:

@@ -30,7 +30,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from streamkit.exceptions import (
     ConfigurationError,
@@ -42,6 +42,7 @@ from streamkit.log._base import (
     Fenced,
     LogRecord,
     OutRecord,
+    RebalanceListener,
     StartPosition,
     TopicConfig,
     TopicMismatch,
@@ -68,6 +69,9 @@ from streamkit.log._local_db import (
     sqlite_errors,
     topic_row,
 )
+
+if TYPE_CHECKING:
+    from streamkit.log._local_consumer import LocalConsumer
 
 __all__ = ("LocalLog", "LocalProducer", "LocalReader")
 
@@ -113,7 +117,7 @@ class LocalLog:
         self._open_lock = asyncio.Lock()
         # strong references: a reader dropped without close() still holds connections
         # (Kafka) or a wake-up registration (local) that close() must release
-        self._children: set[LocalProducer | LocalReader] = set()
+        self._children: set[LocalProducer | LocalReader | LocalConsumer] = set()
 
     def __repr__(self) -> str:
         return f"LocalLog({self.url!r})"
@@ -233,6 +237,8 @@ class LocalLog:
             conn.execute("DELETE FROM log_records WHERE tid=?", (tid,))
             conn.execute("DELETE FROM log_partitions WHERE tid=?", (tid,))
             conn.execute("DELETE FROM log_group_offsets WHERE topic=?", (name,))
+            conn.execute("DELETE FROM log_members WHERE topic=?", (name,))
+            conn.execute("DELETE FROM log_owners WHERE topic=?", (name,))
             conn.execute("DELETE FROM log_topics WHERE id=?", (tid,))
             return {name}
 
@@ -280,6 +286,32 @@ class LocalLog:
         r = LocalReader(self, topic, group=group, partitions=partitions, start=start)
         self._children.add(r)
         return r
+
+    def consumer(
+        self,
+        topic: str,
+        *,
+        group: str,
+        listener: RebalanceListener,
+        start: StartPosition = "earliest",
+        session_timeout: float = 10.0,
+    ) -> LocalConsumer:
+        """A consumer-group member; see :class:`~streamkit.log.LogConsumer`."""
+        from streamkit.log._local_consumer import LocalConsumer
+
+        check_reader_options(start, group)
+        if not isinstance(group, str) or not group:
+            raise ValidationError("a consumer needs a group")
+        c = LocalConsumer(
+            self,
+            topic,
+            group=group,
+            listener=listener,
+            start=start,
+            session_timeout=session_timeout,
+        )
+        self._children.add(c)
+        return c
 
 
 class LocalProducer:
@@ -522,7 +554,17 @@ class LocalReader:
     ) -> list[LogRecord]:
         """The next committed records, waiting up to ``timeout`` s for the first one."""
         check_max_records(max_records)
-        parts = await self._ensure()
+        return await self.fetch_from(await self._ensure(), max_records=max_records, timeout=timeout)
+
+    async def fetch_from(
+        self,
+        parts: list[int],
+        *,
+        max_records: int,
+        timeout: float,  # noqa: ASYNC109 - a long-poll wait
+    ) -> list[LogRecord]:
+        """:meth:`fetch` restricted to ``parts`` (a consumer's owned partitions)."""
+        await self._ensure()
         loop = asyncio.get_running_loop()
         if self._event is None or self._loop is not loop:
             hub = self._log._hub

@@ -93,6 +93,20 @@ CREATE TABLE IF NOT EXISTS log_group_offsets (
     committed_ms INTEGER NOT NULL,
     PRIMARY KEY (grp, topic, part)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_members (
+    grp          TEXT NOT NULL,
+    topic        TEXT NOT NULL,
+    member       TEXT NOT NULL,
+    heartbeat_ms INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, member)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_owners (
+    grp    TEXT NOT NULL,
+    topic  TEXT NOT NULL,
+    part   INTEGER NOT NULL,
+    member TEXT NOT NULL,
+    PRIMARY KEY (grp, topic, part)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log_producers (
     txn_id     TEXT PRIMARY KEY,
     epoch      INTEGER NOT NULL,
