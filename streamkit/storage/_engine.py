@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from streamkit.storage._spec import TableSpec
 from streamkit.storage._writes import WriteJob, WriteResult
@@ -88,6 +88,10 @@ class StorageEngine(Protocol):
 
     async def write(self, job: WriteJob) -> list[WriteResult]:
         """Run one write job atomically; many concurrent jobs may share a commit."""
+
+    async def write_fn(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(rows)`` (rows: the engine's ``Rows``) in a write transaction; if it
+        raises, everything it wrote is rolled back."""
 
     async def read(self, fn: Callable[[ReadRows], T]) -> T:
         """Run ``fn`` on the reader thread and return its result."""

@@ -162,6 +162,14 @@ class _Rows:
             (seq, table_id, table, event, txn, key, record, created_ms, int(publish), image)
         )
 
+    def meta_get(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM sk_meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def meta_set(self, key: str, value: str) -> None:
+        self.writes += 1
+        self.conn.execute("INSERT OR REPLACE INTO sk_meta (key, value) VALUES (?, ?)", (key, value))
+
     def flush(self) -> None:
         """Write the deferred rows (inside the open transaction)."""
         items, changes = self._items, self._changes

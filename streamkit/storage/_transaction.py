@@ -38,6 +38,8 @@ class Transaction:
         ```
     """
 
+    _max_actions = MAX_ACTIONS
+
     def __init__(self, store: Store) -> None:
         self._store = store
         self._actions: list[tuple[Table, _Builder]] = []
@@ -53,8 +55,8 @@ class Transaction:
     def _add(self, table: Table | str, build: _Builder) -> None:
         if self._done:
             raise ValidationError("this transaction has already been committed")
-        if len(self._actions) >= MAX_ACTIONS:
-            raise ValidationError(f"a transaction holds at most {MAX_ACTIONS} actions")
+        if len(self._actions) >= self._max_actions:
+            raise ValidationError(f"a transaction holds at most {self._max_actions} actions")
         self._actions.append((self._table(table), build))
 
     def put(

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "CheckOp",
+    "Checkpoint",
     "DeleteOp",
     "PutOp",
     "Rows",
@@ -47,6 +48,7 @@ __all__ = (
     "WriteJob",
     "WriteOp",
     "WriteResult",
+    "run_effects",
     "run_job",
 )
 
@@ -84,6 +86,12 @@ class Rows(Protocol):
         image: bytes | None,
     ) -> None:
         """Append one change record to the outbox/archive."""
+
+    def meta_get(self, key: str) -> str | None:
+        """A bookkeeping value (``sk_meta``), or None."""
+
+    def meta_set(self, key: str, value: str) -> None:
+        """Set a bookkeeping value in the open transaction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +242,46 @@ def run_job(rows: Rows, job: WriteJob) -> list[WriteResult]:
         plans = [_plan(rows, op) for op in job.ops]
     _apply(rows, plans, job)
     return [p.result for p in plans]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A consumer's position stored with the writes its work caused (exactly-once effects).
+
+    Attributes:
+        key: the ``sk_meta`` key.
+        first: the first offset of the work being committed: the stored value must be
+            absent or at most this, else someone already committed this work.
+        value: the new position (the offset after the work).
+    """
+
+    key: str
+    first: int
+    value: int
+
+
+def run_effects(
+    rows: Rows, ops: list[WriteOp], checkpoints: list[Checkpoint], origin: str | None
+) -> int | None:
+    """Apply ``ops`` one after another and advance ``checkpoints``, in the caller's transaction.
+
+    Each op sees the ones before it (two updates of one counter add up). Returns None
+    when applied; when a checkpoint is already past its ``first`` offset (the work, or
+    part of it, was committed before: by this consumer before a crash, or by the
+    partition's previous owner), writes nothing and returns that stored position.
+
+    Raises:
+        ConditionFailed, ValidationError: an op failed; the caller rolls back.
+    """
+    for cp in checkpoints:
+        stored = rows.meta_get(cp.key)
+        if stored is not None and int(stored) > cp.first:
+            return int(stored)
+    for op in ops:
+        run_job(rows, WriteJob([op], origin=origin))
+    for cp in checkpoints:
+        rows.meta_set(cp.key, str(cp.value))
+    return None
 
 
 def _decode(data: bytes | None) -> Item | None:
