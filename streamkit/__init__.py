@@ -1,7 +1,8 @@
 """streamkit: DynamoDB Streams + Lambda semantics on your own machines.
 
 A DynamoDB-style table store whose every change becomes an INSERT / MODIFY /
-REMOVE change record, and (soon) a runtime that runs handlers on them.
+REMOVE change record, and a runtime that runs handlers on them the way AWS
+Lambda runs on DynamoDB Streams.
 
 Example:
     ```python
@@ -31,6 +32,7 @@ from streamkit.exceptions import (
     ValidationError,
 )
 from streamkit.records import ChangeRecord, StreamView, UserIdentity
+from streamkit.runtime import Batch, BatchResult, Context, DeadLetter, Router, Window
 from streamkit.storage import (
     Condition,
     ConsumedCapacity,
@@ -48,12 +50,16 @@ __version__ = "0.1.0.dev0"
 
 __all__ = (
     "App",
+    "Batch",
+    "BatchResult",
     "CancellationReason",
     "ChangeRecord",
     "Condition",
     "ConditionFailed",
     "ConfigurationError",
     "ConsumedCapacity",
+    "Context",
+    "DeadLetter",
     "ExpressionError",
     "LogError",
     "NotYetAvailable",
@@ -61,6 +67,7 @@ __all__ = (
     "Page",
     "Provisioned",
     "ResourceError",
+    "Router",
     "StorageError",
     "StreamView",
     "StreamkitError",
@@ -72,6 +79,7 @@ __all__ = (
     "TransactionCanceled",
     "UserIdentity",
     "ValidationError",
+    "Window",
     "__version__",
     "attr",
     "key",

@@ -16,6 +16,9 @@ from streamkit.exceptions import ConfigurationError, NotYetAvailable, Validation
 from streamkit.log import ChangeLog, TopicConfig, from_url
 from streamkit.records import ChangeRecord, StreamView
 from streamkit.records._values import Item
+from streamkit.runtime._dlq import DeadLetter, DeadLetterQueue
+from streamkit.runtime._registry import HandlerSpec, Registrar
+from streamkit.runtime._worker import HandlerRunner, RuntimeOptions
 from streamkit.storage._capacity import Capacity, OnDemand, Provisioned
 from streamkit.storage._keys import KeyAttribute, KeySchema
 from streamkit.storage._spec import TableSpec, check_table_name
@@ -70,8 +73,8 @@ def _report_failure(task: asyncio.Task[None]) -> None:
         )
 
 
-class App:
-    """A streamkit application: tables in a store, their changes in a log.
+class App(Registrar):
+    """A streamkit application: tables in a store, their changes in a log, handlers on them.
 
     Args:
         storage: ``sqlite:///path.db`` or ``memory://``; default ``STREAMKIT_STORAGE`` or
@@ -84,6 +87,10 @@ class App:
         ttl_interval: seconds between TTL sweeps while the app is running.
         topic_partitions: partitions of the table topics the relay creates.
         topic_retention_ms: their ``retention.ms`` (24 hours by default; -1 keeps for ever).
+        session_timeout: seconds without a heartbeat after which a handler process is
+            considered dead and its partitions go to the others.
+        shutdown_timeout: seconds a stopping handler may spend finishing in-flight work.
+        dlq_retention_ms: how long dead letters are kept (14 days by default).
 
     Example:
         ```python
@@ -103,7 +110,11 @@ class App:
         ttl_interval: float = 1.0,
         topic_partitions: int = 8,
         topic_retention_ms: int = 86_400_000,
+        session_timeout: float = 10.0,
+        shutdown_timeout: float = 30.0,
+        dlq_retention_ms: int = 14 * 86_400_000,
     ) -> None:
+        super().__init__()
         self.storage_url = storage or os.environ.get("STREAMKIT_STORAGE") or DEFAULT_STORAGE
         self.log_url = _check_log_url(log or os.environ.get("STREAMKIT_LOG") or DEFAULT_LOG)
         ns = namespace or os.environ.get("STREAMKIT_NAMESPACE") or DEFAULT_NAMESPACE
@@ -124,6 +135,22 @@ class App:
         self._relay: Relay | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._relay_ready = asyncio.Event()
+        self.runtime_options = RuntimeOptions(
+            session_timeout=session_timeout,
+            shutdown_timeout=shutdown_timeout,
+            dlq_retention_ms=dlq_retention_ms,
+        )
+        self._runners: dict[str, HandlerRunner] = {}
+        self._metrics: Any = None
+
+    @property
+    def metrics(self) -> Any:
+        """The runtime's Prometheus metrics (a ``RuntimeMetrics``; created on first use)."""
+        if self._metrics is None:
+            from streamkit.runtime._metrics import RuntimeMetrics
+
+            self._metrics = RuntimeMetrics()
+        return self._metrics
 
     @property
     def log(self) -> ChangeLog:
@@ -271,20 +298,62 @@ class App:
         return await sweep_expired(self._store)
 
     # --- running ---------------------------------------------------------------------------
+    def _select(self, handlers: Sequence[str] | None) -> list[HandlerSpec]:
+        if handlers is None:
+            return list(self._handlers.values())
+        unknown = [h for h in handlers if h not in self._handlers]
+        if unknown:
+            raise ValidationError(
+                f"no handler named {unknown!r}; registered: {sorted(self._handlers)}"
+            )
+        return [self._handlers[h] for h in handlers]
+
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[App]:
-        """Run the background work — the capture relay and the TTL sweeper — for a block.
+    async def running(
+        self,
+        *,
+        handlers: Sequence[str] | None = None,
+        relay: bool = True,
+        ttl: bool = True,
+    ) -> AsyncIterator[App]:
+        """Run the background work for a block: the capture relay, the TTL sweeper and
+        the registered handlers.
+
+        Args:
+            handlers: run only these handlers (by name); None runs all of them.
+            relay: run the capture relay (another process may run it instead).
+            ttl: run the TTL sweeper.
 
         If a background task fails for good (the relay fenced by another, a topic whose
         settings differ from the table's), the failure is logged at once and raised when
-        the block ends; ``drain()`` raises it immediately.
+        the block ends; ``drain()`` raises it immediately. Leaving the block stops the
+        handlers gracefully: in-flight work finishes (up to ``shutdown_timeout``), what
+        completed is committed, and the consumer groups are left.
         """
+        specs = self._select(handlers)
         await self.open()
         self._relay_ready = asyncio.Event()
-        tasks = [
-            asyncio.create_task(self.relay.run(ready=self._relay_ready), name="streamkit-relay"),
-            asyncio.create_task(self._sweep_forever(), name="streamkit-ttl-sweeper"),
-        ]
+        tasks = []
+        if relay:
+            tasks.append(
+                asyncio.create_task(self.relay.run(ready=self._relay_ready), name="streamkit-relay")
+            )
+        else:
+            self._relay_ready.set()
+        if ttl:
+            tasks.append(asyncio.create_task(self._sweep_forever(), name="streamkit-ttl-sweeper"))
+        self._runners = {}
+        for spec in specs:
+            runner = HandlerRunner(
+                self._store,
+                self.log,
+                self.namespace,
+                spec,
+                options=self.runtime_options,
+                metrics=self.metrics.handler(spec.table, spec.name),
+            )
+            self._runners[spec.name] = runner
+            tasks.append(asyncio.create_task(runner.run(), name=f"streamkit-handler-{spec.name}"))
         for task in tasks:
             task.add_done_callback(_report_failure)
         self._tasks = tasks
@@ -292,7 +361,9 @@ class App:
             yield self
         finally:
             self._tasks = []
-            for task in tasks:
+            self._runners = {}
+            # handlers first (they finish in-flight work and commit), then the relay
+            for task in reversed(tasks):
                 task.cancel()
             failures = []
             for task in tasks:
@@ -311,19 +382,37 @@ class App:
             await asyncio.Event().wait()
 
     async def drain(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109 - a deadline, not I/O
-        """Wait until every change committed so far is in the change log.
+        """Wait until every change committed so far is in the change log and, inside
+        ``running()``, every running handler has processed (and committed) it.
 
         Needs the relay running (``async with app.running():``) or ``relay_once()`` calls.
 
         Raises:
-            TimeoutError: not all changes were published within ``timeout`` seconds.
+            TimeoutError: not all changes were published and handled within ``timeout``.
         """
+        deadline = asyncio.get_running_loop().time() + timeout
+        await self._drain_relay(timeout)
+        runners = list(self._runners.values())
+        while runners:
+            self._raise_failures()
+            states = [await r.drained() for r in runners]
+            if all(states):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                late = [r.spec.name for r, ok in zip(runners, states, strict=True) if not ok]
+                raise TimeoutError(f"handlers {late} did not drain within {timeout}s")
+            await asyncio.sleep(0.01)
+
+    def _raise_failures(self) -> None:
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def _drain_relay(self, timeout: float) -> None:  # noqa: ASYNC109
         target = await self._store.read_changes_tail()
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            for task in self._tasks:
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            self._raise_failures()
             if self._tasks and not self._relay_ready.is_set():
                 # the relay has not finished starting (topic checks, fencing): not drained
                 if asyncio.get_running_loop().time() > deadline:
@@ -331,7 +420,8 @@ class App:
                 await asyncio.sleep(0.005)
                 continue
             # the running relay's own count is current; otherwise ask the storage
-            done = self.relay.status.done if self._tasks else (await self.relay._state())[0]
+            running = self._tasks and self._tasks[0].get_name() == "streamkit-relay"
+            done = self.relay.status.done if running else (await self.relay._state())[0]
             if done >= target:
                 return
             if asyncio.get_running_loop().time() > deadline:
@@ -394,29 +484,78 @@ class App:
                 _logger().exception("ttl sweep failed; retrying")
             await asyncio.sleep(self.ttl_interval)
 
+    # --- dead letters ------------------------------------------------------------------------
+    def _dlq(self, handler: str) -> DeadLetterQueue:
+        spec = self._select([handler])[0]
+        return DeadLetterQueue(
+            self.log,
+            self.namespace,
+            spec.table,
+            spec.name,
+            retention_ms=self.runtime_options.dlq_retention_ms,
+        )
+
+    async def dead_letters(
+        self, handler: str, *, include_redriven: bool = False
+    ) -> AsyncIterator[DeadLetter]:
+        """The records ``handler`` gave up on and sent to its DLQ, oldest first.
+
+        Each ``DeadLetter`` carries the record itself, the error (type, message,
+        traceback), the attempts, the handler and the times. Letters already redriven
+        are left out unless ``include_redriven``.
+
+        Example:
+            ```python
+            async for letter in app.dead_letters("big_orders"):
+                print(letter.record.keys, letter.error_type, letter.attempts)
+            ```
+        """
+        async for letter in self._dlq(handler).pending(include_redriven=include_redriven):
+            yield letter
+
+    async def dlq_depth(self, handler: str) -> int:
+        """How many dead letters of ``handler`` wait to be redriven."""
+        return await self._dlq(handler).depth()
+
+    async def handler_status(self, handler: str | None = None) -> list[dict[str, Any]]:
+        """Per handler (all, or one): lag, iterator age, DLQ depth, retention headroom.
+
+        Read from the log's committed positions, so any process can ask, whether or not
+        the handlers run here (``streamkit status`` shows this).
+        """
+        from streamkit.runtime._status import handler_status
+
+        names = None if handler is None else [handler]
+        return [
+            await handler_status(
+                self.log,
+                self.namespace,
+                spec,
+                retention_ms=self.topic_config.retention_ms,
+                dlq=self._dlq(spec.name),
+            )
+            for spec in self._select(names)
+        ]
+
+    async def redrive(self, handler: str, *, limit: int | None = None) -> dict[str, int]:
+        """Send ``handler``'s pending dead letters back through it, oldest first.
+
+        Each letter is handled with the handler's own retries (writes through its
+        context commit as usual); a letter that succeeds is marked redriven. Stops at
+        the first letter that still fails, leaving it and the rest pending.
+
+        Returns:
+            ``{"redriven": n, "failed": 0 or 1, "pending": left}``.
+        """
+        from streamkit.runtime._redrive import redrive
+
+        spec = self._select([handler])[0]
+        await self.open()
+        return await redrive(self._store, self._dlq(handler), spec, limit=limit)
+
     # --- capabilities of later releases ----------------------------------------------------
     def _not_yet(self, what: str) -> NoReturn:
         raise NotYetAvailable(f"{what} is not available in this version of streamkit yet")
-
-    def on_insert(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Register a handler for INSERT records (the handler runtime is not built yet)."""
-        self._not_yet("the handler runtime (on_insert)")
-
-    def on_modify(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Register a handler for MODIFY records (the handler runtime is not built yet)."""
-        self._not_yet("the handler runtime (on_modify)")
-
-    def on_remove(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Register a handler for REMOVE records (the handler runtime is not built yet)."""
-        self._not_yet("the handler runtime (on_remove)")
-
-    def on_change(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Register a handler for change records (the handler runtime is not built yet)."""
-        self._not_yet("the handler runtime (on_change)")
-
-    def dead_letters(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Read a handler's dead-letter queue (not built yet)."""
-        self._not_yet("dead-letter queues")
 
     async def replay(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Replay history through a handler (not built yet)."""

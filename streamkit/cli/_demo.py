@@ -11,8 +11,9 @@ from rich.table import Table as RichTable
 
 from streamkit.cli._jsonio import dumps, render_item
 from streamkit.exceptions import ConditionFailed, TableNotFound, TransactionCanceled
-from streamkit.records import StreamView
-from streamkit.storage import attr, key
+from streamkit.records import ChangeRecord, StreamView
+from streamkit.runtime import Batch
+from streamkit.storage import Table, attr, key
 
 if TYPE_CHECKING:
     from streamkit._app import App
@@ -21,6 +22,54 @@ __all__ = ("run_demo",)
 
 USERS = "DemoUsers"
 ORDERS = "DemoOrders"
+
+
+async def _handlers(app: App, orders: Table, out: Console) -> None:
+    """Welcome e-mails on INSERT, a filtered batch handler, a poison record, the DLQ."""
+    welcomed: list[str] = []
+    big: list[str] = []
+    fixed = {"yes": False}
+
+    @app.on_insert(USERS, name="demo_welcome")
+    async def welcome(record: ChangeRecord) -> None:
+        email = (record.new_image or {}).get("Email")
+        if email:
+            welcomed.append(str(email))
+
+    @app.on_insert(
+        ORDERS,
+        name="demo_big_orders",
+        batch_size=10,
+        batch_window=0.1,
+        filter={"new_image": {"Quantity": [{"numeric": [">", 10]}]}},
+        bisect_on_error=True,
+        retries=1,
+        retry_delay=0.01,
+    )
+    async def big_orders(batch: Batch) -> None:
+        for r in batch:
+            assert r.new_image is not None
+            if r.new_image.get("Note") == "poison" and not fixed["yes"]:
+                raise ValueError("cannot ship a poison order")
+        big.extend(str(r.keys["OrderDate"]) for r in batch)
+
+    await orders.put({"UserID": "456", "OrderDate": "2026-03-03", "Quantity": 13, "Note": "poison"})
+    await orders.put({"UserID": "456", "OrderDate": "2026-03-04", "Quantity": 20})
+    async with app.running():  # relay + TTL sweeper + the two handlers
+        await app.drain(timeout=60)
+    out.print(f"demo_welcome sent {len(welcomed)} welcome e-mail(s): {', '.join(welcomed)}")
+    out.print(f"demo_big_orders (filter Quantity > 10, batches of 10) handled orders {sorted(big)}")
+    letters = [letter async for letter in app.dead_letters("demo_big_orders")]
+    for letter in letters:
+        assert letter.record is not None
+        out.print(
+            f"dead letter: {dumps(render_item(dict(letter.record.keys), dynamodb_json=False))} "
+            f"[red]{letter.error_type}: {letter.error_message}[/red] after {letter.attempts} "
+            "attempts (the records behind it were processed)"
+        )
+    fixed["yes"] = True
+    summary = await app.redrive("demo_big_orders")
+    out.print(f"fixed the handler and redrove the DLQ: {summary}")
 
 
 async def run_demo(app: App) -> None:
@@ -96,8 +145,8 @@ async def run_demo(app: App) -> None:
     assert item is not None
     out.print("user 123 now:", dumps(render_item(item, dynamodb_json=False)))
 
-    async with app.running():  # the capture relay ships the outbox to the change log
-        await app.drain(timeout=60)
+    out.rule("[bold]handlers")
+    await _handlers(app, orders, out)
     records = [
         r
         for name in (USERS, ORDERS)

@@ -426,18 +426,27 @@ def relay() -> None:
 
 
 @cli.command("status")
-def status(as_json: JsonOpt = False) -> None:
-    """How far capture has got: outbox rows committed but not yet in the log."""
+def status(
+    target: Annotated[
+        str | None,
+        typer.Argument(help="module:app to also show its handlers (lag, iterator age, DLQ)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Capture progress and, given module:app, each handler's lag, iterator age, DLQ depth
+    and hours of retention headroom."""
 
     async def go(app: App) -> dict[str, Any]:
-        return {
+        info: dict[str, Any] = {
             "storage": app.storage_url,
             "log": app.log_url,
             "relay": await app.capture_status(),
-            "handlers": "not available yet (arrives with the handler runtime)",
         }
+        if target is not None:
+            info["handlers"] = await app.handler_status()
+        return info
 
-    info = _run(go)
+    info = _run_app(_load_app(target), go) if target is not None else _run(go)
     if as_json:
         typer.echo(dumps(info))
         return
@@ -452,6 +461,186 @@ def status(as_json: JsonOpt = False) -> None:
             else ")"
         )
     )
+    if "handlers" in info:
+        from rich.console import Console
+        from rich.table import Table as RichTable
+
+        grid = RichTable("handler", "table", "lag", "iterator age", "DLQ", "headroom")
+        for h in info["handlers"]:
+            headroom = h["retention_headroom_h"]
+            grid.add_row(
+                h["handler"],
+                h["table"],
+                str(h["lag"]),
+                f"{h['iterator_age_s']:.1f}s",
+                str(h["dlq_depth"]),
+                "forever" if headroom is None else f"{headroom:.1f}h",
+            )
+        Console().print(grid)
+
+
+def _load_app(target: str) -> App:
+    """Import ``module:attribute`` (like uvicorn) and return the App it names."""
+    import importlib
+    import os
+
+    from streamkit._app import App
+
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        _fail(f"expected module:app (e.g. shop.handlers:app), got {target!r}", code=2)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        _fail(f"cannot import {module_name!r}: {e}", code=2)
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            _fail(f"{module_name!r} has no attribute {attr!r}", code=2)
+    if callable(obj) and not isinstance(obj, App):
+        obj = obj()  # an app factory
+    if not isinstance(obj, App):
+        _fail(f"{target!r} is a {type(obj).__name__}, not a streamkit App", code=2)
+    return obj
+
+
+def _run_app(app: App, fn: Callable[[App], Awaitable[T]]) -> T:
+    from streamkit.exceptions import StreamkitError
+
+    async def main() -> T:
+        try:
+            return await fn(app)
+        finally:
+            await app.close()
+
+    try:
+        return asyncio.run(main())
+    except StreamkitError as e:
+        _fail(f"{type(e).__name__}: {e}")
+
+
+@cli.command("run")
+def run(
+    target: Annotated[str, typer.Argument(help="module:app, e.g. shop.handlers:app")],
+    handler: Annotated[
+        list[str] | None,
+        typer.Option("--handler", "-h", help="Run only this handler (repeatable)."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics on this port.")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option("--metrics-host")] = "127.0.0.1",
+    no_relay: Annotated[
+        bool, typer.Option("--no-relay", help="Do not run the capture relay in this process.")
+    ] = False,
+) -> None:
+    """Run an App's handlers (and the relay and TTL sweeper) until SIGTERM / Ctrl-C.
+
+    Start more processes to scale out: they share each table's partitions.
+    """
+    import signal
+
+    import structlog
+
+    app = _load_app(target)
+    log = structlog.get_logger("streamkit.run")
+
+    async def go(app: App) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if metrics_port is not None:
+            app.metrics.serve(metrics_port, metrics_host)
+        names = handler or None
+        async with app.running(handlers=names, relay=not no_relay):
+            log.warning(
+                "streamkit running",
+                handlers=sorted(names or app.handlers),
+                log=app.log_url,
+                metrics_port=metrics_port,
+            )
+            await stop.wait()
+            log.warning(
+                "stopping: finishing in-flight work",
+                deadline_s=app.runtime_options.shutdown_timeout,
+            )
+        log.warning("stopped")
+
+    _run_app(app, go)
+
+
+dlq_cli = typer.Typer(help="Look at a handler's dead letters, or send them back through it.")
+cli.add_typer(dlq_cli, name="dlq")
+
+AppArg = Annotated[str, typer.Argument(help="module:app that declares the handler")]
+
+
+@dlq_cli.command("list")
+def dlq_list(
+    target: AppArg,
+    handler: Annotated[str, typer.Argument(help="the handler's name")],
+    include_redriven: Annotated[
+        bool, typer.Option("--all", help="Include letters already redriven.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The records HANDLER gave up on: key, error, attempts, times."""
+
+    async def go(app: App) -> list[dict[str, Any]]:
+        return [
+            letter.describe()
+            async for letter in app.dead_letters(handler, include_redriven=include_redriven)
+        ]
+
+    letters = _run_app(_load_app(target), go)
+    if as_json:
+        typer.echo(dumps(letters))
+        return
+    if not letters:
+        typer.echo(f"no dead letters for {handler}")
+        return
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    grid = RichTable("offset", "event", "keys", "error", "attempts", "failed at")
+    for d in letters:
+        grid.add_row(
+            str(d["dlq_offset"]),
+            str(d["event_name"]),
+            dumps(d["keys"]),
+            f"{d['error_type']}: {d['error_message']}"[:80],
+            str(d["attempts"]),
+            str(d["failed_at"]),
+        )
+    Console().print(grid)
+
+
+@dlq_cli.command("redrive")
+def dlq_redrive(
+    target: AppArg,
+    handler: Annotated[str, typer.Argument(help="the handler's name")],
+    limit: Annotated[int | None, typer.Option("--limit", help="At most this many.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send HANDLER's dead letters back through it, oldest first; stops at one that fails."""
+
+    async def go(app: App) -> dict[str, int]:
+        return await app.redrive(handler, limit=limit)
+
+    summary = _run_app(_load_app(target), go)
+    if as_json:
+        typer.echo(dumps(summary))
+    else:
+        typer.echo(
+            f"redriven {summary['redriven']}, still failing {summary['failed']}, "
+            f"pending {summary['pending']}"
+        )
+    if summary["failed"]:
+        raise typer.Exit(1)
 
 
 def _not_yet(name: str, issue: str) -> Callable[..., None]:
@@ -463,8 +652,6 @@ def _not_yet(name: str, issue: str) -> Callable[..., None]:
 
 
 for _name, _issue in (
-    ("run", "arrives with the handler runtime"),
-    ("dlq", "arrives with the handler runtime"),
     ("replay", "arrives with history"),
     ("backup", "arrives with history"),
     ("restore", "arrives with history"),

@@ -361,8 +361,6 @@ async def test_data_survives_reopen(file_app: sk.App) -> None:
 
 
 async def test_not_yet_capabilities_say_so(app: sk.App) -> None:
-    with pytest.raises(sk.NotYetAvailable):
-        app.on_insert("Users")
     with pytest.raises(NotImplementedError):
         await app.replay("Users", None)
 

@@ -1,0 +1,129 @@
+"""``start="snapshot"``: every existing item first, then live changes, no gap, no duplicate.
+
+Per partition, when the group has never committed it: one consistent read of the
+table gives every item and the newest sequence number *S* at that moment; the items
+whose key maps to this partition are delivered as SNAPSHOT records; then reading
+starts a margin before the snapshot's time, and live records with a sequence number
+at or below *S* (already reflected in the snapshot) are skipped for good (*S* is stored
+as ``runtime.{group}.{partition}.snapshot``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from streamkit.records import ChangeRecord, StreamView
+from streamkit.records._avro import decode_image, encode_change_record
+from streamkit.records._record import datetime_from_ms
+from streamkit.records._values import item_size
+from streamkit.storage._effects import Effects
+from streamkit.storage._keys import message_key
+
+if TYPE_CHECKING:
+    from streamkit.runtime._worker import HandlerRunner, _Partition
+
+__all__ = ("deliver_snapshot",)
+
+_PAGE = 1_000
+_MARGIN_MS = 300_000  # commit clocks may step back a little; start reading well before
+
+
+def _read_snapshot(
+    rows: Any, table_id: int, pk_name: str, partitions: int, wanted: int, partition_for: Any
+) -> tuple[int, list[bytes]]:
+    conn = rows.conn
+    began = False
+    if not conn.in_transaction:
+        conn.execute("BEGIN")  # one read transaction: a consistent snapshot under WAL
+        began = True
+    try:
+        seq = int(rows.max_sequence())
+        out: list[bytes] = []
+        after: tuple[bytes, bytes] | None = None
+        while True:
+            page = rows.scan(table_id, after=after, limit=_PAGE, segment=0, total_segments=1)
+            for pk, sk, data in page:
+                item = decode_image(data)
+                if partition_for(partitions, message_key(item[pk_name])) == wanted:
+                    out.append(data)
+                after = (pk, sk)
+            if len(page) < _PAGE:
+                return seq, out
+    finally:
+        if began:
+            conn.execute("COMMIT")
+
+
+async def deliver_snapshot(runner: HandlerRunner, part: _Partition) -> None:
+    """Deliver partition ``part``'s snapshot through the handler, then position it."""
+    store = runner.store
+    consumer = runner.consumer
+    assert consumer is not None
+    spec_t = await store.spec(runner.spec.table)
+    partitions = len(await consumer.end_offsets())
+    taken_ms = int(time.time() * 1000)
+    seq, images = await store.engine.read(
+        lambda rows: _read_snapshot(
+            rows,
+            spec_t.table_id,
+            spec_t.key.partition.name,
+            partitions,
+            part.p,
+            runner.log.partition_for,
+        )
+    )
+    view = spec_t.stream or StreamView.NEW_AND_OLD_IMAGES
+    names = spec_t.key.names
+    records = []
+    for i, data in enumerate(images):
+        item = decode_image(data)
+        keys = {n: item[n] for n in names}
+        records.append(
+            ChangeRecord(
+                event_id=f"snapshot-{seq}-{part.p}-{i}",
+                event_name="SNAPSHOT",
+                table=runner.spec.table,
+                keys=keys,
+                new_image=item,
+                old_image=None,
+                changed=None,
+                sequence_number=seq,
+                created_at=datetime_from_ms(taken_ms),
+                size_bytes=item_size(item),
+                view_type=view,
+            )
+        )
+    runner._log.info("snapshot", partition=part.p, items=len(records), sequence_number=seq)
+    from streamkit.runtime._worker import _Item
+
+    chunk = runner.spec.batch_size or 500
+    for start in range(0, len(records), chunk):
+        items = [
+            _Item(
+                -1,
+                message_key(r.keys[spec_t.key.partition.name]),
+                encode_change_record(r),
+                (),
+                taken_ms,
+                record=r,
+            )
+            for r in records[start : start + chunk]
+        ]
+        effects = Effects(store)
+        wanted = [it for it in items if runner._wanted(part, 0, it)]
+        if runner.spec.batched:
+            await runner._deliver(part, 0, wanted, effects)
+        else:
+            for it in wanted:
+                await runner._deliver(part, 0, [it], effects)
+        if len(effects):
+            await effects.commit_with([])
+    offset = await consumer.offset_for_time(part.p, taken_ms - _MARGIN_MS)
+    if offset is None:
+        offset = (await consumer.end_offsets())[part.p]
+    await consumer.seek(part.p, offset)
+    await store.engine.write_meta({f"runtime.{runner.group}.{part.p}.snapshot": str(seq)})
+    part.snapshot_seq = seq
+    await consumer.commit({part.p: offset})
+    part.committed = offset
