@@ -853,3 +853,57 @@ def _bad_header(data: bytes) -> NoReturn:
         f"change record written with an unknown schema (fingerprint {written_with.hex()}); "
         f"this version of streamkit reads {FINGERPRINT.hex()}: written by a newer streamkit?"
     )
+
+
+class _LazyRecord(ChangeRecord):
+    """A ChangeRecord whose bytes are decoded on first use of any field.
+
+    The handler runtime hands these to handlers: a handler that looks only at some
+    records (or none of their fields) does not pay for decoding the rest. It is a
+    ``ChangeRecord`` in every way: equal to the decoded record, same hash, pickles as
+    one; a malformed record raises ``RecordFormatError`` on first access.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __getattr__(self, name: str) -> Any:
+        # called only for slots not filled yet: decode everything, once
+        if name not in _FIELD_NAMES:
+            raise AttributeError(name)
+        full = decode_record(object.__getattribute__(self, "_raw"))
+        for field, setter in zip(_FIELDS, _SETTERS, strict=True):
+            setter(self, getattr(full, field))
+        return getattr(full, name)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ChangeRecord):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in _FIELDS)
+
+    def __hash__(self) -> int:
+        return ChangeRecord.__hash__(self)
+
+    def __repr__(self) -> str:
+        return ChangeRecord.__repr__(self).replace(type(self).__qualname__, "ChangeRecord", 1)
+
+
+_FIELDS = tuple(ChangeRecord.__dataclass_fields__)
+_FIELD_NAMES = frozenset(_FIELDS)
+_SETTERS = tuple(getattr(ChangeRecord, f).__set__ for f in _FIELDS)
+
+
+def lazy_record(data: bytes) -> ChangeRecord:
+    """A record that decodes ``data`` (single-object encoding) when a field is first read.
+
+    The header (marker and schema fingerprint) is checked now.
+
+    Raises:
+        RecordFormatError: not a single-object encoded record of this schema.
+    """
+    if type(data) is not bytes:
+        data = _as_bytes(data)
+    if data[:_HEADER_LEN] != _HEADER:
+        _bad_header(data)
+    record = object.__new__(_LazyRecord)
+    object.__setattr__(record, "_raw", data)
+    return record

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from streamkit.exceptions import LogError, StreamkitError, ValidationError
 from streamkit.log import CommitRefused, LogConsumer, LogRecord, murmur2
 from streamkit.records import ChangeRecord, decode_record
+from streamkit.records._avro import lazy_record
 from streamkit.runtime._batch import Batch, BatchResult, Context, Window
 from streamkit.runtime._dlq import DeadLetterQueue, Failure
 from streamkit.storage._effects import Checkpoint, Effects, read_checkpoints
@@ -230,6 +231,18 @@ class _Lane:
                     await runner.process(self.part, self.index, items)
             except _Revoked:
                 return
+            except (StreamkitError, OSError) as e:
+                # storage or log trouble (not the handler's: its errors are retried
+                # inside): nothing of this chunk is done; take it again after a pause
+                runner._log.error(
+                    "processing failed; retrying the chunk",
+                    partition=self.part.p,
+                    records=len(items),
+                    error=repr(e),
+                )
+                self.queue.extendleft(reversed(items))
+                self.part.buffered += len(items)
+                await asyncio.sleep(1.0)
             finally:
                 self.busy = False
 
@@ -279,6 +292,8 @@ class HandlerRunner:
         self._listener_lock = asyncio.Lock()
         self.ready = asyncio.Event()
         self.invocations = 0
+        # decode every record up front only when the runtime itself must look inside
+        self._eager = spec.filter is not None or spec.changed is not None
         self._log = _bound_logger(spec)
 
     # --- consumer plumbing ---------------------------------------------------------------
@@ -460,7 +475,14 @@ class HandlerRunner:
             self.ready.set()
             self._log.info("handler started", group=self.group, member=self.member)
             while True:
-                records = await consumer.fetch(max_records=1000, timeout=0.2)
+                try:
+                    records = await consumer.fetch(max_records=1000, timeout=0.2)
+                except LogError as e:
+                    if not e.retriable:
+                        raise
+                    self._log.warning("fetch failed; retrying", error=str(e))
+                    await asyncio.sleep(0.5)
+                    continue
                 for rec in records:
                     part = self.parts.get(rec.partition)
                     if part is not None and not part.stopping:
@@ -509,11 +531,14 @@ class HandlerRunner:
 
     # --- invocation ------------------------------------------------------------------------
     def _decode(self, items: list[_Item]) -> list[tuple[_Item, BaseException]]:
+        """Give each item its record. Records are decoded when a field is first read
+        (lazy_record), unless ``changed=`` or ``filter=`` need every one of them."""
         bad: list[tuple[_Item, BaseException]] = []
+        decode = decode_record if self._eager else lazy_record
         for it in items:
             if it.record is None:
                 try:
-                    it.record = decode_record(it.value)
+                    it.record = decode(it.value)
                 except StreamkitError as e:
                     bad.append((it, e))
         return bad
@@ -526,14 +551,15 @@ class HandlerRunner:
             ckpt = part.lane_checkpoints.get(lane)
             if ckpt is not None and it.offset < ckpt:
                 return False  # its effects are committed already (exactly-once)
-            if part.snapshot_seq is not None and r.sequence_number <= part.snapshot_seq:
+            if part.snapshot_seq is not None and _sequence_of(it) <= part.snapshot_seq:
                 return False  # part of the snapshot this handler started from
-        if r.event_name != "SNAPSHOT":
-            if r.event_name not in spec.events:
+        event = _event_of(it)
+        if event != "SNAPSHOT":
+            if event not in spec.events:
                 return False
             if (
                 spec.changed is not None
-                and r.event_name == "MODIFY"
+                and event == "MODIFY"
                 and not spec.changed.intersection(r.changed or ())
             ):
                 return False
@@ -544,7 +570,7 @@ class HandlerRunner:
         """Run one chunk of a lane through the handler; every item ends done or failed."""
         m = self.metrics
         if m is not None:
-            m.records_in.inc(len(items))
+            m.records_in += len(items)
         for it, err in self._decode(items):
             await self._give_up(part, lane, [it], err)
         todo = items
@@ -552,13 +578,12 @@ class HandlerRunner:
             work = [it for it in todo if it.record is not None]
             wanted = [it for it in work if self._wanted(part, lane, it)]
             if m is not None and len(wanted) < len(work):
-                m.filtered.inc(len(work) - len(wanted))
+                m.filtered += len(work) - len(wanted)
             effects = Effects(self.store)
             if self.spec.batched:
                 await self._deliver(part, lane, wanted, effects)
             else:
-                for it in wanted:
-                    await self._deliver(part, lane, [it], effects)
+                await self._each(part, lane, wanted, effects)
             stale = await self._settle(part, lane, todo, effects)
             if stale is None:
                 break
@@ -572,6 +597,47 @@ class HandlerRunner:
             part.lane_checkpoints[lane] = stale
             todo = [it for it in todo if it.offset >= stale]
         part.finish([it.offset for it in items if it.offset >= 0])
+
+    async def _each(
+        self, part: _Partition, lane: int, items: list[_Item], effects: Effects
+    ) -> None:
+        """Per-record handlers: one invocation per record, the common case kept cheap.
+
+        A record whose first invocation fails (or that is too old) takes the full path
+        (:meth:`_deliver`: retries, backoff, DLQ).
+        """
+        spec = self.spec
+        call = self._call
+        m = self.metrics
+        max_age = spec.max_record_age
+        perf = time.perf_counter
+        done = 0
+        newest = 0
+        for it in items:
+            if max_age is not None and time.time() - it.timestamp_ms / 1000 > max_age:
+                await self._deliver(part, lane, [it], effects)
+                continue
+            mark = effects.mark()
+            started = perf()
+            it.attempts = 1
+            it.first_attempt_ms = int(time.time() * 1000)
+            try:
+                await call(part, it.record, 1, effects)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                effects.undo(mark)
+                if m is not None:
+                    m.observe(perf() - started)
+                await self._deliver(part, lane, [it], effects, failed=e)
+                continue
+            if m is not None:
+                m.observe(perf() - started)
+            done += 1
+            newest = max(newest, it.timestamp_ms)
+        if m is not None and done:
+            m.processed += done
+            m.iterator_age = max(0.0, time.time() - newest / 1000)
 
     async def _settle(
         self, part: _Partition, lane: int, items: list[_Item], effects: Effects
@@ -598,11 +664,24 @@ class HandlerRunner:
         return stale
 
     async def _deliver(
-        self, part: _Partition, lane: int, items: list[_Item], effects: Effects
+        self,
+        part: _Partition,
+        lane: int,
+        items: list[_Item],
+        effects: Effects,
+        *,
+        failed: BaseException | None = None,
     ) -> None:
-        """Invoke the handler until ``items`` are processed or given up (retries, bisect)."""
+        """Invoke the handler until ``items`` are processed or given up (retries, bisect).
+
+        ``failed``: the first attempt was made already (by :meth:`_each`) and raised this.
+        """
         spec = self.spec
         attempt = 0
+        if failed is not None:
+            attempt = 1
+            if await self._after_failure(part, lane, items, effects, failed, attempt):
+                return
         while items:
             if part.stopping and attempt > 0:
                 raise _Revoked
@@ -645,7 +724,7 @@ class HandlerRunner:
                 effects.undo(mark)
             finally:
                 if self.metrics is not None:
-                    self.metrics.batch_duration.observe(time.perf_counter() - started)
+                    self.metrics.observe(time.perf_counter() - started)
             if error is None:
                 self._processed(items)
                 return
@@ -654,32 +733,47 @@ class HandlerRunner:
                 self._processed(items[:first_failed])
                 items = items[first_failed:]
                 attempt = 0  # the records left have a fresh retry budget
-            self._log.warning(
-                "handler failed",
-                partition=part.p,
-                attempt=attempt,
-                records=len(items),
-                first_sequence_number=items[0].record.sequence_number if items[0].record else None,
-                error=repr(error),
-            )
-            if self.metrics is not None:
-                self.metrics.failed.inc(len(items))
-            if (
-                spec.bisect_on_error
-                and len(items) > 1
-                and not isinstance(error, PartialBatchFailure)
-            ):
-                mid = len(items) // 2
-                await self._deliver(part, lane, items[:mid], effects)
-                await self._deliver(part, lane, items[mid:], effects)
+            if await self._after_failure(part, lane, items, effects, error, attempt):
                 return
-            if spec.on_failure != "block" and attempt > spec.retries:
-                await self._give_up(part, lane, items, error)
-                return
-            if self.metrics is not None:
-                self.metrics.retries.inc()
-            delay = min(spec.max_retry_delay, spec.retry_delay * (2 ** (attempt - 1)))
-            await self._sleep(part, random.uniform(0, delay))  # full jitter
+
+    async def _after_failure(
+        self,
+        part: _Partition,
+        lane: int,
+        items: list[_Item],
+        effects: Effects,
+        error: BaseException,
+        attempt: int,
+    ) -> bool:
+        """After a failed attempt: bisect, give up, or wait before the next attempt.
+
+        Returns True when the records are dealt with (bisected or given up).
+        """
+        spec = self.spec
+        first = items[0].record
+        self._log.warning(
+            "handler failed",
+            partition=part.p,
+            attempt=attempt,
+            records=len(items),
+            first_sequence_number=first.sequence_number if first is not None else None,
+            error=repr(error),
+        )
+        if self.metrics is not None:
+            self.metrics.failed += len(items)
+        if spec.bisect_on_error and len(items) > 1 and not isinstance(error, PartialBatchFailure):
+            mid = len(items) // 2
+            await self._deliver(part, lane, items[:mid], effects)
+            await self._deliver(part, lane, items[mid:], effects)
+            return True
+        if spec.on_failure != "block" and attempt > spec.retries:
+            await self._give_up(part, lane, items, error)
+            return True
+        if self.metrics is not None:
+            self.metrics.retries += 1
+        delay = min(spec.max_retry_delay, spec.retry_delay * (2 ** (attempt - 1)))
+        await self._sleep(part, random.uniform(0, delay))  # full jitter
+        return False
 
     async def _sleep(self, part: _Partition, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -692,9 +786,9 @@ class HandlerRunner:
         m = self.metrics
         if m is None or not items:
             return
-        m.processed.inc(len(items))
+        m.processed += len(items)
         newest = max(it.timestamp_ms for it in items)
-        m.iterator_age.set(max(0.0, time.time() - newest / 1000))
+        m.iterator_age = max(0.0, time.time() - newest / 1000)
 
     async def _invoke(
         self, part: _Partition, items: list[_Item], attempt: int, effects: Effects
@@ -747,7 +841,7 @@ class HandlerRunner:
                     self._log.warning("DLQ append failed; retrying", error=str(e))
                     await self._sleep(part, 0.5)
             if self.metrics is not None:
-                self.metrics.dead_lettered.inc(len(items))
+                self.metrics.dead_lettered += len(items)
             self._log.error(
                 "records sent to the DLQ",
                 partition=part.p,
@@ -763,7 +857,7 @@ class HandlerRunner:
                 error=repr(error),
             )
             if self.metrics is not None:
-                self.metrics.dropped.inc(len(items))
+                self.metrics.dropped += len(items)
 
     # --- tumbling windows --------------------------------------------------------------------
     async def process_window(self, lane: _Lane, items: list[_Item]) -> None:
@@ -894,6 +988,24 @@ async def call_handler(
         return await coro
     async with asyncio.timeout(spec.timeout):
         return await coro
+
+
+def _event_of(it: _Item) -> str:
+    """The record's event name, from the relay's ``event`` header (no decoding)."""
+    for name, value in it.headers:
+        if name == "event":
+            return value.decode()
+    assert it.record is not None
+    return it.record.event_name
+
+
+def _sequence_of(it: _Item) -> int:
+    """The record's sequence number, from the relay's ``sequence_number`` header."""
+    for name, value in it.headers:
+        if name == "sequence_number":
+            return int(value)
+    assert it.record is not None
+    return it.record.sequence_number
 
 
 class PartialBatchFailure(Exception):

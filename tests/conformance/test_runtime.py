@@ -455,7 +455,12 @@ async def test_timeout_counts_as_a_failure(make_app: Any) -> None:
     async with app.running():
         await users.put({"UserID": "x"})
         await app.drain(timeout=60)
-    assert app.metrics.dropped.labels(table="Users", handler="slow")._value.get() == 1
+    counts = app.metrics.handler("Users", "slow").values()
+    assert counts["dropped"] == 1
+    assert counts["failed"] == 1
+    text = app.metrics.text()
+    assert 'streamkit_handler_records_dropped_total{handler="slow",table="Users"} 1.0' in text
+    assert 'streamkit_handler_invocation_seconds_count{handler="slow",table="Users"} 1.0' in text
 
 
 async def test_router_handlers_are_included(make_app: Any) -> None:

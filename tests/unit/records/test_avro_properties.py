@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import pickle
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -43,6 +44,7 @@ from streamkit.records import (
     encode_record,
     values_equal,
 )
+from streamkit.records._avro import lazy_record
 from streamkit.records._record import datetime_from_ms
 from tests.strategies import attribute_names, items, key_values, strings, values
 
@@ -443,3 +445,33 @@ def test_dynamodb_json_carries_the_images_the_view_includes(f: dict[str, Any]) -
     if "OldImage" in stream:
         assert back.old_image is not None
         assert same(dict(back.old_image), f["old_image"])
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(record_fields(), st.sampled_from(list(ChangeRecord.__dataclass_fields__)))
+def test_a_lazy_record_is_the_decoded_record(f: dict[str, Any], first: str) -> None:
+    data = encode_fields(f)
+    decoded = decode_record(data)
+    lazy = lazy_record(data)
+    assert isinstance(lazy, ChangeRecord)
+    # whichever field is read first, every field then equals the eager decoder's
+    assert getattr(lazy, first) == getattr(decoded, first)
+    for name in ChangeRecord.__dataclass_fields__:
+        assert getattr(lazy, name) == getattr(decoded, name), name
+    assert lazy == decoded
+    assert decoded == lazy
+    assert hash(lazy) == hash(decoded)
+    if decoded.sequence_number >= 0:  # the constructor (which unpickling calls) wants that
+        assert pickle.loads(pickle.dumps(lazy)) == decoded
+
+
+@given(st.binary(max_size=40))
+def test_a_lazy_record_of_bad_bytes_fails_typed(data: bytes) -> None:
+    try:
+        record = lazy_record(b"\xc3\x01" + FINGERPRINT + data)
+    except RecordFormatError:
+        return
+    try:
+        _ = record.event_name
+    except RecordFormatError:
+        return
