@@ -1,10 +1,12 @@
 """Run the benchmarks and print (and save) their figures.
 
 python -m benchmarks [--seconds 3] [--out .bench/results.json] [--kafka HOST:PORT]
-                     [--only storage|capture]
+                     [--only storage|capture|runtime]
 
 The capture figures run on the local log always, and on Kafka when ``--kafka`` (or
-``STREAMKIT_TEST_KAFKA``) names a broker.
+``STREAMKIT_TEST_KAFKA``) names a broker. The runtime figures (handler throughput
+against raw aiokafka and FastStream, write-to-handler latency, memory under a
+backlog) need Kafka; without it only the local-log latency runs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import capture, storage
+from benchmarks import capture, runtime, storage
 
 
 def _rows(prefix: str, figures: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -39,9 +41,9 @@ def main() -> None:
         "--kafka",
         metavar="HOST:PORT",
         default=os.environ.get(capture.KAFKA_ENV),
-        help="a Kafka broker for the capture figures (default: $STREAMKIT_TEST_KAFKA)",
+        help="a Kafka broker for the capture and runtime figures (default: $STREAMKIT_TEST_KAFKA)",
     )
-    parser.add_argument("--only", choices=("storage", "capture"), help="run one section")
+    parser.add_argument("--only", choices=("storage", "capture", "runtime"), help="run one section")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     if args.only in (None, "storage"):
@@ -51,6 +53,8 @@ def main() -> None:
         results["capture"] = asyncio.run(
             capture.run(max(5.0, args.seconds), kafka=args.kafka or None)
         )
+    if args.only in (None, "runtime"):
+        results["runtime"] = asyncio.run(runtime.run(args.seconds, kafka=args.kafka or None))
     meta = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(),
