@@ -53,7 +53,8 @@ class RuntimeOptions:
 
     session_timeout: float = 10.0
     shutdown_timeout: float = 30.0
-    max_buffered: int = 2_000  # records waiting per partition before it is paused
+    max_buffered: int = 10_000  # records waiting per partition before it is paused
+    max_buffered_bytes: int = 4 << 20  # ... or their bytes
     commit_interval: float = 0.05
     dlq_retention_ms: int = 14 * 86_400_000
 
@@ -109,6 +110,7 @@ class _Partition:
         spec = runner.spec
         self.tracker = _Tracker()
         self.buffered = 0
+        self.buffered_bytes = 0
         self.paused = False
         self.stopping = False
         self.committed: int | None = None
@@ -133,13 +135,23 @@ class _Partition:
         lane.queue.append(_Item(rec.offset, rec.key, rec.value, rec.headers, rec.timestamp_ms))
         lane.wake.set()
         self.buffered += 1
-        if self.buffered >= self.runner.options.max_buffered and not self.paused:
+        self.buffered_bytes += len(rec.value)
+        opts = self.runner.options
+        if not self.paused and (
+            self.buffered >= opts.max_buffered or self.buffered_bytes >= opts.max_buffered_bytes
+        ):
             self.paused = True
             self.runner.consumer_pause(self.p)
 
-    def taken(self, n: int) -> None:
-        self.buffered -= n
-        if self.paused and self.buffered <= self.runner.options.max_buffered // 2:
+    def taken(self, items: list[_Item]) -> None:
+        self.buffered -= len(items)
+        self.buffered_bytes -= sum(len(it.value) for it in items)
+        opts = self.runner.options
+        if (
+            self.paused
+            and self.buffered <= opts.max_buffered // 2
+            and self.buffered_bytes <= opts.max_buffered_bytes // 2
+        ):
             self.paused = False
             self.runner.consumer_resume(self.p)
 
@@ -214,7 +226,7 @@ class _Lane:
                         await self.wake.wait()
         n = min(limit, len(self.queue))
         items = [self.queue.popleft() for _ in range(n)]
-        self.part.taken(n)
+        self.part.taken(items)
         return items
 
     async def run(self) -> None:
@@ -242,6 +254,7 @@ class _Lane:
                 )
                 self.queue.extendleft(reversed(items))
                 self.part.buffered += len(items)
+                self.part.buffered_bytes += sum(len(it.value) for it in items)
                 await asyncio.sleep(1.0)
             finally:
                 self.busy = False
