@@ -427,7 +427,7 @@ async def test_max_record_age_sends_old_records_to_the_dlq(make_app: Any) -> Non
     app = make_app(topic_partitions=1)
     handled: list[str] = []
 
-    @app.on_insert("Users", max_record_age=0.5)
+    @app.on_insert("Users", max_record_age=2.0)
     async def fresh_only(record: sk.ChangeRecord) -> None:
         handled.append(record.keys["UserID"])
 
@@ -435,13 +435,15 @@ async def test_max_record_age_sends_old_records_to_the_dlq(make_app: Any) -> Non
     await users.put({"UserID": "old"})
     async with app.running(handlers=[]):
         await app.drain(timeout=60)
-    await asyncio.sleep(0.8)
+    await asyncio.sleep(2.3)
     async with app.running():
+        await app.drain(timeout=60)  # the handler has joined and dealt with "old"
         await users.put({"UserID": "new"})
         await app.drain(timeout=60)
     assert handled == ["new"]
     letters = [letter async for letter in app.dead_letters("fresh_only")]
     assert [letter.error_type for letter in letters] == ["RecordExpired"]
+    assert letters[0].attempts == 0  # given up without an invocation
 
 
 async def test_timeout_counts_as_a_failure(make_app: Any) -> None:

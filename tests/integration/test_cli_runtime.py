@@ -86,16 +86,20 @@ async def test_run_dlq_and_status_from_the_command_line(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.1)
         assert sorted(seen.read_text().split()) == ["a", "b"]
-        metrics = await asyncio.to_thread(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        expected = (
+            'streamkit_handler_records_processed_total{handler="greet",table="Users"} 2.0',
+            'streamkit_handler_records_dead_lettered_total{handler="greet",table="Users"} 1.0',
         )
-        assert 'streamkit_handler_records_processed_total{handler="greet",table="Users"} 2.0' in (
-            metrics
-        )
-        assert (
-            'streamkit_handler_records_dead_lettered_total{handler="greet",table="Users"} 1.0'
-            in (metrics)
-        )
+        metrics = ""
+        for _ in range(100):  # counted when the handler's chunk ends, just after the calls
+            metrics = await asyncio.to_thread(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+            )
+            if all(line in metrics for line in expected):
+                break
+            await asyncio.sleep(0.1)
+        for line in expected:
+            assert line in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
