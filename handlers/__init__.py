@@ -1,4 +1,7 @@
-"""Built-in handlers (audit trail, replication, S3/ETL sink, welcome e-mail).
+"""Built-in handlers, each a ``Router`` an App includes.
 
-They arrive with the handler runtime; nothing in ``streamkit`` imports this package.
+- ``handlers.welcome``: the welcome e-mail (INSERT on a users table -> real SMTP).
+
+Still to come: the audit trail, replication, the S3/ETL sink. Nothing in ``streamkit``
+imports this package.
 """
