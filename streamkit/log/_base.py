@@ -605,6 +605,19 @@ def check_reader_options(start: object, group: object) -> None:
         raise ValidationError("group must be a non-empty str or None")
 
 
+def check_consumer_options(start: object, group: object, session_timeout: object) -> None:
+    """A consumer's ``start``, ``group`` (a non-empty str) and ``session_timeout`` (> 0 s)."""
+    check_reader_options(start, group)
+    if not isinstance(group, str) or not group:
+        raise ValidationError("a consumer needs a group (a non-empty str)")
+    if (
+        isinstance(session_timeout, bool)
+        or not isinstance(session_timeout, (int, float))
+        or not 0 < session_timeout <= 3600
+    ):
+        raise ValidationError(f"session_timeout={session_timeout!r} must be 0-3600 seconds")
+
+
 def check_offset(offset: object, what: str = "offset") -> int:
     """An offset: a non-negative int."""
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:

@@ -61,6 +61,7 @@ from streamkit.log._base import (
     TopicMismatch,
     TopicNotFound,
     UrlOptions,
+    check_consumer_options,
     check_max_records,
     check_offset,
     check_reader_options,
@@ -490,9 +491,7 @@ class KafkaLog:
         """A consumer-group member; see :class:`~streamkit.log.LogConsumer`."""
         from streamkit.log._kafka_consumer import KafkaConsumer
 
-        check_reader_options(start, group)
-        if not isinstance(group, str) or not group:
-            raise ValidationError("a consumer needs a group")
+        check_consumer_options(start, group, session_timeout)
         c = KafkaConsumer(
             self,
             topic,

@@ -47,6 +47,7 @@ from streamkit.log._base import (
     TopicConfig,
     TopicMismatch,
     UrlOptions,
+    check_consumer_options,
     check_max_records,
     check_offset,
     check_reader_options,
@@ -299,9 +300,7 @@ class LocalLog:
         """A consumer-group member; see :class:`~streamkit.log.LogConsumer`."""
         from streamkit.log._local_consumer import LocalConsumer
 
-        check_reader_options(start, group)
-        if not isinstance(group, str) or not group:
-            raise ValidationError("a consumer needs a group")
+        check_consumer_options(start, group, session_timeout)
         c = LocalConsumer(
             self,
             topic,

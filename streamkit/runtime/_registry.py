@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 from streamkit.exceptions import ValidationError
 from streamkit.runtime._patterns import RecordFilter, compile_filter
@@ -234,6 +234,25 @@ def build_spec(
     )
 
 
+class HandlerOptions(TypedDict, total=False):
+    """The options every handler decorator takes (see :meth:`Registrar.on_change`)."""
+
+    name: str | None
+    batch_size: int | None
+    batch_window: float | None
+    start: Start
+    filter: Any
+    retries: int
+    retry_delay: float
+    max_retry_delay: float
+    bisect_on_error: bool
+    max_record_age: float | None
+    on_failure: OnFailure
+    parallelism: int
+    window: float | None
+    timeout: float | None
+
+
 class Registrar:
     """The handler decorators, shared by :class:`~streamkit.App` and :class:`Router`."""
 
@@ -263,81 +282,27 @@ class Registrar:
 
         return register
 
-    def on_insert(
-        self,
-        table: str,
-        *,
-        name: str | None = None,
-        batch_size: int | None = None,
-        batch_window: float | None = None,
-        start: Start = "trim_horizon",
-        filter: Any = None,
-        retries: int = 3,
-        retry_delay: float = 0.1,
-        max_retry_delay: float = 30.0,
-        bisect_on_error: bool = False,
-        max_record_age: float | None = None,
-        on_failure: OnFailure = "dlq",
-        parallelism: int = 1,
-        window: float | None = None,
-        timeout: float | None = None,
-    ) -> Callable[[F], F]:
-        """Run the decorated function on every INSERT of ``table`` (see :meth:`on_change`)."""
-        opts = dict(locals())
-        del opts["self"], opts["table"]
-        return self._decorator(table, {"INSERT"}, opts)
+    def on_insert(self, table: str, **options: Unpack[HandlerOptions]) -> Callable[[F], F]:
+        """Run the decorated function on every INSERT of ``table`` (options: :meth:`on_change`)."""
+        return self._decorator(table, {"INSERT"}, dict(options))
 
     def on_modify(
         self,
         table: str,
         *,
         changed: Sequence[str] | None = None,
-        name: str | None = None,
-        batch_size: int | None = None,
-        batch_window: float | None = None,
-        start: Start = "trim_horizon",
-        filter: Any = None,
-        retries: int = 3,
-        retry_delay: float = 0.1,
-        max_retry_delay: float = 30.0,
-        bisect_on_error: bool = False,
-        max_record_age: float | None = None,
-        on_failure: OnFailure = "dlq",
-        parallelism: int = 1,
-        window: float | None = None,
-        timeout: float | None = None,
+        **options: Unpack[HandlerOptions],
     ) -> Callable[[F], F]:
         """Run the decorated function on every MODIFY of ``table``.
 
-        ``changed=["Status"]`` runs it only when one of those top-level attributes changed.
+        ``changed=["Status"]`` runs it only when one of those top-level attributes changed;
+        the other options are :meth:`on_change`'s.
         """
-        opts = dict(locals())
-        del opts["self"], opts["table"]
-        return self._decorator(table, {"MODIFY"}, opts)
+        return self._decorator(table, {"MODIFY"}, {**options, "changed": changed})
 
-    def on_remove(
-        self,
-        table: str,
-        *,
-        name: str | None = None,
-        batch_size: int | None = None,
-        batch_window: float | None = None,
-        start: Start = "trim_horizon",
-        filter: Any = None,
-        retries: int = 3,
-        retry_delay: float = 0.1,
-        max_retry_delay: float = 30.0,
-        bisect_on_error: bool = False,
-        max_record_age: float | None = None,
-        on_failure: OnFailure = "dlq",
-        parallelism: int = 1,
-        window: float | None = None,
-        timeout: float | None = None,
-    ) -> Callable[[F], F]:
+    def on_remove(self, table: str, **options: Unpack[HandlerOptions]) -> Callable[[F], F]:
         """Run the decorated function on every REMOVE of ``table`` (TTL deletions too)."""
-        opts = dict(locals())
-        del opts["self"], opts["table"]
-        return self._decorator(table, {"REMOVE"}, opts)
+        return self._decorator(table, {"REMOVE"}, dict(options))
 
     def on_change(
         self,
@@ -345,20 +310,7 @@ class Registrar:
         *,
         events: Iterable[str] = EVENTS,
         changed: Sequence[str] | None = None,
-        name: str | None = None,
-        batch_size: int | None = None,
-        batch_window: float | None = None,
-        start: Start = "trim_horizon",
-        filter: Any = None,
-        retries: int = 3,
-        retry_delay: float = 0.1,
-        max_retry_delay: float = 30.0,
-        bisect_on_error: bool = False,
-        max_record_age: float | None = None,
-        on_failure: OnFailure = "dlq",
-        parallelism: int = 1,
-        window: float | None = None,
-        timeout: float | None = None,
+        **options: Unpack[HandlerOptions],
     ) -> Callable[[F], F]:
         """Run the decorated function on ``table``'s change records.
 
@@ -381,9 +333,9 @@ class Registrar:
                 when the handler has no checkpoint yet.
             filter: EventBridge-style pattern(s) on the record (FilterCriteria); records
                 matching none are skipped and count as processed.
-            retries: retries after the first failed attempt (MaximumRetryAttempts).
-            retry_delay: the first retry's delay in seconds; doubled per retry, with
-                full jitter, up to ``max_retry_delay``.
+            retries: retries after the first failed attempt (MaximumRetryAttempts; 3).
+            retry_delay: the first retry's delay in seconds (0.1); doubled per retry, with
+                full jitter, up to ``max_retry_delay`` (30).
             bisect_on_error: split a failing batch in halves to isolate the failing
                 record (BisectBatchOnFunctionError).
             max_record_age: records older than this many seconds are not processed but
@@ -397,11 +349,9 @@ class Registrar:
             window: tumbling window length in seconds (TumblingWindowInSeconds).
             timeout: seconds an invocation may take before it counts as failed.
         """
-        opts = dict(locals())
-        del opts["self"], opts["table"], opts["events"]
         if isinstance(events, str):
             events = {events}
-        return self._decorator(table, events, opts)
+        return self._decorator(table, events, {**options, "changed": changed})
 
     def include_router(self, router: Router) -> None:
         """Register every handler of ``router`` here (names must stay unique)."""

@@ -48,6 +48,9 @@ def decorated_functions_keep_their_types() -> None:
     n: str = status_changed(testing.make_record("INSERT", {"k": "1"}))  # type: ignore[assignment]
     _ = n
     _ = big_orders(sk.Batch([]))  # type: ignore[call-arg]
+    # the decorators' options are typed too
+    app.on_insert("Users", batch_size="ten")  # type: ignore[arg-type]
+    app.on_insert("Users", bach_size=10)  # type: ignore[call-arg]
 
 
 async def usage() -> None:
