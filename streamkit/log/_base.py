@@ -357,6 +357,14 @@ class RebalanceListener(Protocol):
     owner finishes (or abandons) its work on them and commits in it, so no two
     members ever process one partition at the same time. ``on_assigned`` is awaited
     after new partitions are owned and before records of them are fetched.
+
+    The callbacks of one consumer never run at the same time, and each partition
+    passed to ``on_assigned`` is passed to ``on_revoked`` exactly once (at the latest
+    by ``close``). A member keeps heartbeating while a callback runs, so a slow
+    ``on_revoked`` does not cost it its partitions (Kafka bounds it by the rebalance
+    timeout, 60 s). A callback that raises is logged and the rebalance goes on:
+    revoked partitions move all the same; partitions whose ``on_assigned`` raised
+    stay owned but are not fetched until they move.
     """
 
     async def on_assigned(self, partitions: list[int]) -> None:
@@ -406,7 +414,12 @@ class LogConsumer(Protocol):
         ...
 
     def pause(self, partitions: Sequence[int]) -> None:
-        """Stop returning records of these owned partitions until :meth:`resume`."""
+        """Stop returning records of these owned partitions until :meth:`resume`.
+
+        A pause ends with the ownership: a partition revoked and assigned again (on
+        Kafka every rebalance revokes every partition) is fetched unpaused. Partitions
+        not owned are ignored.
+        """
         ...
 
     def resume(self, partitions: Sequence[int]) -> None:

@@ -6,6 +6,13 @@ assigned anything, then ``on_partitions_assigned`` brings the new assignment. Ou
 listener's callbacks run inside those, so a member commits its finished work before
 a partition can move. ``consumer.stop()`` does not call the revoke callback; our
 ``close()`` does, before leaving the group.
+
+The callbacks run one at a time (a lock): aiokafka's coordinator task calls them,
+and ``close()`` may revoke while the coordinator is in the middle of a rebalance.
+Once ``close()`` has begun, an assignment the coordinator still completes is not
+passed on: the member is leaving, and every ``on_assigned`` is followed by exactly
+one ``on_revoked``. A callback that raises is logged by aiokafka and the rebalance
+goes on; partitions whose ``on_assigned`` failed are owned but not fetched.
 """
 
 from __future__ import annotations
@@ -71,7 +78,8 @@ class KafkaConsumer:
         self._consumer: Any = None
         self._owned: set[int] = set()
         self._ready: set[int] = set()  # owned, and the listener's on_assigned has returned
-        self._revoking: set[int] = set()
+        self._callbacks = asyncio.Lock()  # one listener callback at a time
+        self._closing = False
         self._partitions: list[int] = []
         self._high: Any = None
         self._closed = False
@@ -115,22 +123,27 @@ class KafkaConsumer:
         self._consumer = consumer
 
     async def _assigned(self, partitions: list[int]) -> None:
-        self._owned = set(partitions)
-        self._ready.clear()
-        await self._listener.on_assigned(partitions)
-        self._ready = set(partitions)
+        async with self._callbacks:
+            if self._closing:
+                return  # leaving: nothing may be assigned that close() would not revoke
+            self._owned = set(partitions)
+            self._ready.clear()
+            if partitions:
+                await self._listener.on_assigned(partitions)
+            self._ready = set(partitions)
 
-    async def _revoked(self, partitions: list[int]) -> None:
-        mine = [p for p in partitions if p in self._owned]
-        if not mine:
-            return
-        self._revoking.update(mine)
-        self._ready.difference_update(mine)
-        try:
-            await self._listener.on_revoked(mine)
-        finally:
-            self._owned.difference_update(mine)
-            self._revoking.difference_update(mine)
+    async def _revoked(self, partitions: list[int] | None) -> None:
+        """Revoke ``partitions`` (None: all) of those still owned."""
+        async with self._callbacks:
+            owned = self._owned
+            mine = sorted(owned if partitions is None else (p for p in partitions if p in owned))
+            if not mine:
+                return
+            self._ready.difference_update(mine)
+            try:
+                await self._listener.on_revoked(mine)
+            finally:
+                self._owned.difference_update(mine)
 
     def _need(self) -> Any:
         if self._consumer is None or self._closed:
@@ -174,17 +187,21 @@ class KafkaConsumer:
     def pause(self, partitions: Sequence[int]) -> None:
         """Stop returning records of these partitions."""
         consumer = self._need()
-        consumer.pause(*(self._tp(p) for p in partitions if p in self._owned))
+        with self._errors("pause"):
+            consumer.pause(*(self._tp(p) for p in partitions if p in self._owned))
 
     def resume(self, partitions: Sequence[int]) -> None:
         """Return records of these partitions again."""
         consumer = self._need()
-        consumer.resume(*(self._tp(p) for p in partitions if p in self._owned))
+        with self._errors("resume"):
+            consumer.resume(*(self._tp(p) for p in partitions if p in self._owned))
 
     async def seek(self, partition: int, offset: int) -> None:
         """Read an owned partition from ``offset`` next."""
         check_offset(offset)
-        self._need().seek(self._tp(partition), offset)
+        consumer = self._need()
+        with self._errors("seek"):
+            consumer.seek(self._tp(partition), offset)
 
     async def position(self, partition: int) -> int:
         """The next offset fetch returns from an owned partition."""
@@ -292,12 +309,15 @@ class KafkaConsumer:
 
     async def close(self) -> None:
         """Revoke what is owned (the listener commits), then leave the group."""
-        if self._closed:
+        if self._closed or self._closing:
             return
+        self._closing = True
         consumer = self._consumer
         try:
-            if consumer is not None and self._owned:
-                await self._revoked(sorted(self._owned))
+            if consumer is not None:
+                # waits for a callback the coordinator is running; what it assigns
+                # from now on is ignored (_assigned sees _closing)
+                await self._revoked(None)
         finally:
             self._closed = True
             self._log._children.discard(self)

@@ -10,15 +10,25 @@ assigned to it that nobody owns. Partitions it owns but should not are revoked
 (the listener commits) and only then released, so no two members ever own one
 partition. A commit checks ownership in its own transaction: a member that lost a
 partition (its session expired) cannot overwrite the new owner's position.
+
+The listener's callbacks run one at a time in the member's rebalance task (or in
+``close``), and while one runs the member keeps heartbeating beside it: a slow
+``on_revoked`` (a runtime waiting for its handlers) does not make the others think
+the member dead and take partitions it is still working on. A partition is fetched
+only once its ``on_assigned`` has returned and no longer once its ``on_revoked``
+has begun. A callback that raises is logged and the rebalance goes on (as aiokafka
+does): revoked partitions are released all the same; partitions whose
+``on_assigned`` failed stay owned but unfetched until they move.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from streamkit.exceptions import LogError
@@ -37,6 +47,8 @@ if TYPE_CHECKING:
     from streamkit.log._local import LocalLog, LocalReader
 
 __all__ = ("LocalConsumer",)
+
+_logger = logging.getLogger("streamkit.log.local")
 
 
 class LocalConsumer:
@@ -61,11 +73,12 @@ class LocalConsumer:
         self.member = uuid.uuid4().hex
         self._reader: LocalReader | None = None
         self._owned: set[int] = set()
+        self._ready: set[int] = set()  # owned, on_assigned returned, on_revoked not begun
         self._paused: set[int] = set()
-        self._revoking: set[int] = set()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._changed = asyncio.Event()  # the fetchable set grew
+        self._failure: LogError | None = None  # why the membership stopped for good
         self._closed = False
 
     def __repr__(self) -> str:
@@ -90,11 +103,16 @@ class LocalConsumer:
         while not self._stop.is_set():
             try:
                 await self._beat()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # a busy database: try again at the next beat
-                if isinstance(e, LogError) and not e.retriable:
-                    raise
+            except LogError as e:
+                if not e.retriable:
+                    # e.g. the topic was deleted: fetch() reports it from now on
+                    _logger.error("%r stopped: %s", self, e)
+                    self._failure = e
+                    self._changed.set()
+                    return
+                _logger.warning("%r: heartbeat failed, trying again: %s", self, e)
+            except Exception:  # a busy database, say: try again at the next beat
+                _logger.warning("%r: heartbeat failed, trying again", self, exc_info=True)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self._stop.wait()
@@ -102,7 +120,7 @@ class LocalConsumer:
     async def _beat(self) -> None:
         group, topic, member, session = self.group, self.topic, self.member, self.session_ms
 
-        def run(conn: sqlite3.Connection) -> tuple[set[int], set[int], set[int]]:
+        def run(conn: sqlite3.Connection) -> tuple[set[int], set[int]]:
             _, n = require_topic(conn, topic)
             now = now_ms()
             conn.execute(
@@ -145,29 +163,78 @@ class LocalConsumer:
                 [(group, topic, p, member) for p in sorted(claimed)],
             )
             mine = {p for p, m in owners.items() if m == member} | claimed
-            return desired, claimed, mine
+            return desired, mine
 
-        desired, claimed, mine = await self._log._write(run)
+        desired, mine = await self._log._write(run)
         before = set(self._owned)
         lost = before - mine  # taken while this member was silent too long
-        release = (mine & before) - desired
-        fresh = (claimed | (mine & desired)) - before
-        gone = lost | release
-        if gone:
-            # still "owned" while the listener commits; no longer fetched
-            self._revoking |= gone
-            try:
-                await self._listener.on_revoked(sorted(gone))
-            finally:
-                self._owned -= gone
-                self._revoking -= gone
-            if release:
-                await self._release(release)
+        release = mine - desired  # also rows left behind by a failed callback
+        fresh = (mine & desired) - before
+        if lost or release & before:
+            await self._revoke(lost | (release & before))
+        if release:
+            await self._release(release)
         if fresh:
-            await self._position(fresh)
-            self._owned |= fresh
-            await self._listener.on_assigned(sorted(fresh))
+            await self._assign(fresh)
+
+    async def _revoke(self, partitions: set[int]) -> None:
+        # not fetched from now on; still owned (commits go through) while the listener runs
+        self._ready -= partitions
+        try:
+            await self._call(self._listener.on_revoked, partitions)
+        finally:
+            self._owned -= partitions
+            self._paused -= partitions  # as on Kafka: a pause ends with the ownership
+
+    async def _assign(self, partitions: set[int]) -> None:
+        await self._position(partitions)
+        self._owned |= partitions
+        if await self._call(self._listener.on_assigned, partitions):
+            self._ready |= partitions & self._owned
             self._changed.set()
+
+    async def _call(
+        self, callback: Callable[[list[int]], Awaitable[None]], partitions: set[int]
+    ) -> bool:
+        """Await a listener callback, heartbeating beside it; False (logged) if it raised."""
+        keepalive = asyncio.create_task(
+            self._keep_alive(), name=f"streamkit-keepalive-{self.member[:8]}"
+        )
+        try:
+            await callback(sorted(partitions))
+        except Exception:
+            _logger.exception(
+                "%r: the listener's %s(%s) failed",
+                self,
+                getattr(callback, "__name__", "callback"),
+                sorted(partitions),
+            )
+            return False
+        finally:
+            keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keepalive
+        return True
+
+    async def _keep_alive(self) -> None:
+        """Refresh this member's heartbeat until cancelled (while a callback runs)."""
+        group, topic, member = self.group, self.topic, self.member
+
+        def run(conn: sqlite3.Connection) -> None:
+            # an UPDATE, not an upsert: a member already declared dead stays so, and
+            # finds out (and revokes what it lost) at its next full beat
+            conn.execute(
+                "UPDATE log_members SET heartbeat_ms=? WHERE grp=? AND topic=? AND member=?",
+                (now_ms(), group, topic, member),
+            )
+
+        interval = self.session_ms / 4000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._log._write(run)
+            except LogError as e:
+                _logger.warning("%r: heartbeat failed: %s", self, e)
 
     async def _release(self, partitions: set[int]) -> None:
         group, topic, member = self.group, self.topic, self.member
@@ -224,12 +291,17 @@ class LocalConsumer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout)
         while True:
-            parts = sorted(self._owned - self._paused - self._revoking)
+            if self._failure is not None:
+                raise LogError(
+                    f"{self!r} left the group: {self._failure}", retriable=False
+                ) from self._failure
+            parts = sorted(self._ready - self._paused)
             if parts:
                 remaining = max(0.0, deadline - loop.time())
                 records = await reader.fetch_from(parts, max_records=max_records, timeout=remaining)
-                live = self._owned - self._revoking
-                return [r for r in records if r.partition in live]
+                # an on_revoked may have begun while the query ran
+                ready = self._ready
+                return [r for r in records if r.partition in ready]
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []
@@ -239,8 +311,8 @@ class LocalConsumer:
                     await self._changed.wait()
 
     def pause(self, partitions: Sequence[int]) -> None:
-        """Stop returning records of these partitions."""
-        self._paused.update(partitions)
+        """Stop returning records of these owned partitions (until resumed or revoked)."""
+        self._paused.update(p for p in partitions if p in self._owned)
 
     def resume(self, partitions: Sequence[int]) -> None:
         """Return records of these partitions again."""
@@ -340,17 +412,14 @@ class LocalConsumer:
         task, self._task = self._task, None
         if task is not None:
             try:
-                await task
+                await task  # a rebalance in progress finishes, callbacks and all
             except asyncio.CancelledError:
                 raise
             except Exception:  # the heartbeat's failure does not stop the leaving
                 pass
-        owned = set(self._owned)
-        self._revoking |= owned
         try:
-            if owned:
-                await self._listener.on_revoked(sorted(owned))
-            self._owned.clear()
+            if self._owned:
+                await self._revoke(set(self._owned))
             group, topic, member = self.group, self.topic, self.member
 
             def run(conn: sqlite3.Connection) -> None:
