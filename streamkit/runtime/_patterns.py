@@ -26,13 +26,24 @@ Two shapes are accepted:
   — matched against ``record.to_dynamodb_json()``. Numbers there are strings, as in
   DynamoDB JSON; ``numeric`` parses them (Lambda is stricter) and an exact number
   matches its string form.
+
+Where an object pattern meets a list of maps, one element must match all of it
+(EventBridge's array consistency); the field counts as absent only when the list
+holds no map at all. Other differences from EventBridge and Lambda, on purpose:
+``exists`` also applies to maps and lists (EventBridge: leaves only); numbers compare
+as exact decimals with no range limit; ``anything-but`` lists may mix types; Lambda's
+own DynamoDB mappings filter only on ``dynamodb``, streamkit also on ``eventName`` and
+the other top-level fields; no ``cidr``, no ``$or`` inside a leaf list, no
+``anything-but`` with ``wildcard``, no ``prefix`` / ``suffix`` with ``equals-ignore-case``.
 """
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Any
 
 from streamkit.exceptions import ValidationError
@@ -41,6 +52,7 @@ from streamkit.records import ChangeRecord
 __all__ = ("FilterError", "RecordFilter", "compile_filter")
 
 _MISSING: Any = object()
+_MAPPINGS = frozenset({dict, MappingProxyType})
 _MAX_DEPTH = 12
 OURS = frozenset(
     {
@@ -70,12 +82,12 @@ LAMBDA = frozenset(
         "userIdentity",
     }
 )
-_COMPARATORS = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    "=": lambda a, b: a == b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
+_COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    "=": operator.eq,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 
 Leaf = Callable[[Any], bool]  # one matcher, on one present scalar value
@@ -146,7 +158,7 @@ def _numeric(arg: Any, where: str, *, strings: bool) -> Leaf:
     checks: list[tuple[Callable[[Decimal, Decimal], bool], Decimal]] = []
     for i in range(0, len(arg), 2):
         op, bound = arg[i], arg[i + 1]
-        if op not in _COMPARATORS:
+        if not isinstance(op, str) or op not in _COMPARATORS:
             raise FilterError(
                 f"{where}: numeric operator {op!r} is not one of {sorted(_COMPARATORS)}"
             )
@@ -207,7 +219,9 @@ def _matcher(spec: Any, where: str, *, strings: bool) -> tuple[Leaf | None, bool
     if not isinstance(spec, dict):
         return _literal(spec, where, strings=strings), None
     if len(spec) != 1:
-        raise FilterError(f"{where}: an operator object has exactly one key, got {sorted(spec)}")
+        raise FilterError(
+            f"{where}: an operator object has exactly one key, got {sorted(map(str, spec))}"
+        )
     ((name, arg),) = spec.items()
     if name == "exists":
         if not isinstance(arg, bool):
@@ -241,9 +255,32 @@ def _leaf(specs: Any, where: str, *, strings: bool) -> Callable[[Any], bool]:
             exists.append(flag)
     any_present = any(exists)
     missing_ok = any(not e for e in exists)
-
-    one = present[0] if len(present) == 1 else None
     collections = (list, tuple, set, frozenset)
+
+    if not exists and all(type(spec) is str for spec in specs):
+        # the commonest leaf, e.g. "event_name": ["INSERT", "MODIFY"]: one set lookup
+        strs = frozenset(specs)
+
+        def match_strings(value: Any) -> bool:
+            if type(value) is str:
+                return value in strs
+            if isinstance(value, collections):
+                return any(type(v) is str and v in strs for v in value)
+            return False
+
+        return match_strings
+
+    if not exists and len(present) == 1:
+        one = present[0]
+
+        def match_one(value: Any) -> bool:
+            if value is _MISSING:
+                return False
+            if isinstance(value, collections):
+                return any(one(v) for v in value)
+            return one(value)
+
+        return match_one
 
     def match(value: Any) -> bool:
         if value is _MISSING:
@@ -252,8 +289,6 @@ def _leaf(specs: Any, where: str, *, strings: bool) -> Callable[[Any], bool]:
             return True
         if isinstance(value, collections):
             return any(m(v) for v in value for m in present)
-        if one is not None:
-            return one(value)
         return any(m(value) for m in present)
 
     return match
@@ -284,10 +319,18 @@ def _object(pattern: Any, where: str, depth: int, *, strings: bool) -> Node:
         else:
             fields.append((name, _leaf(sub, path, strings=strings)))
 
+    # obj is a mapping (dict, mapping proxy) or _MISSING: _nested and the caller see to it
+    if len(fields) == 1 and not alternatives:
+        ((name0, test0),) = fields
+
+        def match_one(obj: Any) -> bool:
+            return test0(_MISSING if obj is _MISSING else obj.get(name0, _MISSING))
+
+        return match_one
+
     def match(obj: Any) -> bool:
-        get = getattr(obj, "get", None)  # dicts, mapping proxies, the record view
         for name, test in fields:
-            if not test(_MISSING if get is None else get(name, _MISSING)):
+            if not test(_MISSING if obj is _MISSING else obj.get(name, _MISSING)):
                 return False
         return not alternatives or any(alt(obj) for alt in alternatives)
 
@@ -296,42 +339,76 @@ def _object(pattern: Any, where: str, depth: int, *, strings: bool) -> Node:
 
 def _nested(node: Node) -> Callable[[Any], bool]:
     def match(value: Any) -> bool:
+        if type(value) in _MAPPINGS:
+            return node(value)
         if isinstance(value, (list, tuple)):
-            return any(node(v) for v in value if hasattr(v, "get")) or node(_MISSING)
+            maps = [v for v in value if hasattr(v, "get")]
+            # EventBridge flattens arrays: the path exists as soon as one element is a map
+            return any(node(v) for v in maps) if maps else node(_MISSING)
         return node(value if hasattr(value, "get") and not isinstance(value, str) else _MISSING)
 
     return match
 
 
-def _top_keys(pattern: Any) -> set[str]:
+def _top_keys(pattern: Any, where: str) -> set[str]:
     keys: set[str] = set()
     if isinstance(pattern, dict):
         for k, v in pattern.items():
+            if not isinstance(k, str):
+                raise FilterError(f"{where}: field names are strings, got {k!r}")
             if k == "$or" and isinstance(v, list):
                 for alt in v:
-                    keys |= _top_keys(alt)
+                    keys |= _top_keys(alt, where)
             else:
                 keys.add(k)
     return keys
 
 
-class _RecordView:
-    """The record's fields under streamkit's names, computed on demand."""
+def _user_identity(record: ChangeRecord) -> Any:
+    ident = record.user_identity
+    return _MISSING if ident is None else {"type": ident.type, "principal": ident.principal}
 
-    __slots__ = ("_r",)
 
-    def __init__(self, record: ChangeRecord) -> None:
-        self._r = record
+def _view_type(record: ChangeRecord) -> Any:
+    return str(record.view_type.value)
 
-    def get(self, name: str, default: Any = None) -> Any:
-        value = getattr(self._r, name, None) if name in OURS else None
-        if value is None:
-            return default
-        if name == "user_identity":
-            return {"type": value.type, "principal": value.principal}
-        if name == "view_type":
-            return str(value.value)
-        return value
+
+def _attribute(name: str) -> Callable[[ChangeRecord], Any]:
+    if name == "user_identity":
+        return _user_identity
+    if name == "view_type":
+        return _view_type
+    get = operator.attrgetter(name)
+
+    def value(record: ChangeRecord) -> Any:
+        v = get(record)
+        return _MISSING if v is None else v
+
+    return value
+
+
+def _record_node(pattern: dict[str, Any], where: str) -> Callable[[ChangeRecord], bool]:
+    """Streamkit's shape at the top level: fields read straight off the record."""
+    fields: list[tuple[Callable[[ChangeRecord], Any], Callable[[Any], bool]]] = []
+    alternatives: list[Callable[[ChangeRecord], bool]] = []
+    for name, sub in pattern.items():
+        path = f"{where}.{name}" if where else name
+        if name == "$or":
+            if not isinstance(sub, list) or len(sub) < 2:
+                raise FilterError(f"{path}: $or takes a list of at least two patterns")
+            alternatives.extend(_record_node(alt, f"{path}[{i}]") for i, alt in enumerate(sub))
+        elif isinstance(sub, dict):
+            fields.append((_attribute(name), _nested(_object(sub, path, 1, strings=False))))
+        else:
+            fields.append((_attribute(name), _leaf(sub, path, strings=False)))
+
+    def match(record: ChangeRecord) -> bool:
+        for get, test in fields:
+            if not test(get(record)):
+                return False
+        return not alternatives or any(alt(record) for alt in alternatives)
+
+    return match
 
 
 class RecordFilter:
@@ -345,11 +422,11 @@ class RecordFilter:
 
     def __init__(self, patterns: tuple[dict[str, Any], ...]) -> None:
         self.patterns = patterns
-        self._ours: list[Node] = []
+        self._ours: list[Callable[[ChangeRecord], bool]] = []
         self._lambda: list[Node] = []
         for i, p in enumerate(patterns):
             where = f"filter[{i}]" if len(patterns) > 1 else ""
-            keys = _top_keys(p)
+            keys = _top_keys(p, where or "filter")
             if not isinstance(p, dict):
                 raise FilterError(f"{where or 'filter'}: a pattern must be an object, got {p!r}")
             if keys & LAMBDA and keys - LAMBDA:
@@ -367,15 +444,14 @@ class RecordFilter:
                         f"a pattern names fields of the record ({', '.join(sorted(OURS))}) or "
                         "uses Lambda's shape (eventName, dynamodb, ...)"
                     )
-                self._ours.append(_object(p, where, 0, strings=False))
+                _object(p, where, 0, strings=False)  # validates every level, naming where
+                self._ours.append(_record_node(p, where))
 
     def matches(self, record: ChangeRecord) -> bool:
         """True when the record matches at least one pattern."""
-        if self._ours:
-            view = _RecordView(record)
-            for node in self._ours:
-                if node(view):
-                    return True
+        for node in self._ours:
+            if node(record):
+                return True
         if self._lambda:
             shape = record.to_dynamodb_json()
             for node in self._lambda:
