@@ -127,8 +127,9 @@ class StoreModel(RuleBasedStateMachine):
     @rule(key=KEYS, delta=st.integers(-2, 2))
     def update_add(self, key: str, delta: int) -> None:
         old = self.items.get(key)
-        current = None if old is None else old.get("n")
-        if current is not None and type(current) is not Decimal:
+        present = old is not None and "n" in old  # a stored NULL is present, not missing
+        current = old["n"] if present else None
+        if present and type(current) is not Decimal:
             try:
                 self.run(self.table.update({"k": key}, add={"n": delta}))
             except sk.ValidationError:
