@@ -16,10 +16,12 @@ Example:
 
 from streamkit._app import App
 from streamkit.exceptions import (
+    BackupNotFound,
     CancellationReason,
     ConditionFailed,
     ConfigurationError,
     ExpressionError,
+    HistoryUnavailable,
     LogError,
     NotYetAvailable,
     ResourceError,
@@ -31,6 +33,8 @@ from streamkit.exceptions import (
     TransactionCanceled,
     ValidationError,
 )
+from streamkit.history._backups import Backup
+from streamkit.history._replay import ReplaySummary
 from streamkit.records import ChangeRecord, StreamView, UserIdentity
 from streamkit.runtime import Batch, BatchResult, Context, DeadLetter, Router, Window
 from streamkit.storage import (
@@ -50,6 +54,8 @@ __version__ = "0.1.0.dev0"
 
 __all__ = (
     "App",
+    "Backup",
+    "BackupNotFound",
     "Batch",
     "BatchResult",
     "CancellationReason",
@@ -61,11 +67,13 @@ __all__ = (
     "Context",
     "DeadLetter",
     "ExpressionError",
+    "HistoryUnavailable",
     "LogError",
     "NotYetAvailable",
     "OnDemand",
     "Page",
     "Provisioned",
+    "ReplaySummary",
     "ResourceError",
     "Router",
     "StorageError",

@@ -7,8 +7,9 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from streamkit.capture import Relay
 from streamkit.capture._changes import Start, read_changes
@@ -26,6 +27,10 @@ from streamkit.storage._store import Store
 from streamkit.storage._table import Table
 from streamkit.storage._transaction import Transaction
 from streamkit.storage._ttl import sweep_expired
+
+if TYPE_CHECKING:
+    from streamkit.history._backups import Backup
+    from streamkit.history._replay import ReplaySummary
 
 __all__ = ("DEFAULT_LOG", "DEFAULT_NAMESPACE", "DEFAULT_STORAGE", "App")
 
@@ -258,7 +263,8 @@ class App(Registrar):
         return Table(self._store, name)
 
     async def delete_table(self, name: str) -> None:
-        """Delete a table and its items. Its change records stay in the archive."""
+        """Delete a table and its items. A table with PITR leaves a system backup of its
+        last state (``app.backups()``), as DynamoDB does."""
         await self._store.ensure_open()
         await self._store.engine.delete_table(name)
         self._store.forget(name)
@@ -553,22 +559,112 @@ class App(Registrar):
         await self.open()
         return await redrive(self._store, self._dlq(handler), spec, limit=limit)
 
-    # --- capabilities of later releases ----------------------------------------------------
+    # --- history ---------------------------------------------------------------------------
+    async def replay(
+        self,
+        table: str,
+        handler: str | HandlerSpec | Callable[..., Any],
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        dry_run: bool = False,
+        progress: Callable[[int], Any] | None = None,
+    ) -> ReplaySummary:
+        """Re-run a handler over exactly the changes committed to ``table`` in [since, until).
+
+        The records come from the change log while it keeps them and from the
+        point-in-time archive beyond it, each item's in commit order. The live handler's
+        checkpoint and consumer group are not touched. A range reaching past what is kept
+        raises :class:`~streamkit.exceptions.HistoryUnavailable` (never shortened).
+
+        Args:
+            handler: a registered handler's name, its spec, or any function taking a
+                ``ChangeRecord`` (it receives every event).
+            since, until: timezone-aware datetimes; ``until`` defaults to now.
+            dry_run: count what the handler would receive; invoke nothing.
+            progress: called with the number of records read so far.
+
+        Example:
+            ```python
+            summary = await app.replay("Orders", "ship_order", since=now - timedelta(hours=1))
+            ```
+        """
+        from streamkit.history._replay import replay
+
+        return await replay(
+            self, table, handler, since=since, until=until, dry_run=dry_run, progress=progress
+        )
+
+    async def restore_to_time(self, table: str, *, at: datetime, target: str) -> Table:
+        """Restore ``table`` exactly as it was at ``at`` into the new table ``target``.
+
+        ``target`` gets the source's key schema, stream, TTL, capacity and PITR settings;
+        it appears whole or not at all. ``at`` may be any instant from the start of the
+        table's recovery window (``recovery_days``, or its creation if later) to now.
+
+        Raises:
+            HistoryUnavailable: ``at`` is outside the window, or the table has pitr=False.
+            TableExists: ``target`` exists already.
+        """
+        from streamkit.history._archive import restore_to_time
+
+        return await restore_to_time(self, table, at=at, target=target)
+
+    async def backup(self, table: str) -> Backup:
+        """A consistent copy of the table's items (all as of one instant, while writes go
+        on), kept in the storage until deleted."""
+        from streamkit.history import _backups
+
+        return await _backups.create(self, table)
+
+    async def backups(self, table: str | None = None) -> list[Backup]:
+        """Every backup (of ``table``), oldest first."""
+        from streamkit.history import _backups
+
+        return await _backups.list_backups(self, table)
+
+    async def restore_backup(self, backup_id: str, *, target: str) -> Table:
+        """Create ``target`` from a backup, with the backed-up table's settings.
+
+        Raises:
+            BackupNotFound: no such backup. TableExists: ``target`` exists.
+        """
+        from streamkit.history import _backups
+
+        return await _backups.restore(self, backup_id, target=target)
+
+    async def delete_backup(self, backup_id: str) -> Backup:
+        """Delete a backup; returns what it was (raises BackupNotFound)."""
+        from streamkit.history import _backups
+
+        return await _backups.delete(self, backup_id)
+
+    async def export(
+        self,
+        table: str,
+        *,
+        to: str,
+        format: str = "dynamodb-json",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Any:
+        """Export a table to ``file:///dir`` or ``s3://bucket/prefix``.
+
+        Full (``since`` None): the table as of ``until`` (default now). Incremental: the
+        changes committed in [since, until). Formats: "dynamodb-json" (gzip, one item per
+        line, DynamoDB's export shape), "avro", "parquet". A manifest listing the files,
+        item counts and checksums is written last. Returns an ``ExportResult``.
+        """
+        import importlib
+
+        try:
+            export_table = importlib.import_module("streamkit.history._export").export_table
+        except ImportError:
+            self._not_yet("export")
+        return await export_table(
+            self, table, to=to, format=format, since=since, until=until, progress=progress
+        )
+
     def _not_yet(self, what: str) -> NoReturn:
         raise NotYetAvailable(f"{what} is not available in this version of streamkit yet")
-
-    async def replay(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Replay history through a handler (not built yet)."""
-        self._not_yet("replay")
-
-    async def backup(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Back up a table (not built yet)."""
-        self._not_yet("backups")
-
-    async def restore_to_time(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Point-in-time restore (not built yet; the archive it needs is already kept)."""
-        self._not_yet("point-in-time restore")
-
-    async def export(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Export a table (not built yet)."""
-        self._not_yet("export")

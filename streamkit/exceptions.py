@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = (
+    "BackupNotFound",
+    "HistoryUnavailable",
     "CancellationReason",
     "ConditionFailed",
     "ConfigurationError",
@@ -88,6 +90,11 @@ class RecordFormatError(ValidationError):
     does not know, and truncated or malformed Avro data; never IndexError or
     the like.
     """
+
+
+class HistoryUnavailable(ValidationError):
+    """A time range reaches past the history streamkit keeps (the change log's retention
+    and the point-in-time archive's recovery window); the message says what is kept."""
 
 
 class ConditionFailed(StreamkitError):
@@ -163,6 +170,10 @@ class TableNotFound(ResourceError, LookupError):
 
 class TableExists(ResourceError):
     """A table of that name already exists."""
+
+
+class BackupNotFound(ResourceError, LookupError):
+    """No backup of that id exists."""
 
 
 class ConfigurationError(StreamkitError, ValueError):

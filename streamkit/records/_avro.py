@@ -840,6 +840,31 @@ def decode_record(data: bytes | bytearray | memoryview) -> ChangeRecord:
     )
 
 
+def record_new_image(data: bytes) -> tuple[bytes, dict[str, Any]] | None:
+    """The new image of an encoded change record, as image bytes (the stored item's
+    encoding) and decoded, without decoding the rest; None when it has none.
+
+    Raises:
+        RecordFormatError: not a well-formed change record of this schema.
+    """
+    if data[:_HEADER_LEN] != _HEADER:
+        _bad_header(data)
+    try:
+        _, pos = _read_str(data, _HEADER_LEN)  # event id
+        pos += 1  # event name
+        _, pos = _read_str(data, pos)  # table
+        _, pos = _dec_map(data, pos)  # keys
+        branch = data[pos]
+        if not branch:
+            return None
+        if branch != 2:
+            raise _Malformed(f"bad union branch for new_image (encoded {branch})")
+        image, end = _dec_map(data, pos + 1)
+    except _DECODE_ERRORS as e:
+        raise RecordFormatError(f"malformed or truncated change record: {_reason(e)}") from e
+    return data[pos + 1 : end], image
+
+
 def _bad_header(data: bytes) -> NoReturn:
     if data[:2] != MARKER:
         raise RecordFormatError(

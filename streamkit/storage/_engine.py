@@ -8,7 +8,7 @@ archive), and runs write jobs atomically. SQLite implements it today
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -123,8 +123,8 @@ class StorageEngine(Protocol):
     async def max_sequence(self) -> int:
         """The newest change record's sequence number (0 when there is none)."""
 
-    async def prune_changes(
-        self, *, upto: int, cutoffs: Mapping[int, int], default_cutoff: int, limit: int
-    ) -> int:
-        """Delete change rows up to ``upto`` older than their table's cutoff (epoch ms),
-        never the newest row; returns how many went."""
+    async def prune_changes(self, *, upto: int, now_ms: int, limit: int) -> int:
+        """Delete change rows up to ``upto`` that nothing needs: rows of tables without an
+        archive, and rows older than their table's recovery window (counted back from
+        ``now_ms``) that a newer row of the same item makes useless; never the newest
+        row. Returns how many went."""

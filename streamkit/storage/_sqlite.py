@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import time
 import uuid
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty, SimpleQueue
@@ -28,12 +29,14 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from streamkit.exceptions import (
+    BackupNotFound,
     ConfigurationError,
     StorageError,
     StreamkitError,
     TableExists,
     TableNotFound,
 )
+from streamkit.storage._archive import backup_rows, compact, copy_backup, migrate_2_to_3
 from streamkit.storage._engine import ChangeRow
 from streamkit.storage._spec import TableSpec
 from streamkit.storage._writes import WriteJob, WriteResult, run_job
@@ -72,13 +75,39 @@ CREATE TABLE IF NOT EXISTS sk_changes (
     record     BLOB NOT NULL,
     created_ms INTEGER NOT NULL,
     publish    INTEGER NOT NULL,
-    image      BLOB
+    image      BLOB,
+    ipk        BLOB,
+    isk        BLOB
 );
+CREATE TABLE IF NOT EXISTS sk_archive_base (
+    tid INTEGER NOT NULL,
+    ipk BLOB NOT NULL,
+    isk BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (tid, ipk, isk)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sk_backups (
+    id         TEXT PRIMARY KEY,
+    tname      TEXT NOT NULL,
+    spec       TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    items      INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sk_backup_items (
+    bid  TEXT NOT NULL,
+    pk   BLOB NOT NULL,
+    sk   BLOB NOT NULL,
+    data BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (bid, pk, sk)
+) WITHOUT ROWID;
 """
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 _INSERT_CHANGE = (
-    "INSERT INTO sk_changes (seq, tid, tname, event, txn, key, record, created_ms, publish, image)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?)"
+    "INSERT INTO sk_changes (seq, tid, tname, event, txn, key, record, created_ms, publish, image,"
+    " ipk, isk) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 _MAX_GROUP = 1024  # jobs per group commit
@@ -88,6 +117,61 @@ _CHECKPOINT_EVERY = 100  # commits between passive checkpoints (run by the reade
 _Work = tuple[bool, Callable[[Any], Any], "asyncio.Future[Any] | None"]
 # a finished unit: (future or None for fire-and-forget work, value, error)
 _Result = tuple["asyncio.Future[Any] | None", Any, BaseException | None]
+
+
+def _insert_table(rows: _Rows, spec: TableSpec) -> TableSpec:
+    created = datetime.now(UTC)
+    try:
+        cur = rows.conn.execute(
+            "INSERT INTO sk_tables (name, spec) VALUES (?, ?)", (spec.name, "{}")
+        )
+    except sqlite3.IntegrityError:
+        raise TableExists(f"table {spec.name!r} already exists", table=spec.name) from None
+    table_id = cur.lastrowid
+    assert table_id is not None
+    done = spec.with_id(table_id, created)
+    rows.writes += 1
+    rows.conn.execute("UPDATE sk_tables SET spec=? WHERE id=?", (done.to_json(), table_id))
+    return done
+
+
+def new_backup_id(table: str) -> str:
+    """A backup id in DynamoDB's style: ``<table>-<ms since epoch>-<random>``."""
+    return f"{table}-{time.time_ns() // 1_000_000:013d}-{uuid.uuid4().hex[:8]}"
+
+
+def _backup(
+    conn: sqlite3.Connection, name: str, tid: int, spec: str, backup_id: str, kind: str
+) -> dict[str, Any]:
+    count, size = copy_backup(conn, tid, backup_id)
+    created = time.time_ns() // 1_000_000
+    conn.execute(
+        "INSERT INTO sk_backups (id, tname, spec, kind, created_ms, items, bytes) "
+        "VALUES (?,?,?,?,?,?,?)",
+        (backup_id, name, spec, kind, created, count, size),
+    )
+    return _backup_dict((backup_id, name, spec, kind, created, count, size))
+
+
+def _backup_dict(row: Sequence[Any]) -> dict[str, Any]:
+    bid, name, spec, kind, created, count, size = row
+    return {
+        "id": bid,
+        "table": name,
+        "spec": TableSpec.from_json(name, 0, spec),
+        "kind": kind,
+        "created_ms": created,
+        "items": count,
+        "bytes": size,
+    }
+
+
+def _version(conn: sqlite3.Connection) -> str | None:
+    try:
+        row = conn.execute("SELECT value FROM sk_meta WHERE key='schema'").fetchone()
+    except sqlite3.OperationalError:  # a new file
+        return None
+    return None if row is None else str(row[0])
 
 
 def _deliver(results: list[_Result]) -> None:
@@ -156,10 +240,12 @@ class _Rows:
         created_ms: int,
         publish: bool,
         image: bytes | None,
+        pk: bytes,
+        sk: bytes,
     ) -> None:
         self.writes += 1
         self._changes.append(
-            (seq, table_id, table, event, txn, key, record, created_ms, int(publish), image)
+            (seq, table_id, table, event, txn, key, record, created_ms, int(publish), image, pk, sk)
         )
 
     def meta_get(self, key: str) -> str | None:
@@ -504,6 +590,8 @@ class SqliteEngine:
         conn.create_function("sk_segment", 2, segment_of, deterministic=True)
         if write:
             with conn:
+                if _version(conn) == "2":
+                    migrate_2_to_3(conn)
                 conn.executescript(_SCHEMA)
             row = conn.execute("SELECT value FROM sk_meta WHERE key='schema'").fetchone()
             if row is None:
@@ -614,28 +702,22 @@ class SqliteEngine:
         """The newest change record's sequence number (0 when there is none)."""
         return await self.read(lambda rows: int(rows.max_sequence()))
 
-    async def prune_changes(
-        self, *, upto: int, cutoffs: Mapping[int, int], default_cutoff: int, limit: int
-    ) -> int:
-        """Delete change rows up to ``upto`` created before their table's cutoff (epoch ms;
-        ``default_cutoff`` for tables not in ``cutoffs``), never the newest row. Looks at
-        the ``limit`` oldest candidates; returns how many it deleted."""
+    async def prune_changes(self, *, upto: int, now_ms: int, limit: int) -> int:
+        """Prune and compact the archive (see :func:`streamkit.storage._archive.compact`)."""
 
         def fn(rows: _Rows) -> int:
-            candidates = rows.conn.execute(
-                "SELECT seq, tid, created_ms FROM sk_changes WHERE seq <= ? AND seq < ? "
-                "ORDER BY seq LIMIT ?",
-                (upto, rows.max_sequence(), limit),
-            ).fetchall()
-            doomed = [
-                (seq,)
-                for seq, tid, created in candidates
-                if created < cutoffs.get(tid, default_cutoff)
-            ]
-            if doomed:
-                rows.writes += 1
-                rows.conn.executemany("DELETE FROM sk_changes WHERE seq = ?", doomed)
-            return len(doomed)
+            rows.writes += 1
+            # the catalog read in the same transaction: a table another process just
+            # created is never mistaken for a deleted one
+            cutoffs = {
+                s.table_id: now_ms - s.recovery_days * 86_400_000
+                for s in (
+                    TableSpec.from_json(n, i, t)
+                    for i, n, t in rows.conn.execute("SELECT id, name, spec FROM sk_tables")
+                )
+                if s.pitr
+            }
+            return compact(rows.conn, upto=upto, cutoffs=cutoffs, limit=limit)
 
         return await self.write_fn(fn)
 
@@ -666,21 +748,105 @@ class SqliteEngine:
     # --- catalog ---------------------------------------------------------------------
     async def create_table(self, spec: TableSpec) -> TableSpec:
         """Add a table; raises TableExists."""
+        return await self.write_fn(lambda rows: _insert_table(rows, spec))
+
+    async def load_table(
+        self,
+        spec: TableSpec,
+        items: Sequence[tuple[bytes, bytes, bytes, int, float | None]],
+        archive: Callable[[TableSpec, int, int, int], tuple[bytes, bytes]] | None,
+    ) -> TableSpec:
+        """Create a table already holding ``items`` ((pk, sk, data, size, expires)), in one
+        transaction: it appears whole or not at all. With ``archive`` (PITR), each item
+        also gets an INSERT row in the archive, unpublished (a restore is not a change
+        handlers see, as in DynamoDB): ``archive(spec, index, seq, now_ms)`` returns its
+        (message key, record)."""
 
         def fn(rows: _Rows) -> TableSpec:
-            created = datetime.now(UTC)
-            try:
-                cur = rows.conn.execute(
-                    "INSERT INTO sk_tables (name, spec) VALUES (?, ?)", (spec.name, "{}")
-                )
-            except sqlite3.IntegrityError:
-                raise TableExists(f"table {spec.name!r} already exists", table=spec.name) from None
-            table_id = cur.lastrowid
-            assert table_id is not None
-            done = spec.with_id(table_id, created)
-            rows.writes += 1
-            rows.conn.execute("UPDATE sk_tables SET spec=? WHERE id=?", (done.to_json(), table_id))
+            done = _insert_table(rows, spec)
+            tid = done.table_id
+            now_ms = time.time_ns() // 1_000_000
+            for i, (pk, sk, data, size, expires) in enumerate(items):
+                rows.store(tid, pk, sk, data, size, expires)
+                if archive is not None:
+                    seq = rows.next_sequence()
+                    key, record = archive(done, i, seq, now_ms)
+                    rows.append_change(
+                        seq,
+                        tid,
+                        done.name,
+                        "INSERT",
+                        None,
+                        key,
+                        record,
+                        now_ms,
+                        False,
+                        None,
+                        pk,
+                        sk,
+                    )
             return done
+
+        return await self.write_fn(fn)
+
+    # --- backups -----------------------------------------------------------------------
+    async def create_backup(self, name: str, backup_id: str, kind: str) -> dict[str, Any]:
+        """Copy a table's items into a new backup, consistently (one transaction)."""
+
+        def fn(rows: _Rows) -> dict[str, Any]:
+            row = rows.conn.execute(
+                "SELECT id, spec FROM sk_tables WHERE name=?", (name,)
+            ).fetchone()
+            if row is None:
+                raise TableNotFound(f"table {name!r} does not exist", table=name)
+            rows.writes += 1
+            return _backup(rows.conn, name, row[0], row[1], backup_id, kind)
+
+        return await self.write_fn(fn)
+
+    async def list_backups(self, table: str | None = None) -> list[dict[str, Any]]:
+        """Every backup (of one table), oldest first."""
+
+        def fn(rows: _Rows) -> list[dict[str, Any]]:
+            sql = "SELECT id, tname, spec, kind, created_ms, items, bytes FROM sk_backups"
+            args: tuple[Any, ...] = ()
+            if table is not None:
+                sql += " WHERE tname=?"
+                args = (table,)
+            return [_backup_dict(r) for r in rows.conn.execute(sql + " ORDER BY created_ms", args)]
+
+        return await self.write_fn(fn)
+
+    async def backup_items(
+        self, backup_id: str
+    ) -> tuple[dict[str, Any], list[tuple[bytes, bytes, bytes]]]:
+        """A backup's description and items ((pk, sk, data), key order)."""
+
+        def fn(rows: _Rows) -> tuple[dict[str, Any], list[tuple[bytes, bytes, bytes]]]:
+            row = rows.conn.execute(
+                "SELECT id, tname, spec, kind, created_ms, items, bytes FROM sk_backups WHERE id=?",
+                (backup_id,),
+            ).fetchone()
+            if row is None:
+                raise BackupNotFound(f"backup {backup_id!r} does not exist")
+            return _backup_dict(row), list(backup_rows(rows.conn, backup_id))
+
+        return await self.read(fn)
+
+    async def delete_backup(self, backup_id: str) -> dict[str, Any]:
+        """Delete a backup and its items."""
+
+        def fn(rows: _Rows) -> dict[str, Any]:
+            row = rows.conn.execute(
+                "SELECT id, tname, spec, kind, created_ms, items, bytes FROM sk_backups WHERE id=?",
+                (backup_id,),
+            ).fetchone()
+            if row is None:
+                raise BackupNotFound(f"backup {backup_id!r} does not exist")
+            rows.writes += 1
+            rows.conn.execute("DELETE FROM sk_backup_items WHERE bid=?", (backup_id,))
+            rows.conn.execute("DELETE FROM sk_backups WHERE id=?", (backup_id,))
+            return _backup_dict(row)
 
         return await self.write_fn(fn)
 
@@ -694,9 +860,12 @@ class SqliteEngine:
             if row is None:
                 raise TableNotFound(f"table {name!r} does not exist", table=name)
             rows.writes += 1
+            spec = TableSpec.from_json(name, row[0], row[1])
+            if spec.pitr:  # as DynamoDB does: a system backup of a PITR table it deletes
+                _backup(rows.conn, name, row[0], row[1], new_backup_id(name), "SYSTEM")
             rows.conn.execute("DELETE FROM sk_items WHERE tid=?", (row[0],))
             rows.conn.execute("DELETE FROM sk_tables WHERE id=?", (row[0],))
-            return TableSpec.from_json(name, row[0], row[1])
+            return spec
 
         return await self.write_fn(fn)
 

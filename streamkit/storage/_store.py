@@ -167,21 +167,16 @@ class Store:
     async def prune_archive(
         self, *, published_upto: int, now_ms: int | None = None, limit: int = 10_000
     ) -> int:
-        """Delete archived change records that nothing needs any more.
+        """Prune and compact the change archive.
 
-        A row may go once it is published (``published_upto``: the caller passes the
-        position of its slowest relay) and it is older than its table's recovery window
-        (``recovery_days`` with PITR, else none). Rows of deleted tables are kept for the
-        longest window, 35 days. The newest row always stays: sequence numbers continue
-        from it. Scans at most ``limit`` of the oldest rows per call; returns how many it
-        deleted.
+        Rows up to ``published_upto`` (the position of the slowest relay) may go: rows of
+        tables without PITR (and of deleted tables) at once; rows of PITR tables once they
+        are older than the table's recovery window *and* a newer row of the same item is
+        too (the newest row of an item before the window is kept unless it is a REMOVE,
+        so every instant of the window can be rebuilt). The newest row always stays:
+        sequence numbers continue from it. Examines at most ``limit`` PITR rows per call;
+        returns how many rows it deleted.
         """
         await self.ensure_open()
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        cutoffs = {
-            s.table_id: now - (s.recovery_days * _DAY_MS if s.pitr else 0)
-            for s in self._specs.values()
-        }
-        return await self.engine.prune_changes(
-            upto=published_upto, cutoffs=cutoffs, default_cutoff=now - _MAX_WINDOW_MS, limit=limit
-        )
+        return await self.engine.prune_changes(upto=published_upto, now_ms=now, limit=limit)

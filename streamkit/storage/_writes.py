@@ -84,8 +84,11 @@ class Rows(Protocol):
         created_ms: int,
         publish: bool,
         image: bytes | None,
+        pk: bytes,
+        sk: bytes,
     ) -> None:
-        """Append one change record to the outbox/archive."""
+        """Append one change record to the outbox/archive (``pk``/``sk``: the item's key
+        bytes, by which the archive finds an item's history)."""
 
     def meta_get(self, key: str) -> str | None:
         """A bookkeeping value (``sk_meta``), or None."""
@@ -461,4 +464,6 @@ def _apply(rows: Rows, plans: list[_Plan], job: WriteJob) -> None:
             now_ms,
             spec.stream is not None,
             image,
+            k.pk,
+            k.sk,
         )

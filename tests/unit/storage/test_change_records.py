@@ -190,9 +190,25 @@ async def test_archive_pruning_keeps_what_recovery_and_the_relay_need(app: sk.Ap
     assert deleted == 2
     assert [r.table for r in remaining] == ["Kept", "Kept", "Kept", "Brief"]
     assert remaining[-1].seq == last
-    # past the 35-day window the PITR rows go too (the newest still stays)
+    # past the 35-day window a PITR table keeps one row per live item (compaction):
+    # these three items have one row each, so nothing goes
     far = later + 36 * 86_400_000
-    assert await app._store.prune_archive(published_upto=last, now_ms=far) == 3
-    assert [r.seq for r in await app._store.read_changes(0, 100)] == [last]
+    assert await app._store.prune_archive(published_upto=last, now_ms=far) == 0
+    # an item changed twice keeps only its newest row; a deleted item keeps none
+    await kept.put({"k": "0", "v": 1})
+    await kept.put({"k": "0", "v": 2})
+    await kept.delete({"k": "1"})
+    await brief.put({"k": "after"})  # the newest row of all
+    rows = await app._store.read_changes(0, 100)
+    last = rows[-1].seq
+    far = rows[-1].created_ms + 36 * 86_400_000
+    assert await app._store.prune_archive(published_upto=last, now_ms=far) == 5
+    remaining = await app._store.read_changes(0, 100)
+    assert [(r.table, r.event) for r in remaining] == [
+        ("Kept", "INSERT"),  # item 2, unchanged
+        ("Kept", "MODIFY"),  # item 0's newest
+        ("Brief", "INSERT"),  # the newest row of all stays
+    ]
+    assert remaining[-1].seq == last
     await brief.put({"k": "new"})
     assert (await app._store.read_changes(0, 100))[-1].seq == last + 1

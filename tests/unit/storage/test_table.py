@@ -360,11 +360,6 @@ async def test_data_survives_reopen(file_app: sk.App) -> None:
         await again.close()
 
 
-async def test_not_yet_capabilities_say_so(app: sk.App) -> None:
-    with pytest.raises(NotImplementedError):
-        await app.replay("Users", None)
-
-
 async def test_update_remove_nested_on_missing_item_creates_key_only(app: sk.App) -> None:
     t = await app.create_table("Things", partition_key="k")
     await t.update({"k": "a"}, expression="REMOVE a.b")

@@ -1,0 +1,1 @@
+"""History: the change archive, point-in-time restore, backups, replay and export."""

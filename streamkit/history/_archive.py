@@ -1,0 +1,265 @@
+"""Reading history out of the change archive: a table as of an instant, the changes
+between two instants, and point-in-time restore into a new table.
+
+The storage side (compaction, the SQL) is ``streamkit/storage/_archive.py``; see
+``docs/design/history.md`` for the whole picture.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from streamkit.exceptions import HistoryUnavailable, ValidationError
+from streamkit.records import ChangeRecord
+from streamkit.records._avro import (
+    decode_image,
+    encode_image,
+    encode_record,
+    lazy_record,
+    record_new_image,
+)
+from streamkit.records._values import Item, item_size
+from streamkit.storage._archive import archive_rows, state_rows
+from streamkit.storage._keys import message_key
+from streamkit.storage._spec import TableSpec, check_table_name
+from streamkit.storage._writes import ttl_expiry
+
+if TYPE_CHECKING:
+    from streamkit._app import App
+    from streamkit.storage._table import Table
+
+__all__ = (
+    "archive_window",
+    "changes_between",
+    "items_at",
+    "load_items",
+    "restore_to_time",
+    "to_ms",
+)
+
+_DAY_MS = 86_400_000
+# (pk, sk, data, size, expires): an item as the engine stores it
+StoredItem = tuple[bytes, bytes, bytes, int, float | None]
+
+
+def to_ms(name: str, when: object) -> int:
+    """Epoch milliseconds of a timezone-aware datetime argument."""
+    if not isinstance(when, datetime):
+        raise ValidationError(f"{name}= must be a datetime, not {type(when).__name__}")
+    if when.tzinfo is None:
+        raise ValidationError(f"{name}= must be timezone-aware (e.g. datetime.now(UTC))")
+    return int(when.timestamp() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+def archive_window(spec: TableSpec, now_ms: int | None = None) -> tuple[int, int] | None:
+    """The instants (epoch ms) the archive can rebuild a table at: from the start of its
+    recovery window (or its creation, if later) to now; None without PITR."""
+    if not spec.pitr:
+        return None
+    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    created = 0 if spec.created_at is None else int(spec.created_at.timestamp() * 1000)
+    return max(created, now - spec.recovery_days * _DAY_MS), now
+
+
+def check_instant(spec: TableSpec, at_ms: int, what: str = "at") -> None:
+    """Refuse an instant the archive cannot rebuild, saying what it can."""
+    window = archive_window(spec)
+    if window is None:
+        raise HistoryUnavailable(
+            f"table {spec.name!r} has point-in-time recovery off (pitr=False): "
+            "it keeps no history to rebuild an earlier state from"
+        )
+    earliest, now = window
+    if at_ms > now:
+        raise HistoryUnavailable(f"{what}={_iso(at_ms)} is in the future (now is {_iso(now)})")
+    if at_ms < earliest:
+        raise HistoryUnavailable(
+            f"{what}={_iso(at_ms)} is before what {spec.name!r} keeps: it can be rebuilt at "
+            f"any instant from {_iso(earliest)} to now "
+            f"(recovery window {spec.recovery_days} days, table created "
+            f"{spec.created_at.isoformat(timespec='seconds') if spec.created_at else '?'})"
+        )
+
+
+async def _state(app: App, spec: TableSpec, at_ms: int) -> list[tuple[bytes, bytes, bytes]]:
+    """``(pk, sk, item image bytes)`` of every item of the table at ``at_ms``."""
+
+    def read(rows: Any) -> list[tuple[bytes, bytes, bytes]]:
+        out = []
+        for pk, sk, record, stored in state_rows(rows.conn, spec.table_id, at_ms):
+            image = stored
+            if image is None:
+                found = record_new_image(record)
+                assert found is not None, "an INSERT/MODIFY record without a new image"
+                image = found[0]
+            out.append((pk, sk, image))
+        return out
+
+    engine = app._store.engine
+    return await engine.read(read)
+
+
+async def _current(app: App, spec: TableSpec) -> list[tuple[bytes, bytes, bytes]]:
+    def read(rows: Any) -> list[tuple[bytes, bytes, bytes]]:
+        return rows.conn.execute(  # type: ignore[no-any-return]
+            "SELECT pk, sk, data FROM sk_items WHERE tid=? ORDER BY pk, sk", (spec.table_id,)
+        ).fetchall()
+
+    engine = app._store.engine
+    return await engine.read(read)
+
+
+async def items_at(
+    app: App, table: str, at: datetime | None = None, *, chunk: int = 1000
+) -> AsyncIterator[list[Item]]:
+    """The table exactly as it was at ``at`` (None: now, one consistent snapshot), in key
+    order, as chunks of items.
+
+    Raises:
+        HistoryUnavailable: ``at`` is outside the table's recovery window, or PITR is off.
+    """
+    spec = await app._store.spec(table)
+    if at is None:
+        rows = await _current(app, spec)
+    else:
+        at_ms = to_ms("at", at)
+        check_instant(spec, at_ms)
+        rows = await _state(app, spec, at_ms)
+    for i in range(0, len(rows), chunk):
+        yield [decode_image(data) for _, _, data in rows[i : i + chunk]]
+
+
+async def archived(
+    app: App,
+    spec: TableSpec,
+    *,
+    since_ms: int,
+    until_ms: int,
+    after_seq: int = 0,
+    before_seq: int | None = None,
+    chunk: int = 5000,
+) -> AsyncIterator[list[tuple[int, int, bytes]]]:
+    """Chunks of ``(seq, created_ms, record bytes)`` of the table's archived changes
+    created in [since_ms, until_ms), in commit order (no window check)."""
+    engine = app._store.engine
+
+    def read(r: Any, after: int) -> list[tuple[int, int, bytes]]:
+        return archive_rows(
+            r.conn,
+            spec.table_id,
+            after_seq=after,
+            since_ms=since_ms,
+            until_ms=until_ms,
+            before_seq=before_seq,
+            limit=chunk,
+        )
+
+    while True:
+        rows: list[tuple[int, int, bytes]] = await engine.read(
+            functools.partial(read, after=after_seq)
+        )
+        if not rows:
+            return
+        yield rows
+        after_seq = rows[-1][0]
+
+
+async def changes_between(
+    app: App, table: str, since: datetime, until: datetime | None = None
+) -> AsyncIterator[ChangeRecord]:
+    """Every change committed to the table in [since, until) (until None: now), in commit
+    order, from the archive.
+
+    Raises:
+        HistoryUnavailable: the range starts before the recovery window, or PITR is off.
+    """
+    spec = await app._store.spec(table)
+    since_ms = to_ms("since", since)
+    until_ms = time.time_ns() // 1_000_000 + 1 if until is None else to_ms("until", until)
+    if until_ms <= since_ms:
+        raise ValidationError("until= must be after since=")
+    check_instant(spec, since_ms, "since")
+    async for rows in archived(app, spec, since_ms=since_ms, until_ms=until_ms):
+        for _, _, record in rows:
+            yield lazy_record(record)
+
+
+def _stored(spec: TableSpec, images: Sequence[tuple[bytes, bytes, bytes]]) -> list[StoredItem]:
+    out: list[StoredItem] = []
+    for pk, sk, data in images:
+        item = decode_image(data)
+        expires = None if spec.ttl_attribute is None else ttl_expiry(spec, item)
+        out.append((pk, sk, data, item_size(item), expires))
+    return out
+
+
+async def load_items(
+    app: App, source: TableSpec, target: str, images: Sequence[tuple[bytes, bytes, bytes]]
+) -> Table:
+    """Create ``target`` with the settings of ``source`` holding ``images`` — atomically:
+    the new table appears whole or not at all. The items are in its archive (so it can
+    be restored in turn) but are not change records its handlers see."""
+    check_table_name(target)
+    store = app._store
+    await store.ensure_open()
+    spec = replace(source, name=target, table_id=0, created_at=None)
+    items = await _to_thread(_stored, spec, images)
+    view = spec.record_view
+
+    def archive(done: TableSpec, i: int, seq: int, now_ms: int) -> tuple[bytes, bytes]:
+        data, size = items[i][2], items[i][3]
+        key = {n: v for n, v in decode_image(data).items() if n in done.key.names}
+        keys = encode_image(key)
+        record = encode_record(
+            event_id=os.urandom(16).hex(),
+            event_name="INSERT",
+            table=done.name,
+            keys=keys,
+            new_image=data,
+            old_image=None,
+            changed=None,
+            sequence_number=seq,
+            created_at_ms=now_ms,
+            size_bytes=size,
+            view_type=(view.value if view is not None else "NEW_AND_OLD_IMAGES"),
+            user_identity=None,
+            origin=store.origin,
+        )
+        return message_key(key[done.key.partition.name]), record
+
+    done = await store.engine.load_table(spec, items, archive if spec.pitr else None)
+    store.remember(done)
+    return app.table(target)
+
+
+async def _to_thread(fn: Any, *args: Any) -> Any:
+    import asyncio
+
+    return await asyncio.to_thread(fn, *args)
+
+
+async def restore_to_time(app: App, table: str, *, at: datetime, target: str) -> Table:
+    """Restore ``table`` as it was at ``at`` into the new table ``target``.
+
+    Raises:
+        HistoryUnavailable: ``at`` is outside the recovery window, or PITR is off.
+        TableExists: ``target`` exists.
+    """
+    spec = await app._store.spec(table)
+    at_ms = to_ms("at", at)
+    check_instant(spec, at_ms)
+    if app._store.known(target) is not None:
+        from streamkit.exceptions import TableExists
+
+        raise TableExists(f"table {target!r} already exists", table=target)
+    return await load_items(app, spec, target, await _state(app, spec, at_ms))

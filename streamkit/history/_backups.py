@@ -1,0 +1,89 @@
+"""On-demand backups: a consistent copy of a table's items kept in the storage itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from streamkit.exceptions import ValidationError
+from streamkit.history._archive import load_items
+from streamkit.storage._spec import check_table_name
+from streamkit.storage._sqlite import new_backup_id
+
+if TYPE_CHECKING:
+    from streamkit._app import App
+    from streamkit.storage._table import Table
+
+__all__ = ("Backup", "create", "delete", "list_backups", "restore")
+
+
+@dataclass(frozen=True, slots=True)
+class Backup:
+    """A backup of one table.
+
+    Attributes:
+        id: the backup's id (``<table>-<epoch ms>-<random>``).
+        table: the table it copies.
+        created_at: the instant of the copy (every item as it was then).
+        items: how many items it holds.
+        size_bytes: their DynamoDB size.
+        kind: "USER" (``app.backup``) or "SYSTEM" (made when a PITR table is deleted).
+    """
+
+    id: str
+    table: str
+    created_at: datetime
+    items: int
+    size_bytes: int
+    kind: str
+
+    @classmethod
+    def _of(cls, d: dict[str, Any]) -> Backup:
+        return cls(
+            id=d["id"],
+            table=d["table"],
+            created_at=datetime.fromtimestamp(d["created_ms"] / 1000, UTC),
+            items=d["items"],
+            size_bytes=d["bytes"],
+            kind=d["kind"],
+        )
+
+
+def _check_id(backup_id: object) -> str:
+    if not isinstance(backup_id, str) or not backup_id:
+        raise ValidationError(f"backup id must be a non-empty string, not {backup_id!r}")
+    return backup_id
+
+
+async def create(app: App, table: str) -> Backup:
+    """Copy the table's items, all as of one instant (one storage transaction: writes
+    go on around it, none is half in)."""
+    check_table_name(table)
+    store = app._store
+    await store.ensure_open()
+    return Backup._of(await store.engine.create_backup(table, new_backup_id(table), "USER"))
+
+
+async def list_backups(app: App, table: str | None = None) -> list[Backup]:
+    """Every backup (of ``table``), oldest first."""
+    store = app._store
+    await store.ensure_open()
+    return [Backup._of(d) for d in await store.engine.list_backups(table)]
+
+
+async def restore(app: App, backup_id: str, *, target: str) -> Table:
+    """Create ``target`` holding the backup's items, with the backed-up table's settings
+    (key schema, stream, TTL, capacity, PITR) — atomically."""
+    check_table_name(target)
+    store = app._store
+    await store.ensure_open()
+    info, rows = await store.engine.backup_items(_check_id(backup_id))
+    return await load_items(app, info["spec"], target, rows)
+
+
+async def delete(app: App, backup_id: str) -> Backup:
+    """Delete a backup; returns what it was."""
+    store = app._store
+    await store.ensure_open()
+    return Backup._of(await store.engine.delete_backup(_check_id(backup_id)))

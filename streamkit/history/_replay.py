@@ -1,0 +1,441 @@
+"""Replay: re-run a handler over exactly the changes committed in [since, until).
+
+Sources, stitched by sequence number so each item's records stay in commit order:
+
+* the change log (Kafka, or the local log) for what it still keeps;
+* the change archive (PITR) for what the log no longer keeps;
+* the archive (the outbox) for what is committed but not yet published.
+
+A range that reaches past what is kept anywhere is refused with a message that says
+what is kept (:class:`~streamkit.exceptions.HistoryUnavailable`). A replay reads the log
+without a consumer group: the live handler's checkpoint and group are never touched.
+See ``docs/design/history.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from streamkit.capture._relay import table_topic
+from streamkit.exceptions import HistoryUnavailable, ValidationError
+from streamkit.history._archive import _iso, archive_window, archived, to_ms
+from streamkit.records import ChangeRecord
+from streamkit.records._avro import decode_record, lazy_record
+from streamkit.runtime._batch import Batch, BatchResult
+from streamkit.runtime._registry import HandlerSpec, build_spec
+from streamkit.runtime._worker import call_handler
+from streamkit.storage._archive import archive_rows
+from streamkit.storage._effects import Effects
+
+if TYPE_CHECKING:
+    from streamkit._app import App
+    from streamkit.log import LogReader
+    from streamkit.storage._spec import TableSpec
+
+__all__ = ("ReplaySummary", "replay")
+
+_EVENTS = ("INSERT", "MODIFY", "REMOVE")
+_MAX_TAIL = 1_000_000  # unpublished rows read in one snapshot
+
+
+@dataclass(slots=True)
+class ReplaySummary:
+    """What a replay did.
+
+    Attributes:
+        table, handler: what was replayed through what.
+        since, until: the range of commit times, [since, until).
+        records: change records committed in the range.
+        delivered: records the handler received (after its events, ``changed`` and
+            ``filter``); with ``dry_run``, those it would have received.
+        failed: records still failing after the handler's retries (replay goes on).
+        invocations: handler invocations.
+        from_log, from_archive: where the records came from.
+        seconds: how long it took.
+        dry_run: nothing was invoked.
+        errors: the first few failures, as text.
+    """
+
+    table: str
+    handler: str
+    since: datetime
+    until: datetime
+    records: int = 0
+    delivered: int = 0
+    failed: int = 0
+    invocations: int = 0
+    from_log: int = 0
+    from_archive: int = 0
+    seconds: float = 0.0
+    dry_run: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (``streamkit replay --json``)."""
+        return {
+            "table": self.table,
+            "handler": self.handler,
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "records": self.records,
+            "delivered": self.delivered,
+            "failed": self.failed,
+            "invocations": self.invocations,
+            "from_log": self.from_log,
+            "from_archive": self.from_archive,
+            "seconds": round(self.seconds, 3),
+            "dry_run": self.dry_run,
+            "errors": self.errors,
+        }
+
+
+def _resolve(app: App, table: str, handler: str | HandlerSpec | Callable[..., Any]) -> HandlerSpec:
+    if isinstance(handler, HandlerSpec):
+        spec = handler
+    elif isinstance(handler, str):
+        spec_or_none = app.handlers.get(handler)
+        if spec_or_none is None:
+            known = ", ".join(sorted(app.handlers)) or "none"
+            raise ValidationError(f"no handler named {handler!r} (registered: {known})")
+        spec = spec_or_none
+    elif callable(handler):
+        name = getattr(handler, "__name__", None)
+        return build_spec(handler, table, _EVENTS, name=name if isinstance(name, str) else "replay")
+    else:
+        raise ValidationError(
+            f"handler= must be a handler name, a registered handler or a function, "
+            f"not {type(handler).__name__}"
+        )
+    if spec.table != table:
+        raise ValidationError(f"handler {spec.name!r} handles {spec.table!r}, not {table!r}")
+    if spec.window is not None:
+        raise ValidationError(
+            f"handler {spec.name!r} uses tumbling windows: replaying windowed handlers is not "
+            "supported yet; replay a plain function or a batch handler instead"
+        )
+    return spec
+
+
+def _wanted(spec: HandlerSpec, record: ChangeRecord) -> bool:
+    event = record.event_name
+    if event not in spec.events:
+        return False
+    if (
+        spec.changed is not None
+        and event == "MODIFY"
+        and not spec.changed.intersection(record.changed or ())
+    ):
+        return False
+    return spec.filter is None or spec.filter.matches(record)
+
+
+class _Runner:
+    """Invokes the handler the way the runtime does (batching, retries with backoff,
+    partial batch failures, context writes committed per invocation), without
+    checkpoints or DLQ: a record that keeps failing is counted and reported."""
+
+    def __init__(self, app: App, spec: HandlerSpec, summary: ReplaySummary) -> None:
+        self.app = app
+        self.spec = spec
+        self.summary = summary
+        self.size = (spec.batch_size or 1) if spec.batched else 1
+        self.pending: list[ChangeRecord] = []
+        self.log = _logger().bind(handler=spec.name, table=spec.table, replay=True)
+
+    async def feed(self, records: Sequence[ChangeRecord]) -> None:
+        spec, summary = self.spec, self.summary
+        summary.records += len(records)
+        wanted = [r for r in records if _wanted(spec, r)]
+        summary.delivered += len(wanted)
+        if summary.dry_run or not wanted:
+            return
+        pending = self.pending
+        pending.extend(wanted)
+        size = self.size
+        while len(pending) >= size:
+            chunk = pending[:size]
+            del pending[:size]
+            await self._deliver(chunk)
+
+    async def finish(self) -> None:
+        if self.pending:
+            chunk, self.pending = self.pending, []
+            await self._deliver(chunk)
+
+    async def _deliver(self, records: list[ChangeRecord]) -> None:
+        spec = self.spec
+        attempt = 0
+        while records:
+            attempt += 1
+            effects = Effects(self.app._store)
+            arg: Any = (
+                Batch(records, table=spec.table, handler=spec.name, attempt=attempt)
+                if spec.batched
+                else records[0]
+            )
+            self.summary.invocations += 1
+            error: BaseException | None = None
+            first_failed: int | None = None
+            try:
+                result = await call_handler(
+                    spec, arg, effects, partition=-1, attempt=attempt, log=self.log
+                )
+                if spec.batched and isinstance(result, BatchResult):
+                    first_failed = result.first_failure(records)
+                    if first_failed is not None:
+                        error = RuntimeError(
+                            f"the handler reported {len(result.failed)} failed records"
+                        )
+                if len(effects):
+                    await effects.commit_with([])
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                error, first_failed = e, 0
+            if error is None:
+                return
+            assert first_failed is not None
+            if first_failed:
+                records = records[first_failed:]
+                attempt = 0
+                continue
+            if attempt > spec.retries:
+                self._give_up(records, error)
+                return
+            delay = min(spec.max_retry_delay, spec.retry_delay * 2 ** (attempt - 1))
+            await asyncio.sleep(random.uniform(0, delay))
+
+    def _give_up(self, records: list[ChangeRecord], error: BaseException) -> None:
+        summary = self.summary
+        summary.failed += len(records)
+        if len(summary.errors) < 10:
+            first = records[0].sequence_number
+            summary.errors.append(f"sequence {first}: {type(error).__name__}: {error}")
+        self.log.warning(
+            "replay gave up on records",
+            records=len(records),
+            first_sequence=records[0].sequence_number,
+            error=repr(error),
+        )
+
+
+def _logger() -> Any:
+    import structlog
+
+    return structlog.get_logger("streamkit.replay")
+
+
+@dataclass(slots=True)
+class _Plan:
+    """Which sequence numbers come from where."""
+
+    published: int  # the log holds every published record up to here
+    log_from: int  # ... from here (0: from the start of the range)
+    archive_before: int | None  # archive rows below log_from (None: none needed)
+    tail: list[tuple[int, int, bytes]]  # unpublished rows in the range (from the outbox)
+    log_available: bool
+
+
+async def _log_start(app: App, topic: str) -> tuple[int, int | None]:
+    """(the first sequence number every partition still holds, the commit time of the
+    newest of the partitions' first kept records); (0, None) when nothing was trimmed."""
+    log = app.log
+    first_seq = 0
+    first_ms: int | None = None
+    reader = log.reader(topic)
+    try:
+        begins = await reader.beginning_offsets()
+        ends = await reader.end_offsets()
+    finally:
+        await reader.close()
+    for p, begin in begins.items():
+        if begin == 0:
+            continue  # nothing trimmed from this partition
+        if begin >= ends.get(p, 0):
+            return -1, None  # a partition lost everything it held: the log alone is no help
+        one = log.reader(topic, partitions=[p])
+        try:
+            await one.seek(p, begin)
+            recs: list[Any] = []
+            while not recs and await one.position(p) < ends[p]:
+                recs = await one.fetch(max_records=1, timeout=1.0)
+        finally:
+            await one.close()
+        if not recs:
+            return -1, None  # only transaction markers left
+        rec = recs[0]
+        seq = next((int(v) for k, v in rec.headers if k == "sequence_number"), None)
+        if seq is None:
+            seq = decode_record(rec.value).sequence_number
+        first_seq = max(first_seq, seq)
+        first_ms = rec.timestamp_ms if first_ms is None else max(first_ms, rec.timestamp_ms)
+    return first_seq, first_ms
+
+
+async def _plan(app: App, spec: TableSpec, since_ms: int, until_ms: int) -> _Plan:
+    namespace = app.namespace
+    topic = table_topic(namespace, spec.name)
+    done_key = f"relay.{namespace}.done"
+
+    def snapshot(rows: Any) -> tuple[int, list[tuple[int, int, bytes]]]:
+        row = rows.conn.execute("SELECT value FROM sk_meta WHERE key=?", (done_key,)).fetchone()
+        published = 0 if row is None else int(row[0])
+        tail = archive_rows(
+            rows.conn,
+            spec.table_id,
+            after_seq=published,
+            since_ms=since_ms,
+            until_ms=until_ms,
+            before_seq=None,
+            limit=_MAX_TAIL,
+        )
+        return published, tail
+
+    # the position and the unpublished rows in one read: nothing published in between
+    # can be pruned before it is read
+    published, tail = await app._store.engine.read(snapshot)
+    if published == 0:
+        return _Plan(0, 1, None, tail, False)  # nothing published yet: the outbox has it all
+    log_available = spec.stream is not None and published > 0
+    if log_available:
+        await app.log.open()
+        log_available = await app.log.describe_topic(topic) is not None
+    log_from, log_first_ms = (0, None) if not log_available else await _log_start(app, topic)
+    if log_available and log_from >= 0 and (log_first_ms is None or since_ms >= log_first_ms):
+        return _Plan(published, 0, None, tail, True)  # the log keeps the whole range
+    window = archive_window(spec)
+    if window is not None and since_ms >= window[0]:
+        if not log_available or log_from < 0:
+            return _Plan(published, published + 1, published + 1, tail, False)
+        return _Plan(published, log_from, log_from, tail, True)
+    kept = []
+    if log_available and log_first_ms is not None and log_from >= 0:
+        kept.append(f"the change log from {_iso(log_first_ms)}")
+    elif log_available and log_from == 0:
+        kept.append("the change log from the table's first published change")
+    if window is not None:
+        kept.append(f"the point-in-time archive from {_iso(window[0])}")
+    raise HistoryUnavailable(
+        f"since={_iso(since_ms)} reaches past the history kept for {spec.name!r}: "
+        + (" and ".join(kept) if kept else "nothing is kept (no stream retention, pitr=False)")
+        + "; choose a later since="
+    )
+
+
+async def _from_log(
+    app: App, topic: str, plan: _Plan, since_ms: int, until_ms: int
+) -> AsyncIterator[list[ChangeRecord]]:
+    reader: LogReader = app.log.reader(topic)
+    try:
+        ends = await reader.end_offsets()
+        live: dict[int, int] = {}
+        for p, end in ends.items():
+            offset = await reader.offset_for_time(p, since_ms)
+            if offset is None or offset >= end:
+                await reader.seek_to_end(p)
+            else:
+                await reader.seek(p, offset)
+                live[p] = end
+        low, high = plan.log_from, plan.published
+        while live:
+            batch = await reader.fetch(max_records=5000, timeout=1.0)
+            out: list[ChangeRecord] = []
+            for rec in batch:
+                stop = live.get(rec.partition)
+                if stop is None or rec.offset >= stop:
+                    continue
+                if rec.offset == stop - 1:
+                    del live[rec.partition]
+                if not (since_ms <= rec.timestamp_ms < until_ms):
+                    continue
+                seq = next((int(v) for k, v in rec.headers if k == "sequence_number"), None)
+                if seq is not None and not (low <= seq <= high):
+                    continue
+                out.append(lazy_record(rec.value))
+            for p in list(live):
+                if await reader.position(p) >= live[p]:
+                    del live[p]
+            if out:
+                yield out
+    finally:
+        await reader.close()
+
+
+async def replay(
+    app: App,
+    table: str,
+    handler: str | HandlerSpec | Callable[..., Any],
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    dry_run: bool = False,
+    progress: Callable[[int], Awaitable[None] | None] | None = None,
+) -> ReplaySummary:
+    """Re-run ``handler`` over the changes committed to ``table`` in [since, until).
+
+    Args:
+        handler: a registered handler's name, a handler spec, or any function taking a
+            ``ChangeRecord`` (every event is delivered to a plain function).
+        since, until: timezone-aware datetimes; ``until`` defaults to now.
+        dry_run: count what would be delivered; invoke nothing.
+        progress: called with the number of records read so far, after each chunk.
+
+    Raises:
+        HistoryUnavailable: the range reaches past what the log and the archive keep.
+        ValidationError: bad arguments (naive datetimes, until <= since, unknown handler).
+    """
+    spec_t = await app._store.spec(table)
+    hspec = _resolve(app, table, handler)
+    since_ms = to_ms("since", since)
+    now_ms = time.time_ns() // 1_000_000
+    until_ms = now_ms + 1 if until is None else to_ms("until", until)
+    if until_ms <= since_ms:
+        raise ValidationError("until= must be after since=")
+    if until_ms > now_ms + 1:
+        raise HistoryUnavailable(
+            f"until={_iso(until_ms)} is in the future: replay only what is committed "
+            f"(now is {_iso(now_ms)})"
+        )
+    summary = ReplaySummary(
+        table=table,
+        handler=hspec.name,
+        since=datetime.fromtimestamp(since_ms / 1000, UTC),
+        until=datetime.fromtimestamp(until_ms / 1000, UTC),
+        dry_run=dry_run,
+    )
+    started = time.perf_counter()
+    plan = await _plan(app, spec_t, since_ms, until_ms)
+    runner = _Runner(app, hspec, summary)
+
+    async def report() -> None:
+        if progress is not None:
+            result = progress(summary.records)
+            if asyncio.iscoroutine(result):
+                await result
+
+    if plan.archive_before is not None:
+        async for rows in archived(
+            app, spec_t, since_ms=since_ms, until_ms=until_ms, before_seq=plan.archive_before
+        ):
+            summary.from_archive += len(rows)
+            await runner.feed([lazy_record(r[2]) for r in rows])
+            await report()
+    if plan.log_available:
+        topic = table_topic(app.namespace, table)
+        async for records in _from_log(app, topic, plan, since_ms, until_ms):
+            summary.from_log += len(records)
+            await runner.feed(records)
+            await report()
+    if plan.tail:
+        summary.from_archive += len(plan.tail)
+        await runner.feed([lazy_record(r[2]) for r in plan.tail])
+        await report()
+    await runner.finish()
+    summary.seconds = time.perf_counter() - started
+    return summary
