@@ -29,11 +29,11 @@ from typing import Any
 
 __all__ = (
     "BackupNotFound",
-    "HistoryUnavailable",
     "CancellationReason",
     "ConditionFailed",
     "ConfigurationError",
     "ExpressionError",
+    "HistoryUnavailable",
     "LogError",
     "NotYetAvailable",
     "RecordFormatError",
