@@ -643,18 +643,18 @@ def dlq_redrive(
         raise typer.Exit(1)
 
 
-def _not_yet(name: str, issue: str) -> Callable[..., None]:
-    def command() -> None:
-        _fail(f"`streamkit {name}` is not available in this version yet ({issue})", code=3)
+from streamkit.cli import _history  # noqa: E402 - the commands need `cli` defined above
 
-    command.__doc__ = f"Not available yet ({issue})."
-    return command
+_history.register(cli)
 
+try:
+    from streamkit.cli import _export  # type: ignore[attr-defined,unused-ignore]
+except ImportError:
 
-for _name, _issue in (
-    ("replay", "arrives with history"),
-    ("backup", "arrives with history"),
-    ("restore", "arrives with history"),
-    ("export", "arrives with history"),
-):
-    cli.command(_name)(_not_yet(_name, _issue))
+    @cli.command("export")
+    def _export_not_yet() -> None:
+        """Not available yet."""
+        _fail("`streamkit export` is not available in this version yet", code=3)
+
+else:
+    _export.register(cli)

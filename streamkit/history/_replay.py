@@ -309,7 +309,10 @@ async def _plan(app: App, spec: TableSpec, since_ms: int, until_ms: int) -> _Pla
     log_from, log_first_ms = (0, None) if not log_available else await _log_start(app, topic)
     if log_available and log_from >= 0 and (log_first_ms is None or since_ms >= log_first_ms):
         return _Plan(published, 0, None, tail, True)  # the log keeps the whole range
+    # changes before the table was created do not exist: only the recovery window counts
     window = archive_window(spec)
+    if window is not None:
+        window = (window[1] - spec.recovery_days * 86_400_000, window[1])
     if window is not None and since_ms >= window[0]:
         if not log_available or log_from < 0:
             return _Plan(published, published + 1, published + 1, tail, False)
