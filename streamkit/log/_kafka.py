@@ -154,20 +154,29 @@ def _unavailable(message: str, txn: _Txn | None) -> LogUnavailable:
 def to_log_records(got: Mapping[Any, Sequence[Any]]) -> list[LogRecord]:
     """aiokafka's ``getmany()`` result as LogRecords."""
     out: list[LogRecord] = []
+    append = out.append
+    make = LogRecord
     for tp, messages in got.items():
         topic, partition = tp.topic, tp.partition
         for m in messages:
             value = m.value
-            out.append(
-                LogRecord(
+            hs = m.headers
+            if hs:
+                headers = tuple(hs)
+                for _, v in headers:
+                    if v is None:  # Kafka allows null header values; ours are bytes
+                        headers = tuple((k, b"" if v is None else v) for k, v in headers)
+                        break
+            else:
+                headers = ()
+            append(
+                make(
                     topic,
                     partition,
                     m.offset,
                     m.key,
                     value if value is not None else b"",
-                    tuple((k, v if v is not None else b"") for k, v in m.headers)
-                    if m.headers
-                    else (),
+                    headers,
                     m.timestamp,
                 )
             )
