@@ -43,7 +43,9 @@ def main() -> None:
         default=os.environ.get(capture.KAFKA_ENV),
         help="a Kafka broker for the capture and runtime figures (default: $STREAMKIT_TEST_KAFKA)",
     )
-    parser.add_argument("--only", choices=("storage", "capture", "runtime", "history"), help="run one section")
+    parser.add_argument(
+        "--only", choices=("storage", "capture", "runtime", "history"), help="run one section"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {}
     if args.only in (None, "storage"):

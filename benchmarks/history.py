@@ -140,9 +140,10 @@ async def restore_figures(tmp: Path, keys: int, lengths: list[int]) -> dict[str,
                 "Big", at=datetime.now(UTC), target=f"Copy{length}"
             )
             took = time.perf_counter() - started
+            added = length - (lengths[i - 1] if i else 0)
             out[f"history_{length}"] = {
                 "restore_s": round(took, 2),
-                "writes_per_s_while_filling": round((length - (lengths[i - 1] if i else 0)) / fill_s),
+                "writes_per_s_while_filling": round(added / fill_s),
             }
             await app.delete_table(restored.name)
         if mid is not None:
@@ -165,8 +166,6 @@ async def run(*, kafka: str | None, replay_records: int = 200_000) -> dict[str, 
             results["replay"]["kafka"] = await replay_figures(
                 f"kafka://{kafka}", replay_records, tmp
             )
-        results["replay"]["local"] = await replay_figures(
-            f"local://{tmp}/log", replay_records, tmp
-        )
+        results["replay"]["local"] = await replay_figures(f"local://{tmp}/log", replay_records, tmp)
         results["restore"] = await restore_figures(tmp, 100_000, [250_000, 500_000, 1_000_000])
         return results

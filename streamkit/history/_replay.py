@@ -154,10 +154,8 @@ class _Runner:
     async def feed(self, records: Sequence[ChangeRecord]) -> None:
         spec, summary = self.spec, self.summary
         summary.records += len(records)
-        if self.everything:  # no need to look inside (records decode on first use)
-            wanted = list(records)
-        else:
-            wanted = [r for r in records if _wanted(spec, r)]
+        # a handler taking every record needs no look inside (records decode on first use)
+        wanted = list(records) if self.everything else [r for r in records if _wanted(spec, r)]
         summary.delivered += len(wanted)
         if summary.dry_run or not wanted:
             return
