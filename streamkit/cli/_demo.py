@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -22,19 +24,44 @@ __all__ = ("run_demo",)
 
 USERS = "DemoUsers"
 ORDERS = "DemoOrders"
+RESTORED = "DemoUsersThen"
 
 
-async def _handlers(app: App, orders: Table, out: Console) -> None:
-    """Welcome e-mails on INSERT, a filtered batch handler, a poison record, the DLQ."""
-    welcomed: list[str] = []
+class _Mailbox:
+    """A local SMTP server (aiosmtpd) the welcome handler sends real e-mail to."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self.port = 0
+        self._controller: Any = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.extend(envelope.rcpt_tos)
+        return "250 OK"
+
+    def __enter__(self) -> _Mailbox:
+        import socket
+
+        from aiosmtpd.controller import Controller
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._controller.stop()
+
+
+async def _live(app: App, users: Table, orders: Table, out: Console, story: dict[str, Any]) -> None:
+    """Handlers running while users sign up and order: welcome e-mails over SMTP, a
+    filtered batch handler, a poison order in the DLQ, a TTL expiry."""
+    from handlers.welcome import welcome_router
+
     big: list[str] = []
     fixed = {"yes": False}
-
-    @app.on_insert(USERS, name="demo_welcome")
-    async def welcome(record: ChangeRecord) -> None:
-        email = (record.new_image or {}).get("Email")
-        if email:
-            welcomed.append(str(email))
 
     @app.on_insert(
         ORDERS,
@@ -53,12 +80,48 @@ async def _handlers(app: App, orders: Table, out: Console) -> None:
                 raise ValueError("cannot ship a poison order")
         big.extend(str(r.keys["OrderDate"]) for r in batch)
 
-    await orders.put({"UserID": "456", "OrderDate": "2026-03-03", "Quantity": 13, "Note": "poison"})
-    await orders.put({"UserID": "456", "OrderDate": "2026-03-04", "Quantity": 20})
-    async with app.running():  # relay + TTL sweeper + the two handlers
-        await app.drain(timeout=60)
-    out.print(f"demo_welcome sent {len(welcomed)} welcome e-mail(s): {', '.join(welcomed)}")
-    out.print(f"demo_big_orders (filter Quantity > 10, batches of 10) handled orders {sorted(big)}")
+    with _Mailbox() as mailbox:
+        app.include_router(
+            welcome_router(USERS, name="demo_welcome", smtp_port=mailbox.port, retries=2)
+        )
+        async with app.running():  # relay + TTL sweeper + the handlers
+            out.print(
+                f"handlers running: {', '.join(sorted(app.handlers))} "
+                f"(SMTP server on 127.0.0.1:{mailbox.port})"
+            )
+            for uid, name in (("u1", "Ada"), ("u2", "Grace"), ("u3", "Linus")):
+                await users.put(
+                    {"UserID": uid, "Name": name, "Email": f"{name.lower()}@example.com"}
+                )
+            out.print("3 users signed up")
+            await orders.put({"UserID": "u1", "OrderDate": "2026-03-01", "Quantity": 2})
+            await orders.put({"UserID": "u2", "OrderDate": "2026-03-02", "Quantity": 20})
+            await orders.put(
+                {"UserID": "u2", "OrderDate": "2026-03-03", "Quantity": 13, "Note": "poison"}
+            )
+            await orders.put({"UserID": "u3", "OrderDate": "2026-03-04", "Quantity": 40})
+            await orders.update(
+                {"UserID": "u1", "OrderDate": "2026-03-01"}, set={"Status": "SHIPPED"}
+            )
+            out.print("4 orders placed (one of them poison), one shipped")
+            story["before_changes"] = datetime.now(UTC)
+            await asyncio.sleep(0.01)
+            await users.update({"UserID": "u3"}, set={"Name": "Linus T."})
+            await users.delete({"UserID": "u2"})
+            await users.put({"UserID": "tmp", "Name": "Trial", "expires_at": int(time.time()) - 1})
+            out.print("renamed u3, deleted u2, and a trial user whose TTL has passed")
+            deadline = time.monotonic() + 10
+            # the TTL sweeper runs inside running(), every ttl_interval
+            while await users.get({"UserID": "tmp"}) is not None and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            out.print("the TTL sweeper deleted the trial user (a REMOVE by the TTL service)")
+            await app.drain(timeout=60)
+        out.print(
+            f"demo_welcome sent {len(mailbox.received)} welcome e-mail(s) over SMTP: "
+            f"{', '.join(sorted(mailbox.received))}"
+        )
+    story["emails"] = len(mailbox.received)
+    out.print(f"demo_big_orders (filter Quantity > 10, batches of 10) shipped {sorted(big)}")
     letters = [letter async for letter in app.dead_letters("demo_big_orders")]
     for letter in letters:
         assert letter.record is not None
@@ -67,49 +130,58 @@ async def _handlers(app: App, orders: Table, out: Console) -> None:
             f"[red]{letter.error_type}: {letter.error_message}[/red] after {letter.attempts} "
             "attempts (the records behind it were processed)"
         )
+    story["dead_letters"] = len(letters)
     fixed["yes"] = True
     summary = await app.redrive("demo_big_orders")
     out.print(f"fixed the handler and redrove the DLQ: {summary}")
+    story["redriven"] = summary.get("redriven", 0)
 
 
-async def run_demo(app: App) -> None:
-    """Create two tables, write and read them, and show the change records they produced."""
-    out = Console()
-    out.rule("[bold]streamkit demo")
-    out.print(f"storage: [cyan]{app.storage_url}[/cyan]   namespace: [cyan]{app.namespace}[/cyan]")
-    for name in (USERS, ORDERS):
-        with contextlib.suppress(TableNotFound):
-            await app.delete_table(name)
-    first_seq = max((r.seq for r in await app._store.read_changes(0, 1_000_000)), default=0)
+async def _history(app: App, out: Console, story: dict[str, Any], started: datetime) -> None:
+    """Replay, point-in-time restore and a backup."""
+    events: dict[str, int] = {}
 
-    users = await app.create_table(
-        USERS,
-        partition_key="UserID",
-        stream=StreamView.NEW_AND_OLD_IMAGES,
-        ttl_attribute="expires_at",
+    async def count(record: ChangeRecord) -> None:
+        events[record.event_name] = events.get(record.event_name, 0) + 1
+
+    summary = await app.replay(USERS, count, since=started)
+    out.print(
+        f"replayed the last {(datetime.now(UTC) - started).total_seconds():.1f} s of "
+        f"{USERS} into a fresh handler: {summary.records} records "
+        f"({', '.join(f'{n} {e}' for e, n in sorted(events.items()))}) — "
+        f"{summary.from_log} from the change log, {summary.from_archive} from the archive"
     )
-    orders = await app.create_table(ORDERS, partition_key="UserID", sort_key="OrderDate")
-    out.print(f"created tables [bold]{USERS}[/bold] and [bold]{ORDERS}[/bold]")
+    story["replayed"] = summary.records
+    restored = await app.restore_to_time(USERS, at=story["before_changes"], target=RESTORED)
+    names = sorted([str(i["Name"]) async for i in restored.scan()])
+    out.print(
+        f"restored {USERS} as it was before the rename and the deletion into "
+        f"[bold]{RESTORED}[/bold]: {', '.join(names)}"
+    )
+    story["restored_items"] = len(names)
+    backup = await app.backup(ORDERS)
+    out.print(f"backed up {ORDERS}: {backup.id} ({backup.items} items)")
+    story["backup"] = backup.id
 
+
+async def _storage(app: App, users: Table, orders: Table, out: Console) -> None:
+    """Writes and reads: conditions, updates, transactions, queries, scans."""
     await users.put({"UserID": "123", "Name": "John Doe", "Email": "john@example.com"})
     await users.put(
         {"UserID": "456", "Name": "Ann Lee", "Email": "ann@example.com", "Tags": {"vip"}}
     )
     await users.put({"UserID": "123", "Name": "John Doe", "Email": "john@example.com"})
     out.print("put 2 users (and one identical put again: [italic]no change record[/italic])")
-
     try:
         await users.put(
             {"UserID": "123", "Name": "Impostor"}, condition=attr("UserID").not_exists()
         )
     except ConditionFailed:
         out.print("conditional put refused: [yellow]ConditionFailed[/yellow] (nothing written)")
-
     await users.update(
         {"UserID": "123"}, expression="SET #n = :n", names={"#n": "Name"}, values={":n": "Jane Doe"}
     )
     out.print("renamed user 123 with an UpdateExpression")
-
     async with app.transaction() as tx:
         for day in ("2026-01-05", "2026-02-11", "2026-02-20"):
             tx.put(
@@ -118,7 +190,6 @@ async def run_demo(app: App) -> None:
             )
         tx.update(users, {"UserID": "123"}, add={"OrderCount": 3})
     out.print("a transaction: 3 orders and a counter, all or nothing")
-
     try:
         async with app.transaction() as tx:
             tx.put(orders, {"UserID": "456", "OrderDate": "2026-03-01", "Quantity": 1})
@@ -127,26 +198,16 @@ async def run_demo(app: App) -> None:
         out.print(
             f"a cancelled transaction: reasons {[r.code for r in e.reasons]} (nothing written)"
         )
-
     feb = [o async for o in orders.query("123", sort=key("OrderDate").begins_with("2026-02"))]
     out.print(f"query orders of 123 in February: {len(feb)} found")
     big = [o async for o in orders.scan(filter=attr("Quantity").gt(10))]
     out.print(f"scan for orders with Quantity > 10: {len(big)} found")
-
-    await users.put({"UserID": "789", "Name": "Temp", "expires_at": int(time.time()) - 5})
-    swept = await app.sweep_expired()
-    out.print(f"TTL sweep deleted {swept} expired item(s)")
-
-    await users.delete({"UserID": "456"})
-    await users.delete({"UserID": "nobody"})
-    out.print("deleted user 456 (and an absent one: no change record)")
-
     item = await users.get({"UserID": "123"})
     assert item is not None
     out.print("user 123 now:", dumps(render_item(item, dynamodb_json=False)))
 
-    out.rule("[bold]handlers")
-    await _handlers(app, orders, out)
+
+async def _records(app: App, out: Console, first_seq: int) -> int:
     records = [
         r
         for name in (USERS, ORDERS)
@@ -168,8 +229,60 @@ async def run_demo(app: App) -> None:
             who + (" (txn)" if rec.sequence_number in txns else ""),
         )
     out.print(table)
+    return len(records)
+
+
+async def run_demo(app: App) -> None:
+    """The whole story: tables, writes and reads, handlers (welcome e-mails, a filtered
+    batch handler, a poison order and the DLQ, a TTL expiry), then history: replay,
+    point-in-time restore, a backup."""
+    out = Console()
+    clock = time.monotonic()
+    out.rule("[bold]streamkit demo")
     out.print(
-        f"{len(records)} records in topics [cyan]{app.namespace}.{USERS}[/cyan] and "
-        f"[cyan]{app.namespace}.{ORDERS}[/cyan]; try `streamkit tail {USERS} --start trim_horizon`"
+        f"storage: [cyan]{app.storage_url}[/cyan]   log: [cyan]{app.log_url}[/cyan]   "
+        f"namespace: [cyan]{app.namespace}[/cyan]"
     )
+    for name in (USERS, ORDERS, RESTORED):
+        with contextlib.suppress(TableNotFound):
+            await app.delete_table(name)
+    for b in await app.backups():
+        if b.table in (USERS, ORDERS):
+            await app.delete_backup(b.id)
+    first_seq = max((r.seq for r in await app._store.read_changes(0, 1_000_000)), default=0)
+    started = datetime.now(UTC)
+    story: dict[str, Any] = {}
+
+    users = await app.create_table(
+        USERS,
+        partition_key="UserID",
+        stream=StreamView.NEW_AND_OLD_IMAGES,
+        ttl_attribute="expires_at",
+    )
+    orders = await app.create_table(ORDERS, partition_key="UserID", sort_key="OrderDate")
+    out.print(f"created tables [bold]{USERS}[/bold] and [bold]{ORDERS}[/bold]")
+    out.rule("[bold]tables")
+    await _storage(app, users, orders, out)
+    out.rule("[bold]handlers")
+    await _live(app, users, orders, out, story)
+    out.rule("[bold]history")
+    await _history(app, out, story, started)
+    out.rule("[bold]change records")
+    story["records"] = await _records(app, out, first_seq)
+
+    summary = RichTable(title="summary", show_header=False)
+    summary.add_column(style="bold")
+    summary.add_column()
+    for label, value in (
+        ("change records", f"{story['records']} in topics {app.namespace}.{USERS} / .{ORDERS}"),
+        ("welcome e-mails sent over SMTP", story["emails"]),
+        ("dead letters, then redriven", f"{story['dead_letters']}, {story['redriven']}"),
+        ("records replayed into a fresh handler", story["replayed"]),
+        (f"items in {RESTORED} (restored to a moment ago)", story["restored_items"]),
+        ("backup", story["backup"]),
+        ("took", f"{time.monotonic() - clock:.1f} s"),
+    ):
+        summary.add_row(label, str(value))
+    out.print(summary)
+    out.print(f"try `streamkit tail {USERS} --start trim_horizon` or `streamkit backup list`")
     out.rule()

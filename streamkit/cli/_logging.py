@@ -12,15 +12,18 @@ __all__ = ("configure_logging",)
 _configured = False
 
 
-def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
+def configure_logging(
+    level: str = "INFO", *, json: bool | None = None, force: bool = False
+) -> None:
     """Configure structlog: readable in a terminal, JSON lines otherwise.
 
     Args:
         level: the minimum level ("DEBUG", "INFO", "WARNING", ...).
         json: force JSON (True) or console (False) output; None decides by ``isatty``.
+        force: configure again (otherwise only the first call counts).
     """
     global _configured  # noqa: PLW0603 - configure once per process
-    if _configured:
+    if _configured and not force:
         return
     _configured = True
     as_json = (not sys.stderr.isatty()) if json is None else json

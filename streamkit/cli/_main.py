@@ -329,12 +329,25 @@ def demo(
     storage: Annotated[
         str | None, typer.Option("--storage", help="Default: the embedded default store.")
     ] = None,
+    log: Annotated[
+        str | None,
+        typer.Option("--log", help="Default: the embedded log; e.g. kafka://127.0.0.1:9092"),
+    ] = None,
 ) -> None:
-    """The whole story on the embedded defaults: tables, writes, reads, change records."""
+    """The whole story on the embedded defaults: tables, writes and reads, handlers (welcome
+    e-mails, the DLQ, TTL), then history (replay, point-in-time restore, backup)."""
     from streamkit.cli._demo import run_demo
 
     if storage is not None:
         _settings.storage = storage
+    if log is not None:
+        _settings.log = log
+    # the story prints what happens; the handlers' warnings (the poison order's
+    # retries) would only interleave with it
+    import logging
+
+    configure_logging("CRITICAL", force=True)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     _run(run_demo)
 
 
