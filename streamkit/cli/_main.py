@@ -656,9 +656,10 @@ def dlq_redrive(
         raise typer.Exit(1)
 
 
-from streamkit.cli import _history  # noqa: E402 - the commands need `cli` defined above
+from streamkit.cli import _history, _serve  # noqa: E402 - the commands need `cli` above
 
 _history.register(cli)
+_serve.register(cli)
 
 try:
     from streamkit.cli import _export  # type: ignore[attr-defined,unused-ignore]

@@ -1,0 +1,94 @@
+"""DynamoDB's error responses: ``__type`` names, messages, HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamkit.exceptions import (
+    BackupNotFound,
+    ConditionFailed,
+    HistoryUnavailable,
+    RecordFormatError,
+    StreamkitError,
+    TableExists,
+    TableNotFound,
+    ThroughputExceeded,
+    TransactionCanceled,
+    ValidationError,
+)
+from streamkit.records._values import item_to_dynamodb_json
+
+__all__ = ("DynamoError", "from_streamkit")
+
+_DYNAMO = "com.amazonaws.dynamodb.v20120810#"
+_CORAL = "com.amazon.coral.service#"
+
+
+class DynamoError(Exception):
+    """An error response: ``{"__type": ..., "message": ...}`` with an HTTP status."""
+
+    def __init__(
+        self, name: str, message: str, *, status: int = 400, coral: bool = False, **extra: Any
+    ) -> None:
+        super().__init__(message)
+        self.type = (_CORAL if coral else _DYNAMO) + name
+        self.message = message
+        self.status = status
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"__type": self.type, "message": self.message}
+        # boto3 reads "Message" for some services and "message" for others
+        out.update(self.extra)
+        return out
+
+
+def validation(message: str) -> DynamoError:
+    return DynamoError("ValidationException", message)
+
+
+def from_streamkit(e: StreamkitError) -> DynamoError:
+    """The DynamoDB error a streamkit error corresponds to."""
+    if isinstance(e, TableNotFound):
+        return DynamoError(
+            "ResourceNotFoundException",
+            f"Requested resource not found: Table: {e.table} not found"
+            if e.table
+            else "Requested resource not found",
+        )
+    if isinstance(e, BackupNotFound):
+        return DynamoError("BackupNotFoundException", str(e))
+    if isinstance(e, TableExists):
+        return DynamoError("ResourceInUseException", f"Table already exists: {e.table}")
+    if isinstance(e, ConditionFailed):
+        extra: dict[str, Any] = {}
+        if getattr(e, "item", None) is not None:
+            extra["Item"] = item_to_dynamodb_json(e.item)  # type: ignore[arg-type]
+        return DynamoError(
+            "ConditionalCheckFailedException", "The conditional request failed", **extra
+        )
+    if isinstance(e, TransactionCanceled):
+        reasons = []
+        for r in e.reasons:
+            reason: dict[str, Any] = {"Code": r.code}
+            if r.code != "None":
+                reason["Message"] = r.message or r.code
+            if getattr(r, "item", None) is not None:
+                reason["Item"] = item_to_dynamodb_json(r.item)  # type: ignore[arg-type]
+            reasons.append(reason)
+        codes = ", ".join(r["Code"] for r in reasons)
+        return DynamoError(
+            "TransactionCanceledException",
+            f"Transaction cancelled, please refer cancellation reasons for specific reasons "
+            f"[{codes}]",
+            CancellationReasons=reasons,
+        )
+    if isinstance(e, ThroughputExceeded):
+        return DynamoError(
+            "ProvisionedThroughputExceededException",
+            "The level of configured provisioned throughput for the table was exceeded. "
+            "Consider increasing your provisioning level with the UpdateTable API.",
+        )
+    if isinstance(e, (ValidationError, HistoryUnavailable, RecordFormatError)):
+        return validation(str(e))
+    return DynamoError("InternalServerError", f"{type(e).__name__}: {e}", status=500)

@@ -1,0 +1,861 @@
+"""DynamoDB's JSON 1.0 operations on a streamkit App.
+
+Each operation takes the decoded request body (a dict) and returns the response body.
+Requests are validated the way DynamoDB validates them; anything wrong raises
+:class:`DynamoError` (a 400 with DynamoDB's ``__type``), streamkit's own errors are
+mapped by :func:`from_streamkit`.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from streamkit.records import StreamView
+from streamkit.records._values import (
+    from_dynamodb_json,
+    item_from_dynamodb_json,
+    item_to_dynamodb_json,
+)
+from streamkit.server._errors import validation
+from streamkit.storage._capacity import OnDemand, Provisioned
+
+if TYPE_CHECKING:
+    from streamkit._app import App
+    from streamkit.storage._spec import TableSpec
+    from streamkit.storage._table import Table
+
+__all__ = ("OPERATIONS", "Service")
+
+Body = dict[str, Any]
+
+_TYPES = {"S", "N", "B"}
+_RETURN_VALUES = {"NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"}
+
+
+def _need(body: Body, name: str, kind: type | tuple[type, ...] = str) -> Any:
+    if name not in body:
+        raise validation(
+            f"1 validation error detected: Value null at '{name[0].lower() + name[1:]}' "
+            "failed to satisfy constraint: Member must not be null"
+        )
+    value = body[name]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise validation(f"Invalid type for parameter {name}: {type(value).__name__}")
+    return value
+
+
+def _opt(body: Body, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+    if name not in body or body[name] is None:
+        return default
+    return _need(body, name, kind)
+
+
+def _values(body: Body) -> dict[str, Any] | None:
+    raw = _opt(body, "ExpressionAttributeValues", dict)
+    if raw is None:
+        return None
+    if not raw:
+        raise validation("ExpressionAttributeValues must not be empty")
+    return {k: from_dynamodb_json(v, k) for k, v in raw.items()}
+
+
+def _names(body: Body) -> dict[str, str] | None:
+    raw = _opt(body, "ExpressionAttributeNames", dict)
+    if raw is None:
+        return None
+    if not raw:
+        raise validation("ExpressionAttributeNames must not be empty")
+    for k, v in raw.items():
+        if not isinstance(v, str):
+            raise validation(f"ExpressionAttributeNames value for {k} must be a string")
+    return dict(raw)
+
+
+def _key(body: Body, name: str = "Key") -> dict[str, Any]:
+    return item_from_dynamodb_json(_need(body, name, dict))
+
+
+class _Legacy:
+    """Expected / KeyConditions / QueryFilter / ScanFilter / AttributesToGet /
+    AttributeUpdates, rewritten as expressions with generated placeholders."""
+
+    _OPS: ClassVar[dict[str, str]] = {
+        "EQ": "=",
+        "NE": "<>",
+        "LE": "<=",
+        "LT": "<",
+        "GE": ">=",
+        "GT": ">",
+    }
+
+    def __init__(self, names: dict[str, str] | None, values: dict[str, Any] | None) -> None:
+        self.names = dict(names or {})
+        self.values = dict(values or {})
+        self._n = 0
+
+    def name(self, attr: str) -> str:
+        self._n += 1
+        ref = f"#legacy{self._n}"
+        self.names[ref] = attr
+        return ref
+
+    def value(self, av: Any) -> str:
+        self._n += 1
+        ref = f":legacy{self._n}"
+        self.values[ref] = from_dynamodb_json(av, ref)
+        return ref
+
+    def conditions(self, spec: Mapping[str, Any], joiner: str = "AND") -> str:
+        parts = []
+        for attr, cond in spec.items():
+            if not isinstance(cond, dict):
+                raise validation(f"condition for {attr} must be an object")
+            parts.append(self._one(attr, cond))
+        return f" {joiner} ".join(parts)
+
+    def _one(self, attr: str, cond: Mapping[str, Any]) -> str:
+        n = self.name(attr)
+        if "ComparisonOperator" not in cond:  # Expected's Exists / Value form
+            exists = cond.get("Exists", True)
+            if "Value" in cond:
+                if exists is False:
+                    raise validation(
+                        "One or more parameter values were invalid: Value cannot be used "
+                        "when Exists is false"
+                    )
+                return f"{n} = {self.value(cond['Value'])}"
+            if exists is False:
+                return f"attribute_not_exists({n})"
+            raise validation(
+                "One or more parameter values were invalid: Value must be provided when "
+                "Exists is true"
+            )
+        op = cond["ComparisonOperator"]
+        args = cond.get("AttributeValueList", [])
+        if not isinstance(args, list):
+            raise validation("AttributeValueList must be a list")
+        refs = [self.value(a) for a in args]
+        want = {"NULL": 0, "NOT_NULL": 0, "BETWEEN": 2, "IN": None}.get(op, 1)
+        if want is not None and len(refs) != want:
+            raise validation(
+                f"One or more parameter values were invalid: Invalid number of argument(s) "
+                f"for the {op} ComparisonOperator"
+            )
+        if op in self._OPS:
+            return f"{n} {self._OPS[op]} {refs[0]}"
+        if op == "BEGINS_WITH":
+            return f"begins_with({n}, {refs[0]})"
+        if op == "CONTAINS":
+            return f"contains({n}, {refs[0]})"
+        if op == "NOT_CONTAINS":
+            return f"NOT contains({n}, {refs[0]})"
+        if op == "BETWEEN":
+            return f"{n} BETWEEN {refs[0]} AND {refs[1]}"
+        if op == "IN":
+            if not refs:
+                raise validation("IN needs at least one value")
+            return f"{n} IN ({', '.join(refs)})"
+        if op == "NULL":
+            return f"attribute_not_exists({n})"
+        if op == "NOT_NULL":
+            return f"attribute_exists({n})"
+        raise validation(f"Unsupported ComparisonOperator: {op}")
+
+    def projection(self, attrs: list[Any]) -> str:
+        if not attrs or not all(isinstance(a, str) for a in attrs):
+            raise validation("AttributesToGet must be a non-empty list of names")
+        return ", ".join(self.name(a) for a in attrs)
+
+    def updates(self, spec: Mapping[str, Any]) -> str:
+        sets, removes, adds, deletes = [], [], [], []
+        for attr, upd in spec.items():
+            if not isinstance(upd, dict):
+                raise validation(f"AttributeUpdates for {attr} must be an object")
+            action = upd.get("Action", "PUT")
+            n = self.name(attr)
+            if action == "PUT":
+                sets.append(f"{n} = {self.value(upd['Value'])}")
+            elif action == "DELETE":
+                if "Value" in upd:
+                    deletes.append(f"{n} {self.value(upd['Value'])}")
+                else:
+                    removes.append(n)
+            elif action == "ADD":
+                adds.append(f"{n} {self.value(upd['Value'])}")
+            else:
+                raise validation(f"Unknown AttributeUpdates action {action!r}")
+        clauses = []
+        for word, parts in (("SET", sets), ("REMOVE", removes), ("ADD", adds), ("DELETE", deletes)):
+            if parts:
+                clauses.append(f"{word} {', '.join(parts)}")
+        return " ".join(clauses)
+
+
+def _combine(
+    body: Body, expr_field: str, legacy_field: str, legacy: _Legacy, *, joiner: str = "AND"
+) -> str | None:
+    expr = _opt(body, expr_field, str)
+    old = _opt(body, legacy_field, dict)
+    if expr is not None and old is not None:
+        raise validation(
+            f"Can not use both expression and non-expression parameters in the same request: "
+            f"Non-expression parameters: {{{legacy_field}}} Expression parameters: "
+            f"{{{expr_field}}}"
+        )
+    if old is not None:
+        if not old:
+            return None
+        op = _opt(body, "ConditionalOperator", str, joiner)
+        if op not in ("AND", "OR"):
+            raise validation("ConditionalOperator must be AND or OR")
+        return legacy.conditions(old, op)
+    return None if expr is None else str(expr)
+
+
+def _capacity(body: Body, table: str, units: float, *, read: bool) -> dict[str, Any]:
+    mode = body.get("ReturnConsumedCapacity", "NONE")
+    if mode not in ("NONE", "TOTAL", "INDEXES"):
+        raise validation(f"Invalid ReturnConsumedCapacity: {mode}")
+    if mode == "NONE":
+        return {}
+    cap: dict[str, Any] = {"TableName": table, "CapacityUnits": units}
+    cap["ReadCapacityUnits" if read else "WriteCapacityUnits"] = units
+    if mode == "INDEXES":
+        cap["Table"] = {"CapacityUnits": units}
+    return {"ConsumedCapacity": cap}
+
+
+class Service:
+    """The operations, bound to one App."""
+
+    def __init__(self, app: App, *, region: str = "local", account: str = "000000000000"):
+        self.app = app
+        self.region = region
+        self.account = account
+
+    # --- helpers ---------------------------------------------------------------------------
+    def arn(self, table: str) -> str:
+        return f"arn:aws:dynamodb:{self.region}:{self.account}:table/{table}"
+
+    def stream_label(self, spec: TableSpec) -> str:
+        assert spec.created_at is not None
+        return spec.created_at.strftime("%Y-%m-%dT%H:%M:%S.") + (
+            f"{spec.created_at.microsecond // 1000:03d}"
+        )
+
+    def stream_arn(self, spec: TableSpec) -> str:
+        return f"{self.arn(spec.name)}/stream/{self.stream_label(spec)}"
+
+    async def _spec(self, body: Body) -> TableSpec:
+        name = _need(body, "TableName")
+        return await self.app._store.spec(name)
+
+    def _table(self, name: str) -> Table:
+        return self.app.table(name)
+
+    async def describe(self, spec: TableSpec) -> dict[str, Any]:
+        key = spec.key
+        schema = [{"AttributeName": key.partition.name, "KeyType": "HASH"}]
+        defs = [{"AttributeName": key.partition.name, "AttributeType": key.partition.type}]
+        if key.sort is not None:
+            schema.append({"AttributeName": key.sort.name, "KeyType": "RANGE"})
+            defs.append({"AttributeName": key.sort.name, "AttributeType": key.sort.type})
+        cap = spec.capacity
+        provisioned = isinstance(cap, Provisioned)
+        count, size = await self._counts(spec)
+        out: dict[str, Any] = {
+            "TableName": spec.name,
+            "TableStatus": "ACTIVE",
+            "KeySchema": schema,
+            "AttributeDefinitions": defs,
+            "CreationDateTime": spec.created_at.timestamp() if spec.created_at else time.time(),
+            "ItemCount": count,
+            "TableSizeBytes": size,
+            "TableArn": self.arn(spec.name),
+            "TableId": str(uuid.UUID(int=spec.table_id)),
+            "BillingModeSummary": {
+                "BillingMode": "PROVISIONED" if provisioned else "PAY_PER_REQUEST"
+            },
+            "ProvisionedThroughput": {
+                "ReadCapacityUnits": cap.read if isinstance(cap, Provisioned) else 0,
+                "WriteCapacityUnits": cap.write if isinstance(cap, Provisioned) else 0,
+                "NumberOfDecreasesToday": 0,
+            },
+            "DeletionProtectionEnabled": False,
+        }
+        if spec.stream is not None:
+            out["StreamSpecification"] = {
+                "StreamEnabled": True,
+                "StreamViewType": spec.stream.value,
+            }
+            out["LatestStreamLabel"] = self.stream_label(spec)
+            out["LatestStreamArn"] = self.stream_arn(spec)
+        return out
+
+    async def _counts(self, spec: TableSpec) -> tuple[int, int]:
+        def read(rows: Any) -> tuple[int, int]:
+            row = rows.conn.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM sk_items WHERE tid=?",
+                (spec.table_id,),
+            ).fetchone()
+            return int(row[0]), int(row[1])
+
+        engine = self.app._store.engine
+        return await engine.read(read)
+
+    # --- tables ---------------------------------------------------------------------------
+    async def CreateTable(self, body: Body) -> Body:
+        name = _need(body, "TableName")
+        schema = _need(body, "KeySchema", list)
+        defs = _need(body, "AttributeDefinitions", list)
+        if body.get("GlobalSecondaryIndexes") or body.get("LocalSecondaryIndexes"):
+            raise validation("Secondary indexes are not supported by streamkit yet")
+        types: dict[str, str] = {}
+        for d in defs:
+            if not isinstance(d, dict):
+                raise validation("AttributeDefinitions members must be objects")
+            attr, t = d.get("AttributeName"), d.get("AttributeType")
+            if not isinstance(attr, str) or t not in _TYPES:
+                raise validation(
+                    "1 validation error detected: Value at 'attributeDefinitions' failed to "
+                    "satisfy constraint: AttributeType must be one of [B, N, S]"
+                )
+            types[attr] = t
+        hash_key = range_key = None
+        if not 1 <= len(schema) <= 2:
+            raise validation("KeySchema must have one or two elements")
+        for k in schema:
+            if not isinstance(k, dict):
+                raise validation("KeySchema members must be objects")
+            attr, kind = k.get("AttributeName"), k.get("KeyType")
+            if attr not in types:
+                raise validation(
+                    "One or more parameter values were invalid: Some index key attributes "
+                    "are not defined in AttributeDefinitions. Keys: "
+                    f"[{attr}], AttributeDefinitions: [{', '.join(types)}]"
+                )
+            if kind == "HASH" and hash_key is None:
+                hash_key = (attr, types[attr])
+            elif kind == "RANGE" and range_key is None:
+                range_key = (attr, types[attr])
+            else:
+                raise validation("Invalid KeySchema: one HASH key and at most one RANGE key")
+        if hash_key is None:
+            raise validation("Invalid KeySchema: The first KeySchemaElement is not a HASH key")
+        if len(types) != len(schema):
+            raise validation(
+                "One or more parameter values were invalid: Number of attributes in KeySchema "
+                "does not exactly match number of attributes defined in AttributeDefinitions"
+            )
+        capacity = self._capacity_mode(body)
+        stream = self._stream(body.get("StreamSpecification"))
+        await self.app.create_table(
+            name, partition_key=hash_key, sort_key=range_key, stream=stream, capacity=capacity
+        )
+        spec = await self.app._store.spec(name)
+        desc = await self.describe(spec)
+        desc["TableStatus"] = "ACTIVE"
+        return {"TableDescription": desc}
+
+    def _capacity_mode(self, body: Body) -> Any:
+        mode = body.get("BillingMode", "PROVISIONED")
+        if mode == "PAY_PER_REQUEST":
+            return OnDemand()
+        if mode != "PROVISIONED":
+            raise validation(f"Invalid BillingMode: {mode}")
+        pt = body.get("ProvisionedThroughput")
+        if not isinstance(pt, dict):
+            raise validation(
+                "One or more parameter values were invalid: ReadCapacityUnits and "
+                "WriteCapacityUnits must both be specified when BillingMode is PROVISIONED"
+            )
+        r, w = pt.get("ReadCapacityUnits"), pt.get("WriteCapacityUnits")
+        if not (isinstance(r, int) and isinstance(w, int) and r >= 1 and w >= 1):
+            raise validation("ProvisionedThroughput units must be positive integers")
+        return Provisioned(read=r, write=w)
+
+    def _stream(self, spec: Any) -> StreamView | None:
+        if spec is None:
+            return None
+        if not isinstance(spec, dict):
+            raise validation("StreamSpecification must be an object")
+        if not spec.get("StreamEnabled"):
+            return None
+        view = spec.get("StreamViewType")
+        try:
+            return StreamView(str(view))
+        except ValueError:
+            raise validation(f"Invalid StreamViewType: {view}") from None
+
+    async def DescribeTable(self, body: Body) -> Body:
+        return {"Table": await self.describe(await self._spec(body))}
+
+    async def DeleteTable(self, body: Body) -> Body:
+        spec = await self._spec(body)
+        desc = await self.describe(spec)
+        await self.app.delete_table(spec.name)
+        desc["TableStatus"] = "DELETING"
+        return {"TableDescription": desc}
+
+    async def ListTables(self, body: Body) -> Body:
+        limit = _opt(body, "Limit", int, 100)
+        if not 1 <= limit <= 100:
+            raise validation("Limit must be between 1 and 100")
+        start = _opt(body, "ExclusiveStartTableName", str)
+        names = [n for n in await self.app.list_tables() if start is None or n > start]
+        out: Body = {"TableNames": names[:limit]}
+        if len(names) > limit:
+            out["LastEvaluatedTableName"] = names[limit - 1]
+        return out
+
+    async def UpdateTable(self, body: Body) -> Body:
+        from dataclasses import replace
+
+        spec = await self._spec(body)
+        changed = spec
+        if "StreamSpecification" in body:
+            changed = replace(changed, stream=self._stream(body["StreamSpecification"]))
+        if "BillingMode" in body or "ProvisionedThroughput" in body:
+            mode = {"BillingMode": body.get("BillingMode", "PROVISIONED"), **body}
+            changed = replace(changed, capacity=self._capacity_mode(mode))
+        if body.get("GlobalSecondaryIndexUpdates"):
+            raise validation("Secondary indexes are not supported by streamkit yet")
+        if changed != spec:
+            store = self.app._store
+            await store.engine.update_table(changed)
+            store.remember(changed)
+        return {"TableDescription": await self.describe(changed)}
+
+    async def UpdateTimeToLive(self, body: Body) -> Body:
+        from dataclasses import replace
+
+        spec = await self._spec(body)
+        ttl = _need(body, "TimeToLiveSpecification", dict)
+        enabled, attr = ttl.get("Enabled"), ttl.get("AttributeName")
+        if not isinstance(enabled, bool) or not isinstance(attr, str) or not attr:
+            raise validation("TimeToLiveSpecification needs Enabled and AttributeName")
+        if enabled and spec.ttl_attribute is not None:
+            raise validation("TimeToLive is already enabled")
+        if not enabled and spec.ttl_attribute is None:
+            raise validation("TimeToLive is already disabled")
+        changed = replace(spec, ttl_attribute=attr if enabled else None)
+        store = self.app._store
+        await store.engine.update_table(changed)
+        store.remember(changed)
+        return {"TimeToLiveSpecification": {"Enabled": enabled, "AttributeName": attr}}
+
+    async def DescribeTimeToLive(self, body: Body) -> Body:
+        spec = await self._spec(body)
+        if spec.ttl_attribute is None:
+            return {"TimeToLiveDescription": {"TimeToLiveStatus": "DISABLED"}}
+        return {
+            "TimeToLiveDescription": {
+                "TimeToLiveStatus": "ENABLED",
+                "AttributeName": spec.ttl_attribute,
+            }
+        }
+
+    async def DescribeContinuousBackups(self, body: Body) -> Body:
+        from streamkit.history._archive import archive_window
+
+        spec = await self._spec(body)
+        window = archive_window(spec)
+        pitr: Body = {"PointInTimeRecoveryStatus": "ENABLED" if window else "DISABLED"}
+        if window:
+            pitr["EarliestRestorableDateTime"] = window[0] / 1000
+            pitr["LatestRestorableDateTime"] = window[1] / 1000
+            pitr["RecoveryPeriodInDays"] = spec.recovery_days
+        return {
+            "ContinuousBackupsDescription": {
+                "ContinuousBackupsStatus": "ENABLED",
+                "PointInTimeRecoveryDescription": pitr,
+            }
+        }
+
+    # --- items ----------------------------------------------------------------------------
+    def _returns(self, body: Body, allowed: set[str]) -> str:
+        rv = _opt(body, "ReturnValues", str, "NONE")
+        if rv not in allowed:
+            raise validation(
+                f"1 validation error detected: Value '{rv}' at 'returnValues' failed to "
+                f"satisfy constraint: Member must satisfy enum value set: {sorted(allowed)}"
+            )
+        return str(rv)
+
+    def _old_on_failure(self, body: Body) -> bool:
+        v = _opt(body, "ReturnValuesOnConditionCheckFailure", str, "NONE")
+        if v not in ("NONE", "ALL_OLD"):
+            raise validation("ReturnValuesOnConditionCheckFailure must be NONE or ALL_OLD")
+        return bool(v == "ALL_OLD")
+
+    @staticmethod
+    def _attributes(item: Any) -> Body:
+        return {} if not item else {"Attributes": item_to_dynamodb_json(item)}
+
+    async def PutItem(self, body: Body) -> Body:
+        spec = await self._spec(body)
+        item = item_from_dynamodb_json(_need(body, "Item", dict))
+        legacy = _Legacy(_names(body), _values(body))
+        condition = _combine(body, "ConditionExpression", "Expected", legacy)
+        returns = self._returns(body, {"NONE", "ALL_OLD"})
+        old = await self._table(spec.name).put(
+            item,
+            condition=condition,
+            names=legacy.names or None,
+            values=legacy.values or None,
+            returns=returns,
+            return_old_on_condition_failure=self._old_on_failure(body),
+        )
+        units = 1.0
+        return {**self._attributes(old), **_capacity(body, spec.name, units, read=False)}
+
+    async def GetItem(self, body: Body) -> Body:
+        spec = await self._spec(body)
+        key = _key(body)
+        legacy = _Legacy(_names(body), None)
+        projection = _opt(body, "ProjectionExpression", str)
+        if "AttributesToGet" in body:
+            if projection is not None:
+                raise validation(
+                    "Can not use both expression and non-expression parameters in the same "
+                    "request: Non-expression parameters: {AttributesToGet} Expression "
+                    "parameters: {ProjectionExpression}"
+                )
+            projection = legacy.projection(body["AttributesToGet"])
+        consistent = _opt(body, "ConsistentRead", bool, False)
+        item = await self._table(spec.name).get(
+            key, projection=projection, names=legacy.names or None, consistent=consistent
+        )
+        out: Body = {} if item is None else {"Item": item_to_dynamodb_json(item)}
+        units = 1.0 if consistent else 0.5
+        return {**out, **_capacity(body, spec.name, units, read=True)}
+
+    async def UpdateItem(self, body: Body) -> Body:
+        spec = await self._spec(body)
+        key = _key(body)
+        legacy = _Legacy(_names(body), _values(body))
+        condition = _combine(body, "ConditionExpression", "Expected", legacy)
+        expression = _opt(body, "UpdateExpression", str)
+        if "AttributeUpdates" in body:
+            if expression is not None:
+                raise validation(
+                    "Can not use both expression and non-expression parameters in the same "
+                    "request: Non-expression parameters: {AttributeUpdates} Expression "
+                    "parameters: {UpdateExpression}"
+                )
+            expression = legacy.updates(_need(body, "AttributeUpdates", dict)) or None
+        returns = self._returns(body, _RETURN_VALUES)
+        table = self._table(spec.name)
+        kwargs: dict[str, Any] = {
+            "condition": condition,
+            "names": legacy.names or None,
+            "values": legacy.values or None,
+            "returns": returns,
+            "return_old_on_condition_failure": self._old_on_failure(body),
+        }
+        if expression is None:
+            result = await table.update(key, set={}, **kwargs)
+        else:
+            result = await table.update(key, expression=expression, **kwargs)
+        return {**self._attributes(result), **_capacity(body, spec.name, 1.0, read=False)}
+
+    async def DeleteItem(self, body: Body) -> Body:
+        spec = await self._spec(body)
+        key = _key(body)
+        legacy = _Legacy(_names(body), _values(body))
+        condition = _combine(body, "ConditionExpression", "Expected", legacy)
+        returns = self._returns(body, {"NONE", "ALL_OLD"})
+        old = await self._table(spec.name).delete(
+            key,
+            condition=condition,
+            names=legacy.names or None,
+            values=legacy.values or None,
+            returns=returns,
+            return_old_on_condition_failure=self._old_on_failure(body),
+        )
+        return {**self._attributes(old), **_capacity(body, spec.name, 1.0, read=False)}
+
+    # --- query and scan -------------------------------------------------------------------
+    def _select(self, body: Body, projection: str | None) -> str:
+        select = _opt(body, "Select", str)
+        if select is None:
+            return "SPECIFIC_ATTRIBUTES" if projection else "ALL_ATTRIBUTES"
+        if select not in (
+            "ALL_ATTRIBUTES",
+            "ALL_PROJECTED_ATTRIBUTES",
+            "SPECIFIC_ATTRIBUTES",
+            "COUNT",
+        ):
+            raise validation(f"Invalid Select value: {select}")
+        if select == "ALL_PROJECTED_ATTRIBUTES":
+            raise validation(
+                "One or more parameter values were invalid: Select type "
+                "ALL_PROJECTED_ATTRIBUTES is supported only for index queries"
+            )
+        if select == "SPECIFIC_ATTRIBUTES" and not projection:
+            raise validation(
+                "One or more parameter values were invalid: Select type SPECIFIC_ATTRIBUTES "
+                "requires ProjectionExpression or AttributesToGet"
+            )
+        if select in ("ALL_ATTRIBUTES", "COUNT") and projection:
+            raise validation(
+                f"One or more parameter values were invalid: Cannot specify the "
+                f"AttributesToGet or ProjectionExpression when choosing to get {select}"
+            )
+        return str(select)
+
+    def _page_args(self, body: Body, legacy: _Legacy, filter_legacy: str) -> dict[str, Any]:
+        if "IndexName" in body:
+            raise validation("Secondary indexes are not supported by streamkit yet")
+        projection = _opt(body, "ProjectionExpression", str)
+        if "AttributesToGet" in body:
+            if projection is not None:
+                raise validation(
+                    "Can not use both expression and non-expression parameters in the same request"
+                )
+            projection = legacy.projection(body["AttributesToGet"])
+        limit = _opt(body, "Limit", int)
+        if limit is not None and limit < 1:
+            raise validation(
+                "1 validation error detected: Value at 'limit' failed to satisfy constraint: "
+                "Member must have value greater than or equal to 1"
+            )
+        start = _opt(body, "ExclusiveStartKey", dict)
+        return {
+            "filter": _combine(body, "FilterExpression", filter_legacy, legacy),
+            "projection": projection,
+            "limit": limit,
+            "start_key": None if start is None else item_from_dynamodb_json(start),
+            "consistent": _opt(body, "ConsistentRead", bool, False),
+        }
+
+    def _page_out(self, body: Body, spec: TableSpec, page: Any, select: str) -> Body:
+        out: Body = {"Count": page.count, "ScannedCount": page.scanned_count}
+        if select != "COUNT":
+            out["Items"] = [item_to_dynamodb_json(i) for i in page.items]
+        if page.last_key is not None:
+            out["LastEvaluatedKey"] = item_to_dynamodb_json(page.last_key)
+        out.update(_capacity(body, spec.name, page.consumed, read=True))
+        return out
+
+    async def Query(self, body: Body) -> Body:
+        spec = await self._spec(body)
+        legacy = _Legacy(_names(body), _values(body))
+        key_condition = _combine(body, "KeyConditionExpression", "KeyConditions", legacy)
+        if key_condition is None:
+            raise validation(
+                "Either the KeyConditions or KeyConditionExpression parameter must be specified "
+                "in the request."
+            )
+        args = self._page_args(body, legacy, "QueryFilter")
+        select = self._select(body, args["projection"])
+        forward = _opt(body, "ScanIndexForward", bool, True)
+        page = await self._table(spec.name).query_page(
+            key_condition=key_condition,
+            names=legacy.names or None,
+            values=legacy.values or None,
+            reverse=not forward,
+            **args,
+        )
+        return self._page_out(body, spec, page, select)
+
+    async def Scan(self, body: Body) -> Body:
+        spec = await self._spec(body)
+        legacy = _Legacy(_names(body), _values(body))
+        args = self._page_args(body, legacy, "ScanFilter")
+        select = self._select(body, args["projection"])
+        segment = _opt(body, "Segment", int)
+        total = _opt(body, "TotalSegments", int)
+        if (segment is None) != (total is None):
+            raise validation(
+                "The TotalSegments parameter is required but was not present in the request "
+                "when Segment parameter is present"
+                if total is None
+                else "The Segment parameter is required but was not present in the request "
+                "when parameter TotalSegments is present"
+            )
+        seg: dict[str, Any] = {}
+        if total is not None:
+            seg = {"segment": segment, "total_segments": total}
+        page = await self._table(spec.name).scan_page(
+            names=legacy.names or None, values=legacy.values or None, **args, **seg
+        )
+        return self._page_out(body, spec, page, select)
+
+    # --- batches and transactions -----------------------------------------------------------
+    async def BatchGetItem(self, body: Body) -> Body:
+        requests = _need(body, "RequestItems", dict)
+        if not requests:
+            raise validation("RequestItems must not be empty")
+        total = 0
+        out: dict[str, list[Any]] = {}
+        for name, req in requests.items():
+            if not isinstance(req, dict):
+                raise validation("RequestItems values must be objects")
+            keys = req.get("Keys")
+            if not isinstance(keys, list) or not keys:
+                raise validation("Keys must be a non-empty list")
+            total += len(keys)
+            if total > 100:
+                raise validation(
+                    "Too many items requested for the BatchGetItem call (the limit is 100)"
+                )
+            legacy = _Legacy(_names(req), None)
+            projection = _opt(req, "ProjectionExpression", str)
+            if "AttributesToGet" in req:
+                projection = legacy.projection(req["AttributesToGet"])
+            table = self._table(name)
+            await self.app._store.spec(name)
+            items = []
+            for k in keys:
+                item = await table.get(
+                    item_from_dynamodb_json(k),
+                    projection=projection,
+                    names=legacy.names or None,
+                    consistent=bool(req.get("ConsistentRead", False)),
+                )
+                if item is not None:
+                    items.append(item_to_dynamodb_json(item))
+            out[name] = items
+        return {"Responses": out, "UnprocessedKeys": {}}
+
+    async def BatchWriteItem(self, body: Body) -> Body:
+        from streamkit.exceptions import ThroughputExceeded
+
+        requests = _need(body, "RequestItems", dict)
+        if not requests:
+            raise validation("RequestItems must not be empty")
+        count = sum(len(v) if isinstance(v, list) else 0 for v in requests.values())
+        if count > 25:
+            raise validation(
+                "1 validation error detected: Value at 'requestItems' failed to satisfy "
+                "constraint: Map value must satisfy constraint: [Member must have length less "
+                "than or equal to 25, Member must have length greater than or equal to 1]"
+            )
+        parsed: dict[str, tuple[list[Any], list[Any]]] = {}
+        for name, writes in requests.items():
+            if not isinstance(writes, list) or not writes:
+                raise validation("RequestItems values must be non-empty lists")
+            puts, deletes = [], []
+            for w in writes:
+                if not isinstance(w, dict) or len(w) != 1:
+                    raise validation("each write must hold exactly one PutRequest or DeleteRequest")
+                if "PutRequest" in w:
+                    puts.append(item_from_dynamodb_json(_need(w["PutRequest"], "Item", dict)))
+                elif "DeleteRequest" in w:
+                    deletes.append(item_from_dynamodb_json(_need(w["DeleteRequest"], "Key", dict)))
+                else:
+                    raise validation("each write must hold exactly one PutRequest or DeleteRequest")
+            await self.app._store.spec(name)
+            parsed[name] = (puts, deletes)
+        unprocessed: dict[str, list[Any]] = {}
+        for name, (puts, deletes) in parsed.items():
+            try:
+                await self._table(name).batch_write(puts=puts, deletes=deletes)
+            except ThroughputExceeded:
+                unprocessed[name] = requests[name]
+        return {"UnprocessedItems": unprocessed}
+
+    async def TransactWriteItems(self, body: Body) -> Body:
+        items = _need(body, "TransactItems", list)
+        if not 1 <= len(items) <= 100:
+            raise validation("TransactItems must hold 1 to 100 actions")
+        tx = self.app.transaction()
+        for action in items:
+            if not isinstance(action, dict) or len(action) != 1:
+                raise validation("each TransactItem must hold exactly one action")
+            ((kind, spec),) = action.items()
+            if not isinstance(spec, dict):
+                raise validation(f"{kind} must be an object")
+            table = _need(spec, "TableName")
+            legacy = _Legacy(_names(spec), _values(spec))
+            cond = _opt(spec, "ConditionExpression", str)
+            common: dict[str, Any] = {
+                "names": legacy.names or None,
+                "values": legacy.values or None,
+                "return_old_on_condition_failure": self._old_on_failure(spec),
+            }
+            if kind == "Put":
+                tx.put(
+                    table,
+                    item_from_dynamodb_json(_need(spec, "Item", dict)),
+                    condition=cond,
+                    **common,
+                )
+            elif kind == "Update":
+                tx.update(
+                    table,
+                    _key(spec),
+                    expression=_need(spec, "UpdateExpression"),
+                    condition=cond,
+                    **common,
+                )
+            elif kind == "Delete":
+                tx.delete(table, _key(spec), condition=cond, **common)
+            elif kind == "ConditionCheck":
+                tx.condition_check(table, _key(spec), _need(spec, "ConditionExpression"), **common)
+            else:
+                raise validation(f"Unknown TransactItem action {kind!r}")
+        await tx.commit()
+        return {}
+
+    async def TransactGetItems(self, body: Body) -> Body:
+        items = _need(body, "TransactItems", list)
+        if not 1 <= len(items) <= 100:
+            raise validation("TransactItems must hold 1 to 100 actions")
+        gets = []
+        for action in items:
+            spec = action.get("Get") if isinstance(action, dict) else None
+            if not isinstance(spec, dict):
+                raise validation("each TransactItem must hold a Get")
+            legacy = _Legacy(_names(spec), None)
+            gets.append(
+                (
+                    _need(spec, "TableName"),
+                    _key(spec),
+                    _opt(spec, "ProjectionExpression", str),
+                    legacy.names or None,
+                )
+            )
+        responses = []
+        for table, key, projection, names in gets:
+            item = await self._table(table).get(key, projection=projection, names=names)
+            responses.append({} if item is None else {"Item": item_to_dynamodb_json(item)})
+        return {"Responses": responses}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+Operation = Callable[[Service, Body], Awaitable[Body]]
+OPERATIONS: dict[str, Operation] = {
+    name: getattr(Service, name)
+    for name in (
+        "CreateTable",
+        "DescribeTable",
+        "DeleteTable",
+        "ListTables",
+        "UpdateTable",
+        "UpdateTimeToLive",
+        "DescribeTimeToLive",
+        "DescribeContinuousBackups",
+        "PutItem",
+        "GetItem",
+        "UpdateItem",
+        "DeleteItem",
+        "Query",
+        "Scan",
+        "BatchGetItem",
+        "BatchWriteItem",
+        "TransactWriteItems",
+        "TransactGetItems",
+    )
+}
+
+_ = Decimal  # numbers are Decimals throughout (from_dynamodb_json)
