@@ -1,7 +1,7 @@
 """Run the benchmarks and print (and save) their figures.
 
 python -m benchmarks [--seconds 3] [--out .bench/results.json] [--kafka HOST:PORT]
-                     [--only storage|capture|runtime|history]
+                     [--only storage|capture|runtime|history|endpoint]
 
 The capture figures run on the local log always, and on Kafka when ``--kafka`` (or
 ``STREAMKIT_TEST_KAFKA``) names a broker. The runtime figures (handler throughput
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import capture, history, runtime, storage
+from benchmarks import capture, endpoint, history, runtime, storage
 
 
 def _rows(prefix: str, figures: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -44,7 +44,9 @@ def main() -> None:
         help="a Kafka broker for the capture and runtime figures (default: $STREAMKIT_TEST_KAFKA)",
     )
     parser.add_argument(
-        "--only", choices=("storage", "capture", "runtime", "history"), help="run one section"
+        "--only",
+        choices=("storage", "capture", "runtime", "history", "endpoint"),
+        help="run one section",
     )
     args = parser.parse_args()
     results: dict[str, Any] = {}
@@ -59,6 +61,8 @@ def main() -> None:
         results["runtime"] = asyncio.run(runtime.run(args.seconds, kafka=args.kafka or None))
     if args.only in (None, "history"):
         results["history"] = asyncio.run(history.run(kafka=args.kafka or None))
+    if args.only in (None, "endpoint"):
+        results["endpoint"] = endpoint.run(args.seconds)
     meta = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(),
