@@ -194,13 +194,21 @@ async def changes_between(
             yield lazy_record(record)
 
 
-def _stored(spec: TableSpec, images: Sequence[tuple[bytes, bytes, bytes]]) -> list[StoredItem]:
+def _stored(
+    spec: TableSpec, images: Sequence[tuple[bytes, bytes, bytes]]
+) -> tuple[list[StoredItem], list[tuple[bytes, bytes]]]:
+    """Items as the engine stores them, and each one's (key image, message key)."""
     out: list[StoredItem] = []
+    keys: list[tuple[bytes, bytes]] = []
+    names = spec.key.names
+    partition = spec.key.partition.name
     for pk, sk, data in images:
         item = decode_image(data)
         expires = None if spec.ttl_attribute is None else ttl_expiry(spec, item)
         out.append((pk, sk, data, item_size(item), expires))
-    return out
+        key = {n: item[n] for n in names}
+        keys.append((encode_image(key), message_key(key[partition])))
+    return out, keys
 
 
 async def load_items(
@@ -213,15 +221,15 @@ async def load_items(
     store = app._store
     await store.ensure_open()
     spec = replace(source, name=target, table_id=0, created_at=None)
-    items = await _to_thread(_stored, spec, images)
+    items, item_keys = await _to_thread(_stored, spec, images)
     view = spec.record_view
+    event_ids = os.urandom(16 * len(items)).hex()
 
     def archive(done: TableSpec, i: int, seq: int, now_ms: int) -> tuple[bytes, bytes]:
         data, size = items[i][2], items[i][3]
-        key = {n: v for n, v in decode_image(data).items() if n in done.key.names}
-        keys = encode_image(key)
+        keys, key = item_keys[i]
         record = encode_record(
-            event_id=os.urandom(16).hex(),
+            event_id=event_ids[32 * i : 32 * i + 32],
             event_name="INSERT",
             table=done.name,
             keys=keys,
@@ -235,7 +243,7 @@ async def load_items(
             user_identity=None,
             origin=store.origin,
         )
-        return message_key(key[done.key.partition.name]), record
+        return key, record
 
     done = await store.engine.load_table(spec, items, archive if spec.pitr else None)
     store.remember(done)
