@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import threading
 import time
@@ -19,6 +21,7 @@ from botocore.exceptions import ClientError
 import streamkit as sk
 from streamkit.server import create_asgi_app
 from streamkit.server._auth import Authenticator
+from tests import kafka_env
 
 
 class Served:
@@ -60,9 +63,15 @@ class Served:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
+    with _served(tmp_path, f"local://{tmp_path}/log?poll_interval=0.02") as s:
+        yield s
+
+
+@contextlib.contextmanager
+def _served(tmp_path: Path, log: str) -> Iterator[Served]:
     app = sk.App(
         storage=f"sqlite:///{tmp_path}/api.db",
-        log=f"local://{tmp_path}/log?poll_interval=0.02",
+        log=log,
         namespace=f"api{uuid.uuid4().hex[:8]}",
         topic_partitions=2,
     )
@@ -283,7 +292,19 @@ def test_transactions(served: Served) -> None:
     assert "Item" in got["Responses"][1]  # the cancelled delete did nothing
 
 
-def test_the_streams_api_serves_what_handlers_see(served: Served) -> None:
+@pytest.fixture(params=["local", kafka_env.kafka_param()])
+def served_any_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    log = (
+        f"local://{tmp_path}/log?poll_interval=0.02"
+        if request.param == "local"
+        else f"kafka://{os.environ[kafka_env.KAFKA_ENV]}"
+    )
+    with _served(tmp_path, log) as s:
+        yield s
+
+
+def test_the_streams_api_serves_what_handlers_see(served_any_log: Served) -> None:
+    served = served_any_log
     c, streams = served.client(), served.client("dynamodbstreams")
     _users(c, StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
     for i in range(6):
