@@ -656,10 +656,11 @@ def dlq_redrive(
         raise typer.Exit(1)
 
 
-from streamkit.cli import _history, _serve  # noqa: E402 - the commands need `cli` above
+from streamkit.cli import _audit, _history, _serve  # noqa: E402 - commands need `cli` above
 
 _history.register(cli)
 _serve.register(cli)
+_audit.register(cli)
 
 try:
     from streamkit.cli import _export  # type: ignore[attr-defined,unused-ignore]

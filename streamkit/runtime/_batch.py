@@ -193,6 +193,13 @@ class Context:
         self.attempt = attempt
         self.log = log
 
+    def get_table(self, name: str) -> Table:
+        """A handle to any table of the app, for reads (``await ctx.get_table("Users").get(...)``);
+        write through ``ctx.put`` & co. to have the writes committed exactly once."""
+        from streamkit.storage._table import Table as _Table
+
+        return _Table(self._effects._store, name)
+
     def put(
         self,
         table: Table | str,
