@@ -391,9 +391,11 @@ def audit_router(
     name: str = "audit",
     actor_attribute: str | None = None,
     batch_size: int = 500,
+    start: Any = "trim_horizon",
 ) -> sk.Router:
     """A router with one audit handler per table (``{name}_{table}``), batches of
-    ``batch_size`` records, every event, from the trim horizon."""
+    ``batch_size`` records, every event, from ``start`` (the oldest record the log
+    keeps by default; a datetime to begin later)."""
     if isinstance(tables, str):
         raise sk.ValidationError("tables= takes a list of table names")
     target = sink if sink is not None else TableSink()
@@ -401,7 +403,7 @@ def audit_router(
     for table in tables:
         handler = _handler(target, actor_attribute)
         handler.__name__ = f"{name}_{table}".replace(".", "_").replace("-", "_")
-        router.on_change(table, batch_size=batch_size, name=handler.__name__)(handler)
+        router.on_change(table, batch_size=batch_size, name=handler.__name__, start=start)(handler)
     return router
 
 

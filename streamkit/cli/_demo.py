@@ -25,6 +25,7 @@ __all__ = ("run_demo",)
 USERS = "DemoUsers"
 ORDERS = "DemoOrders"
 RESTORED = "DemoUsersThen"
+AUDIT = "DemoAudit"
 
 
 class _Mailbox:
@@ -58,6 +59,7 @@ class _Mailbox:
 async def _live(app: App, users: Table, orders: Table, out: Console, story: dict[str, Any]) -> None:
     """Handlers running while users sign up and order: welcome e-mails over SMTP, a
     filtered batch handler, a poison order in the DLQ, a TTL expiry."""
+    from handlers.audit import TableSink, audit_router, prepare
     from handlers.welcome import welcome_router
 
     big: list[str] = []
@@ -84,6 +86,17 @@ async def _live(app: App, users: Table, orders: Table, out: Console, story: dict
         app.include_router(
             welcome_router(USERS, name="demo_welcome", smtp_port=mailbox.port, retries=2)
         )
+        sink = TableSink(AUDIT)
+        await prepare(app, sink)
+        app.include_router(
+            audit_router(
+                [USERS, ORDERS],
+                sink,
+                name="demo_audit",
+                actor_attribute="changed_by",
+                start=story["started"],  # this run's tables (the topics outlive them)
+            )
+        )
         async with app.running():  # relay + TTL sweeper + the handlers
             out.print(
                 f"handlers running: {', '.join(sorted(app.handlers))} "
@@ -106,7 +119,7 @@ async def _live(app: App, users: Table, orders: Table, out: Console, story: dict
             out.print("4 orders placed (one of them poison), one shipped")
             story["before_changes"] = datetime.now(UTC)
             await asyncio.sleep(0.01)
-            await users.update({"UserID": "u3"}, set={"Name": "Linus T."})
+            await users.update({"UserID": "u3"}, set={"Name": "Linus T.", "changed_by": "support"})
             await users.delete({"UserID": "u2"})
             await users.put({"UserID": "tmp", "Name": "Trial", "expires_at": int(time.time()) - 1})
             out.print("renamed u3, deleted u2, and a trial user whose TTL has passed")
@@ -135,6 +148,28 @@ async def _live(app: App, users: Table, orders: Table, out: Console, story: dict
     summary = await app.redrive("demo_big_orders")
     out.print(f"fixed the handler and redrove the DLQ: {summary}")
     story["redriven"] = summary.get("redriven", 0)
+
+
+async def _audit(app: App, out: Console, story: dict[str, Any]) -> None:
+    """Verify the audit trail and show one item's history."""
+    from handlers.audit import TableSink, history, verify
+
+    sink = TableSink(AUDIT)
+    report = await verify(app, sink)
+    out.print(
+        f"audit trail verified: {report.entries} entries in {report.chains} hash chains, "
+        + ("[green]intact[/green]" if report.ok else f"[red]BROKEN {report.problems}[/red]")
+    )
+    story["audited"] = report.entries
+    table = RichTable(title=f"the history of user u3 (streamkit audit show {USERS} ...)")
+    for col in ("seq", "event", "who", "Name before", "Name after"):
+        table.add_column(col)
+    for e in await history(app, USERS, {"UserID": "u3"}, sink):
+        who = e["who"]["actor"] or (e["who"]["identity"] or {}).get("principal") or "-"
+        before = (e["old_image"] or {}).get("Name", {}).get("S", "")
+        after = (e["new_image"] or {}).get("Name", {}).get("S", "")
+        table.add_row(str(e["sequence_number"]), e["event"], who, before, after)
+    out.print(table)
 
 
 async def _history(app: App, out: Console, story: dict[str, Any], started: datetime) -> None:
@@ -233,9 +268,10 @@ async def _records(app: App, out: Console, first_seq: int) -> int:
 
 
 async def run_demo(app: App) -> None:
-    """The whole story: tables, writes and reads, handlers (welcome e-mails, a filtered
-    batch handler, a poison order and the DLQ, a TTL expiry), then history: replay,
-    point-in-time restore, a backup."""
+    """The whole story: tables, writes and reads, handlers (welcome e-mails, the audit
+    trail, a filtered batch handler, a poison order and the DLQ, a TTL expiry), then
+    history: the audit trail verified, an item's history, replay, point-in-time
+    restore, a backup."""
     out = Console()
     clock = time.monotonic()
     out.rule("[bold]streamkit demo")
@@ -243,7 +279,7 @@ async def run_demo(app: App) -> None:
         f"storage: [cyan]{app.storage_url}[/cyan]   log: [cyan]{app.log_url}[/cyan]   "
         f"namespace: [cyan]{app.namespace}[/cyan]"
     )
-    for name in (USERS, ORDERS, RESTORED):
+    for name in (USERS, ORDERS, RESTORED, AUDIT):
         with contextlib.suppress(TableNotFound):
             await app.delete_table(name)
     for b in await app.backups():
@@ -251,7 +287,7 @@ async def run_demo(app: App) -> None:
             await app.delete_backup(b.id)
     first_seq = max((r.seq for r in await app._store.read_changes(0, 1_000_000)), default=0)
     started = datetime.now(UTC)
-    story: dict[str, Any] = {}
+    story: dict[str, Any] = {"started": started}
 
     users = await app.create_table(
         USERS,
@@ -266,6 +302,7 @@ async def run_demo(app: App) -> None:
     out.rule("[bold]handlers")
     await _live(app, users, orders, out, story)
     out.rule("[bold]history")
+    await _audit(app, out, story)
     await _history(app, out, story, started)
     out.rule("[bold]change records")
     story["records"] = await _records(app, out, first_seq)
@@ -276,6 +313,7 @@ async def run_demo(app: App) -> None:
     for label, value in (
         ("change records", f"{story['records']} in topics {app.namespace}.{USERS} / .{ORDERS}"),
         ("welcome e-mails sent over SMTP", story["emails"]),
+        ("audit entries, hash chain verified", story["audited"]),
         ("dead letters, then redriven", f"{story['dead_letters']}, {story['redriven']}"),
         ("records replayed into a fresh handler", story["replayed"]),
         (f"items in {RESTORED} (restored to a moment ago)", story["restored_items"]),

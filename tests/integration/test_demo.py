@@ -45,8 +45,11 @@ def _check(text: str) -> None:
         "into a fresh handler: 11 records (6 INSERT, 3 MODIFY, 2 REMOVE)",
         "DemoUsersThen: Ada, Ann Lee, Grace, Jane Doe, Linus",
         "backed up DemoOrders",
+        "audit trail verified: 19 entries in",
+        "│ MODIFY │ support │ Linus       │ Linus T.",
     ):
         assert line in text, (line, text)
+    assert "intact" in text
     assert '"level"' not in text  # no log lines interleaved with the story
 
 
