@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 KAFKA := compose/kafka
 
-.PHONY: help install demo test lint format bench kafka-up kafka-down docs clean
+.PHONY: help install demo test lint format bench kafka-up kafka-down s3-up s3-down docs clean
 
 help:
 	@echo "make demo        run the demo on the embedded defaults (no services needed)"
@@ -14,6 +14,8 @@ help:
 	@echo "make bench       run the benchmarks (figures for docs/performance.md)"
 	@echo "make kafka-up    start the local single-node Kafka broker on 127.0.0.1:9092"
 	@echo "make kafka-down  stop it"
+	@echo "make s3-up       start a local S3-compatible server (S3Proxy) on 127.0.0.1:9000"
+	@echo "make s3-down     stop it"
 
 # A virtualenv with streamkit (editable) and every dependency group.
 $(BIN)/.installed: pyproject.toml
@@ -47,6 +49,12 @@ kafka-up:
 
 kafka-down:
 	@$(KAFKA)/kafka-down.sh
+
+s3-up:
+	@compose/s3/s3-up.sh
+
+s3-down:
+	@compose/s3/s3-down.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .bench

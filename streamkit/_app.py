@@ -30,6 +30,7 @@ from streamkit.storage._ttl import sweep_expired
 
 if TYPE_CHECKING:
     from streamkit.history._backups import Backup
+    from streamkit.history._export import ExportResult
     from streamkit.history._replay import ReplaySummary
 
 __all__ = ("DEFAULT_LOG", "DEFAULT_NAMESPACE", "DEFAULT_STORAGE", "App")
@@ -648,7 +649,7 @@ class App(Registrar):
         since: datetime | None = None,
         until: datetime | None = None,
         progress: Callable[[int, int | None], None] | None = None,
-    ) -> Any:
+    ) -> ExportResult:
         """Export a table to ``file:///dir`` or ``s3://bucket/prefix``.
 
         Full (``since`` None): the table as of ``until`` (default now). Incremental: the
@@ -656,12 +657,8 @@ class App(Registrar):
         line, DynamoDB's export shape), "avro", "parquet". A manifest listing the files,
         item counts and checksums is written last. Returns an ``ExportResult``.
         """
-        import importlib
+        from streamkit.history._export import export_table
 
-        try:
-            export_table = importlib.import_module("streamkit.history._export").export_table
-        except ImportError:
-            self._not_yet("export")
         return await export_table(
             self, table, to=to, format=format, since=since, until=until, progress=progress
         )

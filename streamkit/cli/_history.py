@@ -143,6 +143,74 @@ def register(cli: typer.Typer) -> None:
         count = _run(go)
         typer.echo(f"restored {table} as of {when.isoformat()} into {target}: {count:,} items")
 
+    @cli.command("export")
+    def export(
+        table: Annotated[str, typer.Argument(help="The table to export.")],
+        to: Annotated[str, typer.Option("--to", help="file:///dir or s3://bucket/prefix")],
+        fmt: Annotated[
+            str, typer.Option("--format", help="dynamodb-json (gzip), avro or parquet")
+        ] = "dynamodb-json",
+        since: Annotated[
+            str | None,
+            typer.Option("--since", help=f"Incremental: changes from here. {TimeHelp}"),
+        ] = None,
+        until: Annotated[
+            str | None, typer.Option("--until", help=f"As of / changes until. {TimeHelp}")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Export a table as of an instant (full), or its changes between two instants
+        (incremental), with a manifest of files, item counts and checksums."""
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        from streamkit.cli._main import _run
+
+        start = None if since is None else parse_time(since, option="--since")
+        end = None if until is None else parse_time(until, option="--until")
+
+        async def go(app: App) -> Any:
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("[bold]export[/] {task.description}"),
+                TextColumn("{task.completed:,} items"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+                disable=as_json,
+            ) as bar:
+                task = bar.add_task(f"{table} -> {to}", total=None)
+                return await app.export(
+                    table,
+                    to=to,
+                    format=fmt,
+                    since=start,
+                    until=end,
+                    progress=lambda n, _total: bar.update(task, completed=n),
+                )
+
+        result = _run(go)
+        if as_json:
+            typer.echo(
+                dumps(
+                    {
+                        "export_id": result.export_id,
+                        "location": result.location,
+                        "manifest": result.manifest,
+                        "format": result.format,
+                        "export_type": result.export_type,
+                        "item_count": result.item_count,
+                        "files": result.files,
+                    }
+                )
+            )
+        else:
+            typer.echo(
+                f"exported {result.item_count:,} items of {table} "
+                f"({result.export_type.lower().replace('_', ' ')}, {result.format}) in "
+                f"{len(result.files)} file(s) to {result.location}; manifest {result.manifest}"
+            )
+
     @backup_cli.command("create")
     def backup_create(table: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """Back up a table (a consistent copy kept in the storage)."""

@@ -661,15 +661,3 @@ from streamkit.cli import _audit, _history, _serve  # noqa: E402 - commands need
 _history.register(cli)
 _serve.register(cli)
 _audit.register(cli)
-
-try:
-    from streamkit.cli import _export  # type: ignore[attr-defined,unused-ignore]
-except ImportError:
-
-    @cli.command("export")
-    def _export_not_yet() -> None:
-        """Not available yet."""
-        _fail("`streamkit export` is not available in this version yet", code=3)
-
-else:
-    _export.register(cli)
