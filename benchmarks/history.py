@@ -157,6 +157,43 @@ async def restore_figures(tmp: Path, keys: int, lengths: list[int]) -> dict[str,
     return out
 
 
+async def export_figures(tmp: Path, items: int) -> dict[str, Any]:
+    """Full exports of a table of ``items`` items to S3 (S3Proxy, when STREAMKIT_TEST_S3 or
+    a server on 127.0.0.1:9000 answers) and to a directory, per format."""
+    import os
+
+    app = sk.App(storage=f"sqlite:///{tmp}/export.db", log=f"local://{tmp}/elog")
+    out: dict[str, Any] = {"items": items}
+    targets = {"file": f"file://{tmp}/exports"}
+    endpoint = os.environ.get("STREAMKIT_TEST_S3") or os.environ.get("AWS_ENDPOINT_URL_S3")
+    if endpoint:
+        import boto3
+        from botocore.config import Config
+
+        os.environ.setdefault("AWS_ENDPOINT_URL_S3", endpoint)
+        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+        boto3.client(
+            "s3", config=Config(request_checksum_calculation="when_required")
+        ).create_bucket(Bucket=bucket)
+        targets["s3"] = f"s3://{bucket}/exports"
+    try:
+        t = await app.create_table("Big", partition_key="pk")
+        await _fill(t, items, items)
+        for where, url in targets.items():
+            for fmt in ("dynamodb-json", "parquet", "avro"):
+                started = time.perf_counter()
+                result = await app.export("Big", to=url, format=fmt)
+                took = time.perf_counter() - started
+                out[f"{where}_{fmt}"] = {
+                    "items_per_s": round(result.item_count / took),
+                    "seconds": round(took, 2),
+                    "bytes": sum(f["sizeBytes"] for f in result.files),
+                }
+    finally:
+        await app.close()
+    return out
+
+
 async def run(*, kafka: str | None, replay_records: int = 200_000) -> dict[str, Any]:
     random.seed(1)
     with tempfile.TemporaryDirectory(prefix="sk-bench-history-") as d:
@@ -167,5 +204,6 @@ async def run(*, kafka: str | None, replay_records: int = 200_000) -> dict[str, 
                 f"kafka://{kafka}", replay_records, tmp
             )
         results["replay"]["local"] = await replay_figures(f"local://{tmp}/log", replay_records, tmp)
+        results["export"] = await export_figures(tmp, 200_000)
         results["restore"] = await restore_figures(tmp, 100_000, [250_000, 500_000, 1_000_000])
         return results

@@ -45,6 +45,7 @@ def _check(text: str) -> None:
         "into a fresh handler: 11 records (6 INSERT, 3 MODIFY, 2 REMOVE)",
         "DemoUsersThen: Ada, Ann Lee, Grace, Jane Doe, Linus",
         "backed up DemoOrders",
+        "exported DemoUsers: 4 items as DynamoDB JSON, and the 2 items changed since",
         "audit trail verified: 19 entries in",
         "│ MODIFY │ support │ Linus       │ Linus T.",
     ):
