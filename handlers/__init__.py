@@ -3,6 +3,8 @@
 - ``handlers.welcome``: the welcome e-mail (INSERT on a users table -> real SMTP).
 - ``handlers.audit``: the tamper-evident audit trail (``streamkit audit verify|show``).
 
-Still to come: replication, the S3/ETL sink. Only the CLI's ``audit`` commands and the
+- ``handlers.s3_sink``: a table's changes to S3 as Parquet or Avro, by date.
+
+Still to come: replication. Only the CLI's ``audit`` commands and the
 demo import this package.
 """
