@@ -485,3 +485,42 @@ def test_serve_warns_when_open_without_keys(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_backups_and_point_in_time_recovery_through_the_api(served: Served) -> None:
+    c = served.client()
+    _users(c)
+    c.put_item(TableName="Users", Item={"id": {"S": "a"}, "n": {"N": "1"}})
+    time.sleep(0.02)
+    before = time.time()
+    time.sleep(0.02)
+    c.put_item(TableName="Users", Item={"id": {"S": "b"}, "n": {"N": "1"}})
+    details = c.create_backup(TableName="Users", BackupName="nightly")["BackupDetails"]
+    assert details["BackupStatus"] == "AVAILABLE"
+    arn = details["BackupArn"]
+    assert [b["BackupArn"] for b in c.list_backups(TableName="Users")["BackupSummaries"]] == [arn]
+    desc = c.describe_backup(BackupArn=arn)["BackupDescription"]
+    assert desc["SourceTableDetails"]["ItemCount"] == 2
+    c.restore_table_from_backup(TargetTableName="UsersCopy", BackupArn=arn)
+    assert c.scan(TableName="UsersCopy")["Count"] == 2
+    from datetime import UTC, datetime
+
+    c.restore_table_to_point_in_time(
+        SourceTableName="Users",
+        TargetTableName="UsersThen",
+        RestoreDateTime=datetime.fromtimestamp(before, UTC),
+    )
+    assert c.scan(TableName="UsersThen")["Items"] == [{"id": {"S": "a"}, "n": {"N": "1"}}]
+    c.delete_backup(BackupArn=arn)
+    with pytest.raises(ClientError) as err:
+        c.describe_backup(BackupArn=arn)
+    assert _code(err) == "BackupNotFoundException"
+    c.update_continuous_backups(
+        TableName="Users",
+        PointInTimeRecoverySpecification={
+            "PointInTimeRecoveryEnabled": True,
+            "RecoveryPeriodInDays": 7,
+        },
+    )
+    pitr = c.describe_continuous_backups(TableName="Users")["ContinuousBackupsDescription"]
+    assert pitr["PointInTimeRecoveryDescription"]["RecoveryPeriodInDays"] == 7
