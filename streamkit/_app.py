@@ -9,11 +9,11 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from streamkit.capture import Relay
 from streamkit.capture._changes import Start, read_changes
-from streamkit.exceptions import ConfigurationError, NotYetAvailable, ValidationError
+from streamkit.exceptions import ConfigurationError, ValidationError
 from streamkit.log import ChangeLog, TopicConfig, from_url
 from streamkit.records import ChangeRecord, StreamView
 from streamkit.records._values import Item
@@ -662,6 +662,3 @@ class App(Registrar):
         return await export_table(
             self, table, to=to, format=format, since=since, until=until, progress=progress
         )
-
-    def _not_yet(self, what: str) -> NoReturn:
-        raise NotYetAvailable(f"{what} is not available in this version of streamkit yet")
