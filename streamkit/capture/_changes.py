@@ -36,12 +36,12 @@ async def _position(reader: LogReader, start: Start) -> None:
         await reader.seek_to_end()
     elif isinstance(start, datetime):
         ms = int(start.timestamp() * 1000)
+        # end offsets first: a record appended between the lookups is found by time or
+        # lies after that end, never skipped
+        ends = await reader.end_offsets()
         for p in await reader.partitions():
             offset = await reader.offset_for_time(p, ms)
-            if offset is None:
-                await reader.seek_to_end(p)
-            else:
-                await reader.seek(p, offset)
+            await reader.seek(p, ends[p] if offset is None else offset)
     else:  # trim_horizon, or a sequence number (skipped up to below)
         await reader.seek_to_beginning()
 

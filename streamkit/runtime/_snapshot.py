@@ -119,9 +119,9 @@ async def deliver_snapshot(runner: HandlerRunner, part: _Partition) -> None:
                 await runner._deliver(part, 0, [it], effects)
         if len(effects):
             await effects.commit_with([])
-    offset = await consumer.offset_for_time(part.p, taken_ms - _MARGIN_MS)
-    if offset is None:
-        offset = (await consumer.end_offsets())[part.p]
+    end = (await consumer.end_offsets())[part.p]  # first: see _first_position
+    found = await consumer.offset_for_time(part.p, taken_ms - _MARGIN_MS)
+    offset = end if found is None else found
     await consumer.seek(part.p, offset)
     await store.engine.write_meta({f"runtime.{runner.group}.{part.p}.snapshot": str(seq)})
     part.snapshot_seq = seq

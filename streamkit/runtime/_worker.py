@@ -351,10 +351,11 @@ class HandlerRunner:
         assert consumer is not None
         start = self.spec.start
         if isinstance(start, datetime):
+            # the end offset is read first: a record appended between the two lookups is
+            # then either found by time or after that end, never skipped
+            end = (await consumer.end_offsets())[part.p]
             offset = await consumer.offset_for_time(part.p, int(start.timestamp() * 1000))
-            if offset is None:
-                offset = (await consumer.end_offsets())[part.p]
-            await consumer.seek(part.p, offset)
+            await consumer.seek(part.p, end if offset is None else offset)
         elif start == "snapshot" and part.snapshot_seq is None:
             from streamkit.runtime._snapshot import deliver_snapshot
 
