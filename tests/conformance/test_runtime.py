@@ -283,6 +283,31 @@ async def test_start_latest_and_datetime_skip_older_records(make_app: Any) -> No
     assert len(everything) == 10
 
 
+async def test_a_datetime_start_misses_nothing_written_while_the_handler_joins(
+    make_app: Any,
+) -> None:
+    """Writes racing the handler's first positioning (empty partitions, start = now)
+    are all delivered: the end offset is read before the time lookup."""
+    app = make_app()
+    users = await _users(app)
+    seen: list[str] = []
+    start = datetime.now(UTC)
+
+    @app.on_insert("Users", start=start)
+    async def joined(record: sk.ChangeRecord) -> None:
+        seen.append(record.keys["UserID"])
+
+    async def write() -> None:
+        for i in range(60):
+            await users.put({"UserID": f"u{i}"})
+            await asyncio.sleep(0.002)
+
+    async with app.running():
+        await write()
+        await app.drain(timeout=60)
+    assert sorted(seen) == sorted(f"u{i}" for i in range(60))
+
+
 async def test_snapshot_start_backfills_then_follows_without_gap_or_duplicate(
     make_app: Any,
 ) -> None:
