@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import streamkit as sk
+from streamkit.log import read_until
 from streamkit.records._values import item_to_dynamodb_json, normalize_item
 
 __all__ = (
@@ -112,6 +113,27 @@ def make_entry(
     return entry
 
 
+Head = tuple[int, str, int]  # (entries in the chain, last hash, last sequence number)
+EMPTY: Head = (0, GENESIS, -1)
+
+
+def extend(
+    chain: str, head: Head, records: Sequence[sk.ChangeRecord], actor_attribute: str | None
+) -> tuple[list[dict[str, Any]], Head]:
+    """The entries ``records`` add to a chain whose head is ``head``, and the new head.
+    Records at or below the head's sequence number are in the chain already (a
+    redelivered batch) and add nothing."""
+    count, prev, last_seq = head
+    entries = []
+    for r in records:
+        if r.sequence_number <= last_seq:
+            continue
+        entry = make_entry(r, chain, count, prev, actor_attribute)
+        entries.append(entry)
+        count, prev, last_seq = count + 1, entry["hash"], r.sequence_number
+    return entries, (count, prev, last_seq)
+
+
 class Sink(Protocol):
     """Where entries go, and how they are read back."""
 
@@ -162,15 +184,14 @@ class TableSink:
                 f"the audit table {self.table!r} does not exist: "
                 "`await handlers.audit.prepare(app, sink)` creates it"
             ) from None
-        count = 0 if head is None else int(head["count"])
-        prev = GENESIS if head is None else str(head["last_hash"])
-        last_seq = -1 if head is None else int(head["last_seq"])
-        for r in records:
-            if r.sequence_number <= last_seq:
-                continue  # entered already
-            entry = make_entry(r, chain, count, prev, actor_attribute)
-            ctx.put(t, {"chain": chain, "pos": count, "entry": json.dumps(entry)})
-            count, prev, last_seq = count + 1, entry["hash"], r.sequence_number
+        start: Head = (
+            EMPTY
+            if head is None
+            else (int(head["count"]), str(head["last_hash"]), int(head["last_seq"]))
+        )
+        entries, (count, prev, last_seq) = extend(chain, start, records, actor_attribute)
+        for entry in entries:
+            ctx.put(t, {"chain": chain, "pos": entry["pos"], "entry": json.dumps(entry)})
         new_head = {
             "chain": chain,
             "pos": -1,
@@ -215,10 +236,10 @@ class FileSink:
     """Entries as JSON lines, one file per chain in ``directory``, fsynced per batch."""
 
     directory: str | os.PathLike[str]
-    _heads: dict[str, tuple[int, str, int]] = field(default_factory=dict, repr=False)
+    _heads: dict[str, Head] = field(default_factory=dict, repr=False)
 
-    def _head(self, path: Path) -> tuple[int, str, int]:
-        count, prev, seq = 0, GENESIS, -1
+    def _head(self, path: Path) -> Head:
+        count, prev, seq = EMPTY
         if path.exists():
             with path.open("rb") as f:
                 for line in f:
@@ -242,20 +263,16 @@ class FileSink:
 
         def write() -> None:
             directory.mkdir(parents=True, exist_ok=True)
-            count, prev, seq = self._heads.get(chain) or self._head(path)
-            lines = []
-            for r in records:
-                if r.sequence_number <= seq:
-                    continue  # a redelivered record: entered already
-                entry = make_entry(r, chain, count, prev, actor_attribute)
-                lines.append(json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n")
-                count, prev, seq = count + 1, entry["hash"], r.sequence_number
+            entries, head = extend(
+                chain, self._heads.get(chain) or self._head(path), records, actor_attribute
+            )
+            lines = [json.dumps(e, sort_keys=True, ensure_ascii=False) + "\n" for e in entries]
             if lines:
                 with path.open("a", encoding="utf-8") as f:
                     f.writelines(lines)
                     f.flush()
                     os.fsync(f.fileno())
-            self._heads[chain] = (count, prev, seq)
+            self._heads[chain] = head
 
         await asyncio.to_thread(write)
 
@@ -289,7 +306,8 @@ class LogSink:
     app: sk.App
     topic: str | None = None
     partitions: int = 1
-    _heads: dict[str, tuple[int, str, int]] = field(default_factory=dict, repr=False)
+    _heads: dict[str, Head] = field(default_factory=dict, repr=False)
+    _loaded: bool = field(default=False, repr=False)
     _producer: Any = field(default=None, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
@@ -333,27 +351,19 @@ class LogSink:
         app = self.app
         async with self._lock:
             producer = await self._ready(app)
-            if not self._heads:
+            if not self._loaded:
                 await self._load_heads(app)
-            count, prev, seq = self._heads.get(chain, (0, GENESIS, -1))
-            out = []
-            for r in records:
-                if r.sequence_number <= seq:
-                    continue
-                entry = make_entry(r, chain, count, prev, actor_attribute)
-                out.append(
-                    OutRecord(
-                        self.name(app),
-                        chain.encode(),
-                        json.dumps(entry, sort_keys=True).encode(),
-                        (),
-                        None,
-                    )
+                self._loaded = True
+            entries, head = extend(chain, self._heads.get(chain, EMPTY), records, actor_attribute)
+            if entries:
+                topic = self.name(app)
+                await producer.append(
+                    [
+                        OutRecord(topic, chain.encode(), json.dumps(e, sort_keys=True).encode())
+                        for e in entries
+                    ]
                 )
-                count, prev, seq = count + 1, entry["hash"], r.sequence_number
-            if out:
-                await producer.append(out)
-            self._heads[chain] = (count, prev, seq)
+            self._heads[chain] = head
 
     async def chains(self, app: sk.App) -> AsyncIterator[tuple[str, list[dict[str, Any]], Any]]:
         log = app.log
@@ -363,20 +373,10 @@ class LogSink:
         reader = log.reader(self.name(app))
         by_chain: dict[str, list[dict[str, Any]]] = {}
         try:
-            ends = await reader.end_offsets()
-            live = {p: e for p, e in ends.items() if e > 0}
-            while live:
-                for rec in await reader.fetch(max_records=5000, timeout=0.2):
+            async for batch in read_until(reader, await reader.end_offsets()):
+                for rec in batch:
                     e = json.loads(rec.value)
                     by_chain.setdefault(str(e.get("chain")), []).append(e)
-                for p in list(live):
-                    if await reader.position(p) >= live[p] - 1:
-                        batch = await reader.fetch(max_records=5000, timeout=0.05)
-                        for rec in batch:
-                            e = json.loads(rec.value)
-                            by_chain.setdefault(str(e.get("chain")), []).append(e)
-                        if await reader.position(p) >= live[p] - 1 and not batch:
-                            del live[p]
         finally:
             await reader.close()
         for chain in sorted(by_chain):

@@ -38,6 +38,22 @@ def parse_time(text: str, *, option: str) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
+def _progress(label: str, unit: str, *, quiet: bool) -> Any:
+    """A transient rich progress display on stderr: spinner, label, count, time."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn(f"[bold]{label}[/] {{task.description}}"),
+        TextColumn(f"{{task.completed:,}} {unit}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=quiet,
+    )
+
+
 def _split_handler(target: str) -> tuple[str, str]:
     from streamkit.cli._main import _fail
 
@@ -74,27 +90,15 @@ def register(cli: typer.Typer) -> None:
         Reads the change log while it keeps the range and the point-in-time archive
         beyond it; the handler's live consumer group is not touched.
         """
-        from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
         from streamkit.cli._main import _load_app, _run_app
 
         target, name = _split_handler(handler)
         start = parse_time(since, option="--since")
         end = None if until is None else parse_time(until, option="--until")
         app = _load_app(target)
-        console = Console(stderr=True)
 
         async def go(app: App) -> Any:
-            with Progress(
-                SpinnerColumn(),
-                TextColumn("[bold]replay[/] {task.description}"),
-                TextColumn("{task.completed:,} records"),
-                TimeElapsedColumn(),
-                console=console,
-                transient=True,
-                disable=as_json,
-            ) as bar:
+            with _progress("replay", "records", quiet=as_json) as bar:
                 task = bar.add_task(f"{table} -> {name}", total=None)
                 return await app.replay(
                     table,
@@ -161,24 +165,13 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """Export a table as of an instant (full), or its changes between two instants
         (incremental), with a manifest of files, item counts and checksums."""
-        from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
         from streamkit.cli._main import _run
 
         start = None if since is None else parse_time(since, option="--since")
         end = None if until is None else parse_time(until, option="--until")
 
         async def go(app: App) -> Any:
-            with Progress(
-                SpinnerColumn(),
-                TextColumn("[bold]export[/] {task.description}"),
-                TextColumn("{task.completed:,} items"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-                disable=as_json,
-            ) as bar:
+            with _progress("export", "items", quiet=as_json) as bar:
                 task = bar.add_task(f"{table} -> {to}", total=None)
                 return await app.export(
                     table,

@@ -7,6 +7,7 @@ The storage side (compaction, the SQL) is ``streamkit/storage/_archive.py``; see
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import time
@@ -25,7 +26,7 @@ from streamkit.records._avro import (
     record_new_image,
 )
 from streamkit.records._values import Item, item_size
-from streamkit.storage._archive import archive_rows, state_rows
+from streamkit.storage._archive import archive_rows, current_rows, state_rows
 from streamkit.storage._keys import message_key
 from streamkit.storage._spec import TableSpec, check_table_name
 from streamkit.storage._writes import ttl_expiry
@@ -110,13 +111,8 @@ async def _state(app: App, spec: TableSpec, at_ms: int) -> list[tuple[bytes, byt
 
 
 async def _current(app: App, spec: TableSpec) -> list[tuple[bytes, bytes, bytes]]:
-    def read(rows: Any) -> list[tuple[bytes, bytes, bytes]]:
-        return rows.conn.execute(  # type: ignore[no-any-return]
-            "SELECT pk, sk, data FROM sk_items WHERE tid=? ORDER BY pk, sk", (spec.table_id,)
-        ).fetchall()
-
     engine = app._store.engine
-    return await engine.read(read)
+    return await engine.read(lambda rows: current_rows(rows.conn, spec.table_id))
 
 
 async def items_at(
@@ -221,7 +217,7 @@ async def load_items(
     store = app._store
     await store.ensure_open()
     spec = replace(source, name=target, table_id=0, created_at=None)
-    items, item_keys = await _to_thread(_stored, spec, images)
+    items, item_keys = await asyncio.to_thread(_stored, spec, images)
     view = spec.record_view
     event_ids = os.urandom(16 * len(items)).hex()
 
@@ -248,12 +244,6 @@ async def load_items(
     done = await store.engine.load_table(spec, items, archive if spec.pitr else None)
     store.remember(done)
     return app.table(target)
-
-
-async def _to_thread(fn: Any, *args: Any) -> Any:
-    import asyncio
-
-    return await asyncio.to_thread(fn, *args)
 
 
 async def restore_to_time(app: App, table: str, *, at: datetime, target: str) -> Table:

@@ -275,13 +275,9 @@ def _net(records: Iterable[ChangeRecord]) -> list[dict[str, Any]]:
         last[k] = r
     rows = []
     for k, r in last.items():
-        before = first[k].old_image
-        row: dict[str, Any] = {
-            "Metadata": {"WriteTimestampMicros": r.created_at_ms * 1000},
-            "Keys": item_to_dynamodb_json(dict(r.keys)),
-        }
-        if r.new_image is not None:
-            row["NewImage"] = item_to_dynamodb_json(dict(r.new_image))
+        row = change_row(r)  # the last change: its time and its new image ...
+        before = first[k].old_image  # ... and the image before the first
+        row.pop("OldImage", None)
         if before is not None:
             row["OldImage"] = item_to_dynamodb_json(dict(before))
         if "NewImage" in row or "OldImage" in row:

@@ -15,7 +15,6 @@ See ``docs/design/history.md``.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 from streamkit.capture._relay import table_topic
 from streamkit.exceptions import HistoryUnavailable, ValidationError
 from streamkit.history._archive import _iso, archive_window, archived, to_ms
+from streamkit.log import read_until
 from streamkit.records import ChangeRecord
 from streamkit.records._avro import decode_record, lazy_record
 from streamkit.runtime._batch import Batch, BatchResult
 from streamkit.runtime._registry import HandlerSpec, build_spec
-from streamkit.runtime._worker import call_handler
+from streamkit.runtime._worker import backoff, call_handler
 from streamkit.storage._archive import archive_rows
 from streamkit.storage._effects import Effects
 
@@ -212,8 +212,7 @@ class _Runner:
             if attempt > spec.retries:
                 self._give_up(records, error)
                 return
-            delay = min(spec.max_retry_delay, spec.retry_delay * 2 ** (attempt - 1))
-            await asyncio.sleep(random.uniform(0, delay))
+            await asyncio.sleep(backoff(spec, attempt))
 
     def _give_up(self, records: list[ChangeRecord], error: BaseException) -> None:
         summary = self.summary
@@ -341,27 +340,15 @@ async def _from_log(
     reader: LogReader = app.log.reader(topic)
     try:
         ends = await reader.end_offsets()
-        live: dict[int, int] = {}
         for p, end in ends.items():
             offset = await reader.offset_for_time(p, since_ms)
-            if offset is None or offset >= end:
-                await reader.seek_to_end(p)
-            else:
-                await reader.seek(p, offset)
-                live[p] = end
+            await reader.seek(p, end if offset is None or offset >= end else offset)
         low, high = plan.log_from, plan.published
         make = lazy_record
-        wait = 1.0
-        while live:
-            batch = await reader.fetch(max_records=10_000, timeout=wait)
+        async for batch in read_until(reader, ends):
             out: list[ChangeRecord] = []
             append = out.append
             for rec in batch:
-                stop = live.get(rec.partition)
-                if stop is None or rec.offset >= stop:
-                    continue
-                if rec.offset == stop - 1:
-                    del live[rec.partition]
                 if not (since_ms <= rec.timestamp_ms < until_ms):
                     continue
                 headers = rec.headers
@@ -372,16 +359,6 @@ async def _from_log(
                     seq = next((int(v) for k, v in headers if k == "sequence_number"), low)
                 if low <= seq <= high:
                     append(make(rec.value))
-            # a transaction's commit marker follows the last record, and reading past it
-            # does not wake a waiting fetch: near the end, poll in short steps
-            near = True
-            for p in list(live):
-                pos = await reader.position(p)
-                if pos >= live[p]:
-                    del live[p]
-                elif pos < live[p] - 1:
-                    near = False
-            wait = 0.02 if near else 1.0
             if out:
                 yield out
     finally:

@@ -38,6 +38,7 @@ from streamkit.log._base import (
     from_url,
     murmur2,
     partition_for_key,
+    read_until,
 )
 
 __all__ = (
@@ -59,4 +60,5 @@ __all__ = (
     "from_url",
     "murmur2",
     "partition_for_key",
+    "read_until",
 )

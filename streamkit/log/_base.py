@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, Self, runtime_checkable
 from urllib.parse import parse_qsl
@@ -764,6 +764,31 @@ class UrlOptions:
             return float(self._raw[name])
         except ValueError:
             raise self._bad(name, "a number") from None
+
+
+async def read_until(reader: LogReader, ends: Mapping[int, int]) -> AsyncIterator[list[LogRecord]]:
+    """Read each partition from the reader's position up to (not including) its offset
+    in ``ends``, then stop: chunks of records, each partition's in order.
+
+    A Kafka transaction's commit marker follows its last record, and reading past it
+    does not wake a waiting fetch, so near the end the reader is polled in short steps;
+    a partition is done only when its position reaches its end, never on a quiet fetch.
+    """
+    live = {p: end for p, end in ends.items() if await reader.position(p) < end}
+    wait = 1.0
+    while live:
+        batch = await reader.fetch(max_records=10_000, timeout=wait)
+        out = [r for r in batch if r.offset < live.get(r.partition, -1)]
+        near = True
+        for p in list(live):
+            pos = await reader.position(p)
+            if pos >= live[p]:
+                del live[p]
+            elif pos < live[p] - 1:
+                near = False
+        wait = 0.02 if near else 1.0
+        if out:
+            yield out
 
 
 def from_url(url: str) -> ChangeLog:

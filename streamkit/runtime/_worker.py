@@ -785,8 +785,7 @@ class HandlerRunner:
             return True
         if self.metrics is not None:
             self.metrics.retries += 1
-        delay = min(spec.max_retry_delay, spec.retry_delay * (2 ** (attempt - 1)))
-        await self._sleep(part, random.uniform(0, delay))  # full jitter
+        await self._sleep(part, backoff(spec, attempt))
         return False
 
     async def _sleep(self, part: _Partition, seconds: float) -> None:
@@ -938,8 +937,7 @@ class HandlerRunner:
                 if spec.on_failure != "block" and attempt > spec.retries:
                     await self._give_up(part, lane.index, items, e)
                     break
-                delay = min(spec.max_retry_delay, spec.retry_delay * (2 ** (attempt - 1)))
-                await self._sleep(part, random.uniform(0, delay))
+                await self._sleep(part, backoff(spec, attempt))
                 continue
             if isinstance(result, BatchResult) and result.state is not None:
                 lane.window_state = dict(result.state)
@@ -1002,6 +1000,12 @@ async def call_handler(
         return await coro
     async with asyncio.timeout(spec.timeout):
         return await coro
+
+
+def backoff(spec: HandlerSpec, attempt: int) -> float:
+    """Seconds to wait before retry ``attempt``: exponential, capped, full jitter."""
+    delay = min(spec.max_retry_delay, spec.retry_delay * (2 ** (attempt - 1)))
+    return random.uniform(0, delay)
 
 
 def _event_of(it: _Item) -> str:

@@ -297,6 +297,12 @@ class Service:
             out["LatestStreamArn"] = self.stream_arn(spec)
         return out
 
+    async def _save(self, spec: TableSpec) -> None:
+        """Store a table's changed settings (and tell this process's catalog)."""
+        store = self.app._store
+        await store.engine.update_table(spec)
+        store.remember(spec)
+
     async def _counts(self, spec: TableSpec) -> tuple[int, int]:
         def read(rows: Any) -> tuple[int, int]:
             row = rows.conn.execute(
@@ -426,9 +432,7 @@ class Service:
         if body.get("GlobalSecondaryIndexUpdates"):
             raise validation("Secondary indexes are not supported by streamkit yet")
         if changed != spec:
-            store = self.app._store
-            await store.engine.update_table(changed)
-            store.remember(changed)
+            await self._save(changed)
         return {"TableDescription": await self.describe(changed)}
 
     async def UpdateTimeToLive(self, body: Body) -> Body:
@@ -444,9 +448,7 @@ class Service:
         if not enabled and spec.ttl_attribute is None:
             raise validation("TimeToLive is already disabled")
         changed = replace(spec, ttl_attribute=attr if enabled else None)
-        store = self.app._store
-        await store.engine.update_table(changed)
-        store.remember(changed)
+        await self._save(changed)
         return {"TimeToLiveSpecification": {"Enabled": enabled, "AttributeName": attr}}
 
     async def DescribeTimeToLive(self, body: Body) -> Body:
@@ -582,9 +584,7 @@ class Service:
                 "streamkit yet: create the table with it (the default)"
             )
         changed = replace(spec, pitr=enabled, recovery_days=days)
-        store = self.app._store
-        await store.engine.update_table(changed)
-        store.remember(changed)
+        await self._save(changed)
         return await self.DescribeContinuousBackups({"TableName": spec.name})
 
     # --- items ----------------------------------------------------------------------------
@@ -603,6 +603,16 @@ class Service:
             raise validation("ReturnValuesOnConditionCheckFailure must be NONE or ALL_OLD")
         return bool(v == "ALL_OLD")
 
+    def _write_args(self, body: Body, legacy: _Legacy, allowed: set[str]) -> dict[str, Any]:
+        """The keyword arguments every single-item write shares."""
+        return {
+            "condition": _combine(body, "ConditionExpression", "Expected", legacy),
+            "names": legacy.names or None,
+            "values": legacy.values or None,
+            "returns": self._returns(body, allowed),
+            "return_old_on_condition_failure": self._old_on_failure(body),
+        }
+
     @staticmethod
     def _attributes(item: Any) -> Body:
         return {} if not item else {"Attributes": item_to_dynamodb_json(item)}
@@ -611,18 +621,9 @@ class Service:
         spec = await self._spec(body)
         item = item_from_dynamodb_json(_need(body, "Item", dict))
         legacy = _Legacy(_names(body), _values(body))
-        condition = _combine(body, "ConditionExpression", "Expected", legacy)
-        returns = self._returns(body, {"NONE", "ALL_OLD"})
-        old = await self._table(spec.name).put(
-            item,
-            condition=condition,
-            names=legacy.names or None,
-            values=legacy.values or None,
-            returns=returns,
-            return_old_on_condition_failure=self._old_on_failure(body),
-        )
-        units = 1.0
-        return {**self._attributes(old), **_capacity(body, spec.name, units, read=False)}
+        args = self._write_args(body, legacy, {"NONE", "ALL_OLD"})
+        old = await self._table(spec.name).put(item, **args)
+        return {**self._attributes(old), **_capacity(body, spec.name, 1.0, read=False)}
 
     async def GetItem(self, body: Body) -> Body:
         spec = await self._spec(body)
@@ -649,7 +650,6 @@ class Service:
         spec = await self._spec(body)
         key = _key(body)
         legacy = _Legacy(_names(body), _values(body))
-        condition = _combine(body, "ConditionExpression", "Expected", legacy)
         expression = _opt(body, "UpdateExpression", str)
         if "AttributeUpdates" in body:
             if expression is not None:
@@ -659,15 +659,8 @@ class Service:
                     "parameters: {UpdateExpression}"
                 )
             expression = legacy.updates(_need(body, "AttributeUpdates", dict)) or None
-        returns = self._returns(body, _RETURN_VALUES)
+        kwargs = self._write_args(body, legacy, _RETURN_VALUES)
         table = self._table(spec.name)
-        kwargs: dict[str, Any] = {
-            "condition": condition,
-            "names": legacy.names or None,
-            "values": legacy.values or None,
-            "returns": returns,
-            "return_old_on_condition_failure": self._old_on_failure(body),
-        }
         if expression is None:
             result = await table.update(key, set={}, **kwargs)
         else:
@@ -678,16 +671,8 @@ class Service:
         spec = await self._spec(body)
         key = _key(body)
         legacy = _Legacy(_names(body), _values(body))
-        condition = _combine(body, "ConditionExpression", "Expected", legacy)
-        returns = self._returns(body, {"NONE", "ALL_OLD"})
-        old = await self._table(spec.name).delete(
-            key,
-            condition=condition,
-            names=legacy.names or None,
-            values=legacy.values or None,
-            returns=returns,
-            return_old_on_condition_failure=self._old_on_failure(body),
-        )
+        args = self._write_args(body, legacy, {"NONE", "ALL_OLD"})
+        old = await self._table(spec.name).delete(key, **args)
         return {**self._attributes(old), **_capacity(body, spec.name, 1.0, read=False)}
 
     # --- query and scan -------------------------------------------------------------------

@@ -29,6 +29,7 @@ __all__ = (
     "backup_rows",
     "compact",
     "copy_backup",
+    "current_rows",
     "migrate_2_to_3",
     "state_rows",
 )
@@ -141,6 +142,13 @@ def state_rows(
         (table_id, at_ms),
     )
     yield from cur
+
+
+def current_rows(conn: sqlite3.Connection, table_id: int) -> list[tuple[bytes, bytes, bytes]]:
+    """``(pk, sk, data)`` of every item of a table now, in key order (one read snapshot)."""
+    return conn.execute(
+        "SELECT pk, sk, data FROM sk_items WHERE tid=? ORDER BY pk, sk", (table_id,)
+    ).fetchall()
 
 
 def archive_rows(

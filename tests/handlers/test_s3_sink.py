@@ -12,13 +12,7 @@ import pytest
 
 import streamkit as sk
 from handlers.s3_sink import s3_sink_router
-
-S3_ENV = "STREAMKIT_TEST_S3"
-
-
-def _s3_param() -> Any:
-    marks = [] if os.environ.get(S3_ENV) else [pytest.mark.skip(reason=f"{S3_ENV} is not set")]
-    return pytest.param("s3", id="s3", marks=marks)
+from tests import s3_env
 
 
 def _read(fmt: str, data: bytes) -> list[dict[str, Any]]:
@@ -32,7 +26,7 @@ def _read(fmt: str, data: bytes) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "avro"])
-@pytest.mark.parametrize("where", ["file", _s3_param()])
+@pytest.mark.parametrize("where", ["file", s3_env.s3_param()])
 async def test_changes_land_in_date_partitioned_files_once(
     tmp_path: Path, fmt: str, where: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -43,20 +37,9 @@ async def test_changes_land_in_date_partitioned_files_once(
             root = tmp_path / "lake"
             return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*.*")}
     else:
-        import boto3
-        from botocore.config import Config
-
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", os.environ[S3_ENV])
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", os.environ[s3_env.S3_ENV])
         bucket = f"lake-{uuid.uuid4().hex[:10]}"
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=os.environ[S3_ENV],
-            region_name="us-east-1",
-            config=Config(
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            ),
-        )
+        s3 = s3_env.client()
         s3.create_bucket(Bucket=bucket)
         to = f"s3://{bucket}/raw"
 

@@ -18,17 +18,7 @@ from typing import Any
 import pytest
 
 import streamkit as sk
-
-S3_ENV = "STREAMKIT_TEST_S3"
-_S3_SKIP = (
-    f"{S3_ENV} is not set: start the S3 server with compose/s3/s3-up.sh and set "
-    f"{S3_ENV}=http://127.0.0.1:9000 (`make test` does both)"
-)
-
-
-def _s3_param() -> Any:
-    marks = [] if os.environ.get(S3_ENV) else [pytest.mark.skip(reason=_S3_SKIP)]
-    return pytest.param("s3", id="s3", marks=marks)
+from tests import s3_env
 
 
 class Store:
@@ -40,19 +30,8 @@ class Store:
             self.root = tmp_path / "exports"
             self.url = f"file://{self.root}"
         else:
-            import boto3
-            from botocore.config import Config
-
             self.bucket = f"sk-{uuid.uuid4().hex[:12]}"
-            self.s3 = boto3.client(
-                "s3",
-                endpoint_url=os.environ[S3_ENV],
-                region_name="us-east-1",
-                config=Config(
-                    request_checksum_calculation="when_required",
-                    response_checksum_validation="when_required",
-                ),
-            )
+            self.s3 = s3_env.client()
             self.s3.create_bucket(Bucket=self.bucket)
             self.url = f"s3://{self.bucket}/exports"
 
@@ -72,11 +51,11 @@ class Store:
         return sorted(o["Key"][len("exports/") :] for o in got)
 
 
-@pytest.fixture(params=["file", _s3_param()])
+@pytest.fixture(params=["file", s3_env.s3_param()])
 def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
     if request.param == "s3":
         # the export finds the endpoint the usual AWS way
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", os.environ[S3_ENV])
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", os.environ[s3_env.S3_ENV])
     return Store(request.param, tmp_path)
 
 
