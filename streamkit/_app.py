@@ -590,10 +590,11 @@ class App(Registrar):
             summary = await app.replay("Orders", "ship_order", since=now - timedelta(hours=1))
             ```
         """
-        from streamkit.history._replay import replay
+        from streamkit.history._replay import HistoryEnv, replay
 
+        env = HistoryEnv(self._store, self.log, self.namespace, self.handlers)
         return await replay(
-            self, table, handler, since=since, until=until, dry_run=dry_run, progress=progress
+            env, table, handler, since=since, until=until, dry_run=dry_run, progress=progress
         )
 
     async def restore_to_time(self, table: str, *, at: datetime, target: str) -> Table:
@@ -609,20 +610,20 @@ class App(Registrar):
         """
         from streamkit.history._archive import restore_to_time
 
-        return await restore_to_time(self, table, at=at, target=target)
+        return await restore_to_time(self._store, table, at=at, target=target)
 
     async def backup(self, table: str) -> Backup:
         """A consistent copy of the table's items (all as of one instant, while writes go
         on), kept in the storage until deleted."""
         from streamkit.history import _backups
 
-        return await _backups.create(self, table)
+        return await _backups.create(self._store, table)
 
     async def backups(self, table: str | None = None) -> list[Backup]:
         """Every backup (of ``table``), oldest first."""
         from streamkit.history import _backups
 
-        return await _backups.list_backups(self, table)
+        return await _backups.list_backups(self._store, table)
 
     async def restore_backup(self, backup_id: str, *, target: str) -> Table:
         """Create ``target`` from a backup, with the backed-up table's settings.
@@ -632,13 +633,13 @@ class App(Registrar):
         """
         from streamkit.history import _backups
 
-        return await _backups.restore(self, backup_id, target=target)
+        return await _backups.restore(self._store, backup_id, target=target)
 
     async def delete_backup(self, backup_id: str) -> Backup:
         """Delete a backup; returns what it was (raises BackupNotFound)."""
         from streamkit.history import _backups
 
-        return await _backups.delete(self, backup_id)
+        return await _backups.delete(self._store, backup_id)
 
     async def export(
         self,
@@ -660,5 +661,5 @@ class App(Registrar):
         from streamkit.history._export import export_table
 
         return await export_table(
-            self, table, to=to, format=format, since=since, until=until, progress=progress
+            self._store, table, to=to, format=format, since=since, until=until, progress=progress
         )

@@ -181,7 +181,17 @@ class ConfigurationError(StreamkitError, ValueError):
 
 
 class StorageError(StreamkitError):
-    """The storage engine failed for a reason that is not the caller's input."""
+    """The storage engine failed for a reason that is not the caller's input.
+
+    Attributes:
+        retriable: whether trying the call again may succeed (a lost connection, a
+            database restarting, a serialization conflict). When a write fails this
+            way it either committed whole, with its change records, or not at all.
+    """
+
+    def __init__(self, message: str, *, retriable: bool = False) -> None:
+        super().__init__(message)
+        self.retriable = retriable
 
 
 class LogError(StreamkitError):

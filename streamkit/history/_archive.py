@@ -8,13 +8,12 @@ The storage side (compaction, the SQL) is ``streamkit/storage/_archive.py``; see
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from streamkit.exceptions import HistoryUnavailable, ValidationError
 from streamkit.records import ChangeRecord
@@ -26,14 +25,14 @@ from streamkit.records._avro import (
     record_new_image,
 )
 from streamkit.records._values import Item, item_size
-from streamkit.storage._archive import archive_rows, current_rows, state_rows
+from streamkit.storage._engine import ArchivedRecord, ItemRow, StoredItem
 from streamkit.storage._keys import message_key
 from streamkit.storage._spec import TableSpec, check_table_name
+from streamkit.storage._table import Table
 from streamkit.storage._writes import ttl_expiry
 
 if TYPE_CHECKING:
-    from streamkit._app import App
-    from streamkit.storage._table import Table
+    from streamkit.storage._store import Store
 
 __all__ = (
     "archive_window",
@@ -45,8 +44,6 @@ __all__ = (
 )
 
 _DAY_MS = 86_400_000
-# (pk, sk, data, size, expires): an item as the engine stores it
-StoredItem = tuple[bytes, bytes, bytes, int, float | None]
 
 
 def to_ms(name: str, when: object) -> int:
@@ -92,31 +89,21 @@ def check_instant(spec: TableSpec, at_ms: int, what: str = "at") -> None:
         )
 
 
-async def _state(app: App, spec: TableSpec, at_ms: int) -> list[tuple[bytes, bytes, bytes]]:
+async def _state(store: Store, spec: TableSpec, at_ms: int) -> list[ItemRow]:
     """``(pk, sk, item image bytes)`` of every item of the table at ``at_ms``."""
-
-    def read(rows: Any) -> list[tuple[bytes, bytes, bytes]]:
-        out = []
-        for pk, sk, record, stored in state_rows(rows.conn, spec.table_id, at_ms):
-            image = stored
-            if image is None:
-                found = record_new_image(record)
-                assert found is not None, "an INSERT/MODIFY record without a new image"
-                image = found[0]
-            out.append((pk, sk, image))
-        return out
-
-    engine = app._store.engine
-    return await engine.read(read)
-
-
-async def _current(app: App, spec: TableSpec) -> list[tuple[bytes, bytes, bytes]]:
-    engine = app._store.engine
-    return await engine.read(lambda rows: current_rows(rows.conn, spec.table_id))
+    out = []
+    for pk, sk, record, stored in await store.engine.state_at(spec.table_id, at_ms):
+        image = stored
+        if image is None:
+            found = record_new_image(record)
+            assert found is not None, "an INSERT/MODIFY record without a new image"
+            image = found[0]
+        out.append((pk, sk, image))
+    return out
 
 
 async def items_at(
-    app: App, table: str, at: datetime | None = None, *, chunk: int = 1000
+    store: Store, table: str, at: datetime | None = None, *, chunk: int = 1000
 ) -> AsyncIterator[list[Item]]:
     """The table exactly as it was at ``at`` (None: now, one consistent snapshot), in key
     order, as chunks of items.
@@ -124,19 +111,19 @@ async def items_at(
     Raises:
         HistoryUnavailable: ``at`` is outside the table's recovery window, or PITR is off.
     """
-    spec = await app._store.spec(table)
+    spec = await store.spec(table)
     if at is None:
-        rows = await _current(app, spec)
+        _, rows = await store.engine.snapshot(spec.table_id)
     else:
         at_ms = to_ms("at", at)
         check_instant(spec, at_ms)
-        rows = await _state(app, spec, at_ms)
+        rows = await _state(store, spec, at_ms)
     for i in range(0, len(rows), chunk):
         yield [decode_image(data) for _, _, data in rows[i : i + chunk]]
 
 
 async def archived(
-    app: App,
+    store: Store,
     spec: TableSpec,
     *,
     since_ms: int,
@@ -144,25 +131,17 @@ async def archived(
     after_seq: int = 0,
     before_seq: int | None = None,
     chunk: int = 5000,
-) -> AsyncIterator[list[tuple[int, int, bytes]]]:
+) -> AsyncIterator[list[ArchivedRecord]]:
     """Chunks of ``(seq, created_ms, record bytes)`` of the table's archived changes
     created in [since_ms, until_ms), in commit order (no window check)."""
-    engine = app._store.engine
-
-    def read(r: Any, after: int) -> list[tuple[int, int, bytes]]:
-        return archive_rows(
-            r.conn,
+    while True:
+        rows = await store.engine.archive_rows(
             spec.table_id,
-            after_seq=after,
+            after_seq=after_seq,
             since_ms=since_ms,
             until_ms=until_ms,
             before_seq=before_seq,
             limit=chunk,
-        )
-
-    while True:
-        rows: list[tuple[int, int, bytes]] = await engine.read(
-            functools.partial(read, after=after_seq)
         )
         if not rows:
             return
@@ -171,7 +150,7 @@ async def archived(
 
 
 async def changes_between(
-    app: App, table: str, since: datetime, until: datetime | None = None
+    store: Store, table: str, since: datetime, until: datetime | None = None
 ) -> AsyncIterator[ChangeRecord]:
     """Every change committed to the table in [since, until) (until None: now), in commit
     order, from the archive.
@@ -179,13 +158,13 @@ async def changes_between(
     Raises:
         HistoryUnavailable: the range starts before the recovery window, or PITR is off.
     """
-    spec = await app._store.spec(table)
+    spec = await store.spec(table)
     since_ms = to_ms("since", since)
     until_ms = time.time_ns() // 1_000_000 + 1 if until is None else to_ms("until", until)
     if until_ms <= since_ms:
         raise ValidationError("until= must be after since=")
     check_instant(spec, since_ms, "since")
-    async for rows in archived(app, spec, since_ms=since_ms, until_ms=until_ms):
+    async for rows in archived(store, spec, since_ms=since_ms, until_ms=until_ms):
         for _, _, record in rows:
             yield lazy_record(record)
 
@@ -208,13 +187,12 @@ def _stored(
 
 
 async def load_items(
-    app: App, source: TableSpec, target: str, images: Sequence[tuple[bytes, bytes, bytes]]
+    store: Store, source: TableSpec, target: str, images: Sequence[ItemRow]
 ) -> Table:
     """Create ``target`` with the settings of ``source`` holding ``images`` — atomically:
     the new table appears whole or not at all. The items are in its archive (so it can
     be restored in turn) but are not change records its handlers see."""
     check_table_name(target)
-    store = app._store
     await store.ensure_open()
     spec = replace(source, name=target, table_id=0, created_at=None)
     items, item_keys = await asyncio.to_thread(_stored, spec, images)
@@ -243,21 +221,21 @@ async def load_items(
 
     done = await store.engine.load_table(spec, items, archive if spec.pitr else None)
     store.remember(done)
-    return app.table(target)
+    return Table(store, target)
 
 
-async def restore_to_time(app: App, table: str, *, at: datetime, target: str) -> Table:
+async def restore_to_time(store: Store, table: str, *, at: datetime, target: str) -> Table:
     """Restore ``table`` as it was at ``at`` into the new table ``target``.
 
     Raises:
         HistoryUnavailable: ``at`` is outside the recovery window, or PITR is off.
         TableExists: ``target`` exists.
     """
-    spec = await app._store.spec(table)
+    spec = await store.spec(table)
     at_ms = to_ms("at", at)
     check_instant(spec, at_ms)
-    if app._store.known(target) is not None:
+    if store.known(target) is not None:
         from streamkit.exceptions import TableExists
 
         raise TableExists(f"table {target!r} already exists", table=target)
-    return await load_items(app, spec, target, await _state(app, spec, at_ms))
+    return await load_items(store, spec, target, await _state(store, spec, at_ms))

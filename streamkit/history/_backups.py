@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from streamkit.exceptions import ValidationError
 from streamkit.history._archive import load_items
+from streamkit.storage._engine import BackupInfo, new_backup_id
 from streamkit.storage._spec import check_table_name
-from streamkit.storage._sqlite import new_backup_id
 
 if TYPE_CHECKING:
-    from streamkit._app import App
+    from streamkit.storage._store import Store
     from streamkit.storage._table import Table
 
 __all__ = ("Backup", "create", "delete", "list_backups", "restore")
@@ -39,14 +39,14 @@ class Backup:
     kind: str
 
     @classmethod
-    def _of(cls, d: dict[str, Any]) -> Backup:
+    def _of(cls, info: BackupInfo) -> Backup:
         return cls(
-            id=d["id"],
-            table=d["table"],
-            created_at=datetime.fromtimestamp(d["created_ms"] / 1000, UTC),
-            items=d["items"],
-            size_bytes=d["bytes"],
-            kind=d["kind"],
+            id=info.id,
+            table=info.table,
+            created_at=datetime.fromtimestamp(info.created_ms / 1000, UTC),
+            items=info.items,
+            size_bytes=info.bytes,
+            kind=info.kind,
         )
 
 
@@ -56,34 +56,30 @@ def _check_id(backup_id: object) -> str:
     return backup_id
 
 
-async def create(app: App, table: str) -> Backup:
+async def create(store: Store, table: str) -> Backup:
     """Copy the table's items, all as of one instant (one storage transaction: writes
     go on around it, none is half in)."""
     check_table_name(table)
-    store = app._store
     await store.ensure_open()
     return Backup._of(await store.engine.create_backup(table, new_backup_id(table), "USER"))
 
 
-async def list_backups(app: App, table: str | None = None) -> list[Backup]:
+async def list_backups(store: Store, table: str | None = None) -> list[Backup]:
     """Every backup (of ``table``), oldest first."""
-    store = app._store
     await store.ensure_open()
     return [Backup._of(d) for d in await store.engine.list_backups(table)]
 
 
-async def restore(app: App, backup_id: str, *, target: str) -> Table:
+async def restore(store: Store, backup_id: str, *, target: str) -> Table:
     """Create ``target`` holding the backup's items, with the backed-up table's settings
     (key schema, stream, TTL, capacity, PITR) — atomically."""
     check_table_name(target)
-    store = app._store
     await store.ensure_open()
     info, rows = await store.engine.backup_items(_check_id(backup_id))
-    return await load_items(app, info["spec"], target, rows)
+    return await load_items(store, info.spec, target, rows)
 
 
-async def delete(app: App, backup_id: str) -> Backup:
+async def delete(store: Store, backup_id: str) -> Backup:
     """Delete a backup; returns what it was."""
-    store = app._store
     await store.ensure_open()
     return Backup._of(await store.engine.delete_backup(_check_id(backup_id)))

@@ -32,8 +32,8 @@ from streamkit.exceptions import ValidationError
 from streamkit.records._values import item_to_dynamodb_json
 
 if TYPE_CHECKING:
-    from streamkit._app import App
     from streamkit.records import ChangeRecord
+    from streamkit.storage._store import Store
 
 __all__ = (
     "FORMATS",
@@ -286,7 +286,7 @@ def _net(records: Iterable[ChangeRecord]) -> list[dict[str, Any]]:
 
 
 async def export_table(
-    app: App,
+    store: Store,
     table: str,
     *,
     to: str,
@@ -299,7 +299,7 @@ async def export_table(
     from streamkit.history._archive import changes_between, items_at
 
     since_ms, until_ms = _check(format, since, until)
-    spec = await app._store.spec(table)  # TableNotFound before anything is written
+    spec = await store.spec(table)  # TableNotFound before anything is written
     dest = open_destination(to)
     started = datetime.now(UTC)
     export_id = f"{int(started.timestamp() * 1000):013d}-{uuid.uuid4().hex[:8]}"
@@ -328,14 +328,14 @@ async def export_table(
 
     if incremental:
         assert since is not None
-        records = [r async for r in changes_between(app, table, since, until)]
+        records = [r async for r in changes_between(store, table, since, until)]
         rows = _net(records)
         for i in range(0, len(rows), ITEMS_PER_FILE):
             await flush(rows[i : i + ITEMS_PER_FILE])
     else:
         pending: list[dict[str, Any]] = []
         key_names = spec.key.names
-        async for chunk in items_at(app, table, until, chunk=5000):
+        async for chunk in items_at(store, table, until, chunk=5000):
             for item in chunk:
                 ddb = item_to_dynamodb_json(item)
                 pending.append(

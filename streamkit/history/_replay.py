@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -30,15 +30,26 @@ from streamkit.records._avro import decode_record, lazy_record
 from streamkit.runtime._batch import Batch, BatchResult
 from streamkit.runtime._registry import HandlerSpec, build_spec
 from streamkit.runtime._worker import backoff, call_handler
-from streamkit.storage._archive import archive_rows
 from streamkit.storage._effects import Effects
 
 if TYPE_CHECKING:
-    from streamkit._app import App
-    from streamkit.log import LogReader
+    from streamkit.log import ChangeLog, LogReader
     from streamkit.storage._spec import TableSpec
+    from streamkit.storage._store import Store
 
-__all__ = ("ReplaySummary", "replay")
+__all__ = ("HistoryEnv", "ReplaySummary", "replay")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEnv:
+    """What replay works with: the store, the change log, the topic namespace and the
+    registered handlers (the App hands these over; history never sees the App)."""
+
+    store: Store
+    log: ChangeLog
+    namespace: str
+    handlers: Mapping[str, HandlerSpec]
+
 
 _EVENTS = ("INSERT", "MODIFY", "REMOVE")
 _MAX_TAIL = 1_000_000  # unpublished rows read in one snapshot
@@ -95,13 +106,15 @@ class ReplaySummary:
         }
 
 
-def _resolve(app: App, table: str, handler: str | HandlerSpec | Callable[..., Any]) -> HandlerSpec:
+def _resolve(
+    env: HistoryEnv, table: str, handler: str | HandlerSpec | Callable[..., Any]
+) -> HandlerSpec:
     if isinstance(handler, HandlerSpec):
         spec = handler
     elif isinstance(handler, str):
-        spec_or_none = app.handlers.get(handler)
+        spec_or_none = env.handlers.get(handler)
         if spec_or_none is None:
-            known = ", ".join(sorted(app.handlers)) or "none"
+            known = ", ".join(sorted(env.handlers)) or "none"
             raise ValidationError(f"no handler named {handler!r} (registered: {known})")
         spec = spec_or_none
     elif callable(handler):
@@ -140,8 +153,8 @@ class _Runner:
     partial batch failures, context writes committed per invocation), without
     checkpoints or DLQ: a record that keeps failing is counted and reported."""
 
-    def __init__(self, app: App, spec: HandlerSpec, summary: ReplaySummary) -> None:
-        self.app = app
+    def __init__(self, env: HistoryEnv, spec: HandlerSpec, summary: ReplaySummary) -> None:
+        self.env = env
         self.spec = spec
         self.summary = summary
         self.size = (spec.batch_size or 1) if spec.batched else 1
@@ -177,7 +190,7 @@ class _Runner:
         attempt = 0
         while records:
             attempt += 1
-            effects = Effects(self.app._store)
+            effects = Effects(self.env.store)
             arg: Any = (
                 Batch(records, table=spec.table, handler=spec.name, attempt=attempt)
                 if spec.batched
@@ -245,10 +258,10 @@ class _Plan:
     log_available: bool
 
 
-async def _log_start(app: App, topic: str) -> tuple[int, int | None]:
+async def _log_start(env: HistoryEnv, topic: str) -> tuple[int, int | None]:
     """(the first sequence number every partition still holds, the commit time of the
     newest of the partitions' first kept records); (0, None) when nothing was trimmed."""
-    log = app.log
+    log = env.log
     first_seq = 0
     first_ms: int | None = None
     reader = log.reader(topic)
@@ -281,35 +294,27 @@ async def _log_start(app: App, topic: str) -> tuple[int, int | None]:
     return first_seq, first_ms
 
 
-async def _plan(app: App, spec: TableSpec, since_ms: int, until_ms: int) -> _Plan:
-    namespace = app.namespace
+async def _plan(env: HistoryEnv, spec: TableSpec, since_ms: int, until_ms: int) -> _Plan:
+    namespace = env.namespace
     topic = table_topic(namespace, spec.name)
     done_key = f"relay.{namespace}.done"
 
-    def snapshot(rows: Any) -> tuple[int, list[tuple[int, int, bytes]]]:
-        row = rows.conn.execute("SELECT value FROM sk_meta WHERE key=?", (done_key,)).fetchone()
-        published = 0 if row is None else int(row[0])
-        tail = archive_rows(
-            rows.conn,
-            spec.table_id,
-            after_seq=published,
-            since_ms=since_ms,
-            until_ms=until_ms,
-            before_seq=None,
-            limit=_MAX_TAIL,
-        )
-        return published, tail
-
     # the position and the unpublished rows in one read: nothing published in between
     # can be pruned before it is read
-    published, tail = await app._store.engine.read(snapshot)
+    published, tail = await env.store.engine.archive_tail(
+        spec.table_id,
+        position_key=done_key,
+        since_ms=since_ms,
+        until_ms=until_ms,
+        limit=_MAX_TAIL,
+    )
     if published == 0:
         return _Plan(0, 1, None, tail, False)  # nothing published yet: the outbox has it all
     log_available = spec.stream is not None and published > 0
     if log_available:
-        await app.log.open()
-        log_available = await app.log.describe_topic(topic) is not None
-    log_from, log_first_ms = (0, None) if not log_available else await _log_start(app, topic)
+        await env.log.open()
+        log_available = await env.log.describe_topic(topic) is not None
+    log_from, log_first_ms = (0, None) if not log_available else await _log_start(env, topic)
     if log_available and log_from >= 0 and (log_first_ms is None or since_ms >= log_first_ms):
         return _Plan(published, 0, None, tail, True)  # the log keeps the whole range
     # changes before the table was created do not exist: only the recovery window counts
@@ -335,9 +340,9 @@ async def _plan(app: App, spec: TableSpec, since_ms: int, until_ms: int) -> _Pla
 
 
 async def _from_log(
-    app: App, topic: str, plan: _Plan, since_ms: int, until_ms: int
+    env: HistoryEnv, topic: str, plan: _Plan, since_ms: int, until_ms: int
 ) -> AsyncIterator[list[ChangeRecord]]:
-    reader: LogReader = app.log.reader(topic)
+    reader: LogReader = env.log.reader(topic)
     try:
         ends = await reader.end_offsets()
         for p, end in ends.items():
@@ -366,7 +371,7 @@ async def _from_log(
 
 
 async def replay(
-    app: App,
+    env: HistoryEnv,
     table: str,
     handler: str | HandlerSpec | Callable[..., Any],
     *,
@@ -388,8 +393,8 @@ async def replay(
         HistoryUnavailable: the range reaches past what the log and the archive keep.
         ValidationError: bad arguments (naive datetimes, until <= since, unknown handler).
     """
-    spec_t = await app._store.spec(table)
-    hspec = _resolve(app, table, handler)
+    spec_t = await env.store.spec(table)
+    hspec = _resolve(env, table, handler)
     since_ms = to_ms("since", since)
     now_ms = time.time_ns() // 1_000_000
     until_ms = now_ms + 1 if until is None else to_ms("until", until)
@@ -408,8 +413,8 @@ async def replay(
         dry_run=dry_run,
     )
     started = time.perf_counter()
-    plan = await _plan(app, spec_t, since_ms, until_ms)
-    runner = _Runner(app, hspec, summary)
+    plan = await _plan(env, spec_t, since_ms, until_ms)
+    runner = _Runner(env, hspec, summary)
 
     async def report() -> None:
         if progress is not None:
@@ -419,14 +424,14 @@ async def replay(
 
     if plan.archive_before is not None:
         async for rows in archived(
-            app, spec_t, since_ms=since_ms, until_ms=until_ms, before_seq=plan.archive_before
+            env.store, spec_t, since_ms=since_ms, until_ms=until_ms, before_seq=plan.archive_before
         ):
             summary.from_archive += len(rows)
             await runner.feed([lazy_record(r[2]) for r in rows])
             await report()
     if plan.log_available:
-        topic = table_topic(app.namespace, table)
-        async for records in _from_log(app, topic, plan, since_ms, until_ms):
+        topic = table_topic(env.namespace, table)
+        async for records in _from_log(env, topic, plan, since_ms, until_ms):
             summary.from_log += len(records)
             await runner.feed(records)
             await report()

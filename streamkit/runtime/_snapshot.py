@@ -22,37 +22,25 @@ from streamkit.storage._keys import message_key
 
 if TYPE_CHECKING:
     from streamkit.runtime._worker import HandlerRunner, _Partition
+    from streamkit.storage._store import Store
 
 __all__ = ("deliver_snapshot",)
 
-_PAGE = 1_000
 _MARGIN_MS = 300_000  # commit clocks may step back a little; start reading well before
 
 
-def _read_snapshot(
-    rows: Any, table_id: int, pk_name: str, partitions: int, wanted: int, partition_for: Any
+async def _read_snapshot(
+    store: Store, table_id: int, pk_name: str, partitions: int, wanted: int, partition_for: Any
 ) -> tuple[int, list[bytes]]:
-    conn = rows.conn
-    began = False
-    if not conn.in_transaction:
-        conn.execute("BEGIN")  # one read transaction: a consistent snapshot under WAL
-        began = True
-    try:
-        seq = int(rows.max_sequence())
-        out: list[bytes] = []
-        after: tuple[bytes, bytes] | None = None
-        while True:
-            page = rows.scan(table_id, after=after, limit=_PAGE, segment=0, total_segments=1)
-            for pk, sk, data in page:
-                item = decode_image(data)
-                if partition_for(partitions, message_key(item[pk_name])) == wanted:
-                    out.append(data)
-                after = (pk, sk)
-            if len(page) < _PAGE:
-                return seq, out
-    finally:
-        if began:
-            conn.execute("COMMIT")
+    """The newest sequence number and the images of the items of log partition
+    ``wanted``, from one consistent snapshot of the table."""
+    seq, rows = await store.engine.snapshot(table_id)
+    out = []
+    for _, _, data in rows:
+        item = decode_image(data)
+        if partition_for(partitions, message_key(item[pk_name])) == wanted:
+            out.append(data)
+    return seq, out
 
 
 async def deliver_snapshot(runner: HandlerRunner, part: _Partition) -> None:
@@ -63,15 +51,13 @@ async def deliver_snapshot(runner: HandlerRunner, part: _Partition) -> None:
     spec_t = await store.spec(runner.spec.table)
     partitions = len(await consumer.end_offsets())
     taken_ms = int(time.time() * 1000)
-    seq, images = await store.engine.read(
-        lambda rows: _read_snapshot(
-            rows,
-            spec_t.table_id,
-            spec_t.key.partition.name,
-            partitions,
-            part.p,
-            runner.log.partition_for,
-        )
+    seq, images = await _read_snapshot(
+        store,
+        spec_t.table_id,
+        spec_t.key.partition.name,
+        partitions,
+        part.p,
+        runner.log.partition_for,
     )
     view = spec_t.stream or StreamView.NEW_AND_OLD_IMAGES
     names = spec_t.key.names

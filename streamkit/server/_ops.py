@@ -304,15 +304,7 @@ class Service:
         store.remember(spec)
 
     async def _counts(self, spec: TableSpec) -> tuple[int, int]:
-        def read(rows: Any) -> tuple[int, int]:
-            row = rows.conn.execute(
-                "SELECT count(*), coalesce(sum(size), 0) FROM sk_items WHERE tid=?",
-                (spec.table_id,),
-            ).fetchone()
-            return int(row[0]), int(row[1])
-
-        engine = self.app._store.engine
-        return await engine.read(read)
+        return await self.app._store.engine.table_stats(spec.table_id)
 
     # --- tables ---------------------------------------------------------------------------
     async def CreateTable(self, body: Body) -> Body:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from streamkit.storage._transaction import Transaction
-from streamkit.storage._writes import Checkpoint, WriteOp, run_effects
+from streamkit.storage._writes import Checkpoint, WriteOp
 
 if TYPE_CHECKING:
     from streamkit.storage._spec import TableSpec
@@ -67,9 +67,7 @@ class Effects(Transaction):
                 spec = specs[table.name] = await store.spec(table.name)
             ops.append(build(spec))
         origin = store.origin
-        stale: int | None = await store.engine.write_fn(
-            lambda rows: run_effects(rows, ops, checkpoints, origin)
-        )
+        stale = await store.engine.commit_effects(ops, checkpoints, origin)
         if stale is None:
             for op in ops:
                 store.charge(op.spec, write=1.0)

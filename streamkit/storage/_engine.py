@@ -1,23 +1,63 @@
-"""The storage engine interface: what the table layer needs from a database.
+"""The storage engine interface: everything the layers above need from a database.
 
-An engine stores item rows (table id, partition bytes, sort bytes, image
-bytes, TTL) and an append-only change log (the outbox and the point-in-time
-archive), and runs write jobs atomically. SQLite implements it today
-(``sqlite://``, ``memory://``); PostgreSQL can implement the same Protocol.
+An engine stores a catalog of tables, item rows (table id, partition bytes, sort
+bytes, image bytes, DynamoDB size, TTL), an append-only change log (the capture
+outbox, which is also the point-in-time archive), backups, and small named
+settings and positions ("meta"). Every method is a coroutine on plain data: no
+connection, cursor, SQL or callback crosses this boundary, so capture, the
+runtime, history and the endpoint work the same on every engine.
+
+Two engines implement it: SQLite (``sqlite://``, ``memory://``) and PostgreSQL
+(``postgresql://``). ``tests/unit/storage`` and the history tests run against
+every engine through one parametrized fixture (the engine conformance suite).
+
+Write semantics shared by all engines:
+
+* A :class:`~streamkit.storage._writes.WriteJob` runs atomically: its item rows
+  and its change rows commit together or not at all (the outbox).
+* Sequence numbers are strictly increasing in commit order across the whole
+  store: a change row that becomes visible later never has a smaller number than
+  one visible before it. The relay relies on this to never skip a row.
+* A job that fails (a condition, a cancelled transaction) writes nothing.
 """
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
 from streamkit.storage._spec import TableSpec
-from streamkit.storage._writes import WriteJob, WriteResult
+from streamkit.storage._writes import Checkpoint, WriteJob, WriteOp, WriteResult
 
-__all__ = ("ChangeRow", "ReadRows", "StorageEngine")
+__all__ = (
+    "ArchiveRow",
+    "ArchivedRecord",
+    "BackupInfo",
+    "ChangeRow",
+    "ItemRow",
+    "StateRow",
+    "StorageEngine",
+    "StoredItem",
+    "new_backup_id",
+)
 
-T = TypeVar("T")
+ItemRow = tuple[bytes, bytes, bytes]
+"""``(partition bytes, sort bytes, image bytes)`` of one item."""
+
+StoredItem = tuple[bytes, bytes, bytes, int, float | None]
+"""``(partition bytes, sort bytes, image bytes, DynamoDB size, TTL epoch seconds)``."""
+
+ArchivedRecord = tuple[int, int, bytes]
+"""``(sequence number, created epoch ms, encoded change record)`` from the archive."""
+
+StateRow = tuple[bytes, bytes, bytes, bytes | None]
+"""``(partition bytes, sort bytes, newest record, its stored full image or None)``."""
+
+ArchiveRow = Callable[[TableSpec, int, int, int], tuple[bytes, bytes]]
+"""``archive(spec, index, seq, now_ms) -> (message key, encoded record)`` for load_table."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +76,91 @@ class ChangeRow:
     image: bytes | None
 
 
-class ReadRows(Protocol):
-    """Read primitives a read function may call, on the engine's reader thread."""
+@dataclass(frozen=True, slots=True)
+class BackupInfo:
+    """A backup as stored: its id, table, settings and size."""
 
-    def get(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
+    id: str
+    table: str
+    spec: TableSpec
+    kind: str  # "USER" | "SYSTEM"
+    created_ms: int
+    items: int
+    bytes: int
+
+
+def new_backup_id(table: str) -> str:
+    """A backup id in DynamoDB's style: ``<table>-<ms since epoch>-<random>``."""
+    return f"{table}-{time.time_ns() // 1_000_000:013d}-{uuid.uuid4().hex[:8]}"
+
+
+class StorageEngine(Protocol):
+    """A transactional store for tables, items, change records, backups and positions."""
+
+    url: str
+    storage_id: str  # stable per database; set by open()
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create or open the database (idempotent).
+
+        Raises:
+            ConfigurationError: the URL is wrong, or the database is not a streamkit
+                store of a schema version this code reads (nothing is created in it).
+            StorageError: the database cannot be reached (``retriable`` says whether
+                trying again may help).
+        """
+
+    async def close(self) -> None:
+        """Finish queued work and release the database."""
+
+    # --- catalog -----------------------------------------------------------------------
+    async def create_table(self, spec: TableSpec) -> TableSpec:
+        """Add a table to the catalog (returns it with its id and creation time).
+
+        Raises:
+            TableExists: a table of that name exists.
+        """
+
+    async def delete_table(self, name: str) -> TableSpec:
+        """Remove a table and its items (a PITR table leaves a SYSTEM backup first);
+        its change rows stay in the archive. Raises TableNotFound."""
+
+    async def update_table(self, spec: TableSpec) -> TableSpec:
+        """Store changed settings of an existing table. Raises TableNotFound."""
+
+    async def list_tables(self) -> Sequence[TableSpec]:
+        """Every table in the catalog, by name (including other processes' changes)."""
+
+    async def load_table(
+        self, spec: TableSpec, items: Sequence[StoredItem], archive: ArchiveRow | None
+    ) -> TableSpec:
+        """Create a table already holding ``items``, in one transaction (whole or
+        absent). With ``archive``, each item also gets an unpublished INSERT row in
+        the archive. Raises TableExists."""
+
+    # --- writes ------------------------------------------------------------------------
+    async def write(self, job: WriteJob) -> list[WriteResult]:
+        """Run one write job atomically; many concurrent jobs may share a commit."""
+
+    async def commit_effects(
+        self, ops: Sequence[WriteOp], checkpoints: Sequence[Checkpoint], origin: str | None
+    ) -> int | None:
+        """Apply ``ops`` in order (each sees the ones before) and advance
+        ``checkpoints``, all in one transaction; see
+        :func:`~streamkit.storage._writes.run_effects` (returns a stale stored position
+        instead of writing when the work was committed before)."""
+
+    # --- item reads --------------------------------------------------------------------
+    async def get(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
         """One item's image bytes and DynamoDB size, or None."""
 
-    def range(
+    async def get_many(
+        self, table_id: int, keys: Sequence[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, int]]:
+        """The (image bytes, size) of those of ``keys`` that exist, in one read snapshot."""
+
+    async def range(
         self,
         table_id: int,
         pk: bytes,
@@ -54,9 +172,10 @@ class ReadRows(Protocol):
         reverse: bool,
         limit: int,
     ) -> list[tuple[bytes, bytes]]:
-        """Up to ``limit`` (sort bytes, image bytes) of one partition, in sort order."""
+        """Up to ``limit`` (sort bytes, image bytes) of one partition, in sort order
+        (bytewise, unsigned)."""
 
-    def scan(
+    async def scan(
         self,
         table_id: int,
         *,
@@ -64,53 +183,75 @@ class ReadRows(Protocol):
         limit: int,
         segment: int,
         total_segments: int,
-    ) -> list[tuple[bytes, bytes, bytes]]:
-        """Up to ``limit`` (partition bytes, sort bytes, image bytes) in key order."""
+    ) -> list[ItemRow]:
+        """Up to ``limit`` items after ``after`` in (partition, sort) byte order; with
+        ``total_segments`` > 1 only segment ``segment`` of them: the items split by
+        partition key as ``zlib.crc32(pk) % total_segments`` (the same on every engine)."""
 
-    def expired(self, table_id: int, cutoff: float, limit: int) -> list[bytes]:
-        """Image bytes of items whose TTL is at or before ``cutoff`` (and not 5+ years old)."""
+    async def snapshot(self, table_id: int) -> tuple[int, list[ItemRow]]:
+        """Every item of a table in key order and the newest sequence number, from one
+        consistent snapshot (the items reflect exactly the changes up to that number)."""
 
-    def changes(self, after_seq: int, limit: int) -> list[ChangeRow]:
-        """Change rows with sequence numbers above ``after_seq``, in order."""
+    async def expired(self, table_id: int, cutoff: float, limit: int) -> list[bytes]:
+        """Image bytes of items whose TTL is at or before ``cutoff`` and not more than
+        five years before it (DynamoDB ignores older TTL values)."""
 
+    async def table_stats(self, table_id: int) -> tuple[int, int]:
+        """``(item count, total item bytes)`` of a table."""
 
-class StorageEngine(Protocol):
-    """A transactional store for tables, items and change records."""
+    # --- the change log: outbox and archive ---------------------------------------------
+    async def changes(self, after_seq: int, limit: int) -> list[ChangeRow]:
+        """Change rows with sequence numbers above ``after_seq``, in order, with no gap
+        that a transaction still in flight could fill."""
 
-    url: str
-    storage_id: str  # stable per database; set by open()
+    async def max_sequence(self) -> int:
+        """The newest committed change row's sequence number (0 when there is none)."""
 
-    async def open(self) -> None:
-        """Create or open the database (idempotent)."""
+    async def archive_rows(
+        self,
+        table_id: int,
+        *,
+        after_seq: int,
+        since_ms: int,
+        until_ms: int,
+        before_seq: int | None,
+        limit: int,
+    ) -> list[ArchivedRecord]:
+        """A table's archived records created in [since_ms, until_ms), after
+        ``after_seq`` (and before ``before_seq``), in commit order, at most ``limit``."""
 
-    async def close(self) -> None:
-        """Finish queued work and release the database."""
+    async def archive_tail(
+        self, table_id: int, *, position_key: str, since_ms: int, until_ms: int, limit: int
+    ) -> tuple[int, list[ArchivedRecord]]:
+        """The integer stored under meta ``position_key`` (0 when absent) and
+        :meth:`archive_rows` after it, read in one snapshot (so nothing past the position
+        can be pruned in between)."""
 
-    async def write(self, job: WriteJob) -> list[WriteResult]:
-        """Run one write job atomically; many concurrent jobs may share a commit."""
+    async def state_at(self, table_id: int, at_ms: int) -> list[StateRow]:
+        """The newest archive row of every item created at or before ``at_ms``, REMOVEs
+        left out, in key order: the table as it was at that instant."""
 
-    async def write_fn(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(rows)`` (rows: the engine's ``Rows``) in a write transaction; if it
-        raises, everything it wrote is rolled back."""
+    async def prune_changes(self, *, upto: int, now_ms: int, limit: int) -> int:
+        """Delete change rows up to ``upto`` that nothing needs: rows of tables without
+        an archive, and rows older than their table's recovery window (counted back from
+        ``now_ms``) that a newer row of the same item makes useless; never the newest
+        row. Returns how many went."""
 
-    async def read(self, fn: Callable[[ReadRows], T]) -> T:
-        """Run ``fn`` on the reader thread and return its result."""
+    # --- backups -----------------------------------------------------------------------
+    async def create_backup(self, name: str, backup_id: str, kind: str) -> BackupInfo:
+        """Copy a table's items into a new backup, as one consistent instant.
+        Raises TableNotFound."""
 
-    async def create_table(self, spec: TableSpec) -> TableSpec:
-        """Add a table to the catalog; raises TableExists."""
+    async def list_backups(self, table: str | None = None) -> list[BackupInfo]:
+        """Every backup (of one table), oldest first."""
 
-    async def delete_table(self, name: str) -> TableSpec:
-        """Remove a table and its items; raises TableNotFound."""
+    async def backup_items(self, backup_id: str) -> tuple[BackupInfo, list[ItemRow]]:
+        """A backup and its items in key order. Raises BackupNotFound."""
 
-    async def list_tables(self) -> Sequence[TableSpec]:
-        """Every table in the catalog, by name."""
+    async def delete_backup(self, backup_id: str) -> BackupInfo:
+        """Delete a backup and its items. Raises BackupNotFound."""
 
-    def add_commit_listener(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` (on the writer thread) after each commit that appended changes."""
-
-    def remove_commit_listener(self, listener: Callable[[], None]) -> None:
-        """Stop calling ``listener``."""
-
+    # --- settings, positions and leases ---------------------------------------------------
     async def read_meta(self, keys: Sequence[str]) -> dict[str, str]:
         """Storage-level settings and positions (absent keys are left out)."""
 
@@ -120,11 +261,36 @@ class StorageEngine(Protocol):
     async def write_meta(self, values: dict[str, str]) -> None:
         """Set settings and positions in one transaction."""
 
-    async def max_sequence(self) -> int:
-        """The newest change record's sequence number (0 when there is none)."""
+    async def try_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` for ``seconds``: True when
+        ``holder`` holds it now (it was free, expired, or already ``holder``'s)."""
 
-    async def prune_changes(self, *, upto: int, now_ms: int, limit: int) -> int:
-        """Delete change rows up to ``upto`` that nothing needs: rows of tables without an
-        archive, and rows older than their table's recovery window (counted back from
-        ``now_ms``) that a newer row of the same item makes useless; never the newest
-        row. Returns how many went."""
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give up the lease if ``holder`` holds it."""
+
+    # --- commit notifications --------------------------------------------------------------
+    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (from any thread; it must be thread-safe) after a commit that
+        appended change rows, in this process or (where the engine can tell) another."""
+
+    def remove_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Stop calling ``listener``."""
+
+
+def engine_for(url: str) -> StorageEngine:
+    """The storage engine a URL names (not opened), importing only that engine."""
+    from streamkit.exceptions import ConfigurationError
+
+    scheme = url.split(":", 1)[0]
+    if scheme in ("sqlite", "memory"):
+        from streamkit.storage._sqlite import SqliteEngine
+
+        return SqliteEngine(url)
+    if scheme in ("postgres", "postgresql"):
+        from streamkit.storage._postgres import PostgresEngine
+
+        return PostgresEngine(url)
+    raise ConfigurationError(
+        f"unsupported storage URL {url!r}: use sqlite:///path.db, memory:// or "
+        "postgresql://user:password@host:port/database"
+    )

@@ -36,10 +36,34 @@ from streamkit.exceptions import (
     TableExists,
     TableNotFound,
 )
-from streamkit.storage._archive import backup_rows, compact, copy_backup, migrate_2_to_3
-from streamkit.storage._engine import ChangeRow
+from streamkit.storage._archive import (
+    archive_rows,
+    backup_rows,
+    compact,
+    copy_backup,
+    current_rows,
+    migrate_2_to_3,
+    state_rows,
+)
+from streamkit.storage._engine import (
+    ArchivedRecord,
+    ArchiveRow,
+    BackupInfo,
+    ChangeRow,
+    ItemRow,
+    StateRow,
+    StoredItem,
+    new_backup_id,
+)
 from streamkit.storage._spec import TableSpec
-from streamkit.storage._writes import WriteJob, WriteResult, run_job
+from streamkit.storage._writes import (
+    Checkpoint,
+    WriteJob,
+    WriteOp,
+    WriteResult,
+    run_effects,
+    run_job,
+)
 
 __all__ = ("SqliteEngine",)
 
@@ -135,14 +159,9 @@ def _insert_table(rows: _Rows, spec: TableSpec) -> TableSpec:
     return done
 
 
-def new_backup_id(table: str) -> str:
-    """A backup id in DynamoDB's style: ``<table>-<ms since epoch>-<random>``."""
-    return f"{table}-{time.time_ns() // 1_000_000:013d}-{uuid.uuid4().hex[:8]}"
-
-
 def _backup(
     conn: sqlite3.Connection, name: str, tid: int, spec: str, backup_id: str, kind: str
-) -> dict[str, Any]:
+) -> BackupInfo:
     count, size = copy_backup(conn, tid, backup_id)
     created = time.time_ns() // 1_000_000
     conn.execute(
@@ -150,20 +169,12 @@ def _backup(
         "VALUES (?,?,?,?,?,?,?)",
         (backup_id, name, spec, kind, created, count, size),
     )
-    return _backup_dict((backup_id, name, spec, kind, created, count, size))
+    return _backup_info((backup_id, name, spec, kind, created, count, size))
 
 
-def _backup_dict(row: Sequence[Any]) -> dict[str, Any]:
+def _backup_info(row: Sequence[Any]) -> BackupInfo:
     bid, name, spec, kind, created, count, size = row
-    return {
-        "id": bid,
-        "table": name,
-        "spec": TableSpec.from_json(name, 0, spec),
-        "kind": kind,
-        "created_ms": created,
-        "items": count,
-        "bytes": size,
-    }
+    return BackupInfo(bid, name, TableSpec.from_json(name, 0, spec), kind, created, count, size)
 
 
 def _version(conn: sqlite3.Connection) -> str | None:
@@ -185,7 +196,7 @@ def _deliver(results: list[_Result]) -> None:
 
 
 class _Rows:
-    """Rows (write side) and ReadRows over one connection.
+    """The write-side ``Rows`` of a job and the read primitives, over one connection.
 
     Writes are deferred: ``store``/``remove``/``append_change`` fill an in-memory
     overlay that ``load`` consults, and ``flush`` hands them to SQLite with one
@@ -660,13 +671,197 @@ class SqliteEngine:
         """Run a write job in the next group commit."""
         return await self._submit(self._writer, True, _JobRunner(job))  # type: ignore[no-any-return]
 
-    async def write_fn(self, fn: Callable[[Any], T]) -> T:
+    async def write_fn(self, fn: Callable[[_Rows], T]) -> T:
         """Run ``fn(rows)`` inside a write transaction (used for DDL and maintenance)."""
         return await self._submit(self._writer, True, fn)  # type: ignore[no-any-return]
 
-    async def read(self, fn: Callable[[Any], T]) -> T:
+    async def read(self, fn: Callable[[_Rows], T]) -> T:
         """Run a read function on the reader thread."""
         return await self._submit(self._reader, False, fn)  # type: ignore[no-any-return]
+
+    async def commit_effects(
+        self, ops: Sequence[WriteOp], checkpoints: Sequence[Checkpoint], origin: str | None
+    ) -> int | None:
+        """Apply ``ops`` and advance ``checkpoints`` in one transaction (see run_effects)."""
+        return await self.write_fn(lambda rows: run_effects(rows, ops, checkpoints, origin))
+
+    # --- item reads --------------------------------------------------------------------
+    async def get(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
+        """One item's image bytes and DynamoDB size, or None."""
+        return await self.read(lambda rows: rows.get(table_id, pk, sk))
+
+    async def get_many(
+        self, table_id: int, keys: Sequence[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, int]]:
+        """The (image bytes, size) of those of ``keys`` that exist (one read snapshot)."""
+
+        def fn(rows: _Rows) -> list[tuple[bytes, int]]:
+            return [row for pk, sk in keys if (row := rows.get(table_id, pk, sk)) is not None]
+
+        return await self.read(fn)
+
+    async def range(
+        self,
+        table_id: int,
+        pk: bytes,
+        *,
+        low: bytes | None,
+        low_inclusive: bool,
+        high: bytes | None,
+        high_inclusive: bool,
+        reverse: bool,
+        limit: int,
+    ) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` (sort bytes, image bytes) of one partition, in sort order."""
+        return await self.read(
+            lambda rows: rows.range(
+                table_id,
+                pk,
+                low=low,
+                low_inclusive=low_inclusive,
+                high=high,
+                high_inclusive=high_inclusive,
+                reverse=reverse,
+                limit=limit,
+            )
+        )
+
+    async def scan(
+        self,
+        table_id: int,
+        *,
+        after: tuple[bytes, bytes] | None,
+        limit: int,
+        segment: int,
+        total_segments: int,
+    ) -> list[ItemRow]:
+        """Up to ``limit`` items in key order after ``after`` (of one segment)."""
+        return await self.read(
+            lambda rows: rows.scan(
+                table_id, after=after, limit=limit, segment=segment, total_segments=total_segments
+            )
+        )
+
+    async def snapshot(self, table_id: int) -> tuple[int, list[ItemRow]]:
+        """Every item and the newest sequence number, from one read transaction."""
+
+        def fn(rows: _Rows) -> tuple[int, list[ItemRow]]:
+            conn = rows.conn
+            began = not conn.in_transaction
+            if began:
+                conn.execute("BEGIN")  # one read transaction: a consistent snapshot under WAL
+            try:
+                return rows.max_sequence(), current_rows(conn, table_id)
+            finally:
+                if began:
+                    conn.execute("COMMIT")
+
+        return await self.read(fn)
+
+    async def expired(self, table_id: int, cutoff: float, limit: int) -> list[bytes]:
+        """Image bytes of items whose TTL has passed (and is not 5+ years old)."""
+        return await self.read(lambda rows: rows.expired(table_id, cutoff, limit))
+
+    async def table_stats(self, table_id: int) -> tuple[int, int]:
+        """``(item count, total item bytes)`` of a table."""
+
+        def fn(rows: _Rows) -> tuple[int, int]:
+            count, size = rows.conn.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM sk_items WHERE tid=?", (table_id,)
+            ).fetchone()
+            return int(count), int(size)
+
+        return await self.read(fn)
+
+    # --- the change log ------------------------------------------------------------------
+    async def changes(self, after_seq: int, limit: int) -> list[ChangeRow]:
+        """Change rows after ``after_seq``, in order (a single writer: no gaps to wait for)."""
+        return await self.read(lambda rows: rows.changes(after_seq, limit))
+
+    async def archive_rows(
+        self,
+        table_id: int,
+        *,
+        after_seq: int,
+        since_ms: int,
+        until_ms: int,
+        before_seq: int | None,
+        limit: int,
+    ) -> list[ArchivedRecord]:
+        """A table's archived records in [since_ms, until_ms) after ``after_seq``."""
+        return await self.read(
+            lambda rows: archive_rows(
+                rows.conn,
+                table_id,
+                after_seq=after_seq,
+                since_ms=since_ms,
+                until_ms=until_ms,
+                before_seq=before_seq,
+                limit=limit,
+            )
+        )
+
+    async def archive_tail(
+        self, table_id: int, *, position_key: str, since_ms: int, until_ms: int, limit: int
+    ) -> tuple[int, list[ArchivedRecord]]:
+        """A stored position and the archive rows after it, in one read snapshot."""
+
+        def fn(rows: _Rows) -> tuple[int, list[ArchivedRecord]]:
+            conn = rows.conn
+            began = not conn.in_transaction
+            if began:
+                conn.execute("BEGIN")
+            try:
+                stored = rows.meta_get(position_key)
+                position = 0 if stored is None else int(stored)
+                tail = archive_rows(
+                    conn,
+                    table_id,
+                    after_seq=position,
+                    since_ms=since_ms,
+                    until_ms=until_ms,
+                    before_seq=None,
+                    limit=limit,
+                )
+                return position, tail
+            finally:
+                if began:
+                    conn.execute("COMMIT")
+
+        return await self.read(fn)
+
+    async def state_at(self, table_id: int, at_ms: int) -> list[StateRow]:
+        """The newest archive row of every item at ``at_ms`` (REMOVEs left out)."""
+        return await self.read(lambda rows: list(state_rows(rows.conn, table_id, at_ms)))
+
+    # --- leases ----------------------------------------------------------------------------
+    async def try_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew a lease (kept in ``sk_meta`` as ``holder expiry``)."""
+
+        def fn(rows: _Rows) -> bool:
+            key = f"lease.{name}"
+            now = time.time()
+            stored = rows.meta_get(key)
+            if stored is not None:
+                current, _, until = stored.rpartition(" ")
+                if current != holder and float(until) > now:
+                    return False
+            rows.meta_set(key, f"{holder} {now + seconds}")
+            return True
+
+        return await self.write_fn(fn)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up if ``holder`` holds it."""
+
+        def fn(rows: _Rows) -> None:
+            key = f"lease.{name}"
+            stored = rows.meta_get(key)
+            if stored is not None and stored.rpartition(" ")[0] == holder:
+                rows.writes += 1
+                rows.conn.execute("DELETE FROM sk_meta WHERE key=?", (key,))
+
+        await self.write_fn(fn)
 
     def add_commit_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` on the writer thread after commits (the capture relay's doorbell)."""
@@ -751,10 +946,7 @@ class SqliteEngine:
         return await self.write_fn(lambda rows: _insert_table(rows, spec))
 
     async def load_table(
-        self,
-        spec: TableSpec,
-        items: Sequence[tuple[bytes, bytes, bytes, int, float | None]],
-        archive: Callable[[TableSpec, int, int, int], tuple[bytes, bytes]] | None,
+        self, spec: TableSpec, items: Sequence[StoredItem], archive: ArchiveRow | None
     ) -> TableSpec:
         """Create a table already holding ``items`` ((pk, sk, data, size, expires)), in one
         transaction: it appears whole or not at all. With ``archive`` (PITR), each item
@@ -790,10 +982,10 @@ class SqliteEngine:
         return await self.write_fn(fn)
 
     # --- backups -----------------------------------------------------------------------
-    async def create_backup(self, name: str, backup_id: str, kind: str) -> dict[str, Any]:
+    async def create_backup(self, name: str, backup_id: str, kind: str) -> BackupInfo:
         """Copy a table's items into a new backup, consistently (one transaction)."""
 
-        def fn(rows: _Rows) -> dict[str, Any]:
+        def fn(rows: _Rows) -> BackupInfo:
             row = rows.conn.execute(
                 "SELECT id, spec FROM sk_tables WHERE name=?", (name,)
             ).fetchone()
@@ -804,39 +996,37 @@ class SqliteEngine:
 
         return await self.write_fn(fn)
 
-    async def list_backups(self, table: str | None = None) -> list[dict[str, Any]]:
+    async def list_backups(self, table: str | None = None) -> list[BackupInfo]:
         """Every backup (of one table), oldest first."""
 
-        def fn(rows: _Rows) -> list[dict[str, Any]]:
+        def fn(rows: _Rows) -> list[BackupInfo]:
             sql = "SELECT id, tname, spec, kind, created_ms, items, bytes FROM sk_backups"
             args: tuple[Any, ...] = ()
             if table is not None:
                 sql += " WHERE tname=?"
                 args = (table,)
-            return [_backup_dict(r) for r in rows.conn.execute(sql + " ORDER BY created_ms", args)]
+            return [_backup_info(r) for r in rows.conn.execute(sql + " ORDER BY created_ms", args)]
 
         return await self.write_fn(fn)
 
-    async def backup_items(
-        self, backup_id: str
-    ) -> tuple[dict[str, Any], list[tuple[bytes, bytes, bytes]]]:
+    async def backup_items(self, backup_id: str) -> tuple[BackupInfo, list[ItemRow]]:
         """A backup's description and items ((pk, sk, data), key order)."""
 
-        def fn(rows: _Rows) -> tuple[dict[str, Any], list[tuple[bytes, bytes, bytes]]]:
+        def fn(rows: _Rows) -> tuple[BackupInfo, list[ItemRow]]:
             row = rows.conn.execute(
                 "SELECT id, tname, spec, kind, created_ms, items, bytes FROM sk_backups WHERE id=?",
                 (backup_id,),
             ).fetchone()
             if row is None:
                 raise BackupNotFound(f"backup {backup_id!r} does not exist")
-            return _backup_dict(row), list(backup_rows(rows.conn, backup_id))
+            return _backup_info(row), list(backup_rows(rows.conn, backup_id))
 
         return await self.read(fn)
 
-    async def delete_backup(self, backup_id: str) -> dict[str, Any]:
+    async def delete_backup(self, backup_id: str) -> BackupInfo:
         """Delete a backup and its items."""
 
-        def fn(rows: _Rows) -> dict[str, Any]:
+        def fn(rows: _Rows) -> BackupInfo:
             row = rows.conn.execute(
                 "SELECT id, tname, spec, kind, created_ms, items, bytes FROM sk_backups WHERE id=?",
                 (backup_id,),
@@ -846,7 +1036,7 @@ class SqliteEngine:
             rows.writes += 1
             rows.conn.execute("DELETE FROM sk_backup_items WHERE bid=?", (backup_id,))
             rows.conn.execute("DELETE FROM sk_backups WHERE id=?", (backup_id,))
-            return _backup_dict(row)
+            return _backup_info(row)
 
         return await self.write_fn(fn)
 

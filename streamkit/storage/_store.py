@@ -9,41 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
-from streamkit.exceptions import ConfigurationError, TableNotFound
+from streamkit.exceptions import TableNotFound
 from streamkit.storage._capacity import Provisioned, TokenBucket, record_consumed
-from streamkit.storage._engine import ChangeRow
+from streamkit.storage._engine import ChangeRow, StorageEngine, engine_for
 from streamkit.storage._spec import TableSpec
 
-if TYPE_CHECKING:
-    from streamkit.storage._sqlite import SqliteEngine
-
-__all__ = ("Store", "open_engine")
+__all__ = ("Store",)
 
 _DAY_MS = 86_400_000
 _MAX_WINDOW_MS = 35 * _DAY_MS
-
-
-def open_engine(url: str) -> SqliteEngine:
-    """The storage engine for a URL (``sqlite:///path.db``, ``memory://``)."""
-    scheme = url.split(":", 1)[0]
-    if scheme in ("sqlite", "memory"):
-        from streamkit.storage._sqlite import SqliteEngine
-
-        return SqliteEngine(url)
-    if scheme in ("postgres", "postgresql"):
-        from streamkit.exceptions import NotYetAvailable
-
-        raise NotYetAvailable("the PostgreSQL storage engine is not available yet; use sqlite://")
-    raise ConfigurationError(f"unsupported storage URL {url!r}: use sqlite:///path.db or memory://")
 
 
 class Store:
     """Shared state behind every Table handle of one App."""
 
     def __init__(self, url: str, *, origin: str | None = None) -> None:
-        self.engine = open_engine(url)
+        self.engine: StorageEngine = engine_for(url)
         self.origin = origin
         self._specs: dict[str, TableSpec] = {}
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
@@ -161,8 +143,7 @@ class Store:
     async def read_changes(self, after_seq: int, limit: int) -> list[ChangeRow]:
         """Change rows (the outbox and archive) after a sequence number, in commit order."""
         await self.ensure_open()
-        rows: list[ChangeRow] = await self.engine.read(lambda r: r.changes(after_seq, limit))
-        return rows
+        return await self.engine.changes(after_seq, limit)
 
     async def prune_archive(
         self, *, published_upto: int, now_ms: int | None = None, limit: int = 10_000

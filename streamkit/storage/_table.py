@@ -300,7 +300,7 @@ class Table:
         proj = _compile_projection_only(projection, names)
         store.admit(spec, read=0.5)
         tid = spec.table_id
-        row: tuple[bytes, int] | None = await store.engine.read(lambda rows: rows.get(tid, pk, sk))
+        row = await store.engine.get(tid, pk, sk)
         if row is None:
             store.charge(spec, read=read_units(0, consistent=consistent))
             return None
@@ -334,12 +334,7 @@ class Table:
             coords.append((pk, sk))
         proj = _compile_projection_only(projection, names)
         store.admit(spec, read=0.5)
-        tid = spec.table_id
-
-        def run(rows: Any) -> list[tuple[bytes, int]]:
-            return [row for pk, sk in coords if (row := rows.get(tid, pk, sk)) is not None]
-
-        found = await store.engine.read(run)
+        found = await store.engine.get_many(spec.table_id, coords)
         items = [decode_image(data) for data, _ in found]
         units = sum(read_units(size, consistent=consistent) for _, size in found)
         store.charge(spec, read=units)
@@ -430,20 +425,16 @@ class Table:
         store.admit(spec, read=0.5)
         tid, pk = spec.table_id, plan.pk
         want = limit if limit is not None else _CHUNK
-
-        def run(rows: Any) -> list[tuple[bytes, bytes]]:
-            return rows.range(  # type: ignore[no-any-return]
-                tid,
-                pk,
-                low=low,
-                low_inclusive=low_inc,
-                high=high,
-                high_inclusive=high_inc,
-                reverse=reverse,
-                limit=want + 1,
-            )
-
-        raw = await store.engine.read(run)
+        raw = await store.engine.range(
+            tid,
+            pk,
+            low=low,
+            low_inclusive=low_inc,
+            high=high,
+            high_inclusive=high_inc,
+            reverse=reverse,
+            limit=want + 1,
+        )
         page = _fill_page(
             spec, [d for _, d in raw], want, plan.filter, plan.projection, hide_expired
         )
@@ -539,13 +530,9 @@ class Table:
         store.admit(spec, read=0.5)
         tid = spec.table_id
         want = limit if limit is not None else _CHUNK
-
-        def run(rows: Any) -> list[tuple[bytes, bytes, bytes]]:
-            return rows.scan(  # type: ignore[no-any-return]
-                tid, after=after, limit=want + 1, segment=segment, total_segments=total_segments
-            )
-
-        raw = await store.engine.read(run)
+        raw = await store.engine.scan(
+            tid, after=after, limit=want + 1, segment=segment, total_segments=total_segments
+        )
         page = _fill_page(spec, [d for _, _, d in raw], want, flt, proj, hide_expired)
         page.consumed = read_units(page.read_bytes, consistent=consistent)
         store.charge(spec, read=page.consumed)

@@ -10,7 +10,7 @@ items until they are swept unless ``hide_expired=True``.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from streamkit.records import TTL_IDENTITY
 from streamkit.records._avro import decode_image
@@ -33,11 +33,7 @@ async def sweep_table(store: Store, spec: TableSpec, *, now: float | None = None
     deleted = 0
     tid = spec.table_id
     while True:
-
-        def run(rows: Any) -> list[bytes]:
-            return rows.expired(tid, cutoff, _BATCH)  # type: ignore[no-any-return]
-
-        datas = await store.engine.read(run)
+        datas = await store.engine.expired(tid, cutoff, _BATCH)
         if not datas:
             return deleted
         ops: list[WriteOp] = []

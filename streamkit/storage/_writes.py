@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
@@ -264,7 +265,7 @@ class Checkpoint:
 
 
 def run_effects(
-    rows: Rows, ops: list[WriteOp], checkpoints: list[Checkpoint], origin: str | None
+    rows: Rows, ops: Sequence[WriteOp], checkpoints: Sequence[Checkpoint], origin: str | None
 ) -> int | None:
     """Apply ``ops`` one after another and advance ``checkpoints``, in the caller's transaction.
 

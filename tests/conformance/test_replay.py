@@ -114,7 +114,7 @@ async def _committed(app: sk.App, since: datetime, until: datetime) -> list[sk.C
 async def _archive(app: sk.App, since: datetime, until: datetime) -> AsyncIterator[sk.ChangeRecord]:
     from streamkit.history._archive import changes_between
 
-    async for r in changes_between(app, "Things", since, until):
+    async for r in changes_between(app._store, "Things", since, until):
         yield r
 
 
