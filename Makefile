@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 KAFKA := compose/kafka
 
-.PHONY: help install demo test lint format bench kafka-up kafka-down s3-up s3-down docs clean
+.PHONY: help install demo test lint format bench kafka-up kafka-down s3-up s3-down postgres-up postgres-down docs clean
 
 help:
 	@echo "make demo        run the demo on the embedded defaults (no services needed)"
@@ -16,6 +16,8 @@ help:
 	@echo "make kafka-down  stop it"
 	@echo "make s3-up       start a local S3-compatible server (S3Proxy) on 127.0.0.1:9000"
 	@echo "make s3-down     stop it"
+	@echo "make postgres-up    start a throwaway local PostgreSQL 15 on 127.0.0.1:5432 (PG_PORT)"
+	@echo "make postgres-down  stop it and delete its data"
 
 # A virtualenv with streamkit (editable) and every dependency group.
 $(BIN)/.installed: pyproject.toml
@@ -55,6 +57,12 @@ s3-up:
 
 s3-down:
 	@compose/s3/s3-down.sh
+
+postgres-up:
+	@compose/postgres/pg-up.sh
+
+postgres-down:
+	@compose/postgres/pg-down.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .bench
