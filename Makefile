@@ -33,11 +33,13 @@ demo: install
 
 test: install
 	@bash .ci/test-env.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory lint
 
 lint: install
 	@$(BIN)/ruff check streamkit handlers tests benchmarks
 	@$(BIN)/ruff format --check streamkit handlers tests benchmarks
 	@$(BIN)/mypy
+	@$(BIN)/lint-imports --no-cache
 
 format: install
 	@$(BIN)/ruff format streamkit handlers tests benchmarks

@@ -1,10 +1,7 @@
-"""Built-in handlers, each a ``Router`` an App includes.
+"""The built-in handlers now live in the library, as ``streamkit.handlers``.
 
-- ``handlers.welcome``: the welcome e-mail (INSERT on a users table -> real SMTP).
-- ``handlers.audit``: the tamper-evident audit trail (``streamkit audit verify|show``).
-
-- ``handlers.s3_sink``: a table's changes to S3 as Parquet or Avro, by date.
-
-Still to come: replication. Only the CLI's ``audit`` commands and the
-demo import this package.
+These modules are kept so that ``from handlers.audit import ...`` in code written
+against a checkout of this repository goes on working; new code imports
+``streamkit.handlers.audit``, ``streamkit.handlers.s3_sink`` and
+``streamkit.handlers.welcome``.
 """

@@ -159,6 +159,13 @@ class App(Registrar):
         return self._metrics
 
     @property
+    def store(self) -> Store:
+        """The table store (its engine behind the ``StorageEngine`` interface): what the
+        parts the App wires together — capture, runtime, history, the endpoint — are
+        handed instead of the App."""
+        return self._store
+
+    @property
     def log(self) -> ChangeLog:
         """The change log (created on first use; opened by whoever reads or writes it)."""
         if self._log is None:

@@ -177,7 +177,7 @@ async def invoke(app: App, handler: str, *records: ChangeRecord) -> Any:
     )
     result: Any = None
     for arg in calls:
-        effects = Effects(app._store)
+        effects = Effects(app.store)
         result = await call_handler(spec, arg, effects, partition=0, attempt=1, log=log)
         if len(effects):
             await effects.commit_with([])

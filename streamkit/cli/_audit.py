@@ -24,8 +24,8 @@ SinkOpt = Annotated[
 
 
 def _sink(spec: str, app: App) -> Any:
-    from handlers.audit import FileSink, LogSink, TableSink
     from streamkit.cli._main import _fail
+    from streamkit.handlers.audit import FileSink, LogSink, TableSink
 
     kind, _, arg = spec.partition(":")
     if kind not in ("table", "log") and not (kind == "file" and arg):
@@ -50,8 +50,8 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """Check every hash link of the trail; exit 1 at the first altered, missing or
         reordered entry of any chain."""
-        from handlers.audit import verify as check
         from streamkit.cli._main import _run
+        from streamkit.handlers.audit import verify as check
 
         async def go(app: App) -> Any:
             return await check(app, _sink(sink, app), tables or ())
@@ -89,9 +89,9 @@ def register(cli: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from handlers.audit import history
         from streamkit.cli._jsonio import parse_item
         from streamkit.cli._main import _run
+        from streamkit.handlers.audit import history
 
         parsed = parse_item(key, dynamodb_json=False)
 

@@ -61,8 +61,8 @@ class _Mailbox:
 async def _live(app: App, users: Table, orders: Table, out: Console, story: dict[str, Any]) -> None:
     """Handlers running while users sign up and order: welcome e-mails over SMTP, a
     filtered batch handler, a poison order in the DLQ, a TTL expiry."""
-    from handlers.audit import TableSink, audit_router, prepare
-    from handlers.welcome import welcome_router
+    from streamkit.handlers.audit import TableSink, audit_router, prepare
+    from streamkit.handlers.welcome import welcome_router
 
     big: list[str] = []
     fixed = {"yes": False}
@@ -154,7 +154,7 @@ async def _live(app: App, users: Table, orders: Table, out: Console, story: dict
 
 async def _audit(app: App, out: Console, story: dict[str, Any]) -> None:
     """Verify the audit trail and show one item's history."""
-    from handlers.audit import TableSink, history, verify
+    from streamkit.handlers.audit import TableSink, history, verify
 
     sink = TableSink(AUDIT)
     report = await verify(app, sink)
@@ -262,7 +262,7 @@ async def _records(app: App, out: Console, first_seq: int) -> int:
         async for r in app.changes(name, start=first_seq + 1, follow=False)
     ]
     records.sort(key=lambda r: r.sequence_number)
-    txns = {r.seq for r in await app._store.read_changes(first_seq, 1_000_000) if r.txn}
+    txns = {r.seq for r in await app.store.read_changes(first_seq, 1_000_000) if r.txn}
     table = RichTable(title=f"change records, read back from the change log ({app.log_url})")
     for col in ("seq", "event", "table", "keys", "changed", "who"):
         table.add_column(col)
@@ -298,7 +298,7 @@ async def run_demo(app: App) -> None:
     for b in await app.backups():
         if b.table in (USERS, ORDERS):
             await app.delete_backup(b.id)
-    first_seq = max((r.seq for r in await app._store.read_changes(0, 1_000_000)), default=0)
+    first_seq = max((r.seq for r in await app.store.read_changes(0, 1_000_000)), default=0)
     started = datetime.now(UTC)
     story: dict[str, Any] = {"started": started}
 

@@ -253,7 +253,7 @@ class Service:
 
     async def _spec(self, body: Body) -> TableSpec:
         name = _need(body, "TableName")
-        return await self.app._store.spec(name)
+        return await self.app.store.spec(name)
 
     def _table(self, name: str) -> Table:
         return self.app.table(name)
@@ -299,12 +299,12 @@ class Service:
 
     async def _save(self, spec: TableSpec) -> None:
         """Store a table's changed settings (and tell this process's catalog)."""
-        store = self.app._store
+        store = self.app.store
         await store.engine.update_table(spec)
         store.remember(spec)
 
     async def _counts(self, spec: TableSpec) -> tuple[int, int]:
-        return await self.app._store.engine.table_stats(spec.table_id)
+        return await self.app.store.engine.table_stats(spec.table_id)
 
     # --- tables ---------------------------------------------------------------------------
     async def CreateTable(self, body: Body) -> Body:
@@ -355,7 +355,7 @@ class Service:
         await self.app.create_table(
             name, partition_key=hash_key, sort_key=range_key, stream=stream, capacity=capacity
         )
-        spec = await self.app._store.spec(name)
+        spec = await self.app.store.spec(name)
         desc = await self.describe(spec)
         desc["TableStatus"] = "ACTIVE"
         return {"TableDescription": desc}
@@ -544,7 +544,7 @@ class Service:
         backup_id = self._backup_id(body)
         await self._find_backup(backup_id)
         await self.app.restore_backup(backup_id, target=target)
-        return {"TableDescription": await self.describe(await self.app._store.spec(target))}
+        return {"TableDescription": await self.describe(await self.app.store.spec(target))}
 
     async def RestoreTableToPointInTime(self, body: Body) -> Body:
         from datetime import UTC, datetime
@@ -557,7 +557,7 @@ class Service:
             when = _need(body, "RestoreDateTime", (int, float, Decimal))
             at = datetime.fromtimestamp(float(when), UTC)
         await self.app.restore_to_time(source, at=at, target=target)
-        return {"TableDescription": await self.describe(await self.app._store.spec(target))}
+        return {"TableDescription": await self.describe(await self.app.store.spec(target))}
 
     async def UpdateContinuousBackups(self, body: Body) -> Body:
         from dataclasses import replace
@@ -797,7 +797,7 @@ class Service:
             if "AttributesToGet" in req:
                 projection = legacy.projection(req["AttributesToGet"])
             table = self._table(name)
-            await self.app._store.spec(name)
+            await self.app.store.spec(name)
             items = []
             for k in keys:
                 item = await table.get(
@@ -838,7 +838,7 @@ class Service:
                     deletes.append(item_from_dynamodb_json(_need(w["DeleteRequest"], "Key", dict)))
                 else:
                     raise validation("each write must hold exactly one PutRequest or DeleteRequest")
-            await self.app._store.spec(name)
+            await self.app.store.spec(name)
             parsed[name] = (puts, deletes)
         unprocessed: dict[str, list[Any]] = {}
         for name, (puts, deletes) in parsed.items():

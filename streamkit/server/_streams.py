@@ -74,12 +74,12 @@ class StreamsService:
         if not isinstance(arn, str) or "/stream/" not in arn:
             raise validation(f"Invalid StreamArn: {arn}")
         table = arn.split(":table/", 1)[-1].split("/stream/", 1)[0]
-        spec = self.app._store.known(table)
+        spec = self.app.store.known(table)
         if spec is None:
             from streamkit.exceptions import TableNotFound
 
             try:
-                spec = await self.app._store.spec(table)
+                spec = await self.app.store.spec(table)
             except TableNotFound:
                 raise _not_found(f"Stream: {arn} not found") from None
         if spec.stream is None or self.service.stream_arn(spec) != arn:
@@ -97,7 +97,7 @@ class StreamsService:
         names = await self.app.list_tables() if table is None else [table]
         streams = []
         for name in names:
-            spec = await self.app._store.spec(name)
+            spec = await self.app.store.spec(name)
             if spec.stream is not None:
                 streams.append(
                     {

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import streamkit as sk
-from handlers import audit
-from handlers.audit import FileSink, LogSink, TableSink, audit_router, prepare, verify
 from streamkit import testing
+from streamkit.handlers import audit
+from streamkit.handlers.audit import FileSink, LogSink, TableSink, audit_router, prepare, verify
 from tests import kafka_env
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import streamkit as sk
-from handlers.s3_sink import s3_sink_router
+from streamkit.handlers.s3_sink import s3_sink_router
 from tests import s3_env
 
 

@@ -13,8 +13,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 import streamkit as sk
-from handlers.welcome import welcome_router
 from streamkit import testing
+from streamkit.handlers.welcome import welcome_router
 
 
 class Inbox:

@@ -110,8 +110,8 @@ def test_restore_to_time_equals_the_model_at_any_instant(
             assert spec.created_at is not None
             first = int(spec.created_at.timestamp() * 1000)
             last = max([first] + [c for c, _ in states]) + 1
-            while time.time() * 1000 <= last:  # `last` may still be a millisecond ahead
-                await asyncio.sleep(0.001)
+            # `last` may still be a millisecond ahead of the clock
+            await asyncio.sleep(max(0.0, last / 1000 - time.time()) + 0.001)
             for i, pick in enumerate(picks):
                 at_ms = first + int(pick * (last - first))
                 at = datetime.fromtimestamp(at_ms / 1000, UTC)
