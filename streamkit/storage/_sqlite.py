@@ -9,13 +9,30 @@ and one commit (group commit) and many reads one wake-up.
 Crash safety: WAL mode; a job's item rows and change records are written in
 the same transaction, so after a crash either both are there or neither.
 ``synchronous=NORMAL`` (the default here) survives a killed process; pass
-``?synchronous=FULL`` in the URL to also survive power loss.
+``?synchronous=FULL`` in the URL to also survive power loss (with ``NORMAL``,
+power loss may drop the last commits, whose sequence numbers the relay may
+already have published: they are then handed out again).
+
+The file: before anything is written, the file is looked at over a read-only
+connection; one that exists and is not a streamkit store (a SQLite database
+with other tables and no schema row, or no SQLite database at all) raises
+ConfigurationError and is left untouched. ``?mode=ro`` opens an existing store
+read-only and never creates anything (``mode=rw``: existing, writable).
+
+The WAL: ``journal_size_limit`` (``?wal_limit_mb=``, 64 by default) caps what a
+reset WAL keeps, the reader thread checkpoints passively every
+``_CHECKPOINT_EVERY`` commits, and once the writer has been idle for
+``_IDLE_S`` with the WAL over the limit, the reader thread checkpoints it whole
+and truncates it (waiting at most ``_SHRINK_WAIT_MS`` for old readers, retried
+with backoff), so a snapshot held for a while cannot leave the file large.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
 import sqlite3
 import threading
 import time
@@ -26,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from streamkit.exceptions import (
     BackupNotFound,
@@ -65,7 +82,7 @@ from streamkit.storage._writes import (
     run_job,
 )
 
-__all__ = ("SqliteEngine",)
+__all__ = ("SqliteEngine", "read_only_url")
 
 T = TypeVar("T")
 
@@ -136,6 +153,16 @@ _INSERT_CHANGE = (
 
 _MAX_GROUP = 1024  # jobs per group commit
 _CHECKPOINT_EVERY = 100  # commits between passive checkpoints (run by the reader thread)
+_WAL_LIMIT_MB = 64  # default journal_size_limit, and the size the idle shrink aims below
+_IDLE_S = 1.0  # writer idle this long after a commit: shrink the WAL if it is over the limit
+_IDLE_MAX_S = 8.0  # the longest wait between shrink attempts while old readers hold it
+_SHRINK_WAIT_MS = 50  # how long a truncating checkpoint waits for readers (holding the lock)
+_BUSY_MS = 30_000  # every connection's busy timeout otherwise
+_MODES = ("ro", "rw", "rwc")  # like SQLite's URI mode: read-only / existing / create
+_HEADER = b"SQLite format 3\x00"
+# streamkit's own tables: a file holding only (some of) these is a store whose creation
+# was interrupted, not a foreign database
+_OWN_TABLES = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", _SCHEMA))
 
 # a queued unit of work: (is_write, fn, future). fn runs on the worker thread.
 _Work = tuple[bool, Callable[[Any], Any], "asyncio.Future[Any] | None"]
@@ -394,6 +421,105 @@ def _checkpoint(rows: _Rows) -> None:
     rows.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
 
+def _shrink_wal(conn: sqlite3.Connection) -> bool:
+    """Checkpoint the whole WAL and truncate it to 0 bytes; False if readers of older
+    snapshots (or another process's writer) kept it.
+
+    The copying is done first by a PASSIVE checkpoint, which takes no lock; the
+    TRUNCATE that follows holds the write lock while it waits for readers, so it
+    waits only ``_SHRINK_WAIT_MS``: a long-running reader delays a writer by that
+    much at most, and the WAL is left (backfilled as far as it can be) for the next
+    try.
+    """
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    conn.execute(f"PRAGMA busy_timeout={_SHRINK_WAIT_MS}")
+    try:
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+    return not busy
+
+
+def _ro_uri(path: str, *, immutable: bool = False) -> str:
+    """A read-only ``file:`` URI of ``path`` (``immutable``: not even -wal/-shm files)."""
+    return Path(path).resolve().as_uri() + ("?immutable=1" if immutable else "?mode=ro")
+
+
+def _not_a_store(path: str, why: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{path} is not a streamkit store: {why}. It was left unchanged; point the "
+        "storage URL at a streamkit store or at a new file"
+    )
+
+
+def _inspect_file(path: str) -> str | None:
+    """What is at ``path``, found without changing anything there.
+
+    None for a new store: no file, an empty one, or a SQLite database holding no
+    tables but streamkit's (a store whose creation was cut short). Otherwise the
+    streamkit schema version stored in it. Raises ConfigurationError for anything
+    else: a file that is not a SQLite database, or one with other tables and no
+    ``sk_meta`` schema row.
+    """
+    try:
+        with open(path, "rb") as f:
+            header = f.read(100)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ConfigurationError(f"cannot open {path} as a streamkit store: {e}") from None
+    if not header:
+        return None
+    if len(header) < 100 or not header.startswith(_HEADER):
+        raise _not_a_store(path, "not a SQLite database")
+    # A WAL database closed cleanly has no -wal file; a mode=ro connection would create
+    # -wal and -shm files next to it (and leave them). With no -wal file, the database
+    # file is all there is, so reading it as immutable is exact; if that read fails
+    # (someone started writing meanwhile), a plain read-only connection decides.
+    uris = [_ro_uri(path)]
+    if header[18] == 2 and not os.path.exists(f"{path}-wal"):
+        uris.insert(0, _ro_uri(path, immutable=True))
+    for i, uri in enumerate(uris):
+        try:
+            return _classify(path, uri)
+        except sqlite3.DatabaseError as e:
+            if i + 1 < len(uris) and e.sqlite_errorname != "SQLITE_NOTADB":
+                continue
+            if e.sqlite_errorname in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+                raise _not_a_store(path, f"SQLite cannot read it: {e}") from None
+            err = StorageError(
+                f"cannot read {path}: {e}",
+                retriable=e.sqlite_errorname in ("SQLITE_BUSY", "SQLITE_LOCKED"),
+            )
+            raise err from e
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _classify(path: str, uri: str) -> str | None:
+    conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_MS / 1000)
+    try:
+        names = {
+            str(name)
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+            )
+        }
+        if "sk_meta" in names:
+            try:
+                row = conn.execute("SELECT value FROM sk_meta WHERE key='schema'").fetchone()
+            except sqlite3.OperationalError:  # a foreign table called sk_meta
+                row = None
+            if row is not None:
+                return str(row[0])
+    finally:
+        conn.close()
+    others = sorted(n for n in names - _OWN_TABLES if not n.startswith("sqlite_"))
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise _not_a_store(path, f"it holds other tables ({shown}) and no streamkit schema")
+    return None
+
+
 def segment_of(pk: bytes, total: int) -> int:
     """The parallel-scan segment of a partition key (stable across processes)."""
     return zlib.crc32(pk) % total
@@ -402,10 +528,20 @@ def segment_of(pk: bytes, total: int) -> int:
 class _Worker(threading.Thread):
     """A thread that owns one SQLite connection and runs queued work on it."""
 
-    def __init__(self, name: str, connect: Callable[[], sqlite3.Connection], engine: SqliteEngine):
+    def __init__(
+        self,
+        name: str,
+        connect: Callable[[], sqlite3.Connection],
+        engine: SqliteEngine,
+        *,
+        idle: bool = False,
+    ):
         super().__init__(name=name, daemon=True)
         self._connect = connect
         self._engine = engine
+        self._idle = idle  # the writer of a file: tell the engine when it has been idle
+        # a read-only store: a "write" group only reads, and must not take the write lock
+        self._begin = "BEGIN" if engine.read_only else "BEGIN IMMEDIATE"
         self.queue: SimpleQueue[_Work | None] = SimpleQueue()
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -421,9 +557,15 @@ class _Worker(threading.Thread):
         rows = self.rows = _Rows(conn)
         self.ready.set()
         q = self.queue
+        engine = self._engine
         try:
             while True:
-                work = q.get()
+                wait = engine.idle_wait() if self._idle else None
+                try:
+                    work = q.get(timeout=wait)
+                except Empty:  # idle for `wait` seconds since the last commit
+                    engine.idle()
+                    continue
                 if work is None:
                     return
                 batch = [work]
@@ -459,7 +601,7 @@ class _Worker(threading.Thread):
                 try:
                     out.append((fut, fn(rows), None))
                 except BaseException as e:
-                    out.append((fut, None, _wrap(e)))
+                    out.append((fut, None, self._engine.wrap(e)))
                 i += 1
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for r in out:
@@ -479,7 +621,7 @@ class _Worker(threading.Thread):
         conn = rows.conn
         done: list[_Result] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(self._begin)
             rows.read_sequence()
             for _, fn, fut in group:
                 if not isinstance(fn, _JobRunner):
@@ -514,7 +656,7 @@ class _Worker(threading.Thread):
         committed = False
         for _, fn, fut in group:
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(self._begin)
                 rows.read_sequence()
                 value = fn(rows)
                 rows.flush()
@@ -525,7 +667,7 @@ class _Worker(threading.Thread):
                 rows.discard()
                 if conn.in_transaction:
                     conn.rollback()
-                out.append((fut, None, _wrap(e)))
+                out.append((fut, None, self._engine.wrap(e)))
         if committed:
             self._engine.committed()
             self._engine.notify_commit()
@@ -539,6 +681,13 @@ def _wrap(e: BaseException) -> BaseException:
         err.__cause__ = e
         return err
     return e
+
+
+def _wal_size(path: str) -> int:
+    try:
+        return os.stat(f"{path}-wal").st_size
+    except OSError:
+        return 0
 
 
 def _parse_url(url: str) -> tuple[str | None, dict[str, str]]:
@@ -564,8 +713,31 @@ def _parse_url(url: str) -> tuple[str | None, dict[str, str]]:
     return path, opts
 
 
+def read_only_url(url: str | None = None) -> str:
+    """``url`` with ``mode=ro`` when it names a SQLite file: for commands that only
+    read, so that a mistyped path or a foreign file is reported, never created or
+    changed. None stands for what ``sk.App()`` would open (``STREAMKIT_STORAGE``, else
+    the default store). Other URLs (``memory://``, PostgreSQL) come back unchanged."""
+    if url is None:
+        from streamkit._app import DEFAULT_STORAGE
+
+        url = os.environ.get("STREAMKIT_STORAGE") or DEFAULT_STORAGE
+    if urlsplit(url).scheme != "sqlite" or _parse_url(url)[0] is None:
+        return url
+    base, _, query = url.partition("?")
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "mode"]
+    return f"{base}?{urlencode([*kept, ('mode', 'ro')])}"
+
+
 class SqliteEngine:
-    """Tables, items and change records in one SQLite database."""
+    """Tables, items and change records in one SQLite database.
+
+    URL options: ``synchronous`` (OFF, NORMAL (default), FULL, EXTRA); ``mode`` —
+    ``rwc`` (default: open the file, or create it, its directory and the schema),
+    ``rw`` (open an existing store only) or ``ro`` (an existing store, read-only:
+    nothing is created or written); ``wal_limit_mb`` (64): the size the WAL is kept
+    to (``journal_size_limit``, and the idle shrink).
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -574,53 +746,132 @@ class SqliteEngine:
         if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ConfigurationError(f"synchronous={sync!r} must be OFF, NORMAL, FULL or EXTRA")
         self._synchronous = sync
+        mode = opts.get("mode", "rwc").lower()
+        if mode not in _MODES:
+            raise ConfigurationError(
+                f"storage URL {url!r}: mode={mode!r} must be ro (an existing store, "
+                "read-only), rw (an existing store) or rwc (create it if absent; the default)"
+            )
+        if mode != "rwc" and self.path is None:
+            raise ConfigurationError(
+                f"storage URL {url!r}: mode={mode} needs an existing store; "
+                "an in-memory store is always new"
+            )
+        self._mode = mode
+        limit = opts.get("wal_limit_mb", str(_WAL_LIMIT_MB))
+        try:
+            limit_mb = int(limit)
+        except ValueError:
+            limit_mb = -1
+        if limit_mb < 0:
+            raise ConfigurationError(
+                f"storage URL {url!r}: wal_limit_mb={limit!r} must be a whole number of MiB >= 0"
+            )
+        self._wal_limit = limit_mb * 1024 * 1024
         self._writer: _Worker | None = None
         self._reader: _Worker | None = None
         self._open_lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
         self._commits = 0
+        # the idle WAL shrink (writer thread; `_shrinking` is cleared by the reader thread)
+        self._wal_due = False  # a commit since the WAL was last seen within its limit
+        self._wal_wait = _IDLE_S
+        self._shrinking = False
         self.storage_id = ""  # set when the writer opens the database
+
+    @property
+    def read_only(self) -> bool:
+        """Opened with ``mode=ro``: reads only, nothing is created or written."""
+        return self._mode == "ro"
 
     # --- lifecycle ---------------------------------------------------------------------
     def _connect(self, *, write: bool) -> sqlite3.Connection:
+        """The writer's connection (``write``: the first one, which checks the file and
+        the schema), or the reader's."""
         if self.path is None:
             conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         else:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            # the reader thread checkpoints (passively, off the write path); this is
-            # only the safety net if it falls far behind
-            conn.execute("PRAGMA wal_autocheckpoint=20000")
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA cache_size=-65536")
-        conn.execute("PRAGMA temp_store=MEMORY")
-        conn.create_function("sk_segment", 2, segment_of, deterministic=True)
-        if write:
-            with conn:
-                if _version(conn) == "2":
-                    migrate_2_to_3(conn)
-                conn.executescript(_SCHEMA)
-            row = conn.execute("SELECT value FROM sk_meta WHERE key='schema'").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO sk_meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            elif row[0] != SCHEMA_VERSION:
-                raise ConfigurationError(
-                    f"{self.url}: storage schema version {row[0]} is not supported "
-                    f"(this streamkit uses {SCHEMA_VERSION})"
-                )
-            conn.execute(
-                "INSERT OR IGNORE INTO sk_meta VALUES ('storage_id', ?)", (uuid.uuid4().hex[:16],)
-            )
-            self.storage_id = conn.execute(
-                "SELECT value FROM sk_meta WHERE key='storage_id'"
-            ).fetchone()[0]
-        else:
-            conn.execute("PRAGMA query_only=ON")
+            conn = self._connect_file(self.path, first=write)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+            conn.execute("PRAGMA cache_size=-65536")
+            conn.execute("PRAGMA temp_store=MEMORY")
+            conn.create_function("sk_segment", 2, segment_of, deterministic=True)
+            if write and not self.read_only:
+                self._prepare_schema(conn)
+            else:
+                conn.execute("PRAGMA query_only=ON")
+                if write:  # a read-only store: its id is read, never set
+                    row = conn.execute("SELECT value FROM sk_meta WHERE key='storage_id'")
+                    self.storage_id = next((str(v) for (v,) in row), "")
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    def _connect_file(self, path: str, *, first: bool) -> sqlite3.Connection:
+        if first:
+            # decide what the file is before anything can change it (no WAL switch,
+            # no CREATE on a foreign database; no directory or file for a wrong path)
+            version = _inspect_file(path)
+            if version is None and self._mode != "rwc":
+                raise ConfigurationError(
+                    f"no streamkit store at {path} (mode={self._mode} opens an existing "
+                    "store only; it creates no file, directory or schema)"
+                )
+            if self.read_only and version != SCHEMA_VERSION:
+                raise ConfigurationError(
+                    f"{self.url}: storage schema version {version} cannot be read here "
+                    f"(this streamkit uses {SCHEMA_VERSION}; opening it without mode=ro "
+                    "migrates a version 2 store)"
+                )
+        if self._mode == "rwc":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=_BUSY_MS / 1000
+            )
+        else:
+            uri = Path(path).resolve().as_uri() + f"?mode={self._mode}"
+            conn = sqlite3.connect(
+                uri,
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=_BUSY_MS / 1000,
+            )
+        try:
+            if not self.read_only:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self._synchronous}")
+                # a reset WAL is truncated to this; the idle shrink empties it
+                conn.execute(f"PRAGMA journal_size_limit={self._wal_limit}")
+                # the reader thread checkpoints (passively, off the write path); this is
+                # only the safety net if it falls far behind
+                conn.execute("PRAGMA wal_autocheckpoint=20000")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _prepare_schema(self, conn: sqlite3.Connection) -> None:
+        with conn:
+            if _version(conn) == "2":
+                migrate_2_to_3(conn)
+            conn.executescript(_SCHEMA)
+        row = conn.execute("SELECT value FROM sk_meta WHERE key='schema'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO sk_meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        elif row[0] != SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"{self.url}: storage schema version {row[0]} is not supported "
+                f"(this streamkit uses {SCHEMA_VERSION})"
+            )
+        conn.execute(
+            "INSERT OR IGNORE INTO sk_meta VALUES ('storage_id', ?)", (uuid.uuid4().hex[:16],)
+        )
+        self.storage_id = conn.execute(
+            "SELECT value FROM sk_meta WHERE key='storage_id'"
+        ).fetchone()[0]
 
     async def open(self) -> None:
         """Start the worker threads (idempotent)."""
@@ -629,13 +880,20 @@ class SqliteEngine:
         with self._open_lock:
             if self._writer is not None:
                 return
-            writer = _Worker("streamkit-sqlite-writer", lambda: self._connect(write=True), self)
+            # a file opened read-write gets a reader thread and the idle WAL shrink; a
+            # read-only one (and memory) a single thread
+            two = self.path is not None and not self.read_only
+            # a WAL left large by an earlier run shrinks too, once the writer is idle
+            self._wal_due, self._wal_wait, self._shrinking = two, _IDLE_S, False
+            writer = _Worker(
+                "streamkit-sqlite-writer", lambda: self._connect(write=True), self, idle=two
+            )
             writer.start()
             await asyncio.to_thread(writer.ready.wait)
             if writer.error is not None:
-                raise _wrap(writer.error)
+                raise self.wrap(writer.error)
             reader = writer
-            if self.path is not None:
+            if two:
                 reader = _Worker(
                     "streamkit-sqlite-reader", lambda: self._connect(write=False), self
                 )
@@ -643,7 +901,7 @@ class SqliteEngine:
                 await asyncio.to_thread(reader.ready.wait)
                 if reader.error is not None:
                     writer.queue.put(None)
-                    raise _wrap(reader.error)
+                    raise self.wrap(reader.error)
             self._writer, self._reader = writer, reader
 
     async def close(self) -> None:
@@ -927,13 +1185,54 @@ class SqliteEngine:
 
         await self.write_fn(fn)
 
+    def wrap(self, e: BaseException) -> BaseException:
+        """A worker's exception as the caller gets it (sqlite3 errors become StorageError)."""
+        if (
+            self.read_only
+            and isinstance(e, sqlite3.Error)
+            and getattr(e, "sqlite_errorname", "").startswith("SQLITE_READONLY")
+        ):
+            err = StorageError(f"storage {self.url} is open read-only (mode=ro): {e}")
+            err.__cause__ = e
+            return err
+        return _wrap(e)
+
     def committed(self) -> None:
         """Count a commit (writer thread); every so often ask the reader to checkpoint."""
         self._commits += 1
+        self._wal_due = True
+        self._wal_wait = _IDLE_S
         reader = self._reader
         if self._commits >= _CHECKPOINT_EVERY and reader is not None and reader is not self._writer:
             self._commits = 0
             reader.queue.put((False, _checkpoint, None))
+
+    def idle_wait(self) -> float | None:
+        """Seconds the writer thread may wait for work before calling :meth:`idle`."""
+        return self._wal_wait if self._wal_due else None
+
+    def idle(self) -> None:
+        """The writer has had nothing to do for ``idle_wait()`` seconds (writer thread).
+
+        While the WAL is over ``wal_limit_mb``, ask the reader thread to checkpoint and
+        truncate it, off the write path; while old readers keep it, try again after
+        twice the wait (up to ``_IDLE_MAX_S``).
+        """
+        path, reader = self.path, self._reader
+        if path is None or _wal_size(path) <= self._wal_limit:
+            self._wal_due = False
+            return
+        self._wal_wait = min(self._wal_wait * 2, _IDLE_MAX_S)
+        if reader is not None and reader is not self._writer and not self._shrinking:
+            self._shrinking = True
+            reader.queue.put((False, self._shrink, None))
+
+    def _shrink(self, rows: _Rows) -> bool:
+        """Reader thread: checkpoint and truncate the WAL (see :func:`_shrink_wal`)."""
+        try:
+            return _shrink_wal(rows.conn)
+        finally:
+            self._shrinking = False
 
     def notify_commit(self) -> None:
         """Ring every commit listener."""
