@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import streamkit as sk
+from tests import postgres_env
 
 # One profile for the whole suite, loaded at start-up (importing hypothesis late, from
 # its terminal-summary hook, trips a CPython 3.11.7 parser bug after the Kafka tests).
@@ -17,11 +18,32 @@ settings.load_profile("streamkit")
 
 
 @pytest.fixture(
-    params=[pytest.param("memory", id="memory"), pytest.param("sqlite", id="sqlite-file")]
+    params=[
+        pytest.param("memory", id="memory"),
+        pytest.param("sqlite", id="sqlite-file"),
+        postgres_env.postgres_param(),
+    ]
 )
-async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[sk.App]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/test.db"
-    application = sk.App(storage=url, log=f"local://{tmp_path}/log")
+async def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty store on each storage engine: the engine conformance parameter."""
+    if request.param == "memory":
+        yield "memory://"
+    elif request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/test.db"
+    else:
+        server = postgres_env.postgres_url()
+        assert server is not None
+        url = await postgres_env.fresh_database(server)
+        try:
+            yield url
+        finally:
+            await postgres_env.drop_database(url)
+
+
+@pytest.fixture
+async def app(storage_url: str, tmp_path: Path) -> AsyncIterator[sk.App]:
+    """An App on each storage engine (see ``storage_url``), with an embedded log."""
+    application = sk.App(storage=storage_url, log=f"local://{tmp_path}/log")
     try:
         yield application
     finally:

@@ -713,15 +713,10 @@ def _parse_url(url: str) -> tuple[str | None, dict[str, str]]:
     return path, opts
 
 
-def read_only_url(url: str | None = None) -> str:
+def read_only_url(url: str) -> str:
     """``url`` with ``mode=ro`` when it names a SQLite file: for commands that only
     read, so that a mistyped path or a foreign file is reported, never created or
-    changed. None stands for what ``sk.App()`` would open (``STREAMKIT_STORAGE``, else
-    the default store). Other URLs (``memory://``, PostgreSQL) come back unchanged."""
-    if url is None:
-        from streamkit._app import DEFAULT_STORAGE
-
-        url = os.environ.get("STREAMKIT_STORAGE") or DEFAULT_STORAGE
+    changed. Other URLs (``memory://``, PostgreSQL) come back unchanged."""
     if urlsplit(url).scheme != "sqlite" or _parse_url(url)[0] is None:
         return url
     base, _, query = url.partition("?")

@@ -221,7 +221,7 @@ def test_bad_url_options_are_configuration_errors(url: str, match: str) -> None:
         SqliteEngine(url)
 
 
-def test_read_only_url(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_only_url() -> None:
     assert read_only_url("sqlite:///shop.db") == "sqlite:///shop.db?mode=ro"
     assert read_only_url("sqlite:////abs/shop.db") == "sqlite:////abs/shop.db?mode=ro"
     assert (
@@ -231,8 +231,4 @@ def test_read_only_url(monkeypatch: pytest.MonkeyPatch) -> None:
     assert read_only_url("memory://") == "memory://"
     assert read_only_url("sqlite:///:memory:") == "sqlite:///:memory:"
     assert read_only_url("postgresql://u:p@host/db") == "postgresql://u:p@host/db"
-    monkeypatch.setenv("STREAMKIT_STORAGE", "sqlite:///env.db")
-    assert read_only_url(None) == "sqlite:///env.db?mode=ro"
-    monkeypatch.delenv("STREAMKIT_STORAGE")
-    assert read_only_url(None) == "sqlite:///./streamkit.db?mode=ro"
     SqliteEngine(read_only_url("sqlite:///shop.db"))  # what it makes is a valid URL
