@@ -17,9 +17,11 @@ data with compose/postgres/pg-restart.sh.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -99,3 +101,22 @@ async def drop_database(url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+ENGINES = [pytest.param("memory", id="memory"), postgres_param()]
+"""The ``engine`` params of property tests that run on the embedded and PostgreSQL stores."""
+
+
+@contextlib.asynccontextmanager
+async def throwaway_store(engine: str) -> AsyncIterator[str]:
+    """The URL of a new, empty store on ``engine`` ("memory" or "postgres"), removed after."""
+    if engine == "memory":
+        yield "memory://"
+        return
+    server = postgres_url()
+    assert server is not None, SKIP_REASON
+    url = await fresh_database(server)
+    try:
+        yield url
+    finally:
+        await drop_database(url)

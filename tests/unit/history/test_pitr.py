@@ -20,6 +20,7 @@ import streamkit as sk
 from streamkit.history._archive import _state
 from streamkit.records._avro import decode_image
 from streamkit.records._values import normalize_item, values_equal
+from tests import postgres_env
 
 KEYS = st.sampled_from(["a", "b", "c", "d"])
 OPS = st.lists(
@@ -98,13 +99,14 @@ settings_ = settings(
 )
 
 
+@pytest.mark.parametrize("engine", postgres_env.ENGINES)
 @settings_
 @given(ops=OPS, picks=st.lists(st.floats(0, 1), min_size=1, max_size=4))
 def test_restore_to_time_equals_the_model_at_any_instant(
-    ops: list[tuple[str, str, int]], picks: list[float]
+    engine: str, ops: list[tuple[str, str, int]], picks: list[float]
 ) -> None:
     async def main() -> None:
-        async with sk.App(storage="memory://") as app:
+        async with postgres_env.throwaway_store(engine) as url, sk.App(storage=url) as app:
             t, states = await _history(app, ops)
             spec = await app._store.spec(t.name)
             assert spec.created_at is not None
@@ -124,13 +126,14 @@ def test_restore_to_time_equals_the_model_at_any_instant(
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("engine", postgres_env.ENGINES)
 @settings_
 @given(ops=OPS, cut=st.floats(0, 1), picks=st.lists(st.floats(0, 1), min_size=1, max_size=4))
 def test_compaction_keeps_every_instant_of_the_window(
-    ops: list[tuple[str, str, int]], cut: float, picks: list[float]
+    engine: str, ops: list[tuple[str, str, int]], cut: float, picks: list[float]
 ) -> None:
     async def main() -> None:
-        async with sk.App(storage="memory://") as app:
+        async with postgres_env.throwaway_store(engine) as url, sk.App(storage=url) as app:
             t, states = await _history(app, ops)
             spec = await app._store.spec(t.name)
             first = min([c for c, _ in states], default=0)

@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import streamkit as sk
 from streamkit.records._values import normalize_item, values_equal
+from tests import postgres_env
 from tests.unit.storage.helpers import committed_records
 
 KEYS = st.sampled_from(["a", "b", "c"])
@@ -35,10 +36,13 @@ ATTRS = st.dictionaries(st.sampled_from(["v", "w", "n"]), VALUES, max_size=3)
 
 
 class StoreModel(RuleBasedStateMachine):
+    engine = "memory"
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.app = sk.App(storage="memory://")
+        self._store = postgres_env.throwaway_store(self.engine)
+        self.app = sk.App(storage=self.run(self._store.__aenter__()))
         self.table = self.run(self.app.create_table("Things", partition_key="k"))
         self.items: dict[str, dict[str, Any]] = {}
         self.expected: list[tuple[str, str, Any, Any]] = []
@@ -48,6 +52,7 @@ class StoreModel(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.run(self.app.close())
+        self.run(self._store.__aexit__(None, None, None))
         self.loop.close()
 
     def _emit(self, key: str, old: Any, new: Any) -> None:
@@ -230,3 +235,18 @@ StoreModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestStoreModel = StoreModel.TestCase
+
+
+class PostgresStoreModel(StoreModel):
+    """The same model, each example on a new PostgreSQL database."""
+
+    engine = "postgres"
+
+
+PostgresStoreModel.TestCase.settings = settings(
+    max_examples=30,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestPostgresStoreModel = postgres_env.needs_postgres(PostgresStoreModel.TestCase)
