@@ -5,17 +5,29 @@
     StreamkitError
     ├── ValidationError (ValueError)          bad input: names the attribute or position
     │   ├── ExpressionError                   a DynamoDB expression that does not parse or check
-    │   └── RecordFormatError                 bytes that are not a change record this version reads
+    │   ├── RecordFormatError                 bytes that are not a change record this version reads
+    │   ├── HistoryUnavailable                a time range past what is kept (log, PITR archive)
+    │   └── FilterError*                      a malformed filter= pattern of a handler
     ├── ConditionFailed                       a condition= was false; nothing was written
     ├── TransactionCanceled                   a transaction did not commit; .reasons per action
     ├── ThroughputExceeded                    provisioned capacity exhausted; .retry_after seconds
     ├── ResourceError
     │   ├── TableNotFound (LookupError)
-    │   └── TableExists
-    ├── ConfigurationError (ValueError)       a URL, option or environment variable is wrong
-    ├── StorageError                          the database failed (disk full, locked, corrupt)
+    │   ├── TableExists
+    │   └── BackupNotFound (LookupError)      no backup of that id
+    ├── ConfigurationError (ValueError)       a URL, option or environment variable is wrong,
+    │   │                                     or the extra a piece needs is not installed
+    │   └── TopicMismatch*                    a topic exists with other settings
+    ├── StorageError                          the database failed; .retriable: may a retry help
     ├── LogError                              the change log failed; .retriable: may a retry help
+    │   ├── LogUnavailable*                   not reached in time (retriable); .in_doubt
+    │   ├── Fenced*                           a newer producer took the transactional id
+    │   ├── CommitRefused*                    offsets of partitions no longer owned
+    │   └── TopicNotFound* (LookupError)
     └── NotYetAvailable (NotImplementedError) a capability not built yet
+
+``*``: defined elsewhere — ``FilterError`` in ``streamkit.runtime._patterns`` (catch it
+as ValidationError), the others in ``streamkit.log``.
 
 A call that raises changes nothing: no item is written and no change record
 is emitted.

@@ -1,9 +1,23 @@
 """Helpers for testing your own handlers — no Kafka, no services, real semantics.
 
-The App these helpers build runs on the embedded backends (``memory://`` storage and
-a ``local://`` log in a temporary directory), so the records, retries, DLQ and
-checkpoints your handlers meet in a test are the ones they meet in production: the
-same runtime, not a fake.
+The Apps these helpers build run on the embedded backends (``memory://`` storage and
+a ``local://`` log in a temporary directory, under a namespace of their own), so the
+records, retries, DLQ and checkpoints your handlers meet in a test are the ones they
+meet in production: the same runtime, not a fake. They never open the store or the
+log your real App is configured with.
+
+- :func:`app`: an App for tests, to declare handlers on.
+- :func:`isolated`: a copy of your real App, with the same handlers, on throwaway
+  backends (``from shop.handlers import app`` never opens ``./shop.db`` through it).
+- :func:`running`, :func:`invoke`, :func:`make_record`: run, call, feed them.
+
+Both kinds of App follow the event loop: the first loop that uses one binds it; a
+later loop (the next test, where each test has its own loop, as pytest-asyncio
+gives by default) finds it on new, empty backends — a new ``memory://`` store, a new
+temporary log and namespace, unless you passed your own ``log=`` / ``namespace=`` —
+with the same handlers. So a module-level ``app = testing.app()`` (or
+``testing.isolated(real_app)``) works in every test of the module, and no test sees
+another's tables, records or dead letters.
 
 Example:
     ```python
@@ -30,26 +44,95 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from streamkit._app import App
+from streamkit.exceptions import ConfigurationError
 from streamkit.records import ChangeRecord, StreamView
 from streamkit.records._record import changed_attributes
 from streamkit.records._values import item_size, normalize_item
 from streamkit.runtime._batch import Batch
 from streamkit.runtime._dlq import DeadLetter
+from streamkit.runtime._registry import HandlerSpec
 from streamkit.runtime._worker import _bound_logger, call_handler
 from streamkit.storage._effects import Effects
 
-__all__ = ("Harness", "app", "invoke", "make_record", "running")
+__all__ = ("Harness", "IsolatedApp", "app", "invoke", "isolated", "make_record", "running")
 
 _temp_dirs: list[str] = []
+
+
+def _temporary_log() -> str:
+    path = tempfile.mkdtemp(prefix="streamkit-test-")
+    _temp_dirs.append(path)
+    return f"local://{path}/log"
+
+
+class IsolatedApp(App):
+    """An :class:`~streamkit.App` made by :func:`app` or :func:`isolated`: throwaway
+    backends, created afresh for each event loop that uses it (see the module's
+    docstring). Everything else is a plain App's."""
+
+    def __init__(
+        self,
+        *,
+        storage: str = "memory://",
+        log: str | None = None,
+        namespace: str | None = None,
+        handlers: Iterable[HandlerSpec] = (),
+        **kwargs: Any,
+    ) -> None:
+        self._sk_loop: asyncio.AbstractEventLoop | None = None
+        self._sk_settings: dict[str, Any] = {
+            "storage": storage,
+            "log": log,
+            "namespace": namespace,
+            **kwargs,
+        }
+        App.__init__(self, **self._sk_backends())
+        for spec in handlers:
+            self._register(spec)
+
+    def _sk_backends(self) -> dict[str, Any]:
+        """App's arguments: the settings, with a new temporary log and namespace unless given."""
+        settings = dict(self._sk_settings)
+        if settings["log"] is None:
+            settings["log"] = _temporary_log()
+        if settings["namespace"] is None:
+            settings["namespace"] = f"test{uuid.uuid4().hex[:10]}"
+        return settings
+
+    def _sk_follow_loop(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop here (import time, a worker thread): nothing to do
+            return
+        bound = self._sk_loop
+        if bound is loop:
+            return
+        self._sk_loop = loop
+        if bound is None:
+            return
+        # another event loop (the next test): what the App holds belongs to the old one
+        # (locks, events, the store's and log's threads and futures). Start afresh, with
+        # the same handlers.
+        handlers = self._handlers
+        App.__init__(self, **self._sk_backends())
+        self._handlers = handlers
+
+    def __getattribute__(self, name: str) -> Any:
+        # every App method and property reaches its state through an attribute: look at
+        # the running loop first (a C call when it is the bound one)
+        if not name.startswith(("__", "_sk_")):
+            object.__getattribute__(self, "_sk_follow_loop")()
+        return object.__getattribute__(self, name)
 
 
 def app(
@@ -58,29 +141,78 @@ def app(
     log: str | None = None,
     namespace: str | None = None,
     **kwargs: Any,
-) -> App:
+) -> IsolatedApp:
     """An App on the embedded backends, in a fresh temporary log, with short timeouts.
 
     Args:
         storage: ``memory://`` by default (gone when the App closes).
-        log: a ``local://`` URL; default: a new temporary directory.
-        namespace: default: a unique one, so tests never share topics or groups.
-        kwargs: passed to :class:`~streamkit.App` (``session_timeout`` defaults to 2 s
-            and ``shutdown_timeout`` to 5 s here).
+        log: a ``local://`` URL; default: a new temporary directory (for each event loop).
+        namespace: default: a unique one (for each event loop), so tests never share
+            topics, consumer groups or DLQs.
+        kwargs: passed to :class:`~streamkit.App` (``session_timeout`` defaults to 2 s,
+            ``shutdown_timeout`` to 5 s and ``ttl_interval`` to 0.2 s here).
     """
-    if log is None:
-        path = tempfile.mkdtemp(prefix="streamkit-test-")
-        _temp_dirs.append(path)
-        log = f"local://{path}/log?poll_interval=0.02"
     kwargs.setdefault("session_timeout", 2.0)
     kwargs.setdefault("shutdown_timeout", 5.0)
     kwargs.setdefault("ttl_interval", 0.2)
-    return App(
+    return IsolatedApp(storage=storage, log=log, namespace=namespace, **kwargs)
+
+
+def isolated(
+    real: App,
+    *,
+    storage: str = "memory://",
+    log: str | None = None,
+    namespace: str | None = None,
+    **kwargs: Any,
+) -> IsolatedApp:
+    """A copy of ``real`` with the same handlers on throwaway backends, to test them.
+
+    ``real``'s store and log are never opened: its handlers (with every option) and
+    its region, topic and DLQ settings are copied; storage is ``memory://``, the log a
+    new temporary ``local://`` directory and the namespace a unique one (each renewed
+    for every event loop, as :func:`app`'s). Handlers added to ``real`` later are not
+    seen by the copy.
+
+    Example:
+        ```python
+        from shop.handlers import app as shop_app   # sk.App(storage="sqlite:///./shop.db")
+        from streamkit import testing
+
+        app = testing.isolated(shop_app)            # ./shop.db is never opened
+        ```
+
+    Args:
+        real: the App whose handlers to test.
+        storage, log, namespace, kwargs: as for :func:`app`.
+    """
+    if not isinstance(real, App):
+        raise ConfigurationError(f"testing.isolated() takes an sk.App, got {type(real).__name__}")
+    kwargs.setdefault("region", real.region)
+    kwargs.setdefault("topic_partitions", real.topic_config.partitions)
+    kwargs.setdefault("topic_retention_ms", real.topic_config.retention_ms)
+    kwargs.setdefault("dlq_retention_ms", real.runtime_options.dlq_retention_ms)
+    kwargs.setdefault("session_timeout", 2.0)
+    kwargs.setdefault("shutdown_timeout", 5.0)
+    kwargs.setdefault("ttl_interval", 0.2)
+    return IsolatedApp(
         storage=storage,
         log=log,
-        namespace=namespace or f"test{uuid.uuid4().hex[:10]}",
+        namespace=namespace,
+        handlers=real.handlers.values(),
         **kwargs,
     )
+
+
+def _check_isolated(app: App, helper: str) -> None:
+    """Refuse an App not made here: a helper must never open a real store or log."""
+    if not isinstance(app, IsolatedApp):
+        raise ConfigurationError(
+            f"testing.{helper}() runs only an App made by streamkit.testing, so that a "
+            f"test never opens a real store or log, and {app!r} is not one: pass "
+            "testing.isolated(app) (the same handlers on memory:// storage and a "
+            "temporary local:// log) or declare the handlers on testing.app()"
+        )
 
 
 class Harness:
@@ -104,7 +236,12 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def running(app: App, *, handlers: Sequence[str] | None = None) -> AsyncIterator[Harness]:
-    """Run the app's relay, TTL sweeper and handlers for a block; close the app after."""
+    """Run the app's relay, TTL sweeper and handlers for a block; close the app after.
+
+    Raises:
+        ConfigurationError: ``app`` was not made by :func:`app` or :func:`isolated`.
+    """
+    _check_isolated(app, "running")
     try:
         async with app.running(handlers=handlers):
             yield Harness(app)
@@ -168,7 +305,11 @@ async def invoke(app: App, handler: str, *records: ChangeRecord) -> Any:
 
     A batch handler gets all ``records`` as one ``Batch``; a per-record handler is called
     once per record. Returns what the (last) call returned; exceptions propagate.
+
+    Raises:
+        ConfigurationError: ``app`` was not made by :func:`app` or :func:`isolated`.
     """
+    _check_isolated(app, "invoke")
     spec = app._select([handler])[0]
     await app.open()
     log = _bound_logger(spec)

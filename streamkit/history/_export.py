@@ -84,8 +84,11 @@ class _Directory(Destination):
 
 class _S3(Destination):
     def __init__(self, url: str, bucket: str, prefix: str) -> None:
-        import boto3
-        from botocore.config import Config
+        from streamkit._optional import needs
+
+        with needs("s3"):
+            import boto3
+            from botocore.config import Config
 
         self.url = url
         self.bucket = bucket

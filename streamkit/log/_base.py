@@ -812,7 +812,10 @@ def from_url(url: str) -> ChangeLog:
     if scheme == "kafka":
         # imported here, not at the top: aiokafka is only needed by Kafka users and
         # costs ~100 ms of import time
-        from streamkit.log._kafka import KafkaLog
+        from streamkit._optional import needs
+
+        with needs("kafka"):
+            from streamkit.log._kafka import KafkaLog
 
         return KafkaLog(url)
     raise ConfigurationError(

@@ -14,10 +14,18 @@ with it and concurrent producers share a commit.
 
 An append is one SQLite transaction: readers, which run each fetch in one read
 transaction, see all of its records or none, in every partition at once. Readers
-in this process are woken by the writer as soon as it commits; readers in other
-processes poll (``poll_interval``, 50 ms by default).
+in this process are woken by the writer as soon as it commits. Appends made by
+other processes are noticed within ``poll_interval`` (2 ms by default): while a
+reader waits, one watcher thread per file and process reads SQLite's
+``PRAGMA data_version`` (a counter that changes when another connection commits;
+reading it costs microseconds and reads no table) and wakes the readers of the
+topics whose offsets moved. On Linux it only looks for a moment after inotify says
+the log's files were written, so a waiting reader costs next to no CPU; elsewhere
+it looks every ``poll_interval`` (a few % of a core on a VM with costly timer
+wake-ups: raise ``poll_interval`` there if that matters). Nothing runs while no
+reader waits.
 
-URL: ``local://path[?synchronous=NORMAL|FULL&poll_interval=0.05&prune_interval=60]``.
+URL: ``local://path[?synchronous=NORMAL|FULL&poll_interval=0.002&prune_interval=60]``.
 ``synchronous=NORMAL`` survives a killed process; ``FULL`` also survives power loss
 (one fsync per commit).
 """
@@ -58,6 +66,7 @@ from streamkit.log._base import (
     partition_for_key,
 )
 from streamkit.log._local_db import (
+    DEFAULT_POLL_INTERVAL,
     Hub,
     Worker,
     append_records,
@@ -79,6 +88,9 @@ __all__ = ("LocalLog", "LocalProducer", "LocalReader")
 T = TypeVar("T")
 
 _OPTIONS = ("synchronous", "poll_interval", "prune_interval")
+# a waiting reader also looks by itself this often: a safety net should the watcher
+# thread be unable to read the file for a while (it logs a warning then)
+_RECHECK_INTERVAL = 1.0
 
 
 # --- the log ------------------------------------------------------------------------------
@@ -86,9 +98,10 @@ class LocalLog:
     """The embedded change log in ``<path>/log.db``. See the module docstring.
 
     Args:
-        url: ``local://path[?synchronous=NORMAL|FULL&poll_interval=0.05&prune_interval=60]``;
-            ``poll_interval`` is how often a waiting reader looks for appends made by
-            other processes, ``prune_interval`` how often retention runs by itself.
+        url: ``local://path[?synchronous=NORMAL|FULL&poll_interval=0.002&prune_interval=60]``;
+            ``poll_interval`` is how often, while a reader waits, the log checks for
+            appends made by other processes (a read of ``PRAGMA data_version``),
+            ``prune_interval`` how often retention runs by itself.
     """
 
     def __init__(self, url: str) -> None:
@@ -102,7 +115,7 @@ class LocalLog:
         synchronous = opts.get_str("synchronous", "NORMAL").upper()
         if synchronous not in ("NORMAL", "FULL"):
             raise ConfigurationError(f"synchronous={synchronous!r} must be NORMAL or FULL")
-        self.poll_interval = opts.get_float("poll_interval", 0.05)
+        self.poll_interval = opts.get_float("poll_interval", DEFAULT_POLL_INTERVAL)
         self.prune_interval = opts.get_float("prune_interval", 60.0)
         if not 0.001 <= self.poll_interval <= 60:
             raise ConfigurationError("poll_interval must be 0.001-60 seconds")
@@ -572,7 +585,7 @@ class LocalReader:
             if self._event is not None and self._loop is not None:
                 hub.unregister(self.topic, self._loop, self._event)
             self._event, self._loop = asyncio.Event(), loop
-            hub.register(self.topic, loop, self._event)
+            hub.register(self.topic, loop, self._event, interval=self._log.poll_interval)
         event = self._event
         deadline = loop.time() + max(0.0, timeout)
         while True:
@@ -583,9 +596,10 @@ class LocalReader:
             remaining = deadline - loop.time()
             if records or remaining <= 0:
                 return records
-            # other processes cannot wake us: look again after poll_interval at most
+            # the hub wakes us: at once for appends of this process, within poll_interval
+            # for other processes' (its watcher thread); look by ourselves now and then
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(remaining, self._log.poll_interval)):
+                async with asyncio.timeout(min(remaining, _RECHECK_INTERVAL)):
                     await event.wait()
 
     async def _fetch_once(self, parts: list[int], max_records: int) -> list[LogRecord]:

@@ -4,15 +4,24 @@ Threads, not the event loop, touch SQLite. A :class:`Worker` owns one connection
 and runs queued jobs on it, each in a transaction: appends queued together share
 one transaction, one savepoint each (group commit), so one failing append never
 takes another with it. :class:`Hub` wakes this process's readers when an append
-commits. Everything here runs on a worker thread unless it says otherwise.
+commits: at once for an append made in this process, and within ``poll_interval``
+(a few ms) for one made by another process, which its watcher thread notices by
+reading ``PRAGMA data_version`` (a counter SQLite changes when another connection
+commits; reading it touches no table) — on Linux only after inotify says the
+files were written. Everything here runs on a worker thread unless it says otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import logging
+import os
+import select
 import sqlite3
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +42,9 @@ from streamkit.log._base import (
 )
 
 __all__ = (
+    "DEFAULT_POLL_INTERVAL",
     "SCHEMA_VERSION",
+    "DirectoryEvents",
     "Hub",
     "Worker",
     "append_records",
@@ -141,23 +152,60 @@ def sqlite_errors(path: Path) -> Iterator[None]:
         raise LogError(f"the local log {path} failed: {e}") from e
 
 
-# --- waking in-process readers ------------------------------------------------------------
+# --- waking readers ------------------------------------------------------------------------
+_Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Event]
+_logger = logging.getLogger("streamkit.log.local")
+DEFAULT_POLL_INTERVAL = 0.002  # the watcher's look for other processes' appends, seconds
+_HOT_WINDOW = 0.1  # after the files were written: poll this long (a commit becomes visible)
+_IDLE_CHECK = 0.5  # with file events: look anyway this often (and notice readers leaving)
+
+
 class Hub:
-    """Per database file: wakes this process's readers of a topic when an append commits."""
+    """Per database file: wakes this process's readers of a topic when an append commits.
 
-    def __init__(self) -> None:
+    An append made in this process calls :meth:`notify` right after its commit.
+    Appends made by other processes are noticed by a watcher thread, which runs while
+    any reader waits: it reads ``PRAGMA data_version`` (a counter SQLite changes when
+    another connection commits; no table is read, no lock taken) and, when it moved,
+    the offsets of the watched topics, and wakes the readers of those that moved.
+
+    How often it looks: on Linux the thread sleeps on inotify events of the log's
+    directory (any write to ``log.db`` or its WAL), then looks every ``interval`` (the
+    smallest ``poll_interval`` of the waiting readers) for ``_HOT_WINDOW`` — a
+    commit's WAL frames are written just before it becomes visible — and every
+    ``_IDLE_CHECK`` otherwise: no CPU while nothing is written. Elsewhere (or when
+    inotify is unavailable) it looks every ``interval``.
+    """
+
+    def __init__(self, db_path: Path | None = None) -> None:
         self._lock = threading.Lock()
-        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._waiters: dict[str, dict[_Waiter, float]] = {}
+        self._db_path = db_path
+        self._watcher: threading.Thread | None = None
 
-    def register(self, topic: str, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
+    def register(
+        self,
+        topic: str,
+        loop: asyncio.AbstractEventLoop,
+        event: asyncio.Event,
+        *,
+        interval: float = DEFAULT_POLL_INTERVAL,
+    ) -> None:
         with self._lock:
-            self._waiters.setdefault(topic, set()).add((loop, event))
+            self._waiters.setdefault(topic, {})[(loop, event)] = interval
+            if self._db_path is not None and self._watcher is None:
+                self._watcher = threading.Thread(
+                    target=self._watch,
+                    name=f"streamkit-log-watcher:{self._db_path.parent}",
+                    daemon=True,
+                )
+                self._watcher.start()
 
     def unregister(self, topic: str, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
         with self._lock:
             waiters = self._waiters.get(topic)
             if waiters is not None:
-                waiters.discard((loop, event))
+                waiters.pop((loop, event), None)
                 if not waiters:
                     del self._waiters[topic]
 
@@ -169,6 +217,141 @@ class Hub:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(event.set)
 
+    # --- the watcher thread (other processes' appends) ---
+    def _watching(self) -> tuple[set[str], float] | None:
+        """The watched topics and the poll interval; None (and the thread ends) if none."""
+        with self._lock:
+            if not self._waiters:
+                self._watcher = None
+                return None
+            interval = min(i for w in self._waiters.values() for i in w.values())
+            return set(self._waiters), interval
+
+    def _watch(self) -> None:
+        assert self._db_path is not None
+        failures = 0
+        while True:
+            try:
+                self._watch_with_connection(self._db_path)
+                return  # no reader left
+            except Exception as e:
+                # the file is busy, gone or broken: readers still look by themselves now
+                # and then (LocalReader's recheck); try again, and say so once
+                failures += 1
+                if failures == 1:
+                    _logger.warning("the local log watcher of %s failed: %s", self._db_path, e)
+                time.sleep(min(1.0, 0.01 * 2**failures))
+                if self._watching() is None:
+                    return
+
+    def _watch_with_connection(self, db_path: Path) -> None:
+        # mode=rw: a log deleted meanwhile is an error here, never created again
+        conn = sqlite3.connect(
+            f"{db_path.as_uri()}?mode=rw", uri=True, isolation_level=None, check_same_thread=False
+        )
+        events: DirectoryEvents | None = None
+        try:
+            events = DirectoryEvents.open(db_path.parent)
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            watching = self._watching()
+            if watching is None:
+                return
+            topics, interval = watching
+            version = _data_version(conn)
+            offsets = _topic_offsets(conn, topics)
+            # a reader may have looked just before this thread took its baseline
+            self.notify(topics)
+            hot_until = time.monotonic() + _HOT_WINDOW
+            while True:
+                if events is None:
+                    time.sleep(interval)
+                elif time.monotonic() < hot_until:
+                    time.sleep(interval)
+                    if events.drain():
+                        hot_until = time.monotonic() + _HOT_WINDOW
+                elif events.wait(_IDLE_CHECK):
+                    hot_until = time.monotonic() + _HOT_WINDOW
+                watching = self._watching()
+                if watching is None:
+                    return
+                topics, interval = watching
+                now = _data_version(conn)
+                if now == version:
+                    continue
+                version = now
+                latest = _topic_offsets(conn, topics)
+                moved = {t for t in topics if latest.get(t) != offsets.get(t)}
+                offsets = latest
+                if moved:
+                    self.notify(moved)
+        finally:
+            conn.close()
+            if events is not None:
+                events.close()
+
+
+class DirectoryEvents:
+    """Linux inotify on a directory: "some file in it was written" (IN_MODIFY)."""
+
+    _IN_MODIFY = 0x00000002
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @classmethod
+    def open(cls, directory: Path) -> DirectoryEvents | None:
+        """A watch of ``directory``; None where inotify is unavailable (not Linux, or
+        out of inotify instances or watches): the caller polls instead."""
+        if not sys.platform.startswith("linux"):
+            return None
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+            if fd < 0:
+                return None
+            if libc.inotify_add_watch(fd, os.fsencode(directory), cls._IN_MODIFY) < 0:
+                os.close(fd)
+                return None
+        except (OSError, AttributeError):
+            return None
+        return cls(fd)
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a file was written (True) or ``timeout`` passed (False)."""
+        ready, _, _ = select.select([self._fd], [], [], timeout)
+        return bool(ready) and self.drain()
+
+    def drain(self) -> bool:
+        """Read every pending event; True if there was any."""
+        got = False
+        while True:
+            try:
+                data = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return got
+            if not data:
+                return got
+            got = True
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _topic_offsets(conn: sqlite3.Connection, topics: set[str]) -> dict[str, tuple[int, int]]:
+    """Per topic: its id and the sum of its partitions' next offsets (grows on append)."""
+    names = sorted(topics)
+    marks = ",".join("?" * len(names))
+    rows = conn.execute(
+        "SELECT t.name, t.id, COALESCE(SUM(p.next_offset), 0) FROM log_topics t "
+        f"LEFT JOIN log_partitions p ON p.tid = t.id WHERE t.name IN ({marks}) GROUP BY t.id",
+        names,
+    ).fetchall()
+    return {name: (tid, total) for name, tid, total in rows}
+
 
 _HUBS: dict[str, Hub] = {}
 _HUBS_LOCK = threading.Lock()
@@ -176,12 +359,12 @@ _HUBS_LOCK = threading.Lock()
 
 def hub_for(db_path: Path) -> Hub:
     # shared by every LocalLog on the same file in this process, so a producer on one
-    # LocalLog object wakes a reader on another
+    # LocalLog object wakes a reader on another, and one watcher thread serves them all
     key = str(db_path.resolve())
     with _HUBS_LOCK:
         hub = _HUBS.get(key)
         if hub is None:
-            hub = _HUBS[key] = Hub()
+            hub = _HUBS[key] = Hub(Path(key))
         return hub
 
 

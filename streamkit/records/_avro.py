@@ -10,8 +10,14 @@ order, and a ``["null", map]`` union is one branch byte and then the map.
 
 fastavro reads the schema and computes its fingerprint; the hot path is written
 out by hand because fastavro's generic encoder costs tens of microseconds per
-nested value (``/work/shared/notes/avro-cost.md``). Property tests check that the
-bytes are exactly fastavro's and that plain fastavro decodes every record.
+nested value. Measured when the schema was chosen (fastavro 1.13's
+``schemaless_writer`` / ``schemaless_reader``, Python 3.11, one core, a MODIFY
+record of a 5-attribute item with both images): AttributeValue as a union of one
+named record per type, as here, 15,000 encodes/s and 31,000 decodes/s (204 bytes);
+as a record of nullable fields, 6,300 and 13,100/s (303 bytes); images as
+DynamoDB-JSON strings, 52,300 and 88,400/s (335 bytes; ``json.dumps`` of the whole
+record: 100,600/s). Property tests check that the bytes are exactly fastavro's
+and that plain fastavro decodes every record.
 
 Binary encoding, per the Avro specification: ``long`` (and lengths, counts,
 union branch indexes, enum indexes) are zigzag varints; ``string`` and

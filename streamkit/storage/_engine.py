@@ -287,7 +287,10 @@ def engine_for(url: str) -> StorageEngine:
 
         return SqliteEngine(url)
     if scheme in ("postgres", "postgresql"):
-        from streamkit.storage._postgres import PostgresEngine
+        from streamkit._optional import needs
+
+        with needs("postgres"):
+            from streamkit.storage._postgres import PostgresEngine
 
         return PostgresEngine(url)
     raise ConfigurationError(
