@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
-import os
-import select
 import sqlite3
 import struct
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +26,7 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any, Generic, TypeVar
 
+from streamkit._fswatch import DirectoryEvents
 from streamkit.exceptions import ConfigurationError, LogError, StreamkitError, ValidationError
 from streamkit.log._base import (
     MAX_FUTURE_TIMESTAMP_MS,
@@ -44,7 +41,6 @@ from streamkit.log._base import (
 __all__ = (
     "DEFAULT_POLL_INTERVAL",
     "SCHEMA_VERSION",
-    "DirectoryEvents",
     "Hub",
     "Worker",
     "append_records",
@@ -288,53 +284,6 @@ class Hub:
             conn.close()
             if events is not None:
                 events.close()
-
-
-class DirectoryEvents:
-    """Linux inotify on a directory: "some file in it was written" (IN_MODIFY)."""
-
-    _IN_MODIFY = 0x00000002
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-
-    @classmethod
-    def open(cls, directory: Path) -> DirectoryEvents | None:
-        """A watch of ``directory``; None where inotify is unavailable (not Linux, or
-        out of inotify instances or watches): the caller polls instead."""
-        if not sys.platform.startswith("linux"):
-            return None
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-            if fd < 0:
-                return None
-            if libc.inotify_add_watch(fd, os.fsencode(directory), cls._IN_MODIFY) < 0:
-                os.close(fd)
-                return None
-        except (OSError, AttributeError):
-            return None
-        return cls(fd)
-
-    def wait(self, timeout: float) -> bool:
-        """Block until a file was written (True) or ``timeout`` passed (False)."""
-        ready, _, _ = select.select([self._fd], [], [], timeout)
-        return bool(ready) and self.drain()
-
-    def drain(self) -> bool:
-        """Read every pending event; True if there was any."""
-        got = False
-        while True:
-            try:
-                data = os.read(self._fd, 65536)
-            except BlockingIOError:
-                return got
-            if not data:
-                return got
-            got = True
-
-    def close(self) -> None:
-        os.close(self._fd)
 
 
 def _data_version(conn: sqlite3.Connection) -> int:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import sqlite3
@@ -45,6 +46,7 @@ from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
+from streamkit._fswatch import DirectoryEvents
 from streamkit.exceptions import (
     BackupNotFound,
     ConfigurationError,
@@ -154,6 +156,12 @@ _INSERT_CHANGE = (
 _MAX_GROUP = 1024  # jobs per group commit
 _CHECKPOINT_EVERY = 100  # commits between passive checkpoints (run by the reader thread)
 _WAL_LIMIT_MB = 64  # default journal_size_limit, and the size the idle shrink aims below
+# the watcher of other processes' commits: poll step, idle wait between file events,
+# and how long to look closely after one
+_WATCH_STEP = 0.002
+_WATCH_IDLE = 0.5
+_WATCH_HOT = 0.05
+_logger = logging.getLogger("streamkit.storage")
 _IDLE_S = 1.0  # writer idle this long after a commit: shrink the WAL if it is over the limit
 _IDLE_MAX_S = 8.0  # the longest wait between shrink attempts while old readers hold it
 _SHRINK_WAIT_MS = 50  # how long a truncating checkpoint waits for readers (holding the lock)
@@ -767,6 +775,7 @@ class SqliteEngine:
         self._reader: _Worker | None = None
         self._open_lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
+        self._watcher: threading.Thread | None = None
         self._commits = 0
         # the idle WAL shrink (writer thread; `_shrinking` is cleared by the reader thread)
         self._wal_due = False  # a commit since the WAL was last seen within its limit
@@ -1117,13 +1126,60 @@ class SqliteEngine:
         await self.write_fn(fn)
 
     def add_commit_listener(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` on the writer thread after commits (the capture relay's doorbell)."""
+        """Call ``listener`` after commits (the capture relay's doorbell): on the writer
+        thread for this process's commits, and on a watcher thread for other processes'
+        commits to the same file (while any listener is registered)."""
         self._listeners.append(listener)
+        if self.path is not None and self._watcher is None:
+            self._watcher = threading.Thread(
+                target=self._watch_other_processes,
+                name=f"streamkit-sqlite-watcher:{self.path}",
+                daemon=True,
+            )
+            self._watcher.start()
 
     def remove_commit_listener(self, listener: Callable[[], None]) -> None:
         """Stop calling ``listener``."""
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
+
+    def _watch_other_processes(self) -> None:
+        """Ring the listeners when another connection commits to the file.
+
+        ``PRAGMA data_version`` changes when another connection commits (reading it
+        takes no lock); on Linux the thread sleeps on inotify events of the file's
+        directory and looks closely for a short while after each (a commit's WAL frames
+        are written just before it becomes visible), elsewhere it looks every few ms.
+        It ends when the last listener is removed or the engine closes.
+        """
+        assert self.path is not None
+        path = Path(self.path)
+        events = DirectoryEvents.open(path.parent.resolve())
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+            version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            hot_until = 0.0
+            while self._listeners and self._writer is not None:
+                now = time.monotonic()
+                if now < hot_until or events is None:
+                    time.sleep(_WATCH_STEP)
+                elif events.wait(_WATCH_IDLE):
+                    hot_until = time.monotonic() + _WATCH_HOT
+                current = int(conn.execute("PRAGMA data_version").fetchone()[0])
+                if current != version:
+                    version = current
+                    self.notify_commit()
+        except sqlite3.Error as e:  # the relay still polls: slower, never stuck
+            _logger.warning("the commit watcher of %s stopped: %s", self.path, e)
+        finally:
+            self._watcher = None
+            if conn is not None:
+                conn.close()
+            if events is not None:
+                events.close()
 
     async def read_meta(self, keys: Sequence[str]) -> dict[str, str]:
         """Values of ``sk_meta`` keys (absent keys are left out)."""

@@ -1,0 +1,62 @@
+"""Linux file events for "another process wrote this database": used by the embedded
+log and the SQLite store to wake waiting readers without polling.
+
+A leaf module (only the standard library), so the log and the store may both use it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import sys
+from pathlib import Path
+
+__all__ = ("DirectoryEvents",)
+
+
+class DirectoryEvents:
+    """Linux inotify on a directory: "some file in it was written" (IN_MODIFY)."""
+
+    _IN_MODIFY = 0x00000002
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @classmethod
+    def open(cls, directory: Path) -> DirectoryEvents | None:
+        """A watch of ``directory``; None where inotify is unavailable (not Linux, or
+        out of inotify instances or watches): the caller polls instead."""
+        if not sys.platform.startswith("linux"):
+            return None
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+            if fd < 0:
+                return None
+            if libc.inotify_add_watch(fd, os.fsencode(directory), cls._IN_MODIFY) < 0:
+                os.close(fd)
+                return None
+        except (OSError, AttributeError):
+            return None
+        return cls(fd)
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a file was written (True) or ``timeout`` passed (False)."""
+        ready, _, _ = select.select([self._fd], [], [], timeout)
+        return bool(ready) and self.drain()
+
+    def drain(self) -> bool:
+        """Read every pending event; True if there was any."""
+        got = False
+        while True:
+            try:
+                data = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return got
+            if not data:
+                return got
+            got = True
+
+    def close(self) -> None:
+        os.close(self._fd)
