@@ -4,29 +4,45 @@
 ``DynamoDBStreams_20120810.<Operation>``) and a JSON body; the answer is JSON with
 ``Content-Type: application/x-amz-json-1.0``, or a DynamoDB error (HTTP 400,
 ``{"__type": ..., "message": ...}``). Malformed requests are 400s, never 500s.
+
+Guards: without an authenticator only loopback ``Host`` names are served (a web page
+cannot reach it through DNS rebinding); a body must arrive within ``body_timeout``
+seconds (408) and fit the operation's size limit (16 MB for the batch and transaction
+operations, 4 MB for the others: one item is at most 400 KB); a body over 64 KB is
+parsed and converted in a worker thread, so other clients keep being served.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import uuid
 import zlib
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from streamkit.exceptions import StreamkitError
-from streamkit.server._errors import DynamoError, from_streamkit
+from streamkit.server._convert import PREPARED, parameter_error, parse_body, parse_large
+from streamkit.server._errors import DynamoError, from_streamkit, validation
 from streamkit.server._ops import OPERATIONS, Service
 
 if TYPE_CHECKING:
     from streamkit._app import App
     from streamkit.server._auth import Authenticator
 
-__all__ = ("DynamoDBServer", "create_asgi_app")
+__all__ = ("DynamoDBServer", "create_asgi_app", "loopback_host")
 
-_MAX_BODY = 16 * 1024 * 1024
+_MAX_BODY = 16 * 1024 * 1024  # DynamoDB's limit for a request (BatchWriteItem)
+_MAX_ITEM_BODY = 4 * 1024 * 1024  # one item (400 KB) and its expression values
+_BATCH_OPERATIONS = frozenset(
+    ("BatchWriteItem", "BatchGetItem", "TransactWriteItems", "TransactGetItems")
+)
+_DRAIN = 64 * 1024 * 1024  # read (and drop) an oversized body up to this, then answer
+_IN_THREAD = 64 * 1024  # larger bodies are parsed and converted off the event loop
 _DYNAMO = "DynamoDB_20120810."
 _STREAMS = "DynamoDBStreams_20120810."
 _JSON = b"application/x-amz-json-1.0"
@@ -39,6 +55,29 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+def loopback_host(host: str) -> bool:
+    """Whether a ``Host`` header names this machine: ``localhost``, ``*.localhost``, a
+    loopback address (``127.0.0.1``, ``[::1]``), with or without a port."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name[1:]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    name = name.rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _size_limit(target: str) -> int:
+    if target.startswith(_DYNAMO) and target[len(_DYNAMO) :] in _BATCH_OPERATIONS:
+        return _MAX_BODY
+    return _MAX_ITEM_BODY
+
+
 class DynamoDBServer:
     """An ASGI app: DynamoDB's and DynamoDB Streams' APIs on a streamkit App."""
 
@@ -49,11 +88,15 @@ class DynamoDBServer:
         region: str = "local",
         auth: Authenticator | None = None,
         background: bool = True,
+        allowed_hosts: Iterable[str] = (),
+        body_timeout: float | None = 30.0,
     ) -> None:
         self.app = app
         self.service = Service(app, region=region)
         self.auth = auth
         self.background = background
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
+        self.body_timeout = body_timeout
         self._streams: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
 
@@ -71,21 +114,39 @@ class DynamoDBServer:
             return
         if scope["type"] != "http":
             return
-        status, body = await self._handle(scope, receive)
+        status, body, close = await self._handle(scope, receive)
         payload = json.dumps(body, separators=(",", ":"), default=_default).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", _JSON),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"x-amzn-requestid", uuid.uuid4().hex.encode()),
-                    (b"x-amz-crc32", str(zlib.crc32(payload)).encode()),
-                ],
-            }
-        )
+        headers = [
+            (b"content-type", _JSON),
+            (b"content-length", str(len(payload)).encode()),
+            (b"x-amzn-requestid", uuid.uuid4().hex.encode()),
+            (b"x-amz-crc32", str(zlib.crc32(payload)).encode()),
+        ]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+    async def _health(self) -> tuple[int, dict[str, Any], bool]:
+        """GET: 200 while change capture works; 503 with the reason while a table's
+        capture is set aside (its topic cannot be made) or a background task stopped."""
+        problems: list[str] = []
+        for task in list(self.app._tasks):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                problems.append(f"{task.get_name()} stopped: {task.exception()!r}")
+        failing: list[dict[str, Any]] = []
+        try:
+            failing = (await self.app.capture_status())["failing"]
+        except StreamkitError as e:
+            problems.append(f"cannot read the change-capture state: {e}")
+        problems += [
+            f"change capture of table {f['table']!r} is set aside since {f['since']} "
+            f"(rows kept: {f['rows_kept']}): {f['error']}"
+            for f in failing
+        ]
+        if problems:
+            return 503, {"healthy": False, "reason": "; ".join(problems), "failing": failing}, False
+        return 200, {"healthy": "streamkit"}, False
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -120,7 +181,61 @@ class DynamoDBServer:
             await stack.aclose()
         await self.app.close()
 
-    async def _body(self, receive: Any) -> bytes:
+    def _check_host(self, headers: dict[str, str]) -> None:
+        host = headers.get("host")
+        if host is None or loopback_host(host):  # no Host: not a browser
+            return
+        name = host.strip().lower()
+        if "*" in self.allowed_hosts or name in self.allowed_hosts:
+            return
+        if name.rpartition(":")[0] in self.allowed_hosts:
+            return
+        raise DynamoError(
+            "AccessDeniedException",
+            f"Host {host[:100]!r} is refused: with authentication off, streamkit serves only "
+            "loopback names (localhost, 127.0.0.1, [::1], *.localhost), so that a web page "
+            "cannot reach it through DNS rebinding. Turn authentication on (--keys) or "
+            "allow the name (--allow-host).",
+            status=403,
+            coral=True,
+        )
+
+    async def _read(self, receive: Any, headers: dict[str, str], target: str) -> bytes:
+        """The request body, within ``body_timeout`` seconds and the operation's size limit."""
+        limit = _size_limit(target)
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > _DRAIN:
+            raise self._too_large(int(declared), limit, target, close=True)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                return await self._body(receive, limit, target)
+        except TimeoutError:
+            raise DynamoError(
+                "RequestTimeoutException",
+                f"The request body was not received within {self.body_timeout:g} seconds",
+                status=408,
+                coral=True,
+                close=True,
+            ) from None
+
+    @staticmethod
+    def _too_large(size: int, limit: int, target: str, *, close: bool = False) -> DynamoError:
+        if limit == _MAX_BODY:
+            return DynamoError(
+                "RequestEntityTooLarge",
+                f"Request payload is too large: {size} bytes, the limit is {limit}",
+                status=413,
+                close=close,
+            )
+        op = target.rpartition(".")[2] or "this operation"
+        err = validation(
+            f"Request size exceeded the maximum allowed size: {size} bytes, the limit for "
+            f"{op[:60]} is {limit} (an item is at most 400 KB)"
+        )
+        err.close = close
+        return err
+
+    async def _body(self, receive: Any, limit: int, target: str) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -129,38 +244,41 @@ class DynamoDBServer:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > _MAX_BODY:
-                raise DynamoError(
-                    "RequestEntityTooLarge", "Request payload is too large", status=413
-                )
-            chunks.append(chunk)
+            if size <= limit:
+                chunks.append(chunk)
+            elif chunks:
+                chunks.clear()  # too large: read the rest (the client waits to send it) and drop
+            if size > _DRAIN:
+                raise self._too_large(size, limit, target, close=True)
             if not message.get("more_body", False):
                 break
+        if size > limit:
+            raise self._too_large(size, limit, target)
         return b"".join(chunks)
 
-    async def _handle(self, scope: dict[str, Any], receive: Any) -> tuple[int, dict[str, Any]]:
+    async def _handle(
+        self, scope: dict[str, Any], receive: Any
+    ) -> tuple[int, dict[str, Any], bool]:
+        token = None
         try:
             headers = {
                 k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
             }
             if scope["method"] == "GET":
-                return 200, {"healthy": "streamkit"}
+                return await self._health()
             if scope["method"] != "POST":
                 raise DynamoError("UnknownOperationException", "Only POST is supported", coral=True)
-            raw = await self._body(receive)
+            if self.auth is None:
+                self._check_host(headers)
+            target = headers.get("x-amz-target", "")
+            raw = await self._read(receive, headers, target)
             if self.auth is not None:
                 self.auth.verify(scope, headers, raw)
-            target = headers.get("x-amz-target", "")
-            try:
-                body = json.loads(raw, parse_float=Decimal) if raw else {}
-            except (ValueError, UnicodeDecodeError) as e:
-                raise DynamoError(
-                    "SerializationException", f"Malformed JSON: {e}", coral=True
-                ) from None
-            if not isinstance(body, dict):
-                raise DynamoError(
-                    "SerializationException", "The request body must be a JSON object", coral=True
-                )
+            if len(raw) > _IN_THREAD:
+                body, prepared = await asyncio.to_thread(parse_large, raw)
+                token = PREPARED.set(prepared)
+            else:
+                body = parse_body(raw)
             if target.startswith(_DYNAMO):
                 op = OPERATIONS.get(target[len(_DYNAMO) :])
                 if op is None:
@@ -169,24 +287,35 @@ class DynamoDBServer:
                         f"Operation {target[len(_DYNAMO) :]} is not supported by streamkit",
                         coral=True,
                     )
-                return 200, await op(self.service, body)
+                return 200, await op(self.service, body), False
             if target.startswith(_STREAMS):
-                return 200, await self.streams.call(target[len(_STREAMS) :], body)
+                return 200, await self.streams.call(target[len(_STREAMS) :], body), False
             raise DynamoError("UnknownOperationException", f"Unknown target {target!r}", coral=True)
         except DynamoError as e:
-            return e.status, e.body()
+            return e.status, e.body(), e.close
         except StreamkitError as e:
             err = from_streamkit(e)
-            return err.status, err.body()
-        except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as e:
-            # input the operations did not anticipate: still the caller's fault, never a 500
+            return err.status, err.body(), False
+        except (
+            TypeError,
+            ValueError,
+            ArithmeticError,
+            KeyError,
+            AttributeError,
+            RecursionError,
+        ) as e:
+            # input the operations did not anticipate (an overflow, a wrong type deep
+            # inside): still the caller's fault, never a 500
             _log.info("request refused: %r", e)
-            err = DynamoError("ValidationException", f"Invalid request: {e}")
-            return err.status, err.body()
+            err = parameter_error(e)
+            return err.status, err.body(), False
         except Exception:
             _log.exception("internal error")
             err = DynamoError("InternalServerError", "Internal server error", status=500)
-            return err.status, err.body()
+            return err.status, err.body(), False
+        finally:
+            if token is not None:
+                PREPARED.reset(token)
 
 
 def create_asgi_app(
@@ -195,10 +324,24 @@ def create_asgi_app(
     region: str = "local",
     auth: Authenticator | None = None,
     background: bool = True,
+    allowed_hosts: Iterable[str] = (),
+    body_timeout: float | None = 30.0,
 ) -> DynamoDBServer:
     """The ASGI app serving ``app`` the way DynamoDB serves its API (for uvicorn & co).
 
     With ``background`` (the default) the server's lifespan also runs the capture relay
     and the TTL sweeper, as ``app.running(handlers=[])`` does.
+
+    Without ``auth``, only requests whose ``Host`` is a loopback name (``localhost``,
+    ``127.0.0.1``, ``[::1]``, ``*.localhost``) or one of ``allowed_hosts`` (``"*"``: any)
+    are served: 403 otherwise. A request body not received within ``body_timeout``
+    seconds gets a 408 and the connection is closed (None: no limit).
     """
-    return DynamoDBServer(app, region=region, auth=auth, background=background)
+    return DynamoDBServer(
+        app,
+        region=region,
+        auth=auth,
+        background=background,
+        allowed_hosts=allowed_hosts,
+        body_timeout=body_timeout,
+    )

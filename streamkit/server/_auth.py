@@ -22,17 +22,28 @@ _SKEW = timedelta(minutes=15)
 
 
 def load_keys(spec: str) -> dict[str, str]:
-    """``ID:SECRET[,ID:SECRET...]`` or a file of such lines (``#`` comments)."""
-    text = spec
+    """``ID:SECRET[,ID:SECRET...]`` or a file of such lines (``#`` comments).
+
+    A malformed entry is reported by its line (or position), never shown: it may hold a
+    secret.
+    """
+    entries: list[tuple[str, str]] = []
     if os.path.exists(spec):
         with open(spec, encoding="utf-8") as f:
-            text = ",".join(line.strip() for line in f if line.strip() and not line.startswith("#"))
+            for n, line in enumerate(f, 1):
+                text = line.strip()
+                if text and not text.startswith("#"):
+                    entries.append((text, f"{spec}, line {n}"))
+    else:
+        entries = [(part.strip(), f"entry {n}") for n, part in enumerate(spec.split(","), 1)]
     keys: dict[str, str] = {}
-    for part in text.split(","):
-        key_id, sep, secret = part.strip().partition(":")
+    for text, where in entries:
+        key_id, sep, secret = text.partition(":")
         if not sep or not key_id or not secret:
-            raise ValueError(f"access keys must be ID:SECRET pairs, got {part.strip()!r}")
+            raise ValueError(f"access keys must be ID:SECRET pairs: {where} is not one")
         keys[key_id] = secret
+    if not keys:
+        raise ValueError("no access keys given")
     return keys
 
 
@@ -40,10 +51,19 @@ def _denied(name: str, message: str) -> DynamoError:
     return DynamoError(name, message, coral=True)
 
 
-class Authenticator:
-    """Verifies ``Authorization: AWS4-HMAC-SHA256 ...`` headers as DynamoDB does."""
+_SERVICE = "dynamodb"  # what DynamoDB's and DynamoDB Streams' SDK clients sign for
+_MUST_SIGN = ("host", "x-amz-target")
 
-    def __init__(self, keys: dict[str, str], *, region: str) -> None:
+
+class Authenticator:
+    """Verifies ``Authorization: AWS4-HMAC-SHA256 ...`` headers as DynamoDB does.
+
+    The credential scope must name the ``dynamodb`` service and, when ``region`` is
+    given, that region (any region otherwise); ``Host`` and ``X-Amz-Target`` (which
+    picks the operation) must be among the signed headers.
+    """
+
+    def __init__(self, keys: dict[str, str], *, region: str | None = None) -> None:
         self.keys = keys
         self.region = region
 
@@ -60,6 +80,23 @@ class Authenticator:
         m = _AUTH.match(header)
         if m is None:
             raise _denied("IncompleteSignatureException", "Authorization header is malformed")
+        if m["service"] != _SERVICE:
+            raise _denied(
+                "InvalidSignatureException",
+                f"Credential should be scoped to correct service: '{_SERVICE}'.",
+            )
+        if self.region is not None and m["region"] != self.region:
+            raise _denied(
+                "InvalidSignatureException",
+                f"Credential should be scoped to a valid region: '{self.region}'.",
+            )
+        signed = m["headers"].split(";")
+        for name in _MUST_SIGN:
+            if name not in signed:
+                raise _denied(
+                    "IncompleteSignatureException",
+                    f"'{name}' must be a 'SignedHeader' in the AWS Authorization.",
+                )
         secret = self.keys.get(m["key"])
         if secret is None:
             raise _denied(
@@ -78,7 +115,6 @@ class Authenticator:
                 "InvalidSignatureException",
                 "Signature expired: " + stamp + " is now earlier than the allowed skew",
             )
-        signed = m["headers"].split(";")
         host = headers.get("host", "")
         path = scope.get("raw_path", b"/").decode("latin-1") or "/"
         query = scope.get("query_string", b"").decode("latin-1")

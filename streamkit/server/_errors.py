@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from streamkit.exceptions import (
@@ -18,22 +19,44 @@ from streamkit.exceptions import (
 )
 from streamkit.records._values import item_to_dynamodb_json
 
-__all__ = ("DynamoError", "from_streamkit")
+__all__ = ("INVALID", "DynamoError", "from_streamkit")
 
 _DYNAMO = "com.amazonaws.dynamodb.v20120810#"
 _CORAL = "com.amazon.coral.service#"
+INVALID = "One or more parameter values were invalid: "
+# the storage layer's key type error (the Python API's words), said as DynamoDB says it
+_KEY_TYPE = re.compile(r"key attribute .+ must be of type (?P<want>[SNB]), got (?P<got>\w+)")
+_TYPE_TAGS = {
+    "str": "S",
+    "Decimal": "N",
+    "int": "N",
+    "float": "N",
+    "bytes": "B",
+    "bool": "BOOL",
+    "NoneType": "NULL",
+    "list": "L",
+    "dict": "M",
+}
 
 
 class DynamoError(Exception):
     """An error response: ``{"__type": ..., "message": ...}`` with an HTTP status."""
 
     def __init__(
-        self, name: str, message: str, *, status: int = 400, coral: bool = False, **extra: Any
+        self,
+        name: str,
+        message: str,
+        *,
+        status: int = 400,
+        coral: bool = False,
+        close: bool = False,
+        **extra: Any,
     ) -> None:
         super().__init__(message)
         self.type = (_CORAL if coral else _DYNAMO) + name
         self.message = message
         self.status = status
+        self.close = close  # answer with ``Connection: close`` (the body was not all read)
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
@@ -89,6 +112,13 @@ def from_streamkit(e: StreamkitError) -> DynamoError:
             "The level of configured provisioned throughput for the table was exceeded. "
             "Consider increasing your provisioning level with the UpdateTable API.",
         )
+    if isinstance(e, ValidationError) and e.path:
+        m = _KEY_TYPE.fullmatch(str(e))
+        if m is not None:
+            got = _TYPE_TAGS.get(m["got"], "SS, NS or BS" if m["got"] == "set" else m["got"])
+            return validation(
+                f"{INVALID}Type mismatch for key {e.path} expected: {m['want']} actual: {got}"
+            )
     if isinstance(e, (ValidationError, HistoryUnavailable, RecordFormatError)):
         return validation(str(e))
     return DynamoError("InternalServerError", f"{type(e).__name__}: {e}", status=500)

@@ -16,12 +16,16 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from streamkit.records import StreamView
-from streamkit.records._values import (
+from streamkit.records._values import item_to_dynamodb_json
+from streamkit.server._convert import (
     from_dynamodb_json,
     item_from_dynamodb_json,
-    item_to_dynamodb_json,
+    json_type,
+    parameter_type,
+    shown,
+    timestamp,
 )
-from streamkit.server._errors import DynamoError, validation
+from streamkit.server._errors import INVALID, DynamoError, validation
 from streamkit.storage._capacity import OnDemand, Provisioned
 
 if TYPE_CHECKING:
@@ -45,7 +49,10 @@ def _need(body: Body, name: str, kind: type | tuple[type, ...] = str) -> Any:
         )
     value = body[name]
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise validation(f"Invalid type for parameter {name}: {type(value).__name__}")
+        raise validation(
+            f"{INVALID}Invalid type for parameter {name}, expected type: "
+            f"{parameter_type(kind)}, got: {json_type(value)}"
+        )
     return value
 
 
@@ -144,7 +151,7 @@ class _Legacy:
         if want is not None and len(refs) != want:
             raise validation(
                 f"One or more parameter values were invalid: Invalid number of argument(s) "
-                f"for the {op} ComparisonOperator"
+                f"for the {shown(op)} ComparisonOperator"
             )
         if op in self._OPS:
             return f"{n} {self._OPS[op]} {refs[0]}"
@@ -164,7 +171,7 @@ class _Legacy:
             return f"attribute_not_exists({n})"
         if op == "NOT_NULL":
             return f"attribute_exists({n})"
-        raise validation(f"Unsupported ComparisonOperator: {op}")
+        raise validation(f"Unsupported ComparisonOperator: {shown(op)}")
 
     def projection(self, attrs: list[Any]) -> str:
         if not attrs or not all(isinstance(a, str) for a in attrs):
@@ -188,7 +195,7 @@ class _Legacy:
             elif action == "ADD":
                 adds.append(f"{n} {self.value(upd['Value'])}")
             else:
-                raise validation(f"Unknown AttributeUpdates action {action!r}")
+                raise validation(f"Unknown AttributeUpdates action {shown(action)}")
         clauses = []
         for word, parts in (("SET", sets), ("REMOVE", removes), ("ADD", adds), ("DELETE", deletes)):
             if parts:
@@ -220,7 +227,7 @@ def _combine(
 def _capacity(body: Body, table: str, units: float, *, read: bool) -> dict[str, Any]:
     mode = body.get("ReturnConsumedCapacity", "NONE")
     if mode not in ("NONE", "TOTAL", "INDEXES"):
-        raise validation(f"Invalid ReturnConsumedCapacity: {mode}")
+        raise validation(f"Invalid ReturnConsumedCapacity: {shown(mode)}")
     if mode == "NONE":
         return {}
     cap: dict[str, Any] = {"TableName": table, "CapacityUnits": units}
@@ -335,7 +342,7 @@ class Service:
                 raise validation(
                     "One or more parameter values were invalid: Some index key attributes "
                     "are not defined in AttributeDefinitions. Keys: "
-                    f"[{attr}], AttributeDefinitions: [{', '.join(types)}]"
+                    f"[{shown(attr)}], AttributeDefinitions: [{', '.join(types)}]"
                 )
             if kind == "HASH" and hash_key is None:
                 hash_key = (attr, types[attr])
@@ -365,7 +372,7 @@ class Service:
         if mode == "PAY_PER_REQUEST":
             return OnDemand()
         if mode != "PROVISIONED":
-            raise validation(f"Invalid BillingMode: {mode}")
+            raise validation(f"Invalid BillingMode: {shown(mode)}")
         pt = body.get("ProvisionedThroughput")
         if not isinstance(pt, dict):
             raise validation(
@@ -388,7 +395,7 @@ class Service:
         try:
             return StreamView(str(view))
         except ValueError:
-            raise validation(f"Invalid StreamViewType: {view}") from None
+            raise validation(f"Invalid StreamViewType: {shown(view)}") from None
 
     async def DescribeTable(self, body: Body) -> Body:
         return {"Table": await self.describe(await self._spec(body))}
@@ -423,6 +430,7 @@ class Service:
             changed = replace(changed, capacity=self._capacity_mode(mode))
         if body.get("GlobalSecondaryIndexUpdates"):
             raise validation("Secondary indexes are not supported by streamkit yet")
+        await self.app._check_stream_change(spec, changed)  # the topic must be able to exist
         if changed != spec:
             await self._save(changed)
         return {"TableDescription": await self.describe(changed)}
@@ -554,8 +562,7 @@ class Service:
         if body.get("UseLatestRestorableTime"):
             at = datetime.now(UTC)
         else:
-            when = _need(body, "RestoreDateTime", (int, float, Decimal))
-            at = datetime.fromtimestamp(float(when), UTC)
+            at = timestamp(_need(body, "RestoreDateTime", (int, float, Decimal)), "RestoreDateTime")
         await self.app.restore_to_time(source, at=at, target=target)
         return {"TableDescription": await self.describe(await self.app.store.spec(target))}
 

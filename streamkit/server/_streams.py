@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamkit.capture._relay import table_topic
 from streamkit.records._avro import decode_record
+from streamkit.server._convert import shown
 from streamkit.server._errors import DynamoError, validation
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class StreamsService:
 
     async def _stream(self, arn: Any) -> TableSpec:
         if not isinstance(arn, str) or "/stream/" not in arn:
-            raise validation(f"Invalid StreamArn: {arn}")
+            raise validation(f"Invalid StreamArn: {shown(arn)}")
         table = arn.split(":table/", 1)[-1].split("/stream/", 1)[0]
         spec = self.app.store.known(table)
         if spec is None:
@@ -94,6 +95,8 @@ class StreamsService:
 
     async def ListStreams(self, body: Body) -> Body:
         table = body.get("TableName")
+        if table is not None and not isinstance(table, str):
+            raise validation(f"Invalid TableName: {shown(table)}")
         names = await self.app.list_tables() if table is None else [table]
         streams = []
         for name in names:
@@ -150,7 +153,7 @@ class StreamsService:
             if not (isinstance(partition, int) and isinstance(offset, int)):
                 raise TypeError("bad iterator")
         except Exception:
-            raise validation(f"Invalid ShardIterator: {token!r:.100}") from None
+            raise validation(f"Invalid ShardIterator: {shown(token)}") from None
         if time.time() - issued > _ITERATOR_TTL:
             raise DynamoError("ExpiredIteratorException", "Iterator expired")
         return await self._stream(arn), partition, offset

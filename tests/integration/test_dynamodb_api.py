@@ -16,7 +16,8 @@ from typing import Any
 import boto3
 import pytest
 import uvicorn
-from botocore.exceptions import ClientError
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 import streamkit as sk
 from streamkit.server import create_asgi_app
@@ -56,9 +57,8 @@ class Served:
     def client(self, service: str = "dynamodb", **kw: Any) -> Any:
         kw.setdefault("aws_access_key_id", "AKIDEXAMPLE")
         kw.setdefault("aws_secret_access_key", "secret")
-        return boto3.client(
-            service, endpoint_url=f"http://127.0.0.1:{self.port}", region_name="us-east-1", **kw
-        )
+        kw.setdefault("region_name", "us-east-1")
+        return boto3.client(service, endpoint_url=f"http://127.0.0.1:{self.port}", **kw)
 
 
 @pytest.fixture
@@ -460,31 +460,112 @@ def test_streamkit_serve_as_a_process(tmp_path: Path) -> None:
     assert asyncio.run(check()) == [{"id": "a", "n": 1}]
 
 
-def test_serve_warns_when_open_without_keys(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
+class _FakeUvicorn:
+    """Stands in for ``uvicorn.run``: what ``streamkit serve`` would have served."""
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamkit", "serve", "--host", "0.0.0.0", "--port", str(port)],
-        env={
-            **os.environ,
-            "STREAMKIT_STORAGE": "memory://",
-            "STREAMKIT_LOG": f"local://{tmp_path}/l",
-        },
-        stderr=subprocess.PIPE,
-        text=True,
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, dict[str, Any]]] = []
+
+    def __call__(self, application: Any, **kwargs: Any) -> None:
+        self.calls.append((application, kwargs))
+
+
+def _serve_cli(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *args: str, **env: str
+) -> tuple[int, str, _FakeUvicorn]:
+    from typer.testing import CliRunner
+
+    from streamkit.cli._main import cli
+
+    fake = _FakeUvicorn()
+    monkeypatch.setattr(uvicorn, "run", fake)
+    monkeypatch.delenv("STREAMKIT_ACCESS_KEYS", raising=False)
+    result = CliRunner().invoke(
+        cli,
+        ["serve", "--port", str(_free_port()), *args],
+        env={"STREAMKIT_STORAGE": "memory://", "STREAMKIT_LOG": f"local://{tmp_path}/l", **env},
     )
-    try:
-        assert proc.stderr is not None
-        first = proc.stderr.readline()
-        assert "authentication OFF" in first, first
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
+    return result.exit_code, result.stderr, fake
+
+
+def test_serve_refuses_to_serve_open_unless_insecure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # on a non-loopback interface without keys: a one-line error, exit 2, nothing served
+    code, err, fake = _serve_cli(monkeypatch, tmp_path, "--host", "0.0.0.0")
+    assert code == 2 and not fake.calls, err
+    assert err.count("\n") == 1 and err.startswith("error: refusing to serve on 0.0.0.0"), err
+    assert "--keys" in err and "--insecure" in err
+    # an empty STREAMKIT_ACCESS_KEYS (or --keys "") is not "no authentication"
+    for args, env in [((), {"STREAMKIT_ACCESS_KEYS": ""}), (("--keys", ""), {})]:
+        code, err, fake = _serve_cli(monkeypatch, tmp_path, *args, **env)
+        assert code == 2 and not fake.calls, err
+        assert err.count("\n") == 1 and "is empty" in err and "--insecure" in err, err
+    # --insecure: served open, with a warning
+    code, err, fake = _serve_cli(monkeypatch, tmp_path, "--host", "0.0.0.0", "--insecure")
+    assert code == 0 and len(fake.calls) == 1, err
+    assert "authentication OFF" in err
+    application, _ = fake.calls[0]
+    assert application.auth is None
+    code, err, fake = _serve_cli(monkeypatch, tmp_path, "--insecure", STREAMKIT_ACCESS_KEYS="")
+    assert code == 0 and fake.calls[0][0].auth is None, err
+    # with keys, anywhere
+    code, err, fake = _serve_cli(monkeypatch, tmp_path, "--host", "0.0.0.0", "--keys", "AK:sk")
+    assert code == 0 and fake.calls[0][0].auth.keys == {"AK": "sk"}, err
+
+
+def test_serve_passes_tls_timeouts_and_limits_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cert, key = _self_signed(tmp_path)
+    code, err, fake = _serve_cli(
+        monkeypatch,
+        tmp_path,
+        *("--keys", "AK:sk", "--region", "eu-west-1"),
+        *("--ssl-certfile", str(cert), "--ssl-keyfile", str(key)),
+        *("--timeout-keep-alive", "7", "--limit-concurrency", "50"),
+        *("--header-timeout", "2.5", "--body-timeout", "3", "--allow-host", "api.internal"),
+    )
+    assert code == 0, err
+    ((application, kwargs),) = fake.calls
+    assert f"https://127.0.0.1:{kwargs['port']} (region eu-west-1)" in err
+    assert kwargs["ssl_certfile"] == str(cert) and kwargs["ssl_keyfile"] == str(key)
+    assert (kwargs["timeout_keep_alive"], kwargs["limit_concurrency"]) == (7, 50)
+    assert kwargs["http"].__name__ == "StreamkitHTTPProtocol"
+    assert application.body_timeout == 3 and application.allowed_hosts == {"api.internal"}
+    assert application.auth.region == "eu-west-1" and application.service.region == "eu-west-1"
+    # the defaults: a connection limit, the timeouts, any region a signature names
+    code, err, fake = _serve_cli(monkeypatch, tmp_path, "--keys", "AK:sk")
+    ((application, kwargs),) = fake.calls
+    assert kwargs["limit_concurrency"] == 1000 and kwargs["ssl_certfile"] is None
+    assert application.body_timeout == 30 and application.auth.region is None
+    assert application.service.region == "local"
+    code, err, fake = _serve_cli(monkeypatch, tmp_path, "--ssl-keyfile", str(key))
+    assert code == 2 and "--ssl-certfile" in err and not fake.calls
+
+
+def test_a_bad_access_key_line_is_reported_without_its_secret(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from streamkit.server._auth import load_keys
+
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# who may call\nAKIDONE:first-secret\nAKIDTWO=hunter2-secret\n")
+    with pytest.raises(ValueError, match="line 3") as err:
+        load_keys(str(keys))
+    assert "hunter2" not in str(err.value) and "first-secret" not in str(err.value)
+    with pytest.raises(ValueError, match="entry 2") as err:
+        load_keys("AKIDONE:first-secret,AKIDTWO hunter2-secret")
+    assert "hunter2" not in str(err.value)
+    keys.write_text("# nothing but comments\n")
+    with pytest.raises(ValueError, match="no access keys"):
+        load_keys(str(keys))
+    keys.write_text("AKIDONE:first-secret\n\n  AKIDTWO:second:with-colon  \n")
+    assert load_keys(str(keys)) == {"AKIDONE": "first-secret", "AKIDTWO": "second:with-colon"}
+    keys.write_text("AKIDONE:first-secret\nAKIDTWO=hunter2-secret\n")
+    code, err, fake = _serve_cli(monkeypatch, tmp_path, "--keys", str(keys))
+    assert code == 2 and not fake.calls
+    assert "line 2" in err and "hunter2" not in err and "first-secret" not in err, err
 
 
 def test_backups_and_point_in_time_recovery_through_the_api(served: Served) -> None:
@@ -524,3 +605,361 @@ def test_backups_and_point_in_time_recovery_through_the_api(served: Served) -> N
     )
     pitr = c.describe_continuous_backups(TableName="Users")["ContinuousBackupsDescription"]
     assert pitr["PointInTimeRecoveryDescription"]["RecoveryPeriodInDays"] == 7
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1, and its key (PEM files)."""
+    import ipaddress
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _post(
+    port: int,
+    target: str,
+    body: bytes,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> tuple[int, dict[str, Any]]:
+    """One raw POST (no SDK, no retries): the status and the decoded body."""
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(
+            "POST",
+            "/",
+            body=body,
+            headers={
+                "X-Amz-Target": target,
+                "Content-Type": "application/x-amz-json-1.0",
+                **(headers or {}),
+            },
+        )
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_a_huge_request_is_refused_early_and_others_are_served_meanwhile(served: Served) -> None:
+    """A 14 MB PutItem of 1.4M tiny list elements (or a batch of oversized items) is a
+    ValidationException, quickly; a small GetItem meanwhile is answered at once."""
+    import json
+
+    c = served.client()
+    _users(c)
+    key = {"id": {"S": "a"}, "n": {"N": "1"}}
+    c.put_item(TableName="Users", Item=key)
+    get = json.dumps({"TableName": "Users", "Key": key}).encode()
+
+    def while_posting(op: str, raw: bytes) -> tuple[int, dict[str, Any], float, list[float]]:
+        out: dict[str, Any] = {}
+
+        def big() -> None:
+            started = time.monotonic()
+            out["response"] = _post(served.port, f"DynamoDB_20120810.{op}", raw)
+            out["took"] = time.monotonic() - started
+
+        thread = threading.Thread(target=big)
+        thread.start()
+        waits = []
+        while thread.is_alive() or not waits:
+            started = time.monotonic()
+            status, got = _post(served.port, "DynamoDB_20120810.GetItem", get)
+            waits.append(time.monotonic() - started)
+            assert status == 200 and got["Item"] == key, got
+        thread.join()
+        status, body = out["response"]
+        return status, body, out["took"], waits
+
+    many = {"L": [{"N": "1"}] * 1_400_000}
+    raw = json.dumps(
+        {"TableName": "Users", "Item": {**key, "v": many}}, separators=(",", ":")
+    ).encode()
+    assert len(raw) > 14_000_000
+    status, body, took, waits = while_posting("PutItem", raw)
+    assert status == 400 and body["__type"].endswith("#ValidationException"), body
+    assert took < 5 and max(waits) < 0.5, (took, waits)
+    # a batch (its limit is 16 MB) of items of 150,000 elements: each refused once its
+    # size passes 400 KB, parsed and converted off the event loop
+    puts = [
+        {
+            "PutRequest": {
+                "Item": {"id": {"S": f"b{i}"}, "n": {"N": "1"}, "v": {"L": many["L"][:150_000]}}
+            }
+        }
+        for i in range(6)
+    ]
+    raw = json.dumps({"RequestItems": {"Users": puts}}, separators=(",", ":")).encode()
+    status, body, took, waits = while_posting("BatchWriteItem", raw)
+    assert (status, body["message"]) == (400, "Item size has exceeded the maximum allowed size")
+    assert max(waits) < 0.75, (took, waits)
+    assert c.scan(TableName="Users")["Count"] == 1
+
+
+def test_without_auth_only_loopback_host_names_are_served(tmp_path: Path) -> None:
+    """DNS rebinding: a web page on evil.example that resolves to 127.0.0.1 sends
+    ``Host: evil.example``; with authentication off that is refused."""
+    app = sk.App(storage="memory://", log=f"local://{tmp_path}/log")
+    with Served(app) as s:
+        for host in [
+            "evil.example",
+            "evil.example:8000",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+        ]:
+            status, body = _post(
+                s.port, "DynamoDB_20120810.ListTables", b"{}", headers={"Host": host}
+            )
+            assert status == 403, (host, body)
+            assert body["__type"].endswith("#AccessDeniedException"), body
+            assert "DNS rebinding" in body["message"] and "--allow-host" in body["message"]
+        for host in [
+            f"localhost:{s.port}",
+            "LOCALHOST",
+            "127.0.0.1",
+            f"[::1]:{s.port}",
+            f"shop.localhost:{s.port}",
+            "127.0.0.2:80",
+        ]:
+            status, body = _post(
+                s.port, "DynamoDB_20120810.ListTables", b"{}", headers={"Host": host}
+            )
+            assert (status, body) == (200, {"TableNames": []}), host
+        assert s.client().list_tables()["TableNames"] == []
+    from streamkit.server._asgi import loopback_host
+
+    assert loopback_host("[::1]") and not loopback_host("[::2]:80") and not loopback_host("")
+    app = sk.App(storage="memory://", log=f"local://{tmp_path}/log2")
+    with Served(app, allowed_hosts=["dynamo.internal"]) as s:
+        for host, want in [
+            ("dynamo.internal:8000", 200),
+            ("DYNAMO.internal", 200),
+            ("evil.example", 403),
+        ]:
+            status, _ = _post(s.port, "DynamoDB_20120810.ListTables", b"{}", headers={"Host": host})
+            assert status == want, host
+
+
+def _sign(
+    port: int,
+    *,
+    service: str = "dynamodb",
+    region: str = "us-east-1",
+    sign_target: bool = True,
+    host: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """A ListTables signed by hand (so the scope and the signed headers can be wrong)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    host = host or f"127.0.0.1:{port}"
+    target = "DynamoDB_20120810.ListTables"
+    headers = {"Content-Type": "application/x-amz-json-1.0", "Host": host}
+    if sign_target:
+        headers["X-Amz-Target"] = target
+    request = AWSRequest(method="POST", url=f"http://{host}/", data=b"{}", headers=headers)
+    SigV4Auth(Credentials("AKIDGOOD", "right-secret"), service, region).add_auth(request)
+    sent = dict(request.headers.items())
+    sent["X-Amz-Target"] = target
+    return _post(port, target, b"{}", headers=sent)
+
+
+def test_sigv4_scope_must_be_dynamodb_and_the_target_signed(tmp_path: Path) -> None:
+    app = sk.App(storage="memory://", log=f"local://{tmp_path}/log")
+    auth = Authenticator({"AKIDGOOD": "right-secret"}, region="us-east-1")
+    with Served(app, auth=auth) as s:
+        good = s.client(aws_access_key_id="AKIDGOOD", aws_secret_access_key="right-secret")
+        assert good.list_tables()["TableNames"] == []
+        streams = s.client(
+            "dynamodbstreams", aws_access_key_id="AKIDGOOD", aws_secret_access_key="right-secret"
+        )
+        assert streams.list_streams()["Streams"] == []
+        assert _sign(s.port) == (200, {"TableNames": []})
+        # another service's scope, another region's, an unsigned X-Amz-Target: refused
+        status, body = _sign(s.port, service="s3")
+        assert (status, body["__type"]) == (
+            400,
+            "com.amazon.coral.service#InvalidSignatureException",
+        )
+        assert "scoped to correct service: 'dynamodb'" in body["message"]
+        status, body = _sign(s.port, region="eu-west-1")
+        assert (status, body["__type"]) == (
+            400,
+            "com.amazon.coral.service#InvalidSignatureException",
+        )
+        assert "us-east-1" in body["message"]
+        status, body = _sign(s.port, sign_target=False)
+        assert status == 400 and body["__type"].endswith("#IncompleteSignatureException"), body
+        assert "x-amz-target" in body["message"]
+        elsewhere = s.client(
+            aws_access_key_id="AKIDGOOD",
+            aws_secret_access_key="right-secret",
+            region_name="eu-west-1",
+        )
+        with pytest.raises(ClientError) as err:
+            elsewhere.list_tables()
+        assert _code(err) == "InvalidSignatureException"
+        # with authentication on, the Host header is signed: any name is served
+        assert _sign(s.port, host="dynamo.example") == (200, {"TableNames": []})
+    # a server without a configured region takes any region, still only for dynamodb
+    app = sk.App(storage="memory://", log=f"local://{tmp_path}/log2")
+    with Served(app, auth=Authenticator({"AKIDGOOD": "right-secret"})) as s:
+        assert _sign(s.port, region="ap-south-1") == (200, {"TableNames": []})
+        assert _sign(s.port, service="sqs")[0] == 400
+
+
+def test_a_trickled_body_gets_408_and_the_connection_closes(tmp_path: Path) -> None:
+    app = sk.App(storage="memory://", log=f"local://{tmp_path}/log")
+    with (
+        Served(app, body_timeout=1.0) as s,
+        socket.create_connection(("127.0.0.1", s.port)) as conn,
+    ):
+        conn.settimeout(10)
+        conn.sendall(
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\n"
+            b"Content-Type: application/x-amz-json-1.0\r\nContent-Length: 100\r\n\r\n{"
+        )
+        started = time.monotonic()
+        received = b""
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in received and time.monotonic() - started < 8:
+                conn.sendall(b" ")  # one byte every 0.2 s: never done within a second
+                conn.settimeout(0.2)
+                with contextlib.suppress(TimeoutError):
+                    received += conn.recv(65536)
+        conn.settimeout(10)
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(65536):  # the server closes the connection
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 408"), received
+        assert b"RequestTimeoutException" in received and b"connection: close" in received.lower()
+        assert 0.9 < time.monotonic() - started < 5
+        # other clients are unaffected
+        assert s.client().list_tables()["TableNames"] == []
+
+
+def test_serve_over_tls_with_a_header_timeout(tmp_path: Path) -> None:
+    """``--ssl-certfile/--ssl-keyfile``: boto3 verifies the certificate and signs over
+    TLS; a client that never finishes its headers is cut off (``--header-timeout``)."""
+    import os
+    import signal
+    import ssl
+    import subprocess
+    import sys
+
+    cert, key = _self_signed(tmp_path)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "STREAMKIT_STORAGE": f"sqlite:///{tmp_path}/tls.db",
+        "STREAMKIT_LOG": f"local://{tmp_path}/log",
+    }
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "streamkit", "serve", "--port", str(port)),
+            *("--keys", "AKID:sekret", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)),
+            *("--header-timeout", "1"),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        c = boto3.client(
+            "dynamodb",
+            endpoint_url=f"https://localhost:{port}",
+            region_name="us-east-1",
+            aws_access_key_id="AKID",
+            aws_secret_access_key="sekret",
+            verify=str(cert),
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                c.list_tables()
+                break
+            except Exception:
+                assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
+                time.sleep(0.1)
+        _users(c)
+        c.put_item(TableName="Users", Item={"id": {"S": "a"}, "n": {"N": "1"}})
+        assert c.scan(TableName="Users")["Count"] == 1
+        # plain HTTP on the TLS port gets no DynamoDB answer
+        plain = boto3.client(
+            "dynamodb",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id="AKID",
+            aws_secret_access_key="sekret",
+            config=Config(retries={"max_attempts": 0}),
+        )
+        with pytest.raises(BotoCoreError):
+            plain.list_tables()
+        c.close()
+        plain.close()
+        # unfinished headers: the connection is closed after about a second
+        context = ssl.create_default_context(cafile=str(cert))
+        with (
+            socket.create_connection(("127.0.0.1", port)) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as conn,
+        ):
+            conn.settimeout(10)
+            conn.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Tar")
+            started = time.monotonic()
+            with contextlib.suppress(OSError):
+                assert conn.recv(1024) == b""
+            assert 0.5 < time.monotonic() - started < 5
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:  # asyncio may wait 30 s for TLS clients' close_notify: not what is tested here
+            _, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate(timeout=30)
+    assert "https://127.0.0.1" in err and "Traceback" not in err, err
