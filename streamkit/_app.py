@@ -7,10 +7,11 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from streamkit._names import check_reserved_table_name, check_table_topic
 from streamkit.capture import Relay
 from streamkit.capture._changes import Start, read_changes
 from streamkit.exceptions import ConfigurationError, ValidationError
@@ -220,7 +221,10 @@ class App(Registrar):
         """Create a table and return its handle.
 
         Args:
-            name: 3-255 characters of ``A-Z a-z 0-9 _ - .``.
+            name: 3-255 characters of ``A-Z a-z 0-9 _ - .``; with a stream, short enough
+                for its topic ``{namespace}.{name}`` to fit Kafka's 249 characters. Names
+                with a ``dlq`` segment (``.dlq.``, ``_dlq_``, ``.dlq_``, ``_dlq.``) and
+                ``audit`` are reserved (see ``streamkit/_names.py``).
             partition_key: a name (type S) or ``(name, "S"|"N"|"B")``.
             sort_key: optional, same form.
             stream: the change records' view type, or None for no stream.
@@ -231,9 +235,12 @@ class App(Registrar):
 
         Raises:
             TableExists: a table of that name exists.
-            ValidationError: a bad name, key or setting.
+            ValidationError: a bad name, key or setting; a reserved name; with a stream,
+                a name whose topic cannot exist (too long for the namespace, or the same
+                for Kafka as another streamed table's: '.' and '_' are alike there).
         """
         check_table_name(name)
+        check_reserved_table_name(self.namespace, name)
         part = KeyAttribute.parse(partition_key, "partition_key")
         sort = None if sort_key is None else KeyAttribute.parse(sort_key, "sort_key")
         if sort is not None and sort.name == part.name:
@@ -261,9 +268,34 @@ class App(Registrar):
             recovery_days=recovery_days,
         )
         await self._store.ensure_open()
+        if spec.stream is not None:
+            await self._check_stream_topic(name)
         created = await self._store.engine.create_table(spec)
         self._store.remember(created)
         return Table(self._store, name)
+
+    async def _check_stream_topic(self, name: str) -> None:
+        """Refuse a streamed table ``name`` whose topic could not exist (ValidationError):
+        reserved, too long for the namespace, or Kafka's same as another streamed
+        table's. The relay sets aside any table that gets past this (made before it, or
+        by two processes at once)."""
+        await self._store.reload()
+        streamed = [s.name for s in self._store.known_specs if s.stream is not None]
+        check_table_topic(self.namespace, name, streamed)
+
+    async def _check_stream_change(self, before: TableSpec, after: TableSpec) -> None:
+        """The check of :meth:`create_table` for a table whose stream is being enabled
+        (the endpoint's UpdateTable)."""
+        if before.stream is None and after.stream is not None:
+            await self._check_stream_topic(after.name)
+
+    async def _check_restore_target(self, target: str, source: TableSpec | None) -> None:
+        """The check of :meth:`create_table` for a table a restore creates with the
+        settings of ``source`` (None: not known here; the restore reports it). The name
+        itself is checked by the restore, after what it checks first."""
+        check_reserved_table_name(self.namespace, target)
+        if source is not None and source.stream is not None:
+            await self._check_stream_topic(target)
 
     def table(self, name: str) -> Table:
         """A handle to an existing table (calls raise TableNotFound if it does not exist)."""
@@ -345,6 +377,16 @@ class App(Registrar):
         completed is committed, and the consumer groups are left.
         """
         specs = self._select(handlers)
+        if handlers is None and not specs:
+            # stdlib logging: it writes to the stderr of the moment, wherever the app runs
+            # (the CLI's structlog set-up keeps the stream it was configured with)
+            import logging
+
+            logging.getLogger("streamkit").warning(
+                "%r runs with no handlers: only the relay and the TTL sweeper run "
+                "(pass handlers=[] to say that is meant)",
+                self,
+            )
         await self.open()
         self._relay_ready = asyncio.Event()
         tasks = []
@@ -391,7 +433,19 @@ class App(Registrar):
                 raise failures[0]
 
     async def run(self) -> None:
-        """Run the background work until cancelled (``streamkit run`` does this)."""
+        """Run the background work until cancelled (``streamkit run`` does this).
+
+        Raises:
+            ConfigurationError: the app has no handlers (a decorator used without its
+                call, a router not included): there would be nothing to run. Use
+                ``async with app.running():`` or ``streamkit relay`` for the relay alone.
+        """
+        if not self._handlers:
+            raise ConfigurationError(
+                f"{self!r} has no handlers, so there is nothing to run: declare them with "
+                '@app.on_insert("Table") / on_modify / on_remove / on_change (with the '
+                "parentheses), or include_router(); `streamkit relay` runs the relay alone"
+            )
         async with self.running():
             await asyncio.Event().wait()
 
@@ -448,7 +502,10 @@ class App(Registrar):
         """How far the relay has published, from the storage (any process may ask).
 
         Returns ``published_up_to`` and ``latest_committed`` (sequence numbers), ``behind``
-        (rows waiting), ``oldest_unpublished_age_s`` and ``batch_in_doubt``.
+        (rows waiting), ``oldest_unpublished_age_s``, ``batch_in_doubt`` and ``failing``:
+        the tables whose change capture is set aside because their topic cannot be made
+        (each ``{"table", "error", "since", "rows_kept"}``; their rows are kept in the
+        storage, every other table's go on being published).
         """
         done, intent = await self.relay._state()
         latest = await self._store.read_changes_tail()
@@ -461,6 +518,7 @@ class App(Registrar):
             if waiting
             else None,
             "batch_in_doubt": intent > done,
+            "failing": await self.relay.failing(),
         }
 
     def changes(
@@ -477,6 +535,12 @@ class App(Registrar):
             start: "trim_horizon" (oldest kept), "latest", a datetime or a sequence number.
             follow: keep waiting for new records (False: stop at the current end).
 
+        Raises:
+            TableNotFound: (on the first iteration) no such table exists and the log holds
+                no change stream of it either (a deleted table's stays readable).
+            ConfigurationError: with ``follow``, the table has no stream, so nothing
+                would ever arrive.
+
         Example:
             ```python
             async for record in app.changes("Users", follow=False):
@@ -484,7 +548,41 @@ class App(Registrar):
             ```
         """
         check_table_name(table)
-        return read_changes(self.log, self.namespace, table, start=start, follow=follow, poll=poll)
+        return self._changes(table, start=start, follow=follow, poll=poll)
+
+    async def _changes(
+        self, table: str, *, start: Start, follow: bool, poll: float
+    ) -> AsyncIterator[ChangeRecord]:
+        from streamkit.capture._relay import table_topic
+        from streamkit.exceptions import TableNotFound
+
+        try:
+            spec: TableSpec | None = await self._store.spec(table)
+        except TableNotFound:
+            spec = None
+        if spec is None or spec.stream is None:
+            # nothing will ever be published: refuse instead of waiting for ever
+            topic = table_topic(self.namespace, table)
+            await self.log.open()
+            if await self.log.describe_topic(topic) is None:
+                if spec is None:
+                    raise TableNotFound(
+                        f"table {table!r} does not exist, and the log holds no change "
+                        f"stream of it (no topic {topic!r})",
+                        table=table,
+                    )
+                if follow:
+                    raise ConfigurationError(
+                        f"table {table!r} has no stream, so it has no changes to read; "
+                        "create it with stream=sk.StreamView.NEW_AND_OLD_IMAGES (or another view)"
+                    )
+        records = cast(
+            "AsyncGenerator[ChangeRecord, None]",
+            read_changes(self.log, self.namespace, table, start=start, follow=follow, poll=poll),
+        )
+        async with contextlib.aclosing(records):
+            async for record in records:
+                yield record
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -617,6 +715,7 @@ class App(Registrar):
         """
         from streamkit.history._archive import restore_to_time
 
+        await self._check_restore_target(target, await self._store.spec(table))
         return await restore_to_time(self._store, table, at=at, target=target)
 
     async def backup(self, table: str) -> Backup:
@@ -640,6 +739,9 @@ class App(Registrar):
         """
         from streamkit.history import _backups
 
+        await self._store.ensure_open()
+        found = [b for b in await self._store.engine.list_backups() if b.id == backup_id]
+        await self._check_restore_target(target, found[0].spec if found else None)
         return await _backups.restore(self._store, backup_id, target=target)
 
     async def delete_backup(self, backup_id: str) -> Backup:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from streamkit.capture._relay import table_topic
+from streamkit._names import table_topic
 from streamkit.exceptions import ValidationError
 from streamkit.records import ChangeRecord, decode_record
 

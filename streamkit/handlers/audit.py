@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import streamkit as sk
+from streamkit._names import audit_topic, check_audit_topic
 from streamkit.log import read_until
 from streamkit.records._values import item_to_dynamodb_json, normalize_item
 
@@ -301,7 +302,12 @@ class FileSink:
 @dataclass
 class LogSink:
     """Entries appended to a topic of ``app``'s change log (``{namespace}.audit`` by
-    default), keyed by chain."""
+    default), keyed by chain.
+
+    No table's topic can be ``{namespace}.audit`` (the table name ``audit`` is
+    reserved); a ``topic`` of your own must lie outside ``{namespace}.``, where every
+    name may be a table's (ConfigurationError otherwise).
+    """
 
     app: sk.App
     topic: str | None = None
@@ -312,7 +318,9 @@ class LogSink:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     def name(self, app: sk.App) -> str:
-        return self.topic or f"{app.namespace}.audit"
+        if self.topic is None:
+            return audit_topic(app.namespace)
+        return check_audit_topic(app.namespace, self.topic)
 
     async def _ready(self, app: sk.App) -> Any:
         from streamkit.log import TopicConfig

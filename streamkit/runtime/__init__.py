@@ -6,8 +6,9 @@ includes) and run by ``app.running()``, ``app.run()`` or ``streamkit run``. See
 how to use it.
 """
 
+from streamkit._names import dlq_topic
 from streamkit.runtime._batch import Batch, BatchResult, Context, Window
-from streamkit.runtime._dlq import DeadLetter, dlq_topic
+from streamkit.runtime._dlq import DeadLetter
 from streamkit.runtime._registry import HandlerSpec, Router
 from streamkit.runtime._worker import PartialBatchFailure, RecordExpired, group_name
 

@@ -11,6 +11,9 @@ destination holds only pointers to the shard; this holds the records.
 Which dead letters are still pending is the position of the consumer group
 ``{namespace}.{table}.dlq.{handler}.redrive``: a redrive moves it past each letter
 that the handler has now processed.
+
+No table's topic can be a DLQ's: table names with a ``dlq`` segment are reserved
+(``streamkit/_names.py`` holds every name and the rules).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from streamkit._names import dlq_redrive_group, dlq_topic
 from streamkit.log import ChangeLog, LogProducer, LogRecord, OutRecord, TopicConfig
 from streamkit.records import ChangeRecord, decode_record
 from streamkit.records._record import datetime_from_ms
@@ -30,11 +34,6 @@ __all__ = ("DeadLetter", "DeadLetterQueue", "dlq_topic")
 DLQ_RETENTION_MS = 14 * 86_400_000  # two weeks, as SQS's longest retention
 _MAX_MESSAGE = 4_000
 _MAX_TRACE = 16_000
-
-
-def dlq_topic(namespace: str, table: str, handler: str) -> str:
-    """The DLQ topic of a handler."""
-    return f"{namespace}.{table}.dlq.{handler}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +176,7 @@ class DeadLetterQueue:
         self.table = table
         self.handler = handler
         self.topic = dlq_topic(namespace, table, handler)
-        self.group = f"{self.topic}.redrive"
+        self.group = dlq_redrive_group(namespace, table, handler)
         self.config = TopicConfig(partitions=1, retention_ms=retention_ms)
         self._producer: LogProducer | None = None
 

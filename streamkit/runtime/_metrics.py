@@ -1,6 +1,10 @@
 """Prometheus metrics of the handler runtime (served by ``streamkit run --metrics-port``).
 
-Every metric is labelled with ``handler`` and ``table``; lag is per ``partition`` too.
+Every handler metric is labelled with ``handler`` and ``table``; lag is per
+``partition`` too. With a relay watched (:meth:`RuntimeMetrics.watch_capture`, done by
+``streamkit run`` when it runs the relay), ``streamkit_capture_tables_failing`` counts
+the tables whose change capture is set aside and ``streamkit_capture_rows_kept`` their
+waiting rows (per ``table``).
 The runtime counts in plain attributes (it runs on one event loop: no locks, a few
 nanoseconds per update, which matters at tens of thousands of records per second);
 a collector turns them into Prometheus metric families when ``/metrics`` is scraped.
@@ -141,6 +145,23 @@ class _Collector:
             for p, n in sorted(dict(h.lag).items()):
                 lag.add_metric([h.handler, h.table, str(p)], n)
         yield lag
+        capture = self.owner.capture
+        if capture is not None:
+            failing = dict(capture.failing)
+            yield GaugeMetricFamily(
+                "streamkit_capture_tables_failing",
+                "Tables whose change capture is set aside: their topic cannot be made, "
+                "their rows are kept in storage and not published",
+                value=len(failing),
+            )
+            kept = GaugeMetricFamily(
+                "streamkit_capture_rows_kept",
+                "Rows of a set-aside table kept in storage, waiting to be published",
+                labels=["table"],
+            )
+            for table, info in sorted(failing.items()):
+                kept.add_metric([table], info.get("rows_kept", 0))
+            yield kept
 
 
 class RuntimeMetrics:
@@ -151,7 +172,12 @@ class RuntimeMetrics:
 
         self.registry = CollectorRegistry()
         self.handlers: dict[str, HandlerMetrics] = {}
+        self.capture: Any = None  # a RelayStatus (its ``failing`` tables), when watched
         self.registry.register(_Collector(self))
+
+    def watch_capture(self, status: Any) -> None:
+        """Export the capture gauges from a relay's ``RelayStatus`` (``app.relay.status``)."""
+        self.capture = status
 
     def handler(self, table: str, handler: str) -> HandlerMetrics:
         """The metrics of one handler (created on first use, then the same object)."""

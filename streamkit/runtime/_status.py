@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from streamkit._names import handler_group, table_topic
 from streamkit.runtime._dlq import DeadLetterQueue
-from streamkit.runtime._worker import group_name
 
 if TYPE_CHECKING:
     from streamkit.log import ChangeLog
@@ -42,13 +42,11 @@ async def handler_status(
     dlq: DeadLetterQueue,
 ) -> dict[str, Any]:
     """The handler's lag, iterator age, DLQ depth and retention headroom."""
-    from streamkit.capture._relay import table_topic
-
     topic = table_topic(namespace, spec.table)
     out: dict[str, Any] = {
         "handler": spec.name,
         "table": spec.table,
-        "group": group_name(namespace, spec.table, spec.name),
+        "group": handler_group(namespace, spec.table, spec.name),
         "lag": 0,
         "partitions": {},
         "iterator_age_s": 0.0,

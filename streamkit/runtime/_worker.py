@@ -14,8 +14,17 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from streamkit._names import (
+    EVENT_HEADER,
+    SEQUENCE_HEADER,
+    check_dlq_topic,
+    checkpoint_key,
+    checkpoint_prefix,
+    handler_group,
+    table_topic,
+)
 from streamkit.exceptions import LogError, StreamkitError, ValidationError
 from streamkit.log import CommitRefused, LogConsumer, LogRecord, murmur2
 from streamkit.records import ChangeRecord, decode_record
@@ -42,9 +51,13 @@ class _Revoked(Exception):
     """The partition left this member while its work was in progress."""
 
 
+class _Stopped(_Revoked):
+    """The handler failed for good (``HandlerRunner.failure``): the lane stops."""
+
+
 def group_name(namespace: str, table: str, handler: str) -> str:
     """A handler's consumer group (and the prefix of its stored checkpoints)."""
-    return f"{namespace}.{table}.{handler}"
+    return handler_group(namespace, table, handler)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,8 +296,6 @@ class HandlerRunner:
         metrics: HandlerMetrics | None = None,
         topic_partitions: int = 8,
     ) -> None:
-        from streamkit.capture._relay import table_topic
-
         self.store = store
         self.log = log
         self.namespace = namespace
@@ -305,6 +316,7 @@ class HandlerRunner:
         self._listener_lock = asyncio.Lock()
         self.ready = asyncio.Event()
         self.invocations = 0
+        self.failure: LogError | None = None  # set when the handler must stop (DLQ refused)
         # decode every record up front only when the runtime itself must look inside
         self._eager = spec.filter is not None or spec.changed is not None
         self._log = _bound_logger(spec)
@@ -326,10 +338,10 @@ class HandlerRunner:
             consumer = self.consumer
             assert consumer is not None
             committed = await consumer.committed()
-            stored = await read_checkpoints(self.store, f"runtime.{self.group}.")
+            stored = await read_checkpoints(self.store, checkpoint_prefix(self.group))
             for p in partitions:
                 lanes = {}
-                prefix = f"runtime.{self.group}.{p}."
+                prefix = f"{checkpoint_prefix(self.group)}{p}."
                 for k, v in stored.items():
                     if k.startswith(prefix) and k[len(prefix) :].isdigit():
                         lanes[int(k[len(prefix) :])] = v
@@ -469,7 +481,15 @@ class HandlerRunner:
 
     # --- the main loop -------------------------------------------------------------------
     async def run(self) -> None:
-        """Join the group and process records until cancelled; then leave cleanly."""
+        """Join the group and process records until cancelled; then leave cleanly.
+
+        Raises:
+            ConfigurationError: the handler's DLQ topic could not exist (too long).
+            LogError: the DLQ refused failed records for good (``failure``): the handler
+                stops instead of retrying them for ever; they are not committed past.
+        """
+        if self.spec.on_failure == "dlq":
+            check_dlq_topic(self.namespace, self.spec.table, self.spec.name)
         await self._wait_for_stream()
         start = "latest" if self.spec.start == "latest" else "earliest"
         consumer = self.log.consumer(
@@ -489,6 +509,8 @@ class HandlerRunner:
             self.ready.set()
             self._log.info("handler started", group=self.group, member=self.member)
             while True:
+                if self.failure is not None:
+                    raise self.failure
                 try:
                     records = await consumer.fetch(max_records=1000, timeout=0.2)
                 except LogError as e:
@@ -522,7 +544,11 @@ class HandlerRunner:
     async def drained(self) -> bool:
         """True when every owned partition has processed and committed all it has read
         and read everything committed to the log so far (``settled`` end offsets: on
-        Kafka a just-committed append shows in the end offsets a few ms later)."""
+        Kafka a just-committed append shows in the end offsets a few ms later).
+
+        Raises the handler's ``failure`` once it has one (it is stopping)."""
+        if self.failure is not None:
+            raise self.failure
         consumer = self.consumer
         if consumer is None or not self.ready.is_set():
             return False
@@ -667,7 +693,7 @@ class HandlerRunner:
         if not offsets:
             await effects.commit_with([])
             return None
-        key = f"runtime.{self.group}.{part.p}.{lane}"
+        key = checkpoint_key(self.group, part.p, lane)
         # records below the stored checkpoint were skipped (their writes are in); the
         # writes buffered here are those of the records from the checkpoint on
         known = part.lane_checkpoints.get(lane, 0)
@@ -850,9 +876,11 @@ class HandlerRunner:
                     break
                 except LogError as e:
                     if not e.retriable:
-                        raise
+                        self._stop(e, len(items))
                     self._log.warning("DLQ append failed; retrying", error=str(e))
                     await self._sleep(part, 0.5)
+                except StreamkitError as e:  # a topic the log refuses (name, settings)
+                    self._stop(e, len(items))
             if self.metrics is not None:
                 self.metrics.dead_lettered += len(items)
             self._log.error(
@@ -871,6 +899,25 @@ class HandlerRunner:
             )
             if self.metrics is not None:
                 self.metrics.dropped += len(items)
+
+    def _stop(self, error: StreamkitError, records: int) -> NoReturn:
+        """The DLQ refused failed records for good: stop the handler (visibly) rather
+        than retry them for ever. Nothing past them is committed."""
+        if self.failure is None:
+            self.failure = LogError(
+                f"handler {self.spec.name!r} on table {self.spec.table!r} stopped: its "
+                f"dead-letter queue {self.dlq.topic!r} refused {records} failed record(s) "
+                f"for good ({type(error).__name__}: {error}); they stay uncommitted and are "
+                "delivered again when the handler runs again",
+                retriable=False,
+            )
+            self._log.error(
+                "DLQ refused failed records; stopping the handler",
+                topic=self.dlq.topic,
+                records=records,
+                error=repr(error),
+            )
+        raise _Stopped from error
 
     # --- tumbling windows --------------------------------------------------------------------
     async def process_window(self, lane: _Lane, items: list[_Item]) -> None:
@@ -953,7 +1000,7 @@ class HandlerRunner:
             merged.absorb(eff)
         lane.pending_effects = []
         if len(merged) and offsets:
-            key = f"runtime.{self.group}.{lane.part.p}.{lane.index}"
+            key = checkpoint_key(self.group, lane.part.p, lane.index)
             known = lane.part.lane_checkpoints.get(lane.index, 0)
             first = next((o for o in offsets if o >= known), offsets[-1])
             stale = await merged.commit_with([Checkpoint(key, first=first, value=offsets[-1] + 1)])
@@ -1011,7 +1058,7 @@ def backoff(spec: HandlerSpec, attempt: int) -> float:
 def _event_of(it: _Item) -> str:
     """The record's event name, from the relay's ``event`` header (no decoding)."""
     for name, value in it.headers:
-        if name == "event":
+        if name == EVENT_HEADER:
             return value.decode()
     assert it.record is not None
     return it.record.event_name
@@ -1020,7 +1067,7 @@ def _event_of(it: _Item) -> str:
 def _sequence_of(it: _Item) -> int:
     """The record's sequence number, from the relay's ``sequence_number`` header."""
     for name, value in it.headers:
-        if name == "sequence_number":
+        if name == SEQUENCE_HEADER:
             return int(value)
     assert it.record is not None
     return it.record.sequence_number

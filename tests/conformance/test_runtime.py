@@ -540,3 +540,60 @@ async def test_writes_already_committed_by_a_previous_owner_are_not_applied_twic
     assert calls[1] == list(range(4, 10))  # redone from the zombie's checkpoint
     applied = sorted([int(item["n"]) async for item in app.table("Applied").scan()])
     assert applied == list(range(4, 10))  # 0-3 were the zombie's to write
+
+
+async def test_a_dlq_that_refuses_letters_stops_the_handler_instead_of_retrying_for_ever(
+    make_app: Any,
+) -> None:
+    from streamkit.log import TopicConfig
+    from streamkit.runtime import dlq_topic
+
+    app = make_app(topic_partitions=1)
+    calls = 0
+
+    @app.on_insert("Users", retries=0, retry_delay=0.01)
+    async def fragile(record: sk.ChangeRecord) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("poison pill")
+
+    users = await _users(app)
+    # the DLQ's topic exists with other settings: the log refuses to use it, for good
+    topic = dlq_topic(app.namespace, "Users", "fragile")
+    await app.log.open()
+    await app.log.ensure_topic(topic, TopicConfig(partitions=2, retention_ms=60_000))
+    try:
+        with pytest.raises(sk.LogError, match="stopped"):
+            async with app.running():
+                await users.put({"UserID": "u1"})
+                with pytest.raises(sk.LogError, match="dead-letter queue") as stopped:
+                    await app.drain(timeout=60)
+                assert topic in str(stopped.value)
+                assert not stopped.value.retriable
+                tried = calls
+                await asyncio.sleep(1.5)
+                assert calls == tried == 1  # not invoked again and again
+    finally:
+        await app.log.delete_topic(topic)
+    # nothing was committed past the record: the next run has it again (Kafka counts
+    # the transaction marker after it in the lag too)
+    assert (await app.handler_status("fragile"))[0]["lag"] >= 1
+
+
+async def test_a_handler_whose_dlq_topic_would_be_too_long_fails_at_start(
+    make_app: Any,
+) -> None:
+    from streamkit._names import max_table_name_length
+
+    app = make_app()
+    # its topic fits, with 10 characters to spare; its DLQ topic ({topic}.dlq.{handler}) not
+    name = "T" * (max_table_name_length(app.namespace) - 10)
+
+    @app.on_insert(name)
+    async def long_named_handler(record: sk.ChangeRecord) -> None:
+        pass
+
+    await app.create_table(name, partition_key="k")
+    with pytest.raises(sk.ConfigurationError, match="handler name of at most 5 characters"):
+        async with app.running():
+            await app.drain(timeout=30)

@@ -22,6 +22,7 @@ happens; it uses ``KAFKA_PORT`` if set, else the port of ``STREAMKIT_TEST_KAFKA`
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import sys
@@ -78,6 +79,13 @@ class TracedRelay(Relay):
             outcome = "landed" if after >= intent else "resent"
             print("in-doubt", done, intent, outcome, flush=True)
 
+    async def _settle_parked(self, entry):
+        settled = await super()._settle_parked(entry)
+        if entry.intent > entry.after:
+            outcome = "landed" if settled.after >= entry.intent else "resent"
+            print("catch-up-in-doubt", entry.after, entry.intent, outcome, flush=True)
+        return settled
+
 
 async def main(storage: str, log: str, namespace: str, max_batch: int) -> None:
     if not await asyncio.to_thread(sys.stdin.readline):
@@ -133,6 +141,8 @@ class Writer:
     rng: random.Random
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     ops: Counter[str] = field(default_factory=Counter)
+    extra: str | None = None  # a fourth streamed table (key "k") ...
+    extra_share: float = 0.2  # ... that this share of the writes go to
 
     async def run(self) -> None:
         app, rng = self.app, self.rng
@@ -144,7 +154,16 @@ class Writer:
             user = f"u{rng.randrange(40)}"
             order = {"OrderID": f"o{rng.randrange(15)}", "Line": rng.randrange(4)}
             pick = rng.random()
-            if pick < 0.35:
+            if self.extra is not None and rng.random() < self.extra_share:
+                extra, k = app.table(self.extra), {"k": f"l{rng.randrange(20)}"}
+                if rng.random() < 0.6:
+                    await extra.update(k, add={"n": 1}, set={"last": n})
+                else:  # one storage transaction across it and a table that goes on
+                    async with app.transaction() as tx:
+                        tx.update(extra, k, add={"n": 1}, set={"last": n})
+                        tx.put(users, {"UserID": user, "n": n, "extra": True})
+                self.ops["extra"] += 1
+            elif pick < 0.35:
                 await users.put({"UserID": user, "n": n, "pad": "x" * rng.randrange(200)})
                 self.ops["put"] += 1
             elif pick < 0.55:
@@ -187,7 +206,9 @@ def _item_key(record: ChangeRecord) -> tuple[str, tuple[tuple[str, Any], ...]]:
     return record.table, tuple(sorted(record.keys.items()))
 
 
-async def _check_log_matches_outbox(app: sk.App, *, within: float = 30.0) -> dict[str, int]:
+async def _check_log_matches_outbox(
+    app: sk.App, *, within: float = 30.0, streamed: tuple[str, ...] = STREAMED
+) -> dict[str, int]:
     """Every published outbox record is in its topic once, in per-item order; nothing else.
 
     Returns the number of records per table.
@@ -200,14 +221,14 @@ async def _check_log_matches_outbox(app: sk.App, *, within: float = 30.0) -> dic
     for row in rows:
         if row.publish:
             expected[row.table].append(decode_record(row.record))
-    assert set(expected) == set(STREAMED), f"published tables: {sorted(expected)}"
+    assert set(expected) == set(streamed), f"published tables: {sorted(expected)}"
     unpublished = [r for r in rows if not r.publish]
     assert unpublished, "no unpublished (stream=None) record was written: the check is vacuous"
     assert {r.table for r in unpublished} == {"Quiet"}
 
     counts: dict[str, int] = {}
     loop = asyncio.get_running_loop()
-    for table in STREAMED:
+    for table in streamed:
         want = expected[table]
         # Kafka makes a committed transaction readable a few ms after commit returns
         deadline = loop.time() + within
@@ -240,9 +261,9 @@ async def _check_log_matches_outbox(app: sk.App, *, within: float = 30.0) -> dic
     return counts
 
 
-async def _delete_topics(app: sk.App) -> None:
+async def _delete_topics(app: sk.App, more: tuple[str, ...] = ()) -> None:
     if app.log_url.startswith("kafka://"):  # a test broker collects no garbage by itself
-        for table in (*STREAMED, "Quiet"):
+        for table in (*STREAMED, "Quiet", *more):
             await app.log.delete_topic(f"{app.namespace}.{table}")
 
 
@@ -382,6 +403,122 @@ async def test_relay_killed_mid_stream_publishes_everything_once(
     if KILLS >= 10:
         assert left_in_doubt >= 1, report
         assert sum(resolutions.values()) >= 1, report
+
+
+# --- 1b. kill -9 the relay while a table is set aside, and while it is caught up ----------
+@pytest.mark.timeout(max(150, 60 + 6 * KILLS))
+@pytest.mark.parametrize("backend", [pytest.param("local", id="local"), kafka_param()])
+async def test_relay_killed_while_a_table_is_set_aside_and_caught_up(
+    tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table whose topic Kafka takes for another's ("Late_t" next to "Late.t", made
+    before the check existed) is set aside while relay processes are killed and
+    writes go on to it and to the others; halfway, "Late.t" and its topic are deleted,
+    so the next relays catch "Late_t" up — and are killed while they do. In the end
+    every record of every table is in the log once, in per-item order."""
+    print(f"STREAMKIT_FAULT_SEED={SEED}")
+    rng = random.Random(SEED + 1)
+    app = _new_app(tmp_path, _log_url(backend, tmp_path))
+    await app.log.open()
+    await _create_tables(app)
+    await app.create_table("Late.t", partition_key="k")
+    with monkeypatch.context() as m:  # an "old" table: made without the topic check
+        m.setattr("streamkit._app.check_table_topic", lambda *a, **k: "")
+        await app.create_table("Late_t", partition_key="k")
+    runner = tmp_path / "relay_runner.py"
+    runner.write_text(RUNNER)
+    rate = 800 if backend == "local" else 300
+    batch_sizes = (5, 10, 50) if backend == "local" else (10, 50, 250)
+    writer = Writer(
+        app, rate=rate, rng=random.Random(rng.random()), extra="Late_t", extra_share=0.5
+    )
+    writing = asyncio.create_task(writer.run())
+    kills = max(8, KILLS // 2)
+    freed_at = kills // 2
+    parked_before: list[int] = []  # rows kept for Late_t, seen between kills
+    mid_catch_up = 0  # kills that left Late_t partly caught up
+    after_at_freeing = -1
+    resolutions: Counter[str] = Counter()
+    parked_key = f"relay.{app.namespace}.parked/Late_t/"
+
+    async def parked_entries() -> list[dict[str, Any]]:
+        raw = await app.store.engine.meta_with_prefix(parked_key)
+        return [json.loads(v) for v in raw.values() if v]
+
+    async def catching_up() -> bool:
+        entries = await parked_entries()
+        return not entries or entries[0]["after"] > progress_seen
+
+    spare = await RelayProcess.spawn(runner, app, rng.choice(batch_sizes), tmp_path / "r-0.err")
+    relay = spare
+    progress_seen = -1
+    try:
+        for i in range(kills):
+            if i == freed_at:  # from now on its topic can be made
+                await app.delete_table("Late.t")
+                await app.log.delete_topic(f"{app.namespace}.Late.t")
+                [entry] = await parked_entries()
+                after_at_freeing = progress_seen = entry["after"]
+            # small batches from then on: the catch-up takes many appends
+            size = batch_sizes[0] if i + 1 >= freed_at else rng.choice(batch_sizes)
+            relay, spare = (
+                spare,
+                await RelayProcess.spawn(runner, app, size, tmp_path / f"r-{i + 1}.err"),
+            )
+            relay.go()
+            printed: list[str] = []
+            if i in (freed_at, freed_at + 1):
+                # while it catches Late_t up (at start-up): once it has made progress,
+                # at a random moment of a batch
+                await _until("the catch-up progressing", catching_up, within=60, every=0.002)
+                await asyncio.sleep(rng.uniform(0.0, 0.02))
+            else:
+                printed = await relay.ready(within=60)
+                await asyncio.sleep(rng.uniform(0.1, 0.5))
+            printed += await relay.kill()
+            assert relay.proc.returncode == -9, f"the relay exited by itself: {relay}"
+            resolutions.update(" ".join(p.split()[::3]) for p in printed if "in-doubt" in p)
+            entries = await parked_entries()
+            if i < freed_at:
+                [status] = (await app.capture_status())["failing"]
+                assert status["table"] == "Late_t", status
+                parked_before.append(status["rows_kept"])
+            elif entries and entries[0]["after"] > after_at_freeing:
+                mid_catch_up += 1
+                progress_seen = entries[0]["after"]
+        await spare.retire()
+    finally:
+        writer.stop.set()
+        await writing
+        for process in (relay, spare):
+            if process.proc.returncode is None:
+                await process.kill()
+
+    from streamkit.capture import _relay
+
+    monkeypatch.setattr(_relay, "PARKED_RETRY_INTERVAL", 0.2)
+    try:
+        async with app.running():  # one relay, to the end
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while (await app.capture_status())["failing"]:
+                assert loop.time() < deadline, "Late_t not caught up within 60 s"
+                await asyncio.sleep(0.1)
+            await app.drain(timeout=120)
+        counts = await _check_log_matches_outbox(app, streamed=(*STREAMED, "Late_t"))
+    finally:
+        await _delete_topics(app, ("Late_t",))
+        await app.close()
+    report = (
+        f"{backend}: seed {SEED}, {kills} kills (Late.t deleted before kill {freed_at}), "
+        f"writes {dict(writer.ops)}, rows kept for Late_t between kills {parked_before}, "
+        f"kills that left it partly caught up {mid_catch_up}, in-doubt settled "
+        f"{dict(resolutions)}, published {counts}"
+    )
+    print(report)
+    assert parked_before[-1] > parked_before[0] > 0, report  # kept, growing, not published
+    assert mid_catch_up >= 1, report  # a relay was killed in the middle of the catch-up
+    assert counts["Late_t"] >= parked_before[-1], report
 
 
 # --- 2. kill -9 the broker -----------------------------------------------------------------

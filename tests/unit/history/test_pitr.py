@@ -171,13 +171,13 @@ async def test_restore_refuses_instants_outside_the_window_and_changes_nothing()
         with pytest.raises(sk.ValidationError, match="timezone-aware"):
             await app.restore_to_time("Things", at=datetime.now(), target="Naive")
         with pytest.raises(sk.TableNotFound):
-            await app.restore_to_time("Nope", at=now, target="X1")
+            await app.restore_to_time("Nope", at=now, target="Xone")
         with pytest.raises(sk.TableExists):
             await app.restore_to_time("Things", at=now, target="Things")
         brief = await app.create_table("Brief", partition_key="k", pitr=False)
         await brief.put({"k": "a"})
         with pytest.raises(sk.HistoryUnavailable, match="pitr=False"):
-            await app.restore_to_time("Brief", at=datetime.now(UTC), target="X2")
+            await app.restore_to_time("Brief", at=datetime.now(UTC), target="Xtwo")
         assert await app.list_tables() == ["Brief", "Things"]
 
 
