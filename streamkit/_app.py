@@ -481,7 +481,8 @@ class App(Registrar):
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             self._raise_failures()
-            if self._tasks and not self._relay_ready.is_set():
+            standby = self.relay.status.standby  # another process's relay publishes
+            if self._tasks and not self._relay_ready.is_set() and not standby:
                 # the relay has not finished starting (topic checks, fencing): not drained
                 if asyncio.get_running_loop().time() > deadline:
                     raise TimeoutError(f"the relay did not start within {timeout}s")
@@ -489,7 +490,8 @@ class App(Registrar):
                 continue
             # the running relay's own count is current; otherwise ask the storage
             running = self._tasks and self._tasks[0].get_name() == "streamkit-relay"
-            done = self.relay.status.done if running else (await self.relay._state())[0]
+            mine = running and not standby
+            done = self.relay.status.done if mine else (await self.relay._state())[0]
             if done >= target:
                 return
             if asyncio.get_running_loop().time() > deadline:

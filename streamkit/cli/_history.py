@@ -38,20 +38,40 @@ def parse_time(text: str, *, option: str) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def _progress(label: str, unit: str, *, quiet: bool) -> Any:
-    """A transient rich progress display on stderr: spinner, label, count, time."""
+def _progress(label: str, unit: str | None, *, quiet: bool) -> Any:
+    """A transient rich progress display on stderr: spinner, label, count (unless
+    ``unit`` is None: work that is not counted), time."""
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    count = [] if unit is None else [TextColumn(f"{{task.completed:,}} {unit}")]
+    console = Console(stderr=True)
     return Progress(
         SpinnerColumn(),
         TextColumn(f"[bold]{label}[/] {{task.description}}"),
-        TextColumn(f"{{task.completed:,}} {unit}"),
+        *count,
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
-        disable=quiet,
+        # not in a pipe or a log file: there it would only leave a blank line
+        disable=quiet or not console.is_interactive,
     )
+
+
+def _destination(to: str) -> str:
+    """``--to``: a URL as it is; a path (relative, or a plain directory) as a file:// URL."""
+    import os
+
+    from streamkit.cli._main import _fail
+
+    if "://" in to:
+        return to
+    path = os.path.abspath(os.path.expanduser(to))
+    if "?" in path or "#" in path:
+        _fail(f"--to {to!r}: a directory name with '?' or '#' cannot be a file:// URL", 2)
+    if os.path.exists(path) and not os.path.isdir(path):
+        _fail(f"--to {to!r} is a file, not a directory", 2)
+    return f"file://{path}"
 
 
 def _split_handler(target: str) -> tuple[str, str]:
@@ -141,8 +161,17 @@ def register(cli: typer.Typer) -> None:
         when = parse_time(at, option="--at")
 
         async def go(app: App) -> int:
-            restored = await app.restore_to_time(table, at=when, target=target)
-            return len([1 async for _ in restored.scan()])
+            with _progress("restore", None, quiet=False) as bar:
+                bar.add_task(f"{table} as of {when.isoformat()} -> {target}", total=None)
+                restored = await app.restore_to_time(table, at=when, target=target)
+            with _progress("count", "items", quiet=False) as bar:
+                task = bar.add_task(target, total=None)
+                count = 0
+                async for _ in restored.scan():
+                    count += 1
+                    if count % 1000 == 0:
+                        bar.update(task, completed=count)
+            return count
 
         count = _run(go)
         typer.echo(f"restored {table} as of {when.isoformat()} into {target}: {count:,} items")
@@ -150,7 +179,10 @@ def register(cli: typer.Typer) -> None:
     @cli.command("export")
     def export(
         table: Annotated[str, typer.Argument(help="The table to export.")],
-        to: Annotated[str, typer.Option("--to", help="file:///dir or s3://bucket/prefix")],
+        to: Annotated[
+            str,
+            typer.Option("--to", help="A directory (./exports), file:///dir or s3://bucket/prefix"),
+        ],
         fmt: Annotated[
             str, typer.Option("--format", help="dynamodb-json (gzip), avro or parquet")
         ] = "dynamodb-json",
@@ -169,6 +201,7 @@ def register(cli: typer.Typer) -> None:
 
         start = None if since is None else parse_time(since, option="--since")
         end = None if until is None else parse_time(until, option="--until")
+        to = _destination(to)
 
         async def go(app: App) -> Any:
             with _progress("export", "items", quiet=as_json) as bar:
@@ -210,7 +243,9 @@ def register(cli: typer.Typer) -> None:
         from streamkit.cli._main import _run
 
         async def go(app: App) -> Any:
-            return await app.backup(table)
+            with _progress("backup", None, quiet=as_json) as bar:
+                bar.add_task(table, total=None)
+                return await app.backup(table)
 
         b = _run(go)
         if as_json:
@@ -225,7 +260,7 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """List backups, oldest first."""
         from rich.console import Console
-        from rich.table import Table
+        from rich.table import Column, Table
 
         from streamkit.cli._main import _run
 
@@ -236,7 +271,11 @@ def register(cli: typer.Typer) -> None:
         if as_json:
             typer.echo(dumps([_backup_dict(b) for b in found]))
             return
-        out = Table("id", "table", "created", "kind", "items", "bytes")
+        # ids are what the other commands take: never cut; the other columns wrap
+        out = Table(
+            Column("id", no_wrap=True, min_width=max((len(b.id) for b in found), default=2)),
+            *(Column(h, overflow="fold") for h in ("table", "created", "kind", "items", "bytes")),
+        )
         for b in found:
             out.add_row(
                 b.id,
@@ -257,7 +296,9 @@ def register(cli: typer.Typer) -> None:
         from streamkit.cli._main import _run
 
         async def go(app: App) -> None:
-            await app.restore_backup(backup_id, target=target)
+            with _progress("restore", None, quiet=False) as bar:
+                bar.add_task(f"{backup_id} -> {target}", total=None)
+                await app.restore_backup(backup_id, target=target)
 
         _run(go)
         typer.echo(f"restored {backup_id} into {target}")

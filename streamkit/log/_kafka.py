@@ -18,6 +18,10 @@ aiokafka's failure modes (``docs/design/kafka-broker.md``) shape the code:
   a new one with the same transactional id; that one's InitProducerId makes the
   coordinator finish or abort the old transaction before anything else is written,
   so the doubt is settled, for good, before the next append.
+- It retries a broker host name that does not resolve for ever, as it does one that
+  is down. :meth:`KafkaLog.open` resolves the bootstrap hosts first (a warning per
+  retry, for up to ``request_timeout_ms``) and raises a non-retriable ``LogError``
+  naming them when none resolves, so a misspelt URL stops the relay and the handlers.
 - A fenced producer is unusable (``ProducerFenced``, then ``AssertionError`` on
   reuse): :class:`Fenced` is raised and the producer stays fenced; it is never
   re-created, which would fence the newer owner in turn.
@@ -38,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
@@ -299,10 +304,16 @@ class KafkaLog:
 
     # --- lifecycle ---
     async def open(self) -> None:
-        """Connect the admin client (fails fast with LogUnavailable if no broker answers)."""
+        """Connect the admin client (fails fast with LogUnavailable if no broker answers).
+
+        Raises:
+            LogError: (not retriable) no broker host of the URL resolves in DNS within
+                ``request_timeout_ms``: a misspelt host would otherwise be retried for ever.
+        """
         async with self._open_lock:
             if self._admin is not None:
                 return
+            await self._resolve_brokers()
             admin = AIOKafkaAdminClient(**self.client_kwargs())
             try:
                 with _kafka_errors(f"connect to Kafka at {','.join(self.bootstrap_servers)}"):
@@ -311,6 +322,50 @@ class KafkaLog:
                 await _quietly(admin.close())
                 raise
             self._admin = admin
+
+    async def _resolve_brokers(self) -> None:
+        """Wait (up to ``request_timeout_ms``, a warning per retry) until at least one
+        bootstrap host resolves; raise a non-retriable LogError naming them if none does.
+
+        Only when the log is opened: a broker whose name stops resolving later is a
+        broker that is down (LogUnavailable, retried), not a wrong URL.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout_ms / 1000
+        delay = 0.1
+        while True:
+            failed: dict[str, str] = {}
+            for server in self.bootstrap_servers:
+                host, _, port = server.rpartition(":")
+                host = host.strip("[]")
+                try:
+                    async with asyncio.timeout(max(0.05, deadline - loop.time())):
+                        await loop.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+                except socket.gaierror as e:
+                    failed[host] = e.strerror or str(e)
+                except TimeoutError:
+                    failed[host] = "no answer from DNS"
+            if len(failed) < len(self.bootstrap_servers):
+                for host, why in failed.items():
+                    _logger.warning("Kafka broker host %r does not resolve (%s)", host, why)
+                return
+            hosts = ", ".join(f"{h!r} ({why})" for h, why in failed.items())
+            left = deadline - loop.time()
+            if left <= 0:
+                raise LogError(
+                    f"cannot resolve the Kafka broker host of {self.url}: {hosts}; "
+                    f"gave up after {self.request_timeout_ms / 1000:g} s (request_timeout_ms)"
+                    " - check the kafka:// URL",
+                    retriable=False,
+                )
+            _logger.warning(
+                "cannot resolve the Kafka broker host of %s: %s; retrying for %.1f s more",
+                self.url,
+                hosts,
+                left,
+            )
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 2.0)
 
     async def close(self) -> None:
         """Close this log's producers and readers, then the admin client."""

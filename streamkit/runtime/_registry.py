@@ -274,8 +274,22 @@ class Registrar:
         self._handlers[spec.name] = spec
 
     def _decorator(
-        self, table: str, events: Iterable[str], options: dict[str, Any]
+        self, table: str, events: Iterable[str], options: dict[str, Any], *, method: str
     ) -> Callable[[F], F]:
+        if not isinstance(table, str):
+            owner = type(self).__name__.lower()
+            if callable(table):
+                # `@app.on_insert` without the call: the function arrived as the table
+                raise ValidationError(
+                    f"@{owner}.{method} needs the table's name: use "
+                    f'@{owner}.{method}("Table") (got the function '
+                    f"{getattr(table, '__name__', table)!r} instead)"
+                )
+            raise ValidationError(
+                f"{method}() takes the table's name first, as a string: "
+                f'@{owner}.{method}("Table"), got {type(table).__name__}'
+            )
+
         def register(fn: F) -> F:
             self._register(build_spec(fn, table, events, **options))
             return fn
@@ -284,7 +298,7 @@ class Registrar:
 
     def on_insert(self, table: str, **options: Unpack[HandlerOptions]) -> Callable[[F], F]:
         """Run the decorated function on every INSERT of ``table`` (options: :meth:`on_change`)."""
-        return self._decorator(table, {"INSERT"}, dict(options))
+        return self._decorator(table, {"INSERT"}, dict(options), method="on_insert")
 
     def on_modify(
         self,
@@ -298,11 +312,13 @@ class Registrar:
         ``changed=["Status"]`` runs it only when one of those top-level attributes changed;
         the other options are :meth:`on_change`'s.
         """
-        return self._decorator(table, {"MODIFY"}, {**options, "changed": changed})
+        return self._decorator(
+            table, {"MODIFY"}, {**options, "changed": changed}, method="on_modify"
+        )
 
     def on_remove(self, table: str, **options: Unpack[HandlerOptions]) -> Callable[[F], F]:
         """Run the decorated function on every REMOVE of ``table`` (TTL deletions too)."""
-        return self._decorator(table, {"REMOVE"}, dict(options))
+        return self._decorator(table, {"REMOVE"}, dict(options), method="on_remove")
 
     def on_change(
         self,
@@ -351,7 +367,7 @@ class Registrar:
         """
         if isinstance(events, str):
             events = {events}
-        return self._decorator(table, events, {**options, "changed": changed})
+        return self._decorator(table, events, {**options, "changed": changed}, method="on_change")
 
     def include_router(self, router: Router) -> None:
         """Register every handler of ``router`` here (names must stay unique)."""
