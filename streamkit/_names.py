@@ -143,6 +143,16 @@ def kafka_equivalent(topic: str) -> str:
 
 
 # --- storage meta keys ------------------------------------------------------------------------
+def relay_lease(namespace: str) -> str:
+    """The lease the relays of one namespace take turns on (one publishes at a time)."""
+    return f"relay.{namespace}"
+
+
+def ttl_lease(namespace: str) -> str:
+    """The lease the TTL sweepers of one namespace take turns on."""
+    return f"ttl.{namespace}"
+
+
 def relay_done_key(namespace: str) -> str:
     """Every outbox row up to this position is in the log (or set aside)."""
     return f"relay.{namespace}.done"

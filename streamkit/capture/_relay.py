@@ -37,7 +37,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import socket
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -49,6 +52,7 @@ from streamkit._names import (
     parse_relay_key,
     relay_done_key,
     relay_intent_key,
+    relay_lease,
     relay_parked_key,
     relay_parked_prefix,
     relay_transactional_id,
@@ -68,6 +72,13 @@ __all__ = ("Parked", "Relay", "RelayStatus", "table_topic")
 _TAIL_WINDOW = 64  # records read back from a partition's end to resolve an in-doubt batch
 _RESOLVE_TIMEOUT = 30.0  # seconds to read that tail before giving up (the relay then retries)
 PRUNE_INTERVAL = 60.0  # seconds between archive prunes while relaying
+LEASE_SECONDS = 10.0  # a relay that stops renewing is replaced within this long
+
+
+class _LeaseLost(Exception):
+    """Another relay holds the namespace's lease now (this one paused for too long)."""
+
+
 PARKED_RETRY_INTERVAL = 30.0  # seconds between attempts to resume set-aside tables
 _SCAN = 5000  # outbox rows read per step while collecting a parked table's rows
 
@@ -171,6 +182,7 @@ class RelayStatus:
     published_at_failure: int = 0
     started_at: float = field(default_factory=time.time)
     failing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    standby: bool = False  # waiting for the lease another relay of the namespace holds
 
     @property
     def behind(self) -> int:
@@ -187,6 +199,8 @@ class Relay:
         namespace: the topic prefix.
         topic_config: partitions and retention of the table topics it creates.
         max_batch: the most rows in one log transaction.
+        lease_seconds: how long the namespace's relay lease lasts unless renewed: a relay
+            that dies is replaced by a standby one at most this long after.
     """
 
     def __init__(
@@ -197,6 +211,7 @@ class Relay:
         *,
         topic_config: TopicConfig | None = None,
         max_batch: int = 5000,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self._store = store
         self._log = log
@@ -210,6 +225,10 @@ class Relay:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: LogProducer | None = None
         self.status = RelayStatus()
+        # who holds the lease: unique per relay object, readable by an operator
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._renewed = 0.0
+        self._lease_seconds = lease_seconds
 
     # --- state in storage ----------------------------------------------------------------
     async def _state(self) -> tuple[int, int]:
@@ -271,11 +290,14 @@ class Relay:
     async def run(self, *, idle_poll: float = 1.0, ready: asyncio.Event | None = None) -> None:
         """Relay until cancelled. Retries with backoff while the log is unavailable.
 
-        A table whose topic cannot be made is set aside (see the module docstring), never
-        a reason to stop.
+        Only the holder of the namespace's lease (in storage) publishes: other relays of
+        the same store and namespace, in this process or on other machines, wait on
+        standby and take over within ``LEASE_SECONDS`` when the holder stops renewing it.
+        A holder that loses the lease (paused too long) or is fenced by the log steps
+        back to standby. A table whose topic cannot be made is set aside (see the module
+        docstring), never a reason to stop.
 
         Raises:
-            Fenced: another relay took over this storage's transactional id.
             TopicMismatch: a table topic exists with other settings than the App's.
         """
         self._loop = asyncio.get_running_loop()
@@ -287,12 +309,20 @@ class Relay:
         try:
             while True:
                 try:
+                    if not await self._take_lease():
+                        self.status.standby = True
+                        await asyncio.sleep(self._lease_seconds / 4)
+                        continue
+                    self.status.standby = False
                     await self._start()
                     if ready is not None:
                         ready.set()
                     await self._relay_forever(idle_poll)
-                except Fenced:
-                    raise
+                except (Fenced, _LeaseLost) as e:
+                    # another relay took over: step back and wait for the lease again
+                    self.status.last_error = f"another relay took over: {e}"
+                    self.status.standby = True
+                    await self._close_producer()
                 except (LogError, StorageError) as e:
                     # a log that is down, or a storage file locked by another process for
                     # longer than the busy timeout: wait and start over; nothing is lost
@@ -311,6 +341,18 @@ class Relay:
         finally:
             store.engine.remove_commit_listener(self._ring)
             await self._close_producer()
+            with contextlib.suppress(Exception):
+                # let a standby relay take over now rather than when the lease runs out
+                await store.engine.release_lease(relay_lease(self._namespace), self._holder)
+
+    async def _take_lease(self) -> bool:
+        """Take or renew the namespace's relay lease."""
+        held = await self._store.engine.try_lease(
+            relay_lease(self._namespace), self._holder, self._lease_seconds
+        )
+        if held:
+            self._renewed = time.monotonic()
+        return held
 
     async def _start(self) -> None:
         await self._log.open()
@@ -388,6 +430,9 @@ class Relay:
         next_retry = time.monotonic() + PARKED_RETRY_INTERVAL
         while True:
             self._wake.clear()
+            renew = time.monotonic() - self._renewed >= self._lease_seconds / 4
+            if renew and not await self._take_lease():
+                raise _LeaseLost(f"the lease {relay_lease(self._namespace)!r} has another holder")
             if time.monotonic() >= next_prune:
                 # the outbox doubles as the PITR archive: drop what is published and
                 # past its table's recovery window

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from streamkit.capture._relay import table_topic
+from streamkit._names import SEQUENCE_HEADER, relay_done_key, table_topic
 from streamkit.exceptions import HistoryUnavailable, ValidationError
 from streamkit.history._archive import _iso, archive_window, archived, to_ms
 from streamkit.log import read_until
@@ -286,7 +286,7 @@ async def _log_start(env: HistoryEnv, topic: str) -> tuple[int, int | None]:
         if not recs:
             return -1, None  # only transaction markers left
         rec = recs[0]
-        seq = next((int(v) for k, v in rec.headers if k == "sequence_number"), None)
+        seq = next((int(v) for k, v in rec.headers if k == SEQUENCE_HEADER), None)
         if seq is None:
             seq = decode_record(rec.value).sequence_number
         first_seq = max(first_seq, seq)
@@ -297,7 +297,7 @@ async def _log_start(env: HistoryEnv, topic: str) -> tuple[int, int | None]:
 async def _plan(env: HistoryEnv, spec: TableSpec, since_ms: int, until_ms: int) -> _Plan:
     namespace = env.namespace
     topic = table_topic(namespace, spec.name)
-    done_key = f"relay.{namespace}.done"
+    done_key = relay_done_key(namespace)
 
     # the position and the unpublished rows in one read: nothing published in between
     # can be pruned before it is read
@@ -358,10 +358,10 @@ async def _from_log(
                     continue
                 headers = rec.headers
                 # the relay writes (event, sequence_number): read it without a search
-                if len(headers) > 1 and headers[1][0] == "sequence_number":
+                if len(headers) > 1 and headers[1][0] == SEQUENCE_HEADER:
                     seq = int(headers[1][1])
                 else:
-                    seq = next((int(v) for k, v in headers if k == "sequence_number"), low)
+                    seq = next((int(v) for k, v in headers if k == SEQUENCE_HEADER), low)
                 if low <= seq <= high:
                     append(make(rec.value))
             if out:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from streamkit._names import snapshot_key
 from streamkit.records import ChangeRecord, StreamView
 from streamkit.records._avro import decode_image, encode_change_record
 from streamkit.records._record import datetime_from_ms
@@ -109,7 +110,7 @@ async def deliver_snapshot(runner: HandlerRunner, part: _Partition) -> None:
     found = await consumer.offset_for_time(part.p, taken_ms - _MARGIN_MS)
     offset = end if found is None else found
     await consumer.seek(part.p, offset)
-    await store.engine.write_meta({f"runtime.{runner.group}.{part.p}.snapshot": str(seq)})
+    await store.write_meta({snapshot_key(runner.group, part.p): str(seq)})
     part.snapshot_seq = seq
     await consumer.commit({part.p: offset})
     part.committed = offset

@@ -9,7 +9,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from streamkit.capture._relay import table_topic
+from streamkit._names import SEQUENCE_HEADER, table_topic
 from streamkit.records._avro import decode_record
 from streamkit.server._convert import shown
 from streamkit.server._errors import DynamoError, validation
@@ -214,7 +214,7 @@ class StreamsService:
         await reader.seek_to_beginning(p)
         while await reader.position(p) < end:
             for rec in await reader.fetch(max_records=1000, timeout=0.5):
-                s = next((int(v) for k, v in rec.headers if k == "sequence_number"), None)
+                s = next((int(v) for k, v in rec.headers if k == SEQUENCE_HEADER), None)
                 if s is None:
                     s = decode_record(rec.value).sequence_number
                 if s == seq:

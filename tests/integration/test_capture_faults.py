@@ -93,7 +93,8 @@ async def main(storage: str, log: str, namespace: str, max_batch: int) -> None:
     # the test closing stdin (or dying) ends this relay: none outlives the test
     threading.Thread(target=lambda: (sys.stdin.read(), os._exit(3)), daemon=True).start()
     app = sk.App(storage=storage, log=log, namespace=namespace)
-    relay = TracedRelay(app._store, app.log, app.namespace, max_batch=max_batch)
+    # a short lease: each relay killed here is replaced within a second
+    relay = TracedRelay(app._store, app.log, app.namespace, max_batch=max_batch, lease_seconds=1.0)
     ready = asyncio.Event()
     task = asyncio.create_task(relay.run(idle_poll=0.02, ready=ready))
     waiter = asyncio.create_task(ready.wait())
