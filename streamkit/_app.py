@@ -7,11 +7,12 @@ import contextlib
 import os
 import re
 import time
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from streamkit._names import check_reserved_table_name, check_table_topic
+from streamkit._names import check_reserved_table_name, check_table_topic, ttl_lease
 from streamkit.capture import Relay
 from streamkit.capture._changes import Start, read_changes
 from streamkit.exceptions import ConfigurationError, ValidationError
@@ -587,8 +588,15 @@ class App(Registrar):
                 yield record
 
     async def _sweep_forever(self) -> None:
+        # one sweeper of a store and namespace sweeps at a time (two would only repeat
+        # each other's reads: a deletion is conditional on the item still being expired)
+        holder, lease = f"{os.getpid()}:{uuid.uuid4().hex[:8]}", ttl_lease(self.namespace)
+        seconds = max(10.0, 3 * self.ttl_interval)
         while True:
             try:
+                if not await self._store.engine.try_lease(lease, holder, seconds):
+                    await asyncio.sleep(self.ttl_interval)
+                    continue
                 n = await self.sweep_expired()
                 if n:
                     _logger().debug("ttl sweep", deleted=n)

@@ -482,3 +482,50 @@ async def test_a_catch_up_killed_midway_is_settled_without_loss_or_duplicate(
     _check_once_in_item_order(records, await _outbox_seqs(app, "Item_s"))
     assert len(records) == 36
     await app.close()
+
+
+async def test_one_relay_publishes_at_a_time_and_a_standby_takes_over(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _app(tmp_path, url)
+    users = await app.create_table("Users", partition_key="UserID")
+    first = Relay(app.store, app.log, app.namespace, lease_seconds=1.0)
+    second = Relay(app.store, app.log, app.namespace, lease_seconds=1.0)
+    loop = asyncio.get_running_loop()
+
+    async def until(what: str, check: Any, within: float = 20.0) -> None:
+        deadline = loop.time() + within
+        while not check():
+            assert loop.time() < deadline, what
+            await asyncio.sleep(0.02)
+
+    one = asyncio.create_task(first.run(idle_poll=0.05))
+    await users.put({"UserID": "1"})
+    await until("the first relay publishes", lambda: first.status.published == 1)
+    two = asyncio.create_task(second.run(idle_poll=0.05))
+    await until("the second relay stands by", lambda: second.status.standby)
+    await users.put({"UserID": "2"})
+    await until("the holder publishes", lambda: first.status.published == 2)
+    assert second.status.published == 0 and second.status.standby
+
+    # the holder dies without a word (its lease is not released): the standby takes over
+    # once the lease runs out
+    async def keep(*_: Any) -> None:
+        return None
+
+    monkeypatch.setattr(app.store.engine, "release_lease", keep)
+    one.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await one
+    died = loop.time()
+    await users.put({"UserID": "3"})
+    await until("the standby takes over", lambda: second.status.published == 1)
+    assert loop.time() - died < 5.0, "took over long after the lease ran out"
+    assert not second.status.standby
+    two.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await two
+    records = [r async for r in app.changes("Users", follow=False)]
+    assert sorted(r.keys["UserID"] for r in records) == ["1", "2", "3"]  # each once
+    assert len({r.event_id for r in records}) == 3
+    await app.close()
