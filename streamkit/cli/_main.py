@@ -268,6 +268,21 @@ def _run(fn: Callable[[App], Awaitable[T]]) -> T:
     return _run_app(_app(), fn)
 
 
+def _run_read(fn: Callable[[App], Awaitable[T]]) -> T:
+    """Run a command that only reads. A SQLite store is opened read-only (``mode=ro``):
+    a mistyped path or a file that is not a streamkit store is reported, never created
+    or changed. (An ``--app``'s App is used as configured.)"""
+    if _settings.app_target is not None:
+        return _run(fn)
+    from streamkit._app import App
+    from streamkit.storage._sqlite import read_only_url
+
+    url = App(storage=_settings.storage).storage_url  # opens nothing: just the default
+    app = App(storage=read_only_url(url), log=_settings.log, namespace=_settings.namespace)
+    _settings.used = app
+    return _run_app(app, fn)
+
+
 def _placeholders(text: str | None, *, dynamodb_json: bool) -> dict[str, Any] | None:
     return None if text is None else parse_item(text, dynamodb_json=dynamodb_json)
 
@@ -386,7 +401,7 @@ def tables_create(
 @tables_cli.command("list")
 def tables_list(as_json: JsonOpt = False) -> None:
     """List tables."""
-    names = _run(lambda app: app.list_tables())
+    names = _run_read(lambda app: app.list_tables())
     if as_json:
         typer.echo(dumps(names))
     else:
@@ -397,7 +412,7 @@ def tables_list(as_json: JsonOpt = False) -> None:
 @tables_cli.command("describe")
 def tables_describe(name: str, as_json: JsonOpt = False) -> None:
     """Show a table's settings."""
-    desc = _run(lambda app: app.describe_table(name))
+    desc = _run_read(lambda app: app.describe_table(name))
     typer.echo(dumps(desc, indent=None if as_json else 2))
 
 
@@ -441,7 +456,7 @@ def get(
     ddb: DdbOpt = False,
 ) -> None:
     """Get an item by its key (exit code 2 when absent)."""
-    item = _run(lambda app: app.table(table).get(parse_item(key, dynamodb_json=ddb)))
+    item = _run_read(lambda app: app.table(table).get(parse_item(key, dynamodb_json=ddb)))
     if item is None:
         typer.echo("not found", err=True)
         raise typer.Exit(2)
@@ -584,7 +599,7 @@ def query(
                 f"(PARTITION is the partition key's value): {e}"
             ) from e
 
-    _print_items(_run(go), as_json=as_json, ddb=ddb, title=f"{table} / {partition}")
+    _print_items(_run_read(go), as_json=as_json, ddb=ddb, title=f"{table} / {partition}")
 
 
 @cli.command("scan")
@@ -608,7 +623,7 @@ def scan(
         )
         return [i async for i in scan]
 
-    _print_items(_run(go), as_json=as_json, ddb=ddb, title=table)
+    _print_items(_run_read(go), as_json=as_json, ddb=ddb, title=table)
 
 
 @cli.command("schema")
@@ -772,7 +787,7 @@ def tail(
                         out.print(f"    {label}: {rendered}")
 
     try:
-        _run(go)
+        _run_read(go)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
@@ -785,7 +800,7 @@ def relay() -> None:
         await app.relay.run()
 
     try:
-        _run(go)
+        _run_read(go)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
@@ -812,7 +827,7 @@ def status(
             info["handlers"] = await app.handler_status()
         return info
 
-    info = _run_app(_load_app(target), go) if target is not None else _run(go)
+    info = _run_app(_load_app(target), go) if target is not None else _run_read(go)
     if as_json:
         typer.echo(dumps(info))
         return

@@ -5,6 +5,6 @@
 
 - ``streamkit.handlers.s3_sink``: a table's changes to S3 as Parquet or Avro, by date.
 
-Still to come: replication. Only the CLI's ``audit`` commands and the
-demo import this package.
+Replication (global tables) is not built yet. The CLI's ``audit`` commands and the
+demo import this package; it uses only streamkit's public API.
 """
