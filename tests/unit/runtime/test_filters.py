@@ -169,8 +169,12 @@ def _elements(value: Any) -> list[Any]:
 
 _flat = st.one_of(sks.scalars(), sks.sets(), st.lists(sks.scalars(), min_size=1, max_size=3))
 
+# "$or" is EventBridge's operator, reserved in patterns: an attribute of that name
+# cannot be matched by a field pattern (in Lambda's filters either)
+_PATTERN_NAMES = sks.attribute_names().filter(lambda n: n != "$or")
 
-@given(st.dictionaries(sks.attribute_names(), _flat, min_size=1, max_size=5))
+
+@given(st.dictionaries(_PATTERN_NAMES, _flat, min_size=1, max_size=5))
 def test_a_records_own_values_match_and_anything_but_them_does_not(image: dict[str, Any]) -> None:
     record = _record(image)
     exact = {"new_image": {n: [_elements(v)[0]] for n, v in image.items()}}
@@ -182,7 +186,7 @@ def test_a_records_own_values_match_and_anything_but_them_does_not(image: dict[s
         assert not _matches({"new_image": {name: [{"anything-but": elements}]}}, record)
 
 
-@given(st.dictionaries(sks.attribute_names(), _flat, min_size=1, max_size=5))
+@given(st.dictionaries(_PATTERN_NAMES, _flat, min_size=1, max_size=5))
 def test_lambda_patterns_built_from_the_records_json_match_it(image: dict[str, Any]) -> None:
     record = _record(image)
     new_image = record.to_dynamodb_json()["dynamodb"]["NewImage"]
