@@ -800,7 +800,7 @@ def relay() -> None:
         await app.relay.run()
 
     try:
-        _run_read(go)
+        _run(go)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 

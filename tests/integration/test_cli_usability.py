@@ -117,6 +117,13 @@ async def test_errors_are_one_line_with_the_documented_exit_codes(tmp_path: Path
 
 # --- 14: no silent hangs ------------------------------------------------------------------
 async def test_tail_of_a_missing_table_fails_at_once(tmp_path: Path) -> None:
+    # no store at all: said so (read-only commands create nothing), a configuration error
+    code, _, err = await _cli(tmp_path, "tail", "NoSuchTable", timeout=30)
+    assert code == 2
+    assert "no streamkit store" in _one_error_line(err)
+    assert not (tmp_path / "default.db").exists()
+    code, _, err = await _cli(tmp_path, "tables", "create", "Other", "--partition-key", "k")
+    assert code == 0, err
     code, _, err = await _cli(tmp_path, "tail", "NoSuchTable", timeout=30)
     assert code == 1
     line = _one_error_line(err)
