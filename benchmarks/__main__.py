@@ -1,12 +1,13 @@
 """Run the benchmarks and print (and save) their figures.
 
 python -m benchmarks [--seconds 3] [--out .bench/results.json] [--kafka HOST:PORT]
-                     [--only storage|capture|runtime|history|endpoint]
+                     [--postgres URL] [--only storage|capture|runtime|history|endpoint|postgres]
 
 The capture figures run on the local log always, and on Kafka when ``--kafka`` (or
 ``STREAMKIT_TEST_KAFKA``) names a broker. The runtime figures (handler throughput
 against raw aiokafka and FastStream, write-to-handler latency, memory under a
-backlog) need Kafka; without it only the local-log latency runs.
+backlog) need Kafka; without it only the local-log latency runs. The PostgreSQL storage
+figures run when ``--postgres`` (or ``STREAMKIT_TEST_POSTGRES``) names a server.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import capture, endpoint, history, runtime, storage
+from benchmarks import capture, endpoint, history, postgres, runtime, storage
 
 
 def _rows(prefix: str, figures: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -44,11 +45,20 @@ def main() -> None:
         help="a Kafka broker for the capture and runtime figures (default: $STREAMKIT_TEST_KAFKA)",
     )
     parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=os.environ.get(postgres.POSTGRES_ENV),
+        help="a PostgreSQL server for the postgres figures, each in a fresh database made "
+        "and dropped there (default: $STREAMKIT_TEST_POSTGRES)",
+    )
+    parser.add_argument(
         "--only",
-        choices=("storage", "capture", "runtime", "history", "endpoint"),
+        choices=("storage", "capture", "runtime", "history", "endpoint", "postgres"),
         help="run one section",
     )
     args = parser.parse_args()
+    if args.only == "postgres" and not args.postgres:
+        parser.error(f"--only postgres needs a server: --postgres URL or ${postgres.POSTGRES_ENV}")
     results: dict[str, Any] = {}
     if args.only in (None, "storage"):
         results["storage"] = asyncio.run(storage.run(args.seconds))
@@ -63,6 +73,8 @@ def main() -> None:
         results["history"] = asyncio.run(history.run(kafka=args.kafka or None))
     if args.only in (None, "endpoint"):
         results["endpoint"] = endpoint.run(args.seconds)
+    if args.only in (None, "postgres") and args.postgres:
+        results["postgres"] = asyncio.run(postgres.run(args.seconds, url=args.postgres))
     meta = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(),

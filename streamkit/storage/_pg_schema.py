@@ -143,7 +143,12 @@ WITH c AS (SELECT seq FROM sk_counter WHERE $6::boolean FOR UPDATE)
 SELECT 0 AS kind, k.tid, k.pk, k.sk, i.data, i.size::bigint AS n, NULL::text AS mk,
        NULL::text AS mv
   FROM unnest($1::integer[], $2::bytea[], $3::bytea[]) AS k(tid, pk, sk)
-  JOIN sk_items i ON i.tid = k.tid AND i.pk = k.pk AND i.sk = k.sk
+  -- LATERAL ... LIMIT 1, not a join: the writer's generic plan is made at the first
+  -- write, often on an empty table, and a join would then stay a full scan for good
+  CROSS JOIN LATERAL (
+    SELECT data, size FROM sk_items
+     WHERE tid = k.tid AND pk = k.pk AND sk = k.sk LIMIT 1
+  ) i
 UNION ALL
 SELECT 1, t.id, NULL, NULL, NULL, NULL, NULL, NULL FROM sk_tables t WHERE t.id = ANY($4::integer[])
 UNION ALL
@@ -165,8 +170,14 @@ up AS (
         SET data = excluded.data, size = excluded.size, expires = excluded.expires
 ),
 del AS (
-    DELETE FROM sk_items i USING unnest($8::integer[], $9::bytea[], $10::bytea[]) AS d(tid, pk, sk)
-    WHERE i.tid = d.tid AND i.pk = d.pk AND i.sk = d.sk
+    -- by ctid from an index probe per key (see LOAD: a plan that stays a probe)
+    DELETE FROM sk_items WHERE ctid = ANY (ARRAY(
+        SELECT f.ctid
+          FROM unnest($8::integer[], $9::bytea[], $10::bytea[]) AS d(tid, pk, sk)
+          CROSS JOIN LATERAL (
+            SELECT ctid FROM sk_items WHERE tid = d.tid AND pk = d.pk AND sk = d.sk LIMIT 1
+          ) f
+    ))
 ),
 ch AS (
     INSERT INTO sk_changes (seq, tid, tname, event, txn, key, record, created_ms, publish, image,
