@@ -12,6 +12,17 @@ __all__ = ("configure_logging",)
 _configured = False
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is at the time of each write (it may be replaced after
+    logging was configured: by a test runner capturing output, by a daemonizer)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(
     level: str = "INFO", *, json: bool | None = None, force: bool = False
 ) -> None:
@@ -44,6 +55,6 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
