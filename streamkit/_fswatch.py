@@ -10,9 +10,10 @@ import ctypes
 import os
 import select
 import sys
+import time
 from pathlib import Path
 
-__all__ = ("DirectoryEvents",)
+__all__ = ("CommitPacer", "DirectoryEvents")
 
 
 class DirectoryEvents:
@@ -60,3 +61,43 @@ class DirectoryEvents:
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+class CommitPacer:
+    """When a watcher thread should look again for another process's commit to a
+    SQLite file (it then reads ``PRAGMA data_version``, a counter that changes when
+    another connection commits).
+
+    With file events (Linux): sleep until a file of the directory is written, then look
+    every ``interval`` for ``hot`` seconds (a commit's WAL frames are written just
+    before it becomes visible), and at least every ``idle`` seconds otherwise — no CPU
+    while nothing is written. Without them: look every ``interval``.
+    """
+
+    def __init__(self, directory: Path, *, hot: float, idle: float) -> None:
+        self._events = DirectoryEvents.open(directory)
+        self._hot = hot
+        self._idle = idle
+        self._hot_until = 0.0
+
+    def heat(self) -> None:
+        """Look closely for a while from now (as after a file event)."""
+        self._hot_until = time.monotonic() + self._hot
+
+    def wait(self, interval: float) -> None:
+        """Block until it is time to look again."""
+        events = self._events
+        if events is None:
+            time.sleep(interval)
+        elif time.monotonic() < self._hot_until:
+            time.sleep(interval)
+            if events.drain():
+                self.heat()
+        elif events.wait(self._idle):
+            self.heat()
+
+    def close(self) -> None:
+        """Stop watching the directory."""
+        if self._events is not None:
+            self._events.close()
+            self._events = None

@@ -26,7 +26,7 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any, Generic, TypeVar
 
-from streamkit._fswatch import DirectoryEvents
+from streamkit._fswatch import CommitPacer
 from streamkit.exceptions import ConfigurationError, LogError, StreamkitError, ValidationError
 from streamkit.log._base import (
     MAX_FUTURE_TIMESTAMP_MS,
@@ -245,9 +245,9 @@ class Hub:
         conn = sqlite3.connect(
             f"{db_path.as_uri()}?mode=rw", uri=True, isolation_level=None, check_same_thread=False
         )
-        events: DirectoryEvents | None = None
+        pacer: CommitPacer | None = None
         try:
-            events = DirectoryEvents.open(db_path.parent)
+            pacer = CommitPacer(db_path.parent, hot=_HOT_WINDOW, idle=_IDLE_CHECK)
             conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             watching = self._watching()
             if watching is None:
@@ -257,16 +257,9 @@ class Hub:
             offsets = _topic_offsets(conn, topics)
             # a reader may have looked just before this thread took its baseline
             self.notify(topics)
-            hot_until = time.monotonic() + _HOT_WINDOW
+            pacer.heat()
             while True:
-                if events is None:
-                    time.sleep(interval)
-                elif time.monotonic() < hot_until:
-                    time.sleep(interval)
-                    if events.drain():
-                        hot_until = time.monotonic() + _HOT_WINDOW
-                elif events.wait(_IDLE_CHECK):
-                    hot_until = time.monotonic() + _HOT_WINDOW
+                pacer.wait(interval)
                 watching = self._watching()
                 if watching is None:
                     return
@@ -282,8 +275,8 @@ class Hub:
                     self.notify(moved)
         finally:
             conn.close()
-            if events is not None:
-                events.close()
+            if pacer is not None:
+                pacer.close()
 
 
 def _data_version(conn: sqlite3.Connection) -> int:

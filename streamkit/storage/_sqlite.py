@@ -39,14 +39,14 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
-from streamkit._fswatch import DirectoryEvents
+from streamkit._fswatch import CommitPacer
 from streamkit.exceptions import (
     BackupNotFound,
     ConfigurationError,
@@ -422,6 +422,20 @@ class _JobRunner:
 
     def __call__(self, rows: _Rows) -> list[WriteResult]:
         return run_job(rows, self.job)
+
+
+@contextlib.contextmanager
+def _one_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """Several reads in one read transaction: one consistent snapshot under WAL (a
+    no-op inside a transaction already open, as on ``memory://``'s single connection)."""
+    began = not conn.in_transaction
+    if began:
+        conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if began:
+            conn.execute("COMMIT")
 
 
 def _checkpoint(rows: _Rows) -> None:
@@ -1008,15 +1022,8 @@ class SqliteEngine:
         """Every item and the newest sequence number, from one read transaction."""
 
         def fn(rows: _Rows) -> tuple[int, list[ItemRow]]:
-            conn = rows.conn
-            began = not conn.in_transaction
-            if began:
-                conn.execute("BEGIN")  # one read transaction: a consistent snapshot under WAL
-            try:
-                return rows.max_sequence(), current_rows(conn, table_id)
-            finally:
-                if began:
-                    conn.execute("COMMIT")
+            with _one_snapshot(rows.conn):
+                return rows.max_sequence(), current_rows(rows.conn, table_id)
 
         return await self.read(fn)
 
@@ -1069,15 +1076,11 @@ class SqliteEngine:
         """A stored position and the archive rows after it, in one read snapshot."""
 
         def fn(rows: _Rows) -> tuple[int, list[ArchivedRecord]]:
-            conn = rows.conn
-            began = not conn.in_transaction
-            if began:
-                conn.execute("BEGIN")
-            try:
+            with _one_snapshot(rows.conn):
                 stored = rows.meta_get(position_key)
                 position = 0 if stored is None else int(stored)
                 tail = archive_rows(
-                    conn,
+                    rows.conn,
                     table_id,
                     after_seq=position,
                     since_ms=since_ms,
@@ -1086,9 +1089,6 @@ class SqliteEngine:
                     limit=limit,
                 )
                 return position, tail
-            finally:
-                if began:
-                    conn.execute("COMMIT")
 
         return await self.read(fn)
 
@@ -1154,20 +1154,15 @@ class SqliteEngine:
         """
         assert self.path is not None
         path = Path(self.path)
-        events = DirectoryEvents.open(path.parent.resolve())
+        pacer = CommitPacer(path.parent.resolve(), hot=_WATCH_HOT, idle=_WATCH_IDLE)
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(
                 f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
             )
             version = int(conn.execute("PRAGMA data_version").fetchone()[0])
-            hot_until = 0.0
             while self._listeners and self._writer is not None:
-                now = time.monotonic()
-                if now < hot_until or events is None:
-                    time.sleep(_WATCH_STEP)
-                elif events.wait(_WATCH_IDLE):
-                    hot_until = time.monotonic() + _WATCH_HOT
+                pacer.wait(_WATCH_STEP)
                 current = int(conn.execute("PRAGMA data_version").fetchone()[0])
                 if current != version:
                     version = current
@@ -1178,8 +1173,7 @@ class SqliteEngine:
             self._watcher = None
             if conn is not None:
                 conn.close()
-            if events is not None:
-                events.close()
+            pacer.close()
 
     async def read_meta(self, keys: Sequence[str]) -> dict[str, str]:
         """Values of ``sk_meta`` keys (absent keys are left out)."""
