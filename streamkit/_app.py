@@ -23,6 +23,7 @@ from streamkit.runtime._dlq import DeadLetter, DeadLetterQueue
 from streamkit.runtime._registry import HandlerSpec, Registrar
 from streamkit.runtime._worker import HandlerRunner, RuntimeOptions
 from streamkit.storage._capacity import Capacity, OnDemand, Provisioned
+from streamkit.storage._indexes import GlobalIndex, LocalIndex, build_indexes
 from streamkit.storage._keys import KeyAttribute, KeySchema
 from streamkit.storage._spec import TableSpec, check_table_name
 from streamkit.storage._store import Store
@@ -150,6 +151,7 @@ class App(Registrar):
         )
         self._runners: dict[str, HandlerRunner] = {}
         self._metrics: Any = None
+        self._backfills: set[asyncio.Task[Any]] = set()
 
     @property
     def metrics(self) -> Any:
@@ -218,6 +220,8 @@ class App(Registrar):
         capacity: Capacity | None = None,
         pitr: bool = True,
         recovery_days: int = 35,
+        global_indexes: Sequence[GlobalIndex] | None = None,
+        local_indexes: Sequence[LocalIndex] | None = None,
     ) -> Table:
         """Create a table and return its handle.
 
@@ -233,6 +237,10 @@ class App(Registrar):
             capacity: ``sk.OnDemand()`` (default) or ``sk.Provisioned(read=, write=)``.
             pitr: keep the change archive for point-in-time recovery.
             recovery_days: how long the archive is kept (1-35 days, as DynamoDB allows).
+            global_indexes: up to 20 ``sk.GlobalIndex(...)``: query and scan the items by
+                other keys (``table.query(..., index="Name")``).
+            local_indexes: up to 5 ``sk.LocalIndex(...)`` (a table with a sort key): the
+                same partition, sorted by another attribute.
 
         Raises:
             TableExists: a table of that name exists.
@@ -259,14 +267,18 @@ class App(Registrar):
             or not (1 <= recovery_days <= 35)
         ):
             raise ValidationError("recovery_days must be an integer from 1 to 35")
+        key = KeySchema(part, sort)
+        indexes = build_indexes(key, global_indexes, local_indexes)
         spec = TableSpec(
             name=name,
-            key=KeySchema(part, sort),
+            key=key,
             stream=_stream_view(stream),
             ttl_attribute=ttl_attribute,
             capacity=cap,
             pitr=pitr,
             recovery_days=recovery_days,
+            indexes=indexes,
+            last_slot=len(indexes),
         )
         await self._store.ensure_open()
         if spec.stream is not None:
@@ -297,6 +309,54 @@ class App(Registrar):
         check_reserved_table_name(self.namespace, target)
         if source is not None and source.stream is not None:
             await self._check_stream_topic(target)
+
+    async def update_table(
+        self,
+        name: str,
+        *,
+        create_index: GlobalIndex | None = None,
+        delete_index: str | None = None,
+        wait: bool = True,
+    ) -> dict[str, Any]:
+        """Add or delete a global index of a table in use; returns its description.
+
+        A new index is filled from the items already there while writes go on (its
+        status is ``CREATING`` until then, and reads of it are refused); with ``wait``
+        this returns when it is ``ACTIVE``, else at once (the backfill goes on in this
+        process, and ``running()`` resumes any that a stopped process left).
+
+        Raises:
+            ValidationError: not a global index, a name in use, over 20 global indexes,
+                another index still being created, an unknown index to delete.
+        """
+        from streamkit.storage._index_admin import add_index, backfill, drop_index
+
+        if (create_index is None) == (delete_index is None):
+            raise ValidationError("update_table: give one of create_index= or delete_index=")
+        await self._store.ensure_open()
+        if delete_index is not None:
+            return (await drop_index(self._store, name, delete_index)).describe()
+        assert create_index is not None
+        spec = await add_index(self._store, name, create_index)
+        task = asyncio.create_task(
+            backfill(self._store, name, create_index.name), name=f"streamkit-backfill-{name}"
+        )
+        self._backfills.add(task)
+        task.add_done_callback(self._backfills.discard)
+        if wait:
+            await task
+            spec = await self._store.spec(name)
+        return spec.describe()
+
+    async def _resume_backfills(self) -> None:
+        """Finish the backfills of indexes left CREATING (by this or another process)."""
+        from streamkit.storage._index_admin import backfill
+
+        await self._store.reload()
+        for spec in self._store.known_specs:
+            for ix in spec.indexes:
+                if ix.status == "CREATING":
+                    await backfill(self._store, spec.name, ix.name)
 
     def table(self, name: str) -> Table:
         """A handle to an existing table (calls raise TableNotFound if it does not exist)."""
@@ -399,6 +459,7 @@ class App(Registrar):
             self._relay_ready.set()
         if ttl:
             tasks.append(asyncio.create_task(self._sweep_forever(), name="streamkit-ttl-sweeper"))
+        tasks.append(asyncio.create_task(self._resume_backfills(), name="streamkit-backfills"))
         self._runners = {}
         for spec in specs:
             runner = HandlerRunner(

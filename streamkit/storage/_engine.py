@@ -123,11 +123,13 @@ class StorageEngine(Protocol):
         """
 
     async def delete_table(self, name: str) -> TableSpec:
-        """Remove a table and its items (a PITR table leaves a SYSTEM backup first);
-        its change rows stay in the archive. Raises TableNotFound."""
+        """Remove a table, its items and its index entries (a PITR table leaves a SYSTEM
+        backup first); its change rows stay in the archive. Raises TableNotFound."""
 
-    async def update_table(self, spec: TableSpec) -> TableSpec:
-        """Store changed settings of an existing table. Raises TableNotFound."""
+    async def update_table(self, spec: TableSpec, drop: Sequence[int] = ()) -> TableSpec:
+        """Store changed settings of an existing table and delete every item row stored
+        under the ids ``drop`` (a deleted index's entries), in one transaction. Raises
+        TableNotFound."""
 
     async def list_tables(self) -> Sequence[TableSpec]:
         """Every table in the catalog, by name (including other processes' changes)."""
@@ -135,7 +137,8 @@ class StorageEngine(Protocol):
     async def load_table(
         self, spec: TableSpec, items: Sequence[StoredItem], archive: ArchiveRow | None
     ) -> TableSpec:
-        """Create a table already holding ``items``, in one transaction (whole or
+        """Create a table already holding ``items`` and its indexes' entries
+        (:func:`~streamkit.storage._indexes.index_rows`), in one transaction (whole or
         absent). With ``archive``, each item also gets an unpublished INSERT row in
         the archive. Raises TableExists."""
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from streamkit.exceptions import ConfigurationError, TableExists
 from streamkit.storage._engine import ArchivedRecord, ArchiveRow, BackupInfo, ItemRow, StoredItem
+from streamkit.storage._indexes import index_rows
 from streamkit.storage._spec import TableSpec
 
 __all__ = (
@@ -687,6 +688,13 @@ async def load_rows(
         records=[(tid, p, s, zlib.crc32(p), d, n, e) for p, s, d, n, e in items],
         columns=("tid", "pk", "sk", "seg", "data", "size", "expires"),
     )
+    entries = index_rows(spec, items)
+    if entries:
+        await conn.copy_records_to_table(
+            "sk_items",
+            records=[(sid, p, s, zlib.crc32(p), d, n, None) for sid, p, s, d, n in entries],
+            columns=("tid", "pk", "sk", "seg", "data", "size", "expires"),
+        )
     if archive is None or not items:
         return
     seq = int(await conn.fetchval("SELECT seq FROM sk_counter FOR UPDATE"))

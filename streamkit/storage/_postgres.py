@@ -614,8 +614,10 @@ class PostgresEngine:
         """Add a table to the catalog. Raises TableExists."""
         return await self._transact(lambda conn: S.insert_table(conn, spec))
 
-    async def update_table(self, spec: TableSpec) -> TableSpec:
-        """Store changed settings of an existing table. Raises TableNotFound."""
+    async def update_table(self, spec: TableSpec, drop: Sequence[int] = ()) -> TableSpec:
+        """Store changed settings of an existing table, and delete every row stored
+        under the ids ``drop`` (a deleted index's entries), in one transaction. Raises
+        TableNotFound."""
 
         async def fn(conn: Any) -> TableSpec:
             status = await conn.execute(
@@ -626,6 +628,10 @@ class PostgresEngine:
             )
             if status != "UPDATE 1":
                 raise TableNotFound(f"table {spec.name!r} does not exist", table=spec.name)
+            if drop:
+                await conn.execute(
+                    "DELETE FROM sk_items WHERE tid = ANY($1::integer[])", list(drop)
+                )
             return spec
 
         return await self._transact(fn)
@@ -646,6 +652,8 @@ class PostgresEngine:
             if spec.pitr:  # as DynamoDB does: a system backup of a PITR table it deletes
                 await S.backup(conn, name, tid, text, new_backup_id(name), "SYSTEM")
             await conn.execute("DELETE FROM sk_items WHERE tid=$1", tid)
+            low, high = spec.index_storage_range()
+            await conn.execute("DELETE FROM sk_items WHERE tid BETWEEN $1 AND $2", low, high)
             await conn.execute("DELETE FROM sk_tables WHERE id=$1", tid)
             return spec
 

@@ -11,6 +11,7 @@ from typing import Any
 from streamkit.exceptions import ValidationError
 from streamkit.records import StreamView
 from streamkit.storage._capacity import Capacity, OnDemand, Provisioned
+from streamkit.storage._indexes import IndexSpec
 from streamkit.storage._keys import KeyAttribute, KeySchema
 
 __all__ = ("TableSpec", "check_table_name")
@@ -41,6 +42,22 @@ class TableSpec:
     recovery_days: int = 35
     created_at: datetime | None = None
     table_id: int = 0
+    indexes: tuple[IndexSpec, ...] = ()
+    last_slot: int = 0  # the highest index slot ever used (slots are never reused)
+
+    def index(self, name: str) -> IndexSpec:
+        """One of the table's indexes (ValidationError, as DynamoDB, when it has none
+        of that name)."""
+        for ix in self.indexes:
+            if ix.name == name:
+                return ix
+        raise ValidationError(f"The table does not have the specified index: {name}", path=None)
+
+    def index_storage_range(self) -> tuple[int, int]:
+        """The lowest and highest storage ids any index of the table can have had."""
+        from streamkit.storage._indexes import storage_id_range
+
+        return storage_id_range(self.table_id)
 
     @property
     def record_view(self) -> StreamView | None:
@@ -71,6 +88,8 @@ class TableSpec:
                 "pitr": self.pitr,
                 "recovery_days": self.recovery_days,
                 "created_at": None if self.created_at is None else self.created_at.isoformat(),
+                "indexes": [ix.to_dict() for ix in self.indexes],
+                "last_slot": self.last_slot,
             }
         )
 
@@ -100,6 +119,8 @@ class TableSpec:
             if d["created_at"] is None
             else datetime.fromisoformat(d["created_at"]).astimezone(UTC),
             table_id=table_id,
+            indexes=tuple(IndexSpec.from_dict(x) for x in d.get("indexes", ())),
+            last_slot=d.get("last_slot", 0),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -119,4 +140,5 @@ class TableSpec:
             "pitr": self.pitr,
             "recovery_days": self.recovery_days,
             "created_at": None if self.created_at is None else self.created_at.isoformat(),
+            "indexes": [ix.describe() for ix in self.indexes],
         }

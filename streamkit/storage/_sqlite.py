@@ -74,6 +74,7 @@ from streamkit.storage._engine import (
     StoredItem,
     new_backup_id,
 )
+from streamkit.storage._indexes import index_rows
 from streamkit.storage._spec import TableSpec
 from streamkit.storage._writes import (
     Checkpoint,
@@ -1321,6 +1322,8 @@ class SqliteEngine:
                         pk,
                         sk,
                     )
+            for sid, pk, sk, data, size in index_rows(done, items):
+                rows.store(sid, pk, sk, data, size, None)
             return done
 
         return await self.write_fn(fn)
@@ -1398,13 +1401,17 @@ class SqliteEngine:
             if spec.pitr:  # as DynamoDB does: a system backup of a PITR table it deletes
                 _backup(rows.conn, name, row[0], row[1], new_backup_id(name), "SYSTEM")
             rows.conn.execute("DELETE FROM sk_items WHERE tid=?", (row[0],))
+            rows.conn.execute(
+                "DELETE FROM sk_items WHERE tid BETWEEN ? AND ?", spec.index_storage_range()
+            )
             rows.conn.execute("DELETE FROM sk_tables WHERE id=?", (row[0],))
             return spec
 
         return await self.write_fn(fn)
 
-    async def update_table(self, spec: TableSpec) -> TableSpec:
-        """Store changed settings of an existing table."""
+    async def update_table(self, spec: TableSpec, drop: Sequence[int] = ()) -> TableSpec:
+        """Store changed settings of an existing table, and delete every row stored
+        under the ids ``drop`` (a deleted index's entries), in one transaction."""
 
         def fn(rows: _Rows) -> TableSpec:
             rows.writes += 1
@@ -1414,6 +1421,8 @@ class SqliteEngine:
             )
             if cur.rowcount != 1:
                 raise TableNotFound(f"table {spec.name!r} does not exist", table=spec.name)
+            for sid in drop:
+                rows.conn.execute("DELETE FROM sk_items WHERE tid=?", (sid,))
             return spec
 
         return await self.write_fn(fn)

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from streamkit.exceptions import ValidationError
 from streamkit.records._avro import decode_image, encode_image
-from streamkit.records._values import MAX_ITEM_BYTES, Item, item_size, normalize_item
+from streamkit.records._values import (
+    MAX_ITEM_BYTES,
+    Item,
+    item_size,
+    normalize_item,
+    normalize_value,
+)
 from streamkit.storage._capacity import read_units
 from streamkit.storage._expressions import (
     ExpressionContext,
@@ -18,7 +24,8 @@ from streamkit.storage._expressions import (
     compile_projection,
     compile_update,
 )
-from streamkit.storage._keys import order_bytes
+from streamkit.storage._indexes import entry_bounds
+from streamkit.storage._keys import KeySchema, order_bytes
 from streamkit.storage._writes import (
     DeleteOp,
     ItemKey,
@@ -32,6 +39,7 @@ from streamkit.storage._writes import (
 if TYPE_CHECKING:
     from streamkit.storage._conditions import Condition
     from streamkit.storage._expressions import CompiledCondition, Projection
+    from streamkit.storage._indexes import IndexSpec
     from streamkit.storage._spec import TableSpec
     from streamkit.storage._store import Store
 
@@ -382,18 +390,25 @@ class Table:
         start_key: Mapping[str, Any] | None = None,
         consistent: bool = False,
         hide_expired: bool = False,
+        index: str | None = None,
+        select: str | None = None,
     ) -> Page:
         """One page of a query, with DynamoDB's paging: ``limit`` items read (before the
         filter) or 1 MB, whichever comes first; continue with ``start_key=page.last_key``.
 
         Give the partition key value (and optionally a ``sort=sk.key(...)`` condition), or
-        a whole ``key_condition`` (builder or KeyConditionExpression string).
+        a whole ``key_condition`` (builder or KeyConditionExpression string). With
+        ``index=``, the key values and conditions are the index's, and ``page.last_key``
+        holds the index's and the table's key attributes. ``select`` as DynamoDB's
+        (``"ALL_ATTRIBUTES"`` on a local index with a narrower projection fetches each
+        item from the table).
         """
         store = self._store
         spec = store.known(self.name) or await store.spec(self.name)
         plan = _QueryPlan.build(
-            spec, partition, sort, key_condition, filter, projection, names, values
-        )
+            spec, partition, sort, key_condition, filter, projection, names, values,
+            _reader(spec, index, consistent, select),
+        )  # fmt: skip
         return await self._query_page(
             spec, plan, reverse, limit, start_key, consistent, hide_expired
         )
@@ -414,8 +429,9 @@ class Table:
             raise ValidationError(f"limit must be a positive integer, got {limit!r}")
         store = self._store
         low, low_inc, high, high_inc = plan.low, plan.low_inclusive, plan.high, plan.high_inclusive
+        rd = plan.reader
         if start_key is not None:
-            spk, ssk = spec.key.extract(spec.key.normalize_key(start_key))
+            spk, ssk = rd.start(spec, start_key)
             if spk != plan.pk:
                 raise ValidationError("start_key is not in the queried partition")
             if not reverse and (low is None or ssk >= low):
@@ -423,10 +439,10 @@ class Table:
             elif reverse and (high is None or ssk <= high):
                 high, high_inc = ssk, False
         store.admit(spec, read=0.5)
-        tid, pk = spec.table_id, plan.pk
+        pk = plan.pk
         want = limit if limit is not None else _CHUNK
         raw = await store.engine.range(
-            tid,
+            rd.storage_id,
             pk,
             low=low,
             low_inclusive=low_inc,
@@ -435,9 +451,10 @@ class Table:
             reverse=reverse,
             limit=want + 1,
         )
-        page = _fill_page(
-            spec, [d for _, d in raw], want, plan.filter, plan.projection, hide_expired
-        )
+        datas = [d for _, d in raw]
+        if rd.fetch:
+            datas = await _fetch_items(store, spec, datas)
+        page = _fill_page(spec, datas, want, plan.filter, plan.projection, hide_expired, rd)
         page.consumed = read_units(page.read_bytes, consistent=consistent)
         store.charge(spec, read=page.consumed)
         return page
@@ -457,6 +474,8 @@ class Table:
         start_key: Mapping[str, Any] | None = None,
         consistent: bool = False,
         hide_expired: bool = False,
+        index: str | None = None,
+        select: str | None = None,
     ) -> AsyncIterator[Item]:
         """Iterate the items of one partition in sort-key order, across all pages.
 
@@ -475,8 +494,9 @@ class Table:
             raise ValidationError(f"limit must be a positive integer, got {limit!r}")
         spec = self._store.known(self.name) or await self._store.spec(self.name)
         plan = _QueryPlan.build(
-            spec, partition, sort, key_condition, filter, projection, names, values
-        )
+            spec, partition, sort, key_condition, filter, projection, names, values,
+            _reader(spec, index, consistent, select),
+        )  # fmt: skip
         left = limit
         cursor = start_key
         while True:
@@ -506,10 +526,14 @@ class Table:
         total_segments: int = 1,
         consistent: bool = False,
         hide_expired: bool = False,
+        index: str | None = None,
+        select: str | None = None,
     ) -> Page:
-        """One page of a scan (DynamoDB paging, optional parallel segment)."""
+        """One page of a scan (DynamoDB paging, optional parallel segment); with
+        ``index=``, of an index's entries in the index's key order."""
         store = self._store
         spec = store.known(self.name) or await store.spec(self.name)
+        rd = _reader(spec, index, consistent, select)
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
@@ -524,16 +548,23 @@ class Table:
         flt = compile_condition(filter, ctx, kind="FilterExpression")
         proj = compile_projection(projection, ctx)
         ctx.check_all_used()
+        rd.check_attributes(flt, proj)
         after = None
         if start_key is not None:
-            after = spec.key.extract(spec.key.normalize_key(start_key))
+            after = rd.start(spec, start_key)
         store.admit(spec, read=0.5)
-        tid = spec.table_id
         want = limit if limit is not None else _CHUNK
         raw = await store.engine.scan(
-            tid, after=after, limit=want + 1, segment=segment, total_segments=total_segments
+            rd.storage_id,
+            after=after,
+            limit=want + 1,
+            segment=segment,
+            total_segments=total_segments,
         )
-        page = _fill_page(spec, [d for _, _, d in raw], want, flt, proj, hide_expired)
+        datas = [d for _, _, d in raw]
+        if rd.fetch:
+            datas = await _fetch_items(store, spec, datas)
+        page = _fill_page(spec, datas, want, flt, proj, hide_expired, rd)
         page.consumed = read_units(page.read_bytes, consistent=consistent)
         store.charge(spec, read=page.consumed)
         return page
@@ -550,6 +581,8 @@ class Table:
         total_segments: int = 1,
         consistent: bool = False,
         hide_expired: bool = False,
+        index: str | None = None,
+        select: str | None = None,
     ) -> AsyncIterator[Item]:
         """Iterate every item (of one segment) that passes the filter; ``limit`` caps the yield."""
         left = limit
@@ -565,6 +598,8 @@ class Table:
                 total_segments=total_segments,
                 consistent=consistent,
                 hide_expired=hide_expired,
+                index=index,
+                select=select,
             )
             for item in page.items:
                 yield item
@@ -626,6 +661,7 @@ class _QueryPlan:
     high_inclusive: bool
     filter: CompiledCondition | None
     projection: Projection | None
+    reader: _Reader
 
     @classmethod
     def build(
@@ -638,11 +674,13 @@ class _QueryPlan:
         projection: str | Sequence[str] | None,
         names: Mapping[str, str] | None,
         values: Mapping[str, Any] | None,
+        reader: _Reader,
     ) -> _QueryPlan:
         from streamkit.storage._conditions import key as key_builder
 
-        pname = spec.key.partition.name
-        sname = None if spec.key.sort is None else spec.key.sort.name
+        schema = reader.key
+        pname = schema.partition.name
+        sname = None if schema.sort is None else schema.sort.name
         ctx = ExpressionContext(names, values)
         if key_condition is not None:
             if partition is not None or sort is not None:
@@ -659,7 +697,7 @@ class _QueryPlan:
         kc = compile_key_condition(cond, ctx, partition_key=pname, sort_key=sname)
         flt = compile_condition(filter, ctx, kind="FilterExpression")
         if flt is not None:
-            keys_used = sorted(set(spec.key.names) & set(flt.attributes))
+            keys_used = sorted(set(schema.names) & set(flt.attributes))
             if keys_used:
                 raise ValidationError(
                     "a query filter can only use non-key attributes; put conditions on "
@@ -667,14 +705,15 @@ class _QueryPlan:
                 )
         proj = compile_projection(projection, ctx)
         ctx.check_all_used()
-        pv = spec.key.check_value(spec.key.partition, kc.partition_value)
+        reader.check_attributes(flt, proj)
+        pv = schema.check_value(schema.partition, kc.partition_value)
         pk = order_bytes(pv)
         low = high = None
         low_inc = high_inc = True
         op = kc.sort_op
         if op is not None:
-            assert spec.key.sort is not None
-            vals = [order_bytes(spec.key.check_value(spec.key.sort, v)) for v in kc.sort_values]
+            assert schema.sort is not None
+            vals = [order_bytes(schema.check_value(schema.sort, v)) for v in kc.sort_values]
             if op == "=":
                 low = high = vals[0]
             elif op == "<":
@@ -692,13 +731,19 @@ class _QueryPlan:
                         "BETWEEN bounds are reversed: the first must not be greater than the second"
                     )
             elif op == "begins_with":
-                if spec.key.sort.type == "N":
+                if schema.sort.type == "N":
                     raise ValidationError("begins_with is not allowed on a number sort key")
                 low = vals[0]
                 high, high_inc = _successor(vals[0]), False
             else:  # pragma: no cover - the compiler only returns the ops above
                 raise ValidationError(f"unsupported sort key operator {op!r}")
-        return cls(pk, low, low_inc, high, high_inc, flt, proj)
+        if reader.index is not None:
+            if reader.index.key.sort is None:
+                low = high = None
+                low_inc = high_inc = True
+            else:
+                low, low_inc, high, high_inc = entry_bounds(low, low_inc, high, high_inc)
+        return cls(pk, low, low_inc, high, high_inc, flt, proj, reader)
 
 
 def _fill_page(
@@ -708,6 +753,7 @@ def _fill_page(
     flt: CompiledCondition | None,
     proj: Projection | None,
     hide_expired: bool,
+    reader: _Reader | None = None,
 ) -> Page:
     """Decode, filter and project up to ``want`` rows (or 1 MB); ``datas`` may hold one extra
     row, whose presence says the range continues."""
@@ -728,5 +774,92 @@ def _fill_page(
             n = i + 1
             break
     if len(datas) > n and last is not None:
-        page.last_key = spec.key.key_of(last)
+        page.last_key = spec.key.key_of(last) if reader is None else reader.last_key(spec, last)
     return page
+
+
+_SELECTS = frozenset({"ALL_ATTRIBUTES", "ALL_PROJECTED_ATTRIBUTES", "SPECIFIC_ATTRIBUTES", "COUNT"})
+
+
+@dataclass(slots=True)
+class _Reader:
+    """Where a query or scan reads: the table itself, or one of its indexes."""
+
+    key: KeySchema
+    storage_id: int
+    index: IndexSpec | None = None
+    fetch: bool = False  # a local index read that needs attributes it does not hold
+    attrs: frozenset[str] = frozenset()  # what an entry holds (empty: everything)
+
+    def check_attributes(self, flt: CompiledCondition | None, proj: Projection | None) -> None:
+        """A local index fetches from the table what its entries do not hold (as DynamoDB);
+        a global index returns only what it holds."""
+        if self.index is None or not self.attrs or self.index.kind != "LOCAL":
+            return
+        wanted: set[str] = set()
+        if flt is not None:
+            wanted |= flt.attributes
+        if proj is not None:
+            wanted |= proj.attributes
+        if not wanted <= self.attrs:
+            self.fetch = True
+
+    def start(self, spec: TableSpec, start_key: Mapping[str, Any]) -> tuple[bytes, bytes]:
+        """The (partition, sort) bytes of a paging key."""
+        if self.index is None:
+            return spec.key.extract(spec.key.normalize_key(start_key))
+        if not isinstance(start_key, Mapping):
+            raise ValidationError("start_key must be a mapping")
+        wanted = set(spec.key.names) | set(self.index.key.names)
+        norm = {str(k): normalize_value(v, str(k)) for k, v in start_key.items()}
+        if set(norm) != wanted:
+            raise ValidationError(
+                "The provided starting key is invalid: it must hold the table's and the "
+                f"index's key attributes {sorted(wanted)}"
+            )
+        return self.index.entry_of_key(norm, spec.key)
+
+    def last_key(self, spec: TableSpec, item: Item) -> Item:
+        """``LastEvaluatedKey`` of a page that ended at ``item`` (as read, unprojected)."""
+        key = spec.key.key_of(item)
+        if self.index is not None:
+            for n in self.index.key.names:
+                key[n] = item[n]
+        return key
+
+
+def _reader(spec: TableSpec, index: str | None, consistent: bool, select: str | None) -> _Reader:
+    if select is not None and select not in _SELECTS:
+        raise ValidationError(f"Invalid Select value: {select}")
+    if index is None:
+        if select == "ALL_PROJECTED_ATTRIBUTES":
+            raise ValidationError(
+                "One or more parameter values were invalid: Select type "
+                "ALL_PROJECTED_ATTRIBUTES is supported only for index queries"
+            )
+        return _Reader(spec.key, spec.table_id)
+    ix = spec.index(index)
+    if ix.kind == "GLOBAL":
+        if consistent:
+            raise ValidationError("Consistent reads are not supported on global secondary indexes")
+        if ix.status != "ACTIVE":
+            raise ValidationError(f"Cannot read from backfilling global secondary index: {ix.name}")
+    attrs = ix.attribute_names(spec.key)
+    rd = _Reader(ix.key, ix.storage_id(spec.table_id), ix, False, attrs)
+    if select == "ALL_ATTRIBUTES" and attrs:
+        if ix.kind == "GLOBAL":
+            raise ValidationError(
+                "One or more parameter values were invalid: Select type ALL_ATTRIBUTES is not "
+                f"supported for global secondary index {ix.name} because its projection type "
+                "is not ALL"
+            )
+        rd.fetch = True
+    return rd
+
+
+async def _fetch_items(store: Store, spec: TableSpec, datas: list[bytes]) -> list[bytes]:
+    """The table's current image of each index entry's item (a local index read of
+    attributes it does not project); items deleted since are left out."""
+    coords = [spec.key.extract(decode_image(d)) for d in datas]
+    found = await store.engine.get_many(spec.table_id, coords)
+    return [d for d, _ in found]

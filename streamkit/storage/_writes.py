@@ -37,12 +37,14 @@ from streamkit.storage._keys import message_key
 
 if TYPE_CHECKING:
     from streamkit.storage._expressions import CompiledCondition, CompiledUpdate
+    from streamkit.storage._indexes import IndexSpec
     from streamkit.storage._spec import TableSpec
 
 __all__ = (
     "CheckOp",
     "Checkpoint",
     "DeleteOp",
+    "IndexOp",
     "PutOp",
     "Rows",
     "UpdateOp",
@@ -181,7 +183,24 @@ class CheckOp:
     old_on_failure: bool = False
 
 
-WriteOp = PutOp | UpdateOp | DeleteOp | CheckOp
+@dataclass(slots=True)
+class IndexOp:
+    """Write one item's entry of one index (a backfill step): no change record.
+
+    Run in a write job like any other op, it reads the item inside the transaction,
+    so it can never put back an entry that a concurrent write removed or changed.
+    An item whose index key has the wrong type is left out of the index (counted in
+    the result's ``units`` as -1), as DynamoDB's backfill does.
+    """
+
+    spec: TableSpec
+    k: ItemKey
+    index: IndexSpec
+    condition: CompiledCondition | None = None
+    old_on_failure: bool = False
+
+
+WriteOp = PutOp | UpdateOp | DeleteOp | CheckOp | IndexOp
 
 
 @dataclass(slots=True)
@@ -213,6 +232,46 @@ class _Plan:
     new_size: int
     event: str | None
     result: WriteResult
+    entries: list[_Entry] | None = None  # the new item's index entries (None: no index)
+
+
+_Entry = tuple[bytes, bytes, bytes, int] | None
+
+
+def _new_entries(spec: TableSpec, k: ItemKey, new: Item) -> list[_Entry] | None:
+    """The index entries of a new item (checks its index keys: ValidationError)."""
+    if not spec.indexes:
+        return None
+    return [ix.entry(spec.key, new, k.pk, k.sk) for ix in spec.indexes]
+
+
+def _old_entry(ix: IndexSpec, old: Item, k: ItemKey) -> tuple[bytes, bytes] | None:
+    try:
+        return ix.entry_key(old, k.pk, k.sk)
+    except ValidationError:  # written before the index existed, and left out of it
+        return None
+
+
+def _maintain_indexes(rows: Rows, p: _Plan) -> None:
+    """Keep every index of the plan's table equal to the table projected."""
+    spec = p.op.spec
+    k = p.op.k
+    old = p.old
+    if old is None and p.old_data is not None:
+        old = p.old = decode_image(p.old_data)
+    entries = p.entries
+    for i, ix in enumerate(spec.indexes):
+        sid = ix.storage_id(spec.table_id)
+        old_k = None if old is None else _old_entry(ix, old, k)
+        new_e = None if entries is None else entries[i]
+        if old_k is not None and (new_e is None or (new_e[0], new_e[1]) != old_k):
+            rows.remove(sid, old_k[0], old_k[1])
+        if new_e is not None:
+            if new_e[3] < 0:  # projection ALL: the entry is the item
+                assert p.new_data is not None
+                rows.store(sid, new_e[0], new_e[1], p.new_data, p.new_size, None)
+            else:
+                rows.store(sid, new_e[0], new_e[1], new_e[2], new_e[3], None)
 
 
 def run_job(rows: Rows, job: WriteJob) -> list[WriteResult]:
@@ -318,7 +377,8 @@ def _plan(rows: Rows, op: WriteOp) -> _Plan:
             old = _decode(old_data)
         units = write_units(max(op.size, old_size))
         result = WriteResult(old if op.returns == "ALL_OLD" else None, units, event)
-        return _Plan(op, old_data, old_size, old, op.item, op.data, op.size, event, result)
+        entries = _new_entries(spec, k, op.item)
+        return _Plan(op, old_data, old_size, old, op.item, op.data, op.size, event, result, entries)
 
     if isinstance(op, UpdateOp):
         if not decoded:
@@ -337,7 +397,8 @@ def _plan(rows: Rows, op: WriteOp) -> _Plan:
         units = write_units(max(new_size, old_size))
         returned = _update_returns(op.returns, op.update.touched, old, new)
         result = WriteResult(returned, units, event)
-        return _Plan(op, old_data, old_size, old, new, new_data, new_size, event, result)
+        entries = _new_entries(spec, k, new) if event is not None else None
+        return _Plan(op, old_data, old_size, old, new, new_data, new_size, event, result, entries)
 
     if isinstance(op, DeleteOp):
         if op.ttl_cutoff is not None and old_data is not None:
@@ -353,6 +414,19 @@ def _plan(rows: Rows, op: WriteOp) -> _Plan:
         units = 0.0 if op.identity is not None else write_units(old_size)
         result = WriteResult(old if op.returns == "ALL_OLD" else None, units, event)
         return _Plan(op, old_data, old_size, old, None, None, 0, event, result)
+
+    if isinstance(op, IndexOp):
+        if old_data is None:
+            return _Plan(op, None, 0, None, None, None, 0, None, WriteResult(None, 0.0, None))
+        if not decoded:
+            old = _decode(old_data)
+        assert old is not None
+        try:
+            entry = op.index.entry(spec.key, old, k.pk, k.sk)
+        except ValidationError:
+            return _Plan(op, None, 0, None, None, None, 0, None, WriteResult(None, -1.0, None))
+        result = WriteResult(None, 0.0, None)
+        return _Plan(op, old_data, old_size, old, old, old_data, old_size, None, result, [entry])
 
     # CheckOp: the condition was checked above
     result = WriteResult(None, write_units(old_size), None)
@@ -407,11 +481,23 @@ def _apply(rows: Rows, plans: list[_Plan], job: WriteJob) -> None:
     multi = job.transactional and sum(1 for p in plans if p.event is not None) > 1
     for p in plans:
         event = p.event
+        op = p.op
+        if isinstance(op, IndexOp):
+            e = None if p.entries is None else p.entries[0]
+            if e is not None:
+                sid = op.index.storage_id(op.spec.table_id)
+                if e[3] < 0:
+                    assert p.new_data is not None
+                    rows.store(sid, e[0], e[1], p.new_data, p.new_size, None)
+                else:
+                    rows.store(sid, e[0], e[1], e[2], e[3], None)
+            continue
         if event is None:
             continue
-        op = p.op
         spec = op.spec
         k = op.k
+        if spec.indexes:
+            _maintain_indexes(rows, p)
         if event == "REMOVE":
             rows.remove(spec.table_id, k.pk, k.sk)
         else:

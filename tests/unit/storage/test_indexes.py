@@ -1,0 +1,494 @@
+"""Secondary indexes on every storage engine: reads, writes, backfill, restore.
+
+The central property: after any sequence of writes, deletes, transactions, TTL
+expiries, backfills and restores, every index holds exactly the table's items that
+have its key attributes, projected as it says, in its key order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import streamkit as sk
+from streamkit.storage._keys import order_bytes
+from tests import postgres_env
+
+GSI = sk.GlobalIndex("ByStatus", partition_key="Status", sort_key=("Total", "N"))
+GSI_KEYS = sk.GlobalIndex("ByItem", partition_key="Item", projection="KEYS_ONLY")
+LSI = sk.LocalIndex("ByTotal", sort_key=("Total", "N"), projection=["Item"])
+
+
+async def orders_table(app: sk.App, **kw: Any) -> sk.Table:
+    return await app.create_table(
+        "Orders",
+        partition_key="UserID",
+        sort_key="OrderDate",
+        global_indexes=[GSI, GSI_KEYS],
+        local_indexes=[LSI],
+        ttl_attribute="Expires",
+        **kw,
+    )
+
+
+def expected_entries(items: list[dict[str, Any]], index: str) -> list[dict[str, Any]]:
+    """The model: what an index must hold, in the order a scan of it returns."""
+    table_keys = ("UserID", "OrderDate")
+    if index == "ByStatus":
+        pk, sk_, attrs = "Status", "Total", None
+    elif index == "ByItem":
+        pk, sk_, attrs = "Item", None, {"UserID", "OrderDate", "Item"}
+    else:
+        pk, sk_, attrs = "UserID", "Total", {"UserID", "OrderDate", "Total", "Item"}
+    out = []
+    for it in items:
+        if pk not in it or (sk_ is not None and sk_ not in it):
+            continue
+        if not isinstance(it[pk], str) or (sk_ is not None and not isinstance(it[sk_], Decimal)):
+            continue
+        out.append(it if attrs is None else {k: v for k, v in it.items() if k in attrs})
+
+    def order(it: dict[str, Any]) -> tuple[bytes, ...]:
+        return (
+            order_bytes(it[pk]),
+            b"" if sk_ is None else order_bytes(it[sk_]),
+            *(order_bytes(it[k]) for k in table_keys),
+        )
+
+    return sorted(out, key=order)
+
+
+async def index_contents(t: sk.Table, index: str) -> list[dict[str, Any]]:
+    return [x async for x in t.scan(index=index)]
+
+
+async def assert_indexes_match(t: sk.Table) -> None:
+    items = [x async for x in t.scan()]
+    for name in ("ByStatus", "ByItem", "ByTotal"):
+        got = await index_contents(t, name)
+        want = expected_entries(items, name)
+        # a scan of an index returns entries in (partition bytes, sort bytes) order within
+        # the segment; compare as sorted lists of the model's order
+        assert sorted(got, key=repr) == sorted(want, key=repr), name
+        # and per partition, a query returns them in index sort order
+        for part in {
+            w["Status" if name == "ByStatus" else "Item" if name == "ByItem" else "UserID"]
+            for w in want
+        }:
+            q = [x async for x in t.query(part, index=name)]
+            key = "Status" if name == "ByStatus" else "Item" if name == "ByItem" else "UserID"
+            assert q == [w for w in want if w[key] == part], (name, part)
+
+
+# --- reads ----------------------------------------------------------------------------
+async def test_query_a_global_index_with_sort_conditions_reverse_and_paging(app: sk.App) -> None:
+    t = await orders_table(app)
+    for i in range(12):
+        await t.put(
+            {
+                "UserID": f"u{i % 3}",
+                "OrderDate": f"2026-01-{i:02d}",
+                "Status": "SHIPPED" if i % 2 else "NEW",
+                "Total": i * 10,
+                "Item": f"x{i}",
+            }
+        )
+    got = [
+        x["Total"] async for x in t.query("SHIPPED", index="ByStatus", sort=sk.key("Total").gt(30))
+    ]
+    assert got == [50, 70, 90, 110]
+    got = [
+        x["Total"]
+        async for x in t.query(
+            "SHIPPED", index="ByStatus", sort=sk.key("Total").lte(30), reverse=True
+        )
+    ]
+    assert got == [30, 10]
+    got = [
+        x["Total"]
+        async for x in t.query("SHIPPED", index="ByStatus", sort=sk.key("Total").between(30, 70))
+    ]
+    assert got == [30, 50, 70]
+    # string key condition, filter on a non-key attribute
+    page = await t.query_page(
+        key_condition="#s = :s AND #t >= :t",
+        filter="begins_with(#i, :x)",
+        names={"#s": "Status", "#t": "Total", "#i": "Item"},
+        values={":s": "NEW", ":t": 0, ":x": "x1"},
+        index="ByStatus",
+    )
+    assert [x["Item"] for x in page.items] == ["x10"]
+    # paging: LastEvaluatedKey carries the index's and the table's key attributes
+    seen: list[Any] = []
+    start = None
+    while True:
+        p = await t.query_page("SHIPPED", index="ByStatus", limit=2, start_key=start)
+        seen.extend(x["Total"] for x in p.items)
+        if p.last_key is None:
+            break
+        assert set(p.last_key) == {"UserID", "OrderDate", "Status", "Total"}
+        start = p.last_key
+    assert seen == [10, 30, 50, 70, 90, 110]
+    # the same backwards
+    seen = []
+    start = None
+    while True:
+        p = await t.query_page("SHIPPED", index="ByStatus", limit=4, start_key=start, reverse=True)
+        seen.extend(x["Total"] for x in p.items)
+        if p.last_key is None:
+            break
+        start = p.last_key
+    assert seen == [110, 90, 70, 50, 30, 10]
+
+
+async def test_index_keys_need_not_be_unique_and_sort_by_the_table_key(app: sk.App) -> None:
+    t = await orders_table(app)
+    for u in ("b", "a", "c"):
+        await t.put({"UserID": u, "OrderDate": "d1", "Status": "S", "Total": 5, "Item": "same"})
+    got = [x["UserID"] async for x in t.query("S", index="ByStatus")]
+    assert got == ["a", "b", "c"]
+    got = [x async for x in t.query("same", index="ByItem")]
+    assert got == [{"UserID": u, "OrderDate": "d1", "Item": "same"} for u in ("a", "b", "c")]
+
+
+async def test_sparse_index_and_wrong_type_refused(app: sk.App) -> None:
+    t = await orders_table(app)
+    await t.put({"UserID": "u", "OrderDate": "1"})  # no index attribute: in no index
+    await t.put({"UserID": "u", "OrderDate": "2", "Status": "S"})  # no Total: not in ByStatus
+    assert await index_contents(t, "ByStatus") == []
+    assert await index_contents(t, "ByTotal") == []
+    with pytest.raises(sk.ValidationError, match="Type mismatch for Index Key Status"):
+        await t.put({"UserID": "u", "OrderDate": "3", "Status": 7, "Total": 1})
+    with pytest.raises(sk.ValidationError, match="Type mismatch for Index Key Total"):
+        await t.update({"UserID": "u", "OrderDate": "2"}, set={"Total": "ten"})
+    with pytest.raises(sk.ValidationError, match="empty string"):
+        await t.put({"UserID": "u", "OrderDate": "4", "Item": ""})
+    # nothing was written by the refused calls
+    assert await t.get({"UserID": "u", "OrderDate": "3"}) is None
+    assert (await t.get({"UserID": "u", "OrderDate": "2"}))["Status"] == "S"  # type: ignore[index]
+    await assert_indexes_match(t)
+
+
+async def test_projections_and_select(app: sk.App) -> None:
+    t = await orders_table(app)
+    item = {
+        "UserID": "u",
+        "OrderDate": "1",
+        "Status": "S",
+        "Total": 3,
+        "Item": "i",
+        "Big": "x" * 10,
+    }
+    await t.put(item)
+    assert [x async for x in t.query("S", index="ByStatus")] == [item]  # ALL
+    assert [x async for x in t.query("i", index="ByItem")] == [
+        {"UserID": "u", "OrderDate": "1", "Item": "i"}
+    ]
+    lsi = {"UserID": "u", "OrderDate": "1", "Total": 3, "Item": "i"}
+    assert [x async for x in t.query("u", index="ByTotal")] == [lsi]
+    # a local index fetches what it does not hold from the table (as DynamoDB)
+    assert [x async for x in t.query("u", index="ByTotal", select="ALL_ATTRIBUTES")] == [item]
+    assert [x async for x in t.query("u", index="ByTotal", projection=["Big"])] == [
+        {"Big": "x" * 10}
+    ]
+    assert [x async for x in t.query("u", index="ByTotal", filter=sk.attr("Big").exists())] == [
+        item
+    ]
+    with pytest.raises(sk.ValidationError, match="ALL_ATTRIBUTES is not supported for global"):
+        await t.query_page("i", index="ByItem", select="ALL_ATTRIBUTES")
+    with pytest.raises(sk.ValidationError, match="only for index queries"):
+        await t.query_page("u", select="ALL_PROJECTED_ATTRIBUTES")
+    with pytest.raises(sk.ValidationError, match="Consistent reads are not supported on global"):
+        await t.query_page("S", index="ByStatus", consistent=True)
+    await t.query_page("u", index="ByTotal", consistent=True)  # local indexes: fine
+    with pytest.raises(sk.ValidationError, match="does not have the specified index: Nope"):
+        await t.query_page("u", index="Nope")
+    with pytest.raises(sk.ValidationError, match="non-key attributes"):
+        await t.query_page("S", index="ByStatus", filter=sk.attr("Total").gt(1))
+
+
+async def test_parallel_scan_of_an_index_covers_it_once(app: sk.App) -> None:
+    t = await orders_table(app)
+    for i in range(40):
+        await t.put({"UserID": f"u{i}", "OrderDate": "d", "Status": f"s{i % 7}", "Total": i})
+    parts = [
+        [x async for x in t.scan(index="ByStatus", segment=s, total_segments=3)] for s in range(3)
+    ]
+    flat = [x["UserID"] for p in parts for x in p]
+    assert sorted(flat) == sorted(f"u{i}" for i in range(40))
+    # paging through a scan of an index
+    seen = []
+    start = None
+    while True:
+        p = await t.scan_page(index="ByStatus", limit=7, start_key=start)
+        seen.extend(x["UserID"] for x in p.items)
+        if p.last_key is None:
+            break
+        start = p.last_key
+    assert sorted(seen) == sorted(flat)
+
+
+async def test_definitions_are_checked(app: sk.App) -> None:
+    with pytest.raises(sk.ValidationError, match="does not have a range key"):
+        await app.create_table(
+            "Tab1", partition_key="k", local_indexes=[sk.LocalIndex("L1x", sort_key="s")]
+        )
+    with pytest.raises(sk.ValidationError, match="Duplicate index name"):
+        await app.create_table(
+            "Tab2",
+            partition_key="k",
+            global_indexes=[
+                sk.GlobalIndex("Gix", partition_key="a"),
+                sk.GlobalIndex("Gix", partition_key="b"),
+            ],
+        )
+    with pytest.raises(sk.ValidationError, match="per-table limit of 20"):
+        await app.create_table(
+            "Tab3",
+            partition_key="k",
+            global_indexes=[sk.GlobalIndex(f"G{i:02d}", partition_key="a") for i in range(21)],
+        )
+    with pytest.raises(sk.ValidationError, match="exceeds the limit of 5"):
+        await app.create_table(
+            "Tab4",
+            partition_key="k",
+            sort_key="s",
+            local_indexes=[sk.LocalIndex(f"L{i:02d}", sort_key="a") for i in range(6)],
+        )
+    with pytest.raises(sk.ValidationError, match="projection must be"):
+        await app.create_table(
+            "Tab5",
+            partition_key="k",
+            global_indexes=[sk.GlobalIndex("Gix", partition_key="a", projection="SOME")],
+        )
+    assert await app.list_tables() == []
+
+
+async def test_describe_shows_the_indexes(app: sk.App) -> None:
+    await orders_table(app)
+    d = await app.describe_table("Orders")
+    assert [(i["name"], i["kind"], i["status"], i["projection"]) for i in d["indexes"]] == [
+        ("ByStatus", "GLOBAL", "ACTIVE", "ALL"),
+        ("ByItem", "GLOBAL", "ACTIVE", "KEYS_ONLY"),
+        ("ByTotal", "LOCAL", "ACTIVE", "INCLUDE"),
+    ]
+
+
+# --- writes keep the indexes exact ----------------------------------------------------------
+async def test_index_maintenance_writes_no_change_records(app: sk.App, tmp_path: Any) -> None:
+    plain = await app.create_table("Plain", partition_key="UserID", sort_key="OrderDate")
+    t = await orders_table(app)
+    for table in (plain, t):
+        await table.put({"UserID": "u", "OrderDate": "1", "Status": "S", "Total": 1, "Item": "i"})
+        await table.update({"UserID": "u", "OrderDate": "1"}, set={"Status": "T"})
+        await table.delete({"UserID": "u", "OrderDate": "1"})
+    rows = await app.store.read_changes(0, 1000)
+    per_table = {name: [r.event for r in rows if r.table == name] for name in ("Plain", "Orders")}
+    assert per_table["Orders"] == per_table["Plain"] == ["INSERT", "MODIFY", "REMOVE"]
+
+
+async def test_ttl_expiry_and_transactions_keep_indexes(app: sk.App) -> None:
+    t = await orders_table(app)
+    now = time.time()
+    await t.put(
+        {
+            "UserID": "a",
+            "OrderDate": "1",
+            "Status": "S",
+            "Total": 1,
+            "Item": "i",
+            "Expires": int(now) - 10,
+        }
+    )
+    await t.put(
+        {
+            "UserID": "b",
+            "OrderDate": "1",
+            "Status": "S",
+            "Total": 2,
+            "Item": "j",
+            "Expires": int(now) + 3600,
+        }
+    )
+    assert await app.sweep_expired() == 1
+    await assert_indexes_match(t)
+    async with app.transaction() as tx:
+        tx.put(t, {"UserID": "c", "OrderDate": "1", "Status": "Q", "Total": 9, "Item": "k"})
+        tx.update(t, {"UserID": "b", "OrderDate": "1"}, set={"Status": "Q"})
+    await assert_indexes_match(t)
+    with pytest.raises(sk.TransactionCanceled):
+        async with app.transaction() as tx:
+            tx.put(t, {"UserID": "d", "OrderDate": "1", "Status": "Q", "Total": 1})
+            tx.put(t, {"UserID": "e", "OrderDate": "1", "Status": 1})  # wrong index key type
+    assert await t.get({"UserID": "d", "OrderDate": "1"}) is None
+    await assert_indexes_match(t)
+
+
+_status = st.sampled_from(["A", "B", "C"])
+_value = st.one_of(st.none(), _status, st.integers(0, 3))  # ints: a wrong type for Status
+_item = st.fixed_dictionaries(
+    {
+        "UserID": st.sampled_from(["u1", "u2", "u3"]),
+        "OrderDate": st.sampled_from(["d1", "d2", "d3"]),
+    },
+    optional={
+        "Status": _value,
+        "Total": st.one_of(st.integers(-5, 5), st.sampled_from(["x"])),
+        "Item": st.sampled_from(["i1", "i2", ""]),
+        "Other": st.integers(0, 9),
+    },
+)
+_op = st.one_of(
+    st.tuples(st.just("put"), _item),
+    st.tuples(st.just("delete"), _item),
+    st.tuples(st.just("update"), _item),
+    st.tuples(st.just("txn"), st.lists(_item, min_size=1, max_size=3)),
+)
+
+
+@pytest.mark.parametrize("engine", postgres_env.ENGINES)
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=st.lists(_op, min_size=1, max_size=25))
+def test_an_index_always_equals_the_table_projected(engine: str, ops: list[Any]) -> None:
+    async def main() -> None:
+        async with postgres_env.throwaway_store(engine) as url, sk.App(storage=url) as app:
+            t = await orders_table(app)
+            for kind, arg in ops:
+                await _apply(app, t, kind, arg)
+            await assert_indexes_match(t)
+
+    asyncio.run(main())
+
+
+async def _apply(app: sk.App, t: sk.Table, kind: str, arg: Any) -> None:
+    try:
+        if kind == "put":
+            await t.put({k: v for k, v in arg.items() if v is not None})
+        elif kind == "delete":
+            await t.delete({"UserID": arg["UserID"], "OrderDate": arg["OrderDate"]})
+        elif kind == "update":
+            key = {"UserID": arg["UserID"], "OrderDate": arg["OrderDate"]}
+            sets = {k: v for k, v in arg.items() if k not in key and v is not None}
+            rem = [k for k, v in arg.items() if v is None]
+            if sets or rem:
+                await t.update(key, set=sets or None, remove=rem or None)
+        else:
+            async with app.transaction() as tx:
+                seen = set()
+                for it in arg:
+                    k = (it["UserID"], it["OrderDate"])
+                    if k not in seen:
+                        seen.add(k)
+                        tx.put(t, {k2: v for k2, v in it.items() if v is not None})
+    except (sk.ValidationError, sk.TransactionCanceled):
+        pass
+
+
+# --- adding an index to a table in use ---------------------------------------------------------
+async def test_backfill_while_writes_go_on_loses_and_doubles_nothing(app: sk.App) -> None:
+    t = await app.create_table("Orders", partition_key="UserID", sort_key="OrderDate")
+    for i in range(600):
+        await t.put(
+            {"UserID": f"u{i % 50}", "OrderDate": f"{i:05d}", "Status": f"s{i % 4}", "Total": i}
+        )
+    stop = asyncio.Event()
+
+    async def writer(w: int) -> None:
+        n = 0
+        while not stop.is_set():
+            i = (w * 7919 + n * 31) % 800
+            key = {"UserID": f"u{i % 50}", "OrderDate": f"{i:05d}"}
+            if n % 3 == 2:
+                await t.delete(key)
+            else:
+                await t.put({**key, "Status": f"s{(i + n) % 5}", "Total": n})
+            n += 1
+            await asyncio.sleep(0)
+
+    writers = [asyncio.create_task(writer(w)) for w in range(4)]
+    await asyncio.sleep(0.05)
+    desc = await app.update_table("Orders", create_index=GSI, wait=False)
+    assert [i["status"] for i in desc["indexes"]] == ["CREATING"]
+    with pytest.raises(sk.ValidationError, match="Cannot read from backfilling"):
+        await t.query_page("s1", index="ByStatus")
+    for _ in range(3000):
+        if (await app.describe_table("Orders"))["indexes"][0]["status"] == "ACTIVE":
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.gather(*writers)
+    items = [x async for x in t.scan()]
+    got = await index_contents(t, "ByStatus")
+    assert sorted(got, key=repr) == sorted(expected_entries(items, "ByStatus"), key=repr)
+    assert len(got) == len({(g["UserID"], g["OrderDate"]) for g in got})  # nothing doubled
+
+
+async def test_backfill_leaves_out_wrong_types_and_delete_index_drops_entries(app: sk.App) -> None:
+    t = await app.create_table("Orders", partition_key="UserID", sort_key="OrderDate")
+    await t.put({"UserID": "a", "OrderDate": "1", "Status": "S", "Total": 1})
+    await t.put({"UserID": "b", "OrderDate": "1", "Status": 5, "Total": 1})  # no index yet: fine
+    await app.update_table("Orders", create_index=GSI)
+    assert [x["UserID"] async for x in t.scan(index="ByStatus")] == ["a"]
+    # the old item that does not fit can still be rewritten out of the way, not into it
+    with pytest.raises(sk.ValidationError):
+        await t.update({"UserID": "b", "OrderDate": "1"}, set={"Other": 1})
+    await t.update({"UserID": "b", "OrderDate": "1"}, set={"Status": "S"})
+    assert [x["UserID"] async for x in t.scan(index="ByStatus")] == ["a", "b"]
+    with pytest.raises(sk.ValidationError, match="already exists"):
+        await app.update_table("Orders", create_index=GSI)
+    with pytest.raises(sk.ValidationError, match="only global indexes"):
+        await app.update_table("Orders", create_index=LSI)  # type: ignore[arg-type]
+    await app.update_table("Orders", delete_index="ByStatus")
+    with pytest.raises(sk.ValidationError, match="does not have the specified index"):
+        await t.query_page("S", index="ByStatus")
+    # a new index of the same name starts empty, then holds only what is there now
+    await t.delete({"UserID": "a", "OrderDate": "1"})
+    await app.update_table("Orders", create_index=GSI)
+    assert [x["UserID"] async for x in t.scan(index="ByStatus")] == ["b"]
+    sid_range = (await app.store.spec("Orders")).index_storage_range()
+    assert sid_range[0] < sid_range[1] < 0
+
+
+async def test_backups_and_restores_carry_and_rebuild_indexes(app: sk.App) -> None:
+    t = await orders_table(app)
+    for i in range(20):
+        await t.put(
+            {
+                "UserID": f"u{i % 4}",
+                "OrderDate": f"{i:03d}",
+                "Status": f"s{i % 3}",
+                "Total": i,
+                "Item": f"i{i % 5}",
+            }
+        )
+    b = await app.backup("Orders")
+    await t.delete({"UserID": "u0", "OrderDate": "000"})
+    restored = await app.restore_backup(b.id, target="Restored")
+    assert [i["name"] for i in (await app.describe_table("Restored"))["indexes"]] == [
+        "ByStatus",
+        "ByItem",
+        "ByTotal",
+    ]
+    await assert_indexes_match(restored)
+    assert len(await index_contents(restored, "ByStatus")) == 20
+    await asyncio.sleep(0.01)
+    from datetime import UTC, datetime
+
+    pitr = await app.restore_to_time("Orders", at=datetime.now(UTC), target="Pitr")
+    await assert_indexes_match(pitr)
+    assert len(await index_contents(pitr, "ByStatus")) == 19
+    # deleting a table deletes its index entries
+    await app.delete_table("Orders")
+    low, high = pitr_range = (await app.store.spec("Pitr")).index_storage_range()
+    assert pitr_range and low < high
+    t2 = await orders_table(app)
+    assert await index_contents(t2, "ByStatus") == []
