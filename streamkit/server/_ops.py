@@ -26,6 +26,13 @@ from streamkit.server._convert import (
     timestamp,
 )
 from streamkit.server._errors import INVALID, DynamoError, validation
+from streamkit.server._indexes import (
+    attribute_definitions,
+    describe_indexes,
+    index_key_names,
+    parse_global,
+    parse_local,
+)
 from streamkit.storage._capacity import OnDemand, Provisioned
 
 if TYPE_CHECKING:
@@ -268,10 +275,9 @@ class Service:
     async def describe(self, spec: TableSpec) -> dict[str, Any]:
         key = spec.key
         schema = [{"AttributeName": key.partition.name, "KeyType": "HASH"}]
-        defs = [{"AttributeName": key.partition.name, "AttributeType": key.partition.type}]
         if key.sort is not None:
             schema.append({"AttributeName": key.sort.name, "KeyType": "RANGE"})
-            defs.append({"AttributeName": key.sort.name, "AttributeType": key.sort.type})
+        defs = attribute_definitions(spec)
         cap = spec.capacity
         provisioned = isinstance(cap, Provisioned)
         count, size = await self._counts(spec)
@@ -295,6 +301,10 @@ class Service:
             },
             "DeletionProtectionEnabled": False,
         }
+        out.update(
+            await describe_indexes(spec, self.arn(spec.name), self.app.store.engine.table_stats,
+                                   provisioned)
+        )  # fmt: skip
         if spec.stream is not None:
             out["StreamSpecification"] = {
                 "StreamEnabled": True,
@@ -318,8 +328,6 @@ class Service:
         name = _need(body, "TableName")
         schema = _need(body, "KeySchema", list)
         defs = _need(body, "AttributeDefinitions", list)
-        if body.get("GlobalSecondaryIndexes") or body.get("LocalSecondaryIndexes"):
-            raise validation("Secondary indexes are not supported by streamkit yet")
         types: dict[str, str] = {}
         for d in defs:
             if not isinstance(d, dict):
@@ -352,15 +360,37 @@ class Service:
                 raise validation("Invalid KeySchema: one HASH key and at most one RANGE key")
         if hash_key is None:
             raise validation("Invalid KeySchema: The first KeySchemaElement is not a HASH key")
-        if len(types) != len(schema):
+        used = {k["AttributeName"] for k in schema} | index_key_names(body)
+        undefined = sorted(used - set(types))
+        if undefined:
+            raise validation(
+                "One or more parameter values were invalid: Some index key attributes are not "
+                f"defined in AttributeDefinitions. Keys: [{', '.join(undefined)}], "
+                f"AttributeDefinitions: [{', '.join(types)}]"
+            )
+        if set(types) != used:
             raise validation(
                 "One or more parameter values were invalid: Number of attributes in KeySchema "
                 "does not exactly match number of attributes defined in AttributeDefinitions"
             )
         capacity = self._capacity_mode(body)
         stream = self._stream(body.get("StreamSpecification"))
+        gsis = body.get("GlobalSecondaryIndexes")
+        lsis = body.get("LocalSecondaryIndexes")
+        for member, value in (("GlobalSecondaryIndexes", gsis), ("LocalSecondaryIndexes", lsis)):
+            if value is not None and (not isinstance(value, list) or not value):
+                raise validation(
+                    f"One or more parameter values were invalid: List of {member} is empty"
+                )
+        provisioned = isinstance(capacity, Provisioned)
         await self.app.create_table(
-            name, partition_key=hash_key, sort_key=range_key, stream=stream, capacity=capacity
+            name,
+            partition_key=hash_key,
+            sort_key=range_key,
+            stream=stream,
+            capacity=capacity,
+            global_indexes=[parse_global(d, types, provisioned) for d in gsis or ()],
+            local_indexes=[parse_local(d, types, hash_key[0]) for d in lsis or ()],
         )
         spec = await self.app.store.spec(name)
         desc = await self.describe(spec)
@@ -428,12 +458,57 @@ class Service:
         if "BillingMode" in body or "ProvisionedThroughput" in body:
             mode = {"BillingMode": body.get("BillingMode", "PROVISIONED"), **body}
             changed = replace(changed, capacity=self._capacity_mode(mode))
-        if body.get("GlobalSecondaryIndexUpdates"):
-            raise validation("Secondary indexes are not supported by streamkit yet")
+        updates = body.get("GlobalSecondaryIndexUpdates")
+        if updates is not None and (not isinstance(updates, list) or len(updates) != 1):
+            raise validation(
+                "One or more parameter values were invalid: GlobalSecondaryIndexUpdates must "
+                "hold one Create, Update or Delete"
+                if not updates
+                else "Subscriber limit exceeded: Only 1 online index can be created or deleted "
+                "simultaneously per table"
+            )
         await self.app._check_stream_change(spec, changed)  # the topic must be able to exist
         if changed != spec:
             await self._save(changed)
+        if updates:
+            await self._index_update(changed, updates[0], body)
+            changed = await self.app.store.spec(spec.name)
         return {"TableDescription": await self.describe(changed)}
+
+    async def _index_update(self, spec: TableSpec, update: Any, body: Body) -> None:
+        if not isinstance(update, dict) or len(update) != 1:
+            raise validation(
+                "a GlobalSecondaryIndexUpdates member holds one of Create/Update/Delete"
+            )
+        ((action, d),) = update.items()
+        if action == "Delete":
+            name = d.get("IndexName") if isinstance(d, dict) else None
+            if not isinstance(name, str):
+                raise validation("Delete needs an IndexName")
+            if not any(ix.name == name for ix in spec.indexes):
+                raise DynamoError(
+                    "ResourceNotFoundException", f"Requested resource not found: Index: {name}"
+                )
+            await self.app.update_table(spec.name, delete_index=name)
+        elif action == "Create":
+            types: dict[str, str] = {
+                a.name: a.type for ix in spec.indexes for a in (ix.key.partition, ix.key.sort) if a
+            }
+            types.update({a.name: a.type for a in (spec.key.partition, spec.key.sort) if a})
+            for a in body.get("AttributeDefinitions") or ():
+                if isinstance(a, dict) and a.get("AttributeType") in _TYPES:
+                    types.setdefault(str(a.get("AttributeName")), str(a["AttributeType"]))
+            index = parse_global(d, types, isinstance(spec.capacity, Provisioned))
+            await self.app.update_table(spec.name, create_index=index, wait=False)
+        elif action == "Update":
+            name = d.get("IndexName") if isinstance(d, dict) else None
+            if not any(ix.name == name for ix in spec.indexes):
+                raise DynamoError(
+                    "ResourceNotFoundException", f"Requested resource not found: Index: {name}"
+                )
+            raise validation("Updating an index's provisioned throughput is not supported yet")
+        else:
+            raise validation(f"Unknown GlobalSecondaryIndexUpdates action: {action}")
 
     async def UpdateTimeToLive(self, body: Body) -> Body:
         from dataclasses import replace
@@ -678,7 +753,9 @@ class Service:
     def _select(self, body: Body, projection: str | None) -> str:
         select = _opt(body, "Select", str)
         if select is None:
-            return "SPECIFIC_ATTRIBUTES" if projection else "ALL_ATTRIBUTES"
+            if projection:
+                return "SPECIFIC_ATTRIBUTES"
+            return "ALL_PROJECTED_ATTRIBUTES" if "IndexName" in body else "ALL_ATTRIBUTES"
         if select not in (
             "ALL_ATTRIBUTES",
             "ALL_PROJECTED_ATTRIBUTES",
@@ -686,7 +763,7 @@ class Service:
             "COUNT",
         ):
             raise validation(f"Invalid Select value: {select}")
-        if select == "ALL_PROJECTED_ATTRIBUTES":
+        if select == "ALL_PROJECTED_ATTRIBUTES" and "IndexName" not in body:
             raise validation(
                 "One or more parameter values were invalid: Select type "
                 "ALL_PROJECTED_ATTRIBUTES is supported only for index queries"
@@ -704,8 +781,6 @@ class Service:
         return str(select)
 
     def _page_args(self, body: Body, legacy: _Legacy, filter_legacy: str) -> dict[str, Any]:
-        if "IndexName" in body:
-            raise validation("Secondary indexes are not supported by streamkit yet")
         projection = _opt(body, "ProjectionExpression", str)
         if "AttributesToGet" in body:
             if projection is not None:
@@ -726,6 +801,7 @@ class Service:
             "limit": limit,
             "start_key": None if start is None else item_from_dynamodb_json(start),
             "consistent": _opt(body, "ConsistentRead", bool, False),
+            "index": _opt(body, "IndexName", str),
         }
 
     def _page_out(self, body: Body, spec: TableSpec, page: Any, select: str) -> Body:
@@ -754,6 +830,7 @@ class Service:
             names=legacy.names or None,
             values=legacy.values or None,
             reverse=not forward,
+            select=select,
             **args,
         )
         return self._page_out(body, spec, page, select)
@@ -777,7 +854,11 @@ class Service:
         if total is not None:
             seg = {"segment": segment, "total_segments": total}
         page = await self._table(spec.name).scan_page(
-            names=legacy.names or None, values=legacy.values or None, **args, **seg
+            names=legacy.names or None,
+            values=legacy.values or None,
+            select=select,
+            **args,
+            **seg,
         )
         return self._page_out(body, spec, page, select)
 
