@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -119,11 +119,16 @@ class TokenBucket:
 
 @dataclass(slots=True)
 class ConsumedCapacity:
-    """Units consumed by the calls made inside ``measure()``, in total and per table."""
+    """Units consumed by the calls made inside ``measure()``, in total and per table.
+
+    Totals and ``by_table`` include the units a table's indexes consumed (as DynamoDB's
+    ``CapacityUnits``); ``by_index`` has them per ``(table, index)``.
+    """
 
     read_units: float = 0.0
     write_units: float = 0.0
     by_table: dict[str, tuple[float, float]] = field(default_factory=dict)
+    by_index: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
 
     @property
     def total(self) -> float:
@@ -136,6 +141,12 @@ class ConsumedCapacity:
         self.write_units += write
         r, w = self.by_table.get(table, (0.0, 0.0))
         self.by_table[table] = (r + read, w + write)
+
+    def add_index(self, table: str, index: str, read: float, write: float) -> None:
+        """Account the units one call consumed on one index (also in the table's total)."""
+        self.add(table, read, write)
+        r, w = self.by_index.get((table, index), (0.0, 0.0))
+        self.by_index[(table, index)] = (r + read, w + write)
 
 
 _meters: ContextVar[tuple[ConsumedCapacity, ...]] = ContextVar("streamkit_meters", default=())
@@ -160,7 +171,13 @@ def measure() -> Iterator[ConsumedCapacity]:
         _meters.reset(token)
 
 
-def record_consumed(table: str, read: float, write: float) -> None:
-    """Add a call's units to every meter open in the current context."""
+def record_consumed(
+    table: str, read: float, write: float, indexes: Mapping[str, float] | None = None
+) -> None:
+    """Add a call's units (and the write units of its indexes) to every meter open in
+    the current context."""
     for m in _meters.get():
         m.add(table, read, write)
+        if indexes:
+            for name, units in indexes.items():
+                m.add_index(table, name, 0.0, units)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 
 from streamkit.exceptions import TableNotFound
 from streamkit.storage._capacity import Provisioned, TokenBucket, record_consumed
@@ -78,14 +79,16 @@ class Store:
     def remember(self, spec: TableSpec) -> None:
         """Cache a created or updated spec."""
         self._specs[spec.name] = spec
-        self._buckets.pop((spec.name, "read"), None)
-        self._buckets.pop((spec.name, "write"), None)
+        self._drop_buckets(spec.name)
 
     def forget(self, name: str) -> None:
         """Drop a deleted table from the cache."""
         self._specs.pop(name, None)
-        self._buckets.pop((name, "read"), None)
-        self._buckets.pop((name, "write"), None)
+        self._drop_buckets(name)
+
+    def _drop_buckets(self, name: str) -> None:
+        for key in [k for k in self._buckets if k[0] == name or k[0].startswith(name + "\0")]:
+            del self._buckets[key]
 
     @property
     def known_specs(self) -> list[TableSpec]:
@@ -102,8 +105,23 @@ class Store:
             b = self._buckets[(spec.name, direction)] = TokenBucket(rate, spec.name)
         return b
 
+    def _index_bucket(self, spec: TableSpec, index: str) -> TokenBucket | None:
+        """The write bucket of a provisioned global index of a provisioned table."""
+        if not isinstance(spec.capacity, Provisioned):
+            return None
+        ix = next((x for x in spec.indexes if x.name == index), None)
+        if ix is None or ix.capacity is None:
+            return None
+        key = (f"{spec.name}\0{index}", "write")
+        b = self._buckets.get(key)
+        if b is None:
+            b = self._buckets[key] = TokenBucket(ix.capacity.write, f"{spec.name}/index/{index}")
+        return b
+
     def admit(self, spec: TableSpec, *, read: float = 0.0, write: float = 0.0) -> None:
-        """Raise ThroughputExceeded unless the table has the units a call needs."""
+        """Raise ThroughputExceeded unless the table has the units a call needs (a write
+        also needs a unit on every provisioned global index: an index whose write
+        capacity is used up throttles the table's writes, as DynamoDB's do)."""
         if read:
             b = self._bucket(spec, "read")
             if b is not None:
@@ -112,9 +130,21 @@ class Store:
             b = self._bucket(spec, "write")
             if b is not None:
                 b.admit(write, "write")
+            for ix in spec.indexes:
+                ib = self._index_bucket(spec, ix.name) if ix.capacity is not None else None
+                if ib is not None:
+                    ib.admit(1.0, "write")
 
-    def charge(self, spec: TableSpec, *, read: float = 0.0, write: float = 0.0) -> None:
-        """Take the units a call consumed, and report them to open meters."""
+    def charge(
+        self,
+        spec: TableSpec,
+        *,
+        read: float = 0.0,
+        write: float = 0.0,
+        indexes: Mapping[str, float] | None = None,
+    ) -> None:
+        """Take the units a call consumed (``indexes``: write units per index), and
+        report them to open meters."""
         if read:
             b = self._bucket(spec, "read")
             if b is not None:
@@ -123,7 +153,12 @@ class Store:
             b = self._bucket(spec, "write")
             if b is not None:
                 b.charge(write)
-        record_consumed(spec.name, read, write)
+        if indexes:
+            for name, units in indexes.items():
+                ib = self._index_bucket(spec, name)
+                if ib is not None:
+                    ib.charge(units)
+        record_consumed(spec.name, read, write, indexes)
 
     async def read_meta(self, keys: tuple[str, ...]) -> dict[str, str]:
         """Storage-level settings and positions (the relay's state lives here)."""

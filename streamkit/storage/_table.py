@@ -33,6 +33,7 @@ from streamkit.storage._writes import (
     UpdateOp,
     WriteJob,
     WriteOp,
+    WriteResult,
     ttl_expiry,
 )
 
@@ -187,7 +188,7 @@ class Table:
         store = self._store
         store.admit(spec, write=1.0)
         (result,) = await store.engine.write(WriteJob([op], origin=store.origin))
-        store.charge(spec, write=result.units)
+        store.charge(spec, write=result.units, indexes=result.index_units)
         return result.item
 
     # --- single-item writes -----------------------------------------------------------
@@ -372,7 +373,7 @@ class Table:
             raise ValidationError("batch_write: the same key appears more than once")
         store.admit(spec, write=float(len(ops)))
         results = await store.engine.write(WriteJob(ops, origin=store.origin))
-        store.charge(spec, write=sum(r.units for r in results))
+        store.charge(spec, write=sum(r.units for r in results), indexes=_index_sum(results, 1.0))
 
     # --- query and scan ---------------------------------------------------------------
     async def query_page(
@@ -776,6 +777,15 @@ def _fill_page(
     if len(datas) > n and last is not None:
         page.last_key = spec.key.key_of(last) if reader is None else reader.last_key(spec, last)
     return page
+
+
+def _index_sum(results: Iterable[WriteResult], factor: float) -> dict[str, float] | None:
+    """The write units per index of several results (times ``factor``)."""
+    out: dict[str, float] = {}
+    for r in results:
+        for name, units in (r.index_units or {}).items():
+            out[name] = out.get(name, 0.0) + factor * units
+    return out or None
 
 
 _SELECTS = frozenset({"ALL_ATTRIBUTES", "ALL_PROJECTED_ATTRIBUTES", "SPECIFIC_ATTRIBUTES", "COUNT"})

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamkit.exceptions import ValidationError
 from streamkit.storage._expressions import ExpressionContext, compile_condition
-from streamkit.storage._table import Table
+from streamkit.storage._table import Table, _index_sum
 from streamkit.storage._writes import CheckOp, WriteJob, WriteOp
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ class Transaction:
             store.admit(spec, write=2.0 * n)
         results = await store.engine.write(WriteJob(ops, transactional=True, origin=store.origin))
         for op, result in zip(ops, results, strict=True):
-            store.charge(op.spec, write=2.0 * result.units)
+            store.charge(op.spec, write=2.0 * result.units, indexes=_index_sum([result], 2.0))
 
     async def __aenter__(self) -> Transaction:
         return self

@@ -219,6 +219,7 @@ class WriteResult:
     item: Item | None
     units: float
     event: str | None  # "INSERT" | "MODIFY" | "REMOVE" | None (no change)
+    index_units: dict[str, float] | None = None  # write units per index the write touched
 
 
 @dataclass(slots=True)
@@ -253,25 +254,40 @@ def _old_entry(ix: IndexSpec, old: Item, k: ItemKey) -> tuple[bytes, bytes] | No
 
 
 def _maintain_indexes(rows: Rows, p: _Plan) -> None:
-    """Keep every index of the plan's table equal to the table projected."""
+    """Keep every index of the plan's table equal to the table projected, and count the
+    write units each index consumed (as DynamoDB: a new or removed entry costs its size,
+    a changed one both, a moved one the removal plus the insertion)."""
     spec = p.op.spec
     k = p.op.k
     old = p.old
     if old is None and p.old_data is not None:
         old = p.old = decode_image(p.old_data)
     entries = p.entries
+    units: dict[str, float] = {}
     for i, ix in enumerate(spec.indexes):
         sid = ix.storage_id(spec.table_id)
         old_k = None if old is None else _old_entry(ix, old, k)
         new_e = None if entries is None else entries[i]
+        used = 0.0
         if old_k is not None and (new_e is None or (new_e[0], new_e[1]) != old_k):
             rows.remove(sid, old_k[0], old_k[1])
+            assert old is not None
+            old_size = (
+                p.old_size if ix.projection == "ALL" else item_size(ix.project(spec.key, old))
+            )
+            used += write_units(old_size)
         if new_e is not None:
             if new_e[3] < 0:  # projection ALL: the entry is the item
                 assert p.new_data is not None
                 rows.store(sid, new_e[0], new_e[1], p.new_data, p.new_size, None)
+                used += write_units(p.new_size)
             else:
                 rows.store(sid, new_e[0], new_e[1], new_e[2], new_e[3], None)
+                used += write_units(new_e[3])
+        if used:
+            units[ix.name] = used
+    if units:
+        p.result.index_units = units
 
 
 def run_job(rows: Rows, job: WriteJob) -> list[WriteResult]:

@@ -492,3 +492,46 @@ async def test_backups_and_restores_carry_and_rebuild_indexes(app: sk.App) -> No
     assert pitr_range and low < high
     t2 = await orders_table(app)
     assert await index_contents(t2, "ByStatus") == []
+
+
+# --- capacity -------------------------------------------------------------------------------
+async def test_index_writes_consume_their_own_units(app: sk.App) -> None:
+    t = await orders_table(app)
+    with sk.measure_capacity() as used:
+        await t.put({"UserID": "u", "OrderDate": "1", "Status": "S", "Total": 1, "Item": "i"})
+    assert used.by_index == {
+        ("Orders", "ByStatus"): (0.0, 1.0),
+        ("Orders", "ByItem"): (0.0, 1.0),
+        ("Orders", "ByTotal"): (0.0, 1.0),
+    }
+    assert used.write_units == 4.0  # the table's unit and one per index
+    with sk.measure_capacity() as used:  # the ByStatus entry moves: a delete and a put
+        await t.update({"UserID": "u", "OrderDate": "1"}, set={"Status": "T"})
+    assert used.by_index[("Orders", "ByStatus")] == (0.0, 2.0)
+    assert ("Orders", "ByItem") in used.by_index  # KEYS_ONLY entries are rewritten too
+    with sk.measure_capacity() as used:  # an attribute no index has: only the ALL index
+        await t.update({"UserID": "u", "OrderDate": "1"}, set={"Other": 1})
+    assert set(used.by_index) == {
+        ("Orders", "ByStatus"),
+        ("Orders", "ByItem"),
+        ("Orders", "ByTotal"),
+    }
+
+
+async def test_a_provisioned_index_out_of_write_capacity_throttles_the_table(app: sk.App) -> None:
+    t = await app.create_table(
+        "Orders",
+        partition_key="UserID",
+        capacity=sk.Provisioned(read=100, write=1000),
+        global_indexes=[
+            sk.GlobalIndex(
+                "ByStatus", partition_key="Status", capacity=sk.Provisioned(read=1, write=1)
+            )
+        ],
+    )
+    await t.put({"UserID": "a", "Status": "S"})  # the index's first second of capacity
+    with pytest.raises(sk.ThroughputExceeded, match="index/ByStatus"):
+        for i in range(5):
+            await t.put({"UserID": f"b{i}", "Status": "S"})
+    # the refused write wrote nothing
+    assert await t.get({"UserID": "b1"}) is None
