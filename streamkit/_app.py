@@ -22,9 +22,11 @@ from streamkit.records._values import Item
 from streamkit.runtime._dlq import DeadLetter, DeadLetterQueue
 from streamkit.runtime._registry import HandlerSpec, Registrar
 from streamkit.runtime._worker import HandlerRunner, RuntimeOptions
+from streamkit.storage import _partiql_exec as partiql
 from streamkit.storage._capacity import Capacity, OnDemand, Provisioned
 from streamkit.storage._indexes import GlobalIndex, LocalIndex, build_indexes
 from streamkit.storage._keys import KeyAttribute, KeySchema
+from streamkit.storage._partiql_exec import BatchStatementResult, StatementPage, StatementRequest
 from streamkit.storage._spec import TableSpec, check_table_name
 from streamkit.storage._store import Store
 from streamkit.storage._table import Table
@@ -73,6 +75,15 @@ def _stream_view(stream: StreamView | str | None) -> StreamView | None:
         raise ValidationError(
             f"stream={stream!r} must be one of {[v.value for v in StreamView]} or None"
         ) from None
+
+
+def _statement_requests(
+    statements: Sequence[str | tuple[str, Sequence[Any] | None]],
+) -> list[StatementRequest]:
+    """Statements given as text, or as (text, parameters) pairs."""
+    if isinstance(statements, str):
+        raise ValidationError("give a list of statements, not one string")
+    return [(s, None) if isinstance(s, str) else (s[0], s[1]) for s in statements]
 
 
 def _report_failure(task: asyncio.Task[None]) -> None:
@@ -399,6 +410,87 @@ class App(Registrar):
             table = t if isinstance(t, Table) else self.table(t)
             out[table.name] = await table.batch_get(keys, consistent=consistent)
         return out
+
+    # --- PartiQL ---------------------------------------------------------------------------
+    async def execute(
+        self,
+        statement: str,
+        parameters: Sequence[Any] | None = None,
+        *,
+        consistent: bool = False,
+        limit: int | None = None,
+        next_token: str | None = None,
+    ) -> list[Item]:
+        """Run one PartiQL statement (DynamoDB's SQL) and return its items.
+
+        A SELECT returns every matching item, reading all pages (``limit`` caps how
+        many are returned; ``next_token`` starts from a page of :meth:`execute_page`);
+        INSERT, UPDATE and DELETE return ``[]``, or the item their ``RETURNING`` asks for.
+        Writes go through the table API and emit the same change records.
+
+        Example:
+            ```python
+            rows = await app.execute("SELECT * FROM Orders WHERE UserID = ?", ["123"])
+            ```
+
+        Raises:
+            ValidationError: a statement DynamoDB would refuse, in its words.
+            DuplicateItem: an INSERT of a key that exists.
+            ConditionFailed: an UPDATE of an absent item, or a WHERE that is false.
+        """
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValidationError(f"limit must be a positive integer, got {limit!r}")
+        out: list[Item] = []
+        token = next_token
+        while True:
+            page = await self.execute_page(
+                statement, parameters, consistent=consistent, next_token=token
+            )
+            out.extend(page.items)
+            if limit is not None and len(out) >= limit:
+                return out[:limit]
+            if page.next_token is None:
+                return out
+            token = page.next_token
+
+    async def execute_page(
+        self,
+        statement: str,
+        parameters: Sequence[Any] | None = None,
+        *,
+        consistent: bool = False,
+        limit: int | None = None,
+        next_token: str | None = None,
+        return_old_on_condition_failure: bool = False,
+    ) -> StatementPage:
+        """One page of a PartiQL statement, as DynamoDB's ExecuteStatement returns it:
+        ``limit`` items evaluated at most; continue with ``next_token=page.next_token``."""
+        return await partiql.execute_page(
+            self._store,
+            statement,
+            parameters,
+            consistent=consistent,
+            limit=limit,
+            next_token=next_token,
+            return_old_on_condition_failure=return_old_on_condition_failure,
+        )
+
+    async def execute_batch(
+        self, statements: Sequence[str | tuple[str, Sequence[Any] | None]]
+    ) -> list[BatchStatementResult]:
+        """Run up to 25 PartiQL statements, all whole-key SELECTs or all writes, each on its
+        own: a statement's failure is its result's ``error`` and stops no other."""
+        return await partiql.execute_batch(self._store, _statement_requests(statements))
+
+    async def execute_transaction(
+        self, statements: Sequence[str | tuple[str, Sequence[Any] | None]]
+    ) -> list[Item | None]:
+        """Run up to 100 PartiQL statements as one transaction: all whole-key SELECTs (one
+        item or None each) or all writes and ``EXISTS(SELECT ...)`` checks, all or nothing
+        (raises TransactionCanceled)."""
+        return await partiql.execute_transaction(self._store, _statement_requests(statements))
 
     async def sweep_expired(self) -> int:
         """Run one TTL pass now; returns how many expired items were deleted."""

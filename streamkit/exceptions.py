@@ -9,6 +9,7 @@
     │   ├── HistoryUnavailable                a time range past what is kept (log, PITR archive)
     │   └── FilterError*                      a malformed filter= pattern of a handler
     ├── ConditionFailed                       a condition= was false; nothing was written
+    │   └── DuplicateItem                     a PartiQL INSERT of a key that already exists
     ├── TransactionCanceled                   a transaction did not commit; .reasons per action
     ├── ThroughputExceeded                    provisioned capacity exhausted; .retry_after seconds
     ├── ResourceError
@@ -44,6 +45,7 @@ __all__ = (
     "CancellationReason",
     "ConditionFailed",
     "ConfigurationError",
+    "DuplicateItem",
     "ExpressionError",
     "HistoryUnavailable",
     "LogError",
@@ -132,12 +134,26 @@ class ConditionFailed(StreamkitError):
         self.item = dict(item) if item is not None else None
 
 
+class DuplicateItem(ConditionFailed):
+    """A PartiQL ``INSERT`` found an item with the same key; nothing was written."""
+
+    def __init__(
+        self,
+        message: str = "Duplicate primary key exists in table",
+        *,
+        table: str | None = None,
+        key: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, table=table, key=key)
+
+
 @dataclass(frozen=True, slots=True)
 class CancellationReason:
     """Why one action of a cancelled transaction failed (``code`` "None" when it did not).
 
     ``code`` is one of "None", "ConditionalCheckFailed", "ValidationError",
-    "TransactionConflict", "ItemCollectionSizeLimitExceeded".
+    "TransactionConflict", "ItemCollectionSizeLimitExceeded" and, for a PartiQL
+    ``INSERT`` of an existing key, "DuplicateItem".
     """
 
     code: str

@@ -626,6 +626,49 @@ def scan(
     _print_items(_run_read(go), as_json=as_json, ddb=ddb, title=table)
 
 
+@cli.command("sql")
+def sql(
+    statement: Annotated[
+        str, typer.Argument(help='A PartiQL statement, e.g. "SELECT * FROM Orders WHERE id = ?".')
+    ],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="The value of the next ? as JSON: '\"123\"', '42', '[1, 2]' (repeatable; "
+            'with --dynamodb-json, DynamoDB JSON: \'{"S": "123"}\').',
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many items (SELECT).")] = None,
+    as_json: JsonOpt = False,
+    ddb: DdbOpt = False,
+) -> None:
+    """Run a PartiQL statement (DynamoDB's SQL): SELECT prints its items, INSERT, UPDATE and
+    DELETE print what their RETURNING clause asks for."""
+    values = [_param(text, ddb=ddb) for text in param or ()]
+
+    async def go(app: App) -> list[dict[str, Any]]:
+        return await app.execute(statement, values, limit=limit)
+
+    items = _run(go)
+    if items or statement.lstrip()[:6].upper() == "SELECT":
+        _print_items(items, as_json=as_json, ddb=ddb, title="result")
+
+
+def _param(text: str, *, ddb: bool) -> Any:
+    """One --param: a JSON value (plain or DynamoDB JSON), numbers as exact decimals."""
+    import json
+    from decimal import Decimal
+
+    from streamkit.records._values import from_dynamodb_json
+
+    try:
+        data = json.loads(text, parse_float=Decimal, parse_int=Decimal)
+    except json.JSONDecodeError as e:
+        _fail(f"--param {text!r} is not valid JSON: {e}", code=EXIT_USAGE)
+    return from_dynamodb_json(data, "--param") if ddb else data
+
+
 @cli.command("schema")
 def schema() -> None:
     """Print the Avro schema (.avsc) of the change records."""

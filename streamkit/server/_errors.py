@@ -8,6 +8,7 @@ from typing import Any
 from streamkit.exceptions import (
     BackupNotFound,
     ConditionFailed,
+    DuplicateItem,
     HistoryUnavailable,
     RecordFormatError,
     StreamkitError,
@@ -83,6 +84,8 @@ def from_streamkit(e: StreamkitError) -> DynamoError:
         return DynamoError("BackupNotFoundException", str(e))
     if isinstance(e, TableExists):
         return DynamoError("ResourceInUseException", f"Table already exists: {e.table}")
+    if isinstance(e, DuplicateItem):
+        return DynamoError("DuplicateItemException", str(e))
     if isinstance(e, ConditionFailed):
         extra: dict[str, Any] = {}
         if getattr(e, "item", None) is not None:

@@ -33,7 +33,7 @@ from streamkit.server._indexes import (
     parse_global,
     parse_local,
 )
-from streamkit.storage._capacity import OnDemand, Provisioned
+from streamkit.storage._capacity import ConsumedCapacity, OnDemand, Provisioned, measure
 
 if TYPE_CHECKING:
     from streamkit._app import App
@@ -231,16 +231,43 @@ def _combine(
     return None if expr is None else str(expr)
 
 
-def _capacity(body: Body, table: str, units: float, *, read: bool) -> dict[str, Any]:
+def _capacity(
+    body: Body,
+    table: str,
+    units: float,
+    *,
+    read: bool,
+    used: ConsumedCapacity | None = None,
+    spec: TableSpec | None = None,
+    index: str | None = None,
+) -> dict[str, Any]:
+    """``ConsumedCapacity`` as DynamoDB returns it. With ``used`` (a meter around the
+    call) the units are what the call consumed, its indexes' included; ``index``: a
+    read of that index (its units are the index's, not the table's)."""
     mode = body.get("ReturnConsumedCapacity", "NONE")
     if mode not in ("NONE", "TOTAL", "INDEXES"):
         raise validation(f"Invalid ReturnConsumedCapacity: {shown(mode)}")
     if mode == "NONE":
         return {}
+    per_index: dict[str, float] = {}
+    if used is not None:
+        r, w = used.by_table.get(table, (0.0, 0.0))
+        units = r + w
+        per_index = {ix: rr + ww for (t, ix), (rr, ww) in used.by_index.items() if t == table}
+    if index is not None:
+        per_index[index] = per_index.get(index, 0.0) + units
     cap: dict[str, Any] = {"TableName": table, "CapacityUnits": units}
     cap["ReadCapacityUnits" if read else "WriteCapacityUnits"] = units
     if mode == "INDEXES":
-        cap["Table"] = {"CapacityUnits": units}
+        cap["Table"] = {"CapacityUnits": units - sum(per_index.values())}
+        kinds = {} if spec is None else {ix.name: ix.kind for ix in spec.indexes}
+        for name, u in per_index.items():
+            member = (
+                "LocalSecondaryIndexes"
+                if kinds.get(name) == "LOCAL"
+                else ("GlobalSecondaryIndexes")
+            )
+            cap.setdefault(member, {})[name] = {"CapacityUnits": u}
     return {"ConsumedCapacity": cap}
 
 
@@ -696,8 +723,10 @@ class Service:
         item = item_from_dynamodb_json(_need(body, "Item", dict))
         legacy = _Legacy(_names(body), _values(body))
         args = self._write_args(body, legacy, {"NONE", "ALL_OLD"})
-        old = await self._table(spec.name).put(item, **args)
-        return {**self._attributes(old), **_capacity(body, spec.name, 1.0, read=False)}
+        with measure() as used:
+            old = await self._table(spec.name).put(item, **args)
+        cap = _capacity(body, spec.name, 1.0, read=False, used=used, spec=spec)
+        return {**self._attributes(old), **cap}
 
     async def GetItem(self, body: Body) -> Body:
         spec = await self._spec(body)
@@ -735,19 +764,23 @@ class Service:
             expression = legacy.updates(_need(body, "AttributeUpdates", dict)) or None
         kwargs = self._write_args(body, legacy, _RETURN_VALUES)
         table = self._table(spec.name)
-        if expression is None:
-            result = await table.update(key, set={}, **kwargs)
-        else:
-            result = await table.update(key, expression=expression, **kwargs)
-        return {**self._attributes(result), **_capacity(body, spec.name, 1.0, read=False)}
+        with measure() as used:
+            if expression is None:
+                result = await table.update(key, set={}, **kwargs)
+            else:
+                result = await table.update(key, expression=expression, **kwargs)
+        cap = _capacity(body, spec.name, 1.0, read=False, used=used, spec=spec)
+        return {**self._attributes(result), **cap}
 
     async def DeleteItem(self, body: Body) -> Body:
         spec = await self._spec(body)
         key = _key(body)
         legacy = _Legacy(_names(body), _values(body))
         args = self._write_args(body, legacy, {"NONE", "ALL_OLD"})
-        old = await self._table(spec.name).delete(key, **args)
-        return {**self._attributes(old), **_capacity(body, spec.name, 1.0, read=False)}
+        with measure() as used:
+            old = await self._table(spec.name).delete(key, **args)
+        cap = _capacity(body, spec.name, 1.0, read=False, used=used, spec=spec)
+        return {**self._attributes(old), **cap}
 
     # --- query and scan -------------------------------------------------------------------
     def _select(self, body: Body, projection: str | None) -> str:
@@ -810,7 +843,8 @@ class Service:
             out["Items"] = [item_to_dynamodb_json(i) for i in page.items]
         if page.last_key is not None:
             out["LastEvaluatedKey"] = item_to_dynamodb_json(page.last_key)
-        out.update(_capacity(body, spec.name, page.consumed, read=True))
+        index = _opt(body, "IndexName", str)
+        out.update(_capacity(body, spec.name, page.consumed, read=True, spec=spec, index=index))
         return out
 
     async def Query(self, body: Body) -> Body:
@@ -1041,3 +1075,9 @@ OPERATIONS: dict[str, Operation] = {
 }
 
 _ = Decimal  # numbers are Decimals throughout (from_dynamodb_json)
+
+# PartiQL: ExecuteStatement, BatchExecuteStatement, ExecuteTransaction (they use the helpers
+# above, so they are imported once those exist)
+from streamkit.server._partiql_ops import PARTIQL_OPERATIONS  # noqa: E402
+
+OPERATIONS.update(PARTIQL_OPERATIONS)

@@ -349,3 +349,34 @@ async def test_serve_on_a_busy_port_says_so(tmp_path: Path) -> None:
         code, _, err = await _cli(tmp_path, "serve", "--port", str(port), timeout=30)
     assert code == 1
     assert "in use" in _one_error_line(err)
+
+
+async def test_sql_runs_partiql(tmp_path: Path) -> None:
+    app = sk.App(storage=f"sqlite:///{tmp_path}/default.db")
+    await app.create_table("Orders", "UserID", ("Seq", "N"))
+    await app.close()
+    insert = "INSERT INTO Orders VALUE {'UserID': ?, 'Seq': ?, 'Total': 5}"
+    for seq in ("1", "2"):
+        code, out, err = await _cli(tmp_path, "sql", insert, "--param", '"u1"', "--param", seq)
+        assert (code, out) == (0, ""), err
+    code, out, err = await _cli(
+        tmp_path, "sql", "SELECT Seq, Total FROM Orders WHERE UserID = 'u1' ORDER BY Seq DESC",
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert [json.loads(x) for x in out.splitlines()] == [
+        {"Seq": 2, "Total": 5}, {"Seq": 1, "Total": 5},
+    ]  # fmt: skip
+    code, out, err = await _cli(
+        tmp_path, "sql", "UPDATE Orders SET Total = Total + ? WHERE UserID = ? AND Seq = 1 "
+        "RETURNING MODIFIED NEW *", "--param", '{"N": "2"}', "--param", '{"S": "u1"}',
+        "--dynamodb-json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out) == {"Total": {"N": "7"}}
+    code, _, err = await _cli(tmp_path, "sql", insert, "--param", '"u1"', "--param", "1")
+    assert code == 1
+    assert _one_error_line(err) == "error: DuplicateItem: Duplicate primary key exists in table"
+    code, _, err = await _cli(tmp_path, "sql", "SELECT * FROM Orders WHERE")
+    assert code == 1
+    assert "Statement wasn't well formed" in _one_error_line(err)

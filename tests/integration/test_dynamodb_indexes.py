@@ -247,3 +247,35 @@ def test_update_table_adds_a_backfilled_index_and_deletes_it(served: Served) -> 
             TableName="Users", GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": "ByCity"}}]
         )
     assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_return_consumed_capacity_indexes(served: Served) -> None:
+    c = served.client()
+    _orders(c)
+    r = c.put_item(
+        TableName="Orders",
+        Item={"UserID": {"S": "u"}, "OrderDate": {"S": "d"}, "Status": {"S": "S"},
+              "Total": {"N": "1"}, "Big": {"S": "x" * 3000}},
+        ReturnConsumedCapacity="INDEXES",
+    )  # fmt: skip
+    cap = r["ConsumedCapacity"]
+    assert cap["Table"] == {"CapacityUnits": 3.0}  # a 3 KB item
+    assert cap["GlobalSecondaryIndexes"] == {"ByStatus": {"CapacityUnits": 1.0}}  # INCLUDE
+    assert cap["LocalSecondaryIndexes"] == {"ByTotal": {"CapacityUnits": 1.0}}
+    assert cap["CapacityUnits"] == 5.0
+    r = c.query(
+        TableName="Orders",
+        IndexName="ByStatus",
+        KeyConditionExpression="#s = :s",
+        ExpressionAttributeNames={"#s": "Status"},
+        ExpressionAttributeValues={":s": {"S": "S"}},
+        ReturnConsumedCapacity="INDEXES",
+    )
+    assert r["ConsumedCapacity"]["GlobalSecondaryIndexes"] == {"ByStatus": {"CapacityUnits": 0.5}}
+    assert r["ConsumedCapacity"]["Table"] == {"CapacityUnits": 0.0}
+    r = c.delete_item(
+        TableName="Orders",
+        Key={"UserID": {"S": "u"}, "OrderDate": {"S": "d"}},
+        ReturnConsumedCapacity="TOTAL",
+    )
+    assert r["ConsumedCapacity"]["CapacityUnits"] == 5.0
