@@ -12,9 +12,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Se
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from streamkit._names import check_reserved_table_name, check_table_topic, ttl_lease
+from streamkit._names import ttl_lease
 from streamkit.capture import Relay
 from streamkit.capture._changes import Start, read_changes
+from streamkit.capture._tables import create_table
 from streamkit.exceptions import ConfigurationError, ValidationError
 from streamkit.log import ChangeLog, TopicConfig, from_url
 from streamkit.records import ChangeRecord, StreamView
@@ -23,9 +24,8 @@ from streamkit.runtime._dlq import DeadLetter, DeadLetterQueue
 from streamkit.runtime._registry import HandlerSpec, Registrar
 from streamkit.runtime._worker import HandlerRunner, RuntimeOptions
 from streamkit.storage import _partiql_exec as partiql
-from streamkit.storage._capacity import Capacity, OnDemand, Provisioned
-from streamkit.storage._indexes import GlobalIndex, LocalIndex, build_indexes
-from streamkit.storage._keys import KeyAttribute, KeySchema
+from streamkit.storage._capacity import Capacity
+from streamkit.storage._indexes import GlobalIndex, LocalIndex
 from streamkit.storage._partiql_exec import BatchStatementResult, StatementPage, StatementRequest
 from streamkit.storage._spec import TableSpec, check_table_name
 from streamkit.storage._store import Store
@@ -64,17 +64,6 @@ def _check_log_url(url: str) -> str:
     if scheme == "kafka" and not url[len("kafka://") :].split("?", 1)[0]:
         raise ConfigurationError(f"change-log URL {url!r} names no broker")
     return url
-
-
-def _stream_view(stream: StreamView | str | None) -> StreamView | None:
-    if stream is None or isinstance(stream, StreamView):
-        return stream
-    try:
-        return StreamView(stream)
-    except ValueError:
-        raise ValidationError(
-            f"stream={stream!r} must be one of {[v.value for v in StreamView]} or None"
-        ) from None
 
 
 def _statement_requests(
@@ -259,67 +248,21 @@ class App(Registrar):
                 a name whose topic cannot exist (too long for the namespace, or the same
                 for Kafka as another streamed table's: '.' and '_' are alike there).
         """
-        check_table_name(name)
-        check_reserved_table_name(self.namespace, name)
-        part = KeyAttribute.parse(partition_key, "partition_key")
-        sort = None if sort_key is None else KeyAttribute.parse(sort_key, "sort_key")
-        if sort is not None and sort.name == part.name:
-            raise ValidationError("sort_key must differ from partition_key")
-        if ttl_attribute is not None and (not isinstance(ttl_attribute, str) or not ttl_attribute):
-            raise ValidationError("ttl_attribute must be a non-empty attribute name")
-        cap = OnDemand() if capacity is None else capacity
-        if not isinstance(cap, (OnDemand, Provisioned)):
-            raise ValidationError("capacity must be sk.OnDemand() or sk.Provisioned(read=, write=)")
-        if not isinstance(pitr, bool):
-            raise ValidationError("pitr must be True or False")
-        if (
-            isinstance(recovery_days, bool)
-            or not isinstance(recovery_days, int)
-            or not (1 <= recovery_days <= 35)
-        ):
-            raise ValidationError("recovery_days must be an integer from 1 to 35")
-        key = KeySchema(part, sort)
-        indexes = build_indexes(key, global_indexes, local_indexes)
-        spec = TableSpec(
-            name=name,
-            key=key,
-            stream=_stream_view(stream),
+        await create_table(
+            self._store,
+            self.namespace,
+            name,
+            partition_key,
+            sort_key,
+            stream=stream,
             ttl_attribute=ttl_attribute,
-            capacity=cap,
+            capacity=capacity,
             pitr=pitr,
             recovery_days=recovery_days,
-            indexes=indexes,
-            last_slot=len(indexes),
+            global_indexes=global_indexes,
+            local_indexes=local_indexes,
         )
-        await self._store.ensure_open()
-        if spec.stream is not None:
-            await self._check_stream_topic(name)
-        created = await self._store.engine.create_table(spec)
-        self._store.remember(created)
         return Table(self._store, name)
-
-    async def _check_stream_topic(self, name: str) -> None:
-        """Refuse a streamed table ``name`` whose topic could not exist (ValidationError):
-        reserved, too long for the namespace, or Kafka's same as another streamed
-        table's. The relay sets aside any table that gets past this (made before it, or
-        by two processes at once)."""
-        await self._store.reload()
-        streamed = [s.name for s in self._store.known_specs if s.stream is not None]
-        check_table_topic(self.namespace, name, streamed)
-
-    async def _check_stream_change(self, before: TableSpec, after: TableSpec) -> None:
-        """The check of :meth:`create_table` for a table whose stream is being enabled
-        (the endpoint's UpdateTable)."""
-        if before.stream is None and after.stream is not None:
-            await self._check_stream_topic(after.name)
-
-    async def _check_restore_target(self, target: str, source: TableSpec | None) -> None:
-        """The check of :meth:`create_table` for a table a restore creates with the
-        settings of ``source`` (None: not known here; the restore reports it). The name
-        itself is checked by the restore, after what it checks first."""
-        check_reserved_table_name(self.namespace, target)
-        if source is not None and source.stream is not None:
-            await self._check_stream_topic(target)
 
     async def update_table(
         self,
@@ -377,14 +320,11 @@ class App(Registrar):
     async def delete_table(self, name: str) -> None:
         """Delete a table and its items. A table with PITR leaves a system backup of its
         last state (``app.backups()``), as DynamoDB does."""
-        await self._store.ensure_open()
-        await self._store.engine.delete_table(name)
-        self._store.forget(name)
+        await self._store.delete_table(name)
 
     async def list_tables(self) -> list[str]:
         """The names of every table, sorted."""
-        await self._store.reload()
-        return [s.name for s in self._store.known_specs]
+        return await self._store.table_names()
 
     async def describe_table(self, name: str) -> dict[str, Any]:
         """A table's settings as plain data (raises TableNotFound)."""
@@ -878,8 +818,9 @@ class App(Registrar):
         """
         from streamkit.history._archive import restore_to_time
 
-        await self._check_restore_target(target, await self._store.spec(table))
-        return await restore_to_time(self._store, table, at=at, target=target)
+        return await restore_to_time(
+            self._store, table, at=at, target=target, namespace=self.namespace
+        )
 
     async def backup(self, table: str) -> Backup:
         """A consistent copy of the table's items (all as of one instant, while writes go
@@ -902,10 +843,9 @@ class App(Registrar):
         """
         from streamkit.history import _backups
 
-        await self._store.ensure_open()
-        found = [b for b in await self._store.engine.list_backups() if b.id == backup_id]
-        await self._check_restore_target(target, found[0].spec if found else None)
-        return await _backups.restore(self._store, backup_id, target=target)
+        return await _backups.restore(
+            self._store, backup_id, target=target, namespace=self.namespace
+        )
 
     async def delete_backup(self, backup_id: str) -> Backup:
         """Delete a backup; returns what it was (raises BackupNotFound)."""

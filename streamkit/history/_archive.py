@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from streamkit.capture._tables import check_restore_target
 from streamkit.exceptions import HistoryUnavailable, ValidationError
 from streamkit.records import ChangeRecord
 from streamkit.records._avro import (
@@ -224,14 +225,19 @@ async def load_items(
     return Table(store, target)
 
 
-async def restore_to_time(store: Store, table: str, *, at: datetime, target: str) -> Table:
-    """Restore ``table`` as it was at ``at`` into the new table ``target``.
+async def restore_to_time(
+    store: Store, table: str, *, at: datetime, target: str, namespace: str | None = None
+) -> Table:
+    """Restore ``table`` as it was at ``at`` into the new table ``target`` (with
+    ``namespace``, checked as ``create_table`` checks a name).
 
     Raises:
         HistoryUnavailable: ``at`` is outside the recovery window, or PITR is off.
         TableExists: ``target`` exists.
     """
     spec = await store.spec(table)
+    if namespace is not None:
+        await check_restore_target(store, namespace, target, spec)
     at_ms = to_ms("at", at)
     check_instant(spec, at_ms)
     if store.known(target) is not None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from streamkit.capture._tables import check_restore_target
 from streamkit.exceptions import ValidationError
 from streamkit.history._archive import load_items
 from streamkit.storage._engine import BackupInfo, new_backup_id
@@ -70,11 +71,18 @@ async def list_backups(store: Store, table: str | None = None) -> list[Backup]:
     return [Backup._of(d) for d in await store.engine.list_backups(table)]
 
 
-async def restore(store: Store, backup_id: str, *, target: str) -> Table:
+async def restore(
+    store: Store, backup_id: str, *, target: str, namespace: str | None = None
+) -> Table:
     """Create ``target`` holding the backup's items, with the backed-up table's settings
-    (key schema, stream, TTL, capacity, PITR) — atomically."""
-    check_table_name(target)
+    (key schema, stream, TTL, capacity, PITR, indexes) — atomically. With ``namespace``,
+    ``target`` is checked as ``create_table`` checks a name (its topic must be able to
+    exist)."""
     await store.ensure_open()
+    if namespace is not None:
+        found = [b for b in await store.engine.list_backups() if b.id == backup_id]
+        await check_restore_target(store, namespace, target, found[0].spec if found else None)
+    check_table_name(target)
     info, rows = await store.engine.backup_items(_check_id(backup_id))
     return await load_items(store, info.spec, target, rows)
 

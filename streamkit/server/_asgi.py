@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from streamkit._app import App
     from streamkit.server._auth import Authenticator
 
-__all__ = ("DynamoDBServer", "create_asgi_app", "loopback_host")
+__all__ = ("DynamoDBServer", "create_asgi_app", "loopback_host", "service_for")
 
 _MAX_BODY = 16 * 1024 * 1024  # DynamoDB's limit for a request (BatchWriteItem)
 _MAX_ITEM_BODY = 4 * 1024 * 1024  # one item (400 KB) and its expression values
@@ -78,6 +78,19 @@ def _size_limit(target: str) -> int:
     return _MAX_ITEM_BODY
 
 
+def service_for(app: App, *, region: str = "local") -> Service:
+    """The endpoint's operations on an App's store and change log: the App is the
+    facade that wires them (and runs the relay and sweepers); the operations never
+    see it."""
+    return Service(
+        app.store,
+        app.log,
+        namespace=app.namespace,
+        partitions=app.topic_config.partitions,
+        region=region,
+    )
+
+
 class DynamoDBServer:
     """An ASGI app: DynamoDB's and DynamoDB Streams' APIs on a streamkit App."""
 
@@ -92,7 +105,7 @@ class DynamoDBServer:
         body_timeout: float | None = 30.0,
     ) -> None:
         self.app = app
-        self.service = Service(app, region=region)
+        self.service = service_for(app, region=region)
         self.auth = auth
         self.background = background
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)

@@ -8,6 +8,7 @@ mapped by :func:`from_streamkit`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import uuid
@@ -15,6 +16,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from streamkit.capture._tables import check_stream_change, create_table
+from streamkit.history import _backups
+from streamkit.history._archive import restore_to_time
 from streamkit.records import StreamView
 from streamkit.records._values import item_to_dynamodb_json
 from streamkit.server._convert import (
@@ -34,11 +38,15 @@ from streamkit.server._indexes import (
     parse_local,
 )
 from streamkit.storage._capacity import ConsumedCapacity, OnDemand, Provisioned, measure
+from streamkit.storage._index_admin import add_index, backfill, drop_index
+from streamkit.storage._spec import check_table_name
+from streamkit.storage._store import Store
+from streamkit.storage._table import Table
+from streamkit.storage._transaction import Transaction
 
 if TYPE_CHECKING:
-    from streamkit._app import App
+    from streamkit.log import ChangeLog
     from streamkit.storage._spec import TableSpec
-    from streamkit.storage._table import Table
 
 __all__ = ("OPERATIONS", "Service")
 
@@ -272,12 +280,33 @@ def _capacity(
 
 
 class Service:
-    """The operations, bound to one App."""
+    """The operations, bound to a store and a change log (not to an ``App``: the App
+    wires them and runs the background work; see ``_asgi.service_for``).
 
-    def __init__(self, app: App, *, region: str = "local", account: str = "000000000000"):
-        self.app = app
+    Args:
+        store: the table store.
+        log: the change log the store's tables are captured into (the Streams API).
+        namespace: the topic prefix (table and topic names are checked against it).
+        partitions: the partitions of a table topic not created yet.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        log: ChangeLog,
+        *,
+        namespace: str,
+        partitions: int = 8,
+        region: str = "local",
+        account: str = "000000000000",
+    ):
+        self.store = store
+        self.log = log
+        self.namespace = namespace
+        self.partitions = partitions
         self.region = region
         self.account = account
+        self._backfills: set[asyncio.Task[Any]] = set()
 
     # --- helpers ---------------------------------------------------------------------------
     def arn(self, table: str) -> str:
@@ -294,10 +323,10 @@ class Service:
 
     async def _spec(self, body: Body) -> TableSpec:
         name = _need(body, "TableName")
-        return await self.app.store.spec(name)
+        return await self.store.spec(name)
 
     def _table(self, name: str) -> Table:
-        return self.app.table(name)
+        return Table(self.store, check_table_name(name))
 
     async def describe(self, spec: TableSpec) -> dict[str, Any]:
         key = spec.key
@@ -329,7 +358,7 @@ class Service:
             "DeletionProtectionEnabled": False,
         }
         out.update(
-            await describe_indexes(spec, self.arn(spec.name), self.app.store.engine.table_stats,
+            await describe_indexes(spec, self.arn(spec.name), self.store.engine.table_stats,
                                    provisioned)
         )  # fmt: skip
         if spec.stream is not None:
@@ -343,12 +372,12 @@ class Service:
 
     async def _save(self, spec: TableSpec) -> None:
         """Store a table's changed settings (and tell this process's catalog)."""
-        store = self.app.store
+        store = self.store
         await store.engine.update_table(spec)
         store.remember(spec)
 
     async def _counts(self, spec: TableSpec) -> tuple[int, int]:
-        return await self.app.store.engine.table_stats(spec.table_id)
+        return await self.store.engine.table_stats(spec.table_id)
 
     # --- tables ---------------------------------------------------------------------------
     async def CreateTable(self, body: Body) -> Body:
@@ -410,7 +439,9 @@ class Service:
                     f"One or more parameter values were invalid: List of {member} is empty"
                 )
         provisioned = isinstance(capacity, Provisioned)
-        await self.app.create_table(
+        await create_table(
+            self.store,
+            self.namespace,
             name,
             partition_key=hash_key,
             sort_key=range_key,
@@ -419,7 +450,7 @@ class Service:
             global_indexes=[parse_global(d, types, provisioned) for d in gsis or ()],
             local_indexes=[parse_local(d, types, hash_key[0]) for d in lsis or ()],
         )
-        spec = await self.app.store.spec(name)
+        spec = await self.store.spec(name)
         desc = await self.describe(spec)
         desc["TableStatus"] = "ACTIVE"
         return {"TableDescription": desc}
@@ -460,7 +491,7 @@ class Service:
     async def DeleteTable(self, body: Body) -> Body:
         spec = await self._spec(body)
         desc = await self.describe(spec)
-        await self.app.delete_table(spec.name)
+        await self.store.delete_table(spec.name)
         desc["TableStatus"] = "DELETING"
         return {"TableDescription": desc}
 
@@ -469,7 +500,7 @@ class Service:
         if not 1 <= limit <= 100:
             raise validation("Limit must be between 1 and 100")
         start = _opt(body, "ExclusiveStartTableName", str)
-        names = [n for n in await self.app.list_tables() if start is None or n > start]
+        names = [n for n in await self.store.table_names() if start is None or n > start]
         out: Body = {"TableNames": names[:limit]}
         if len(names) > limit:
             out["LastEvaluatedTableName"] = names[limit - 1]
@@ -494,12 +525,13 @@ class Service:
                 else "Subscriber limit exceeded: Only 1 online index can be created or deleted "
                 "simultaneously per table"
             )
-        await self.app._check_stream_change(spec, changed)  # the topic must be able to exist
+        # the topic must be able to exist
+        await check_stream_change(self.store, self.namespace, spec, changed)
         if changed != spec:
             await self._save(changed)
         if updates:
             await self._index_update(changed, updates[0], body)
-            changed = await self.app.store.spec(spec.name)
+            changed = await self.store.spec(spec.name)
         return {"TableDescription": await self.describe(changed)}
 
     async def _index_update(self, spec: TableSpec, update: Any, body: Body) -> None:
@@ -516,7 +548,7 @@ class Service:
                 raise DynamoError(
                     "ResourceNotFoundException", f"Requested resource not found: Index: {name}"
                 )
-            await self.app.update_table(spec.name, delete_index=name)
+            await drop_index(self.store, spec.name, name)
         elif action == "Create":
             types: dict[str, str] = {
                 a.name: a.type for ix in spec.indexes for a in (ix.key.partition, ix.key.sort) if a
@@ -526,7 +558,12 @@ class Service:
                 if isinstance(a, dict) and a.get("AttributeType") in _TYPES:
                     types.setdefault(str(a.get("AttributeName")), str(a["AttributeType"]))
             index = parse_global(d, types, isinstance(spec.capacity, Provisioned))
-            await self.app.update_table(spec.name, create_index=index, wait=False)
+            await add_index(self.store, spec.name, index)
+            task = asyncio.create_task(
+                backfill(self.store, spec.name, index.name), name=f"backfill-{spec.name}"
+            )
+            self._backfills.add(task)  # finished by App.running() if this process stops
+            task.add_done_callback(self._backfills.discard)
         elif action == "Update":
             name = d.get("IndexName") if isinstance(d, dict) else None
             if not any(ix.name == name for ix in spec.indexes):
@@ -604,14 +641,14 @@ class Service:
     async def CreateBackup(self, body: Body) -> Body:
         spec = await self._spec(body)
         _need(body, "BackupName")
-        b = await self.app.backup(spec.name)
+        b = await _backups.create(self.store, spec.name)
         return {"BackupDetails": self._backup_details(b)}
 
     async def ListBackups(self, body: Body) -> Body:
         table = _opt(body, "TableName", str)
         kind = _opt(body, "BackupType", str, "ALL")
         out = []
-        for b in await self.app.backups(table):
+        for b in await _backups.list_backups(self.store, table):
             if kind not in ("ALL", b.kind):
                 continue
             out.append(
@@ -624,7 +661,7 @@ class Service:
         return {"BackupSummaries": out}
 
     async def _find_backup(self, backup_id: str) -> Any:
-        for b in await self.app.backups():
+        for b in await _backups.list_backups(self.store):
             if b.id == backup_id:
                 return b
         raise DynamoError("BackupNotFoundException", f"Backup not found: {backup_id}")
@@ -645,7 +682,7 @@ class Service:
 
     async def DeleteBackup(self, body: Body) -> Body:
         described = await self.DescribeBackup(body)
-        await self.app.delete_backup(self._backup_id(body))
+        await _backups.delete(self.store, self._backup_id(body))
         described["BackupDescription"]["BackupDetails"]["BackupStatus"] = "DELETED"
         return described
 
@@ -653,8 +690,8 @@ class Service:
         target = _need(body, "TargetTableName")
         backup_id = self._backup_id(body)
         await self._find_backup(backup_id)
-        await self.app.restore_backup(backup_id, target=target)
-        return {"TableDescription": await self.describe(await self.app.store.spec(target))}
+        await _backups.restore(self.store, backup_id, target=target, namespace=self.namespace)
+        return {"TableDescription": await self.describe(await self.store.spec(target))}
 
     async def RestoreTableToPointInTime(self, body: Body) -> Body:
         from datetime import UTC, datetime
@@ -665,8 +702,8 @@ class Service:
             at = datetime.now(UTC)
         else:
             at = timestamp(_need(body, "RestoreDateTime", (int, float, Decimal)), "RestoreDateTime")
-        await self.app.restore_to_time(source, at=at, target=target)
-        return {"TableDescription": await self.describe(await self.app.store.spec(target))}
+        await restore_to_time(self.store, source, at=at, target=target, namespace=self.namespace)
+        return {"TableDescription": await self.describe(await self.store.spec(target))}
 
     async def UpdateContinuousBackups(self, body: Body) -> Body:
         from dataclasses import replace
@@ -919,7 +956,7 @@ class Service:
             if "AttributesToGet" in req:
                 projection = legacy.projection(req["AttributesToGet"])
             table = self._table(name)
-            await self.app.store.spec(name)
+            await self.store.spec(name)
             items = []
             for k in keys:
                 item = await table.get(
@@ -960,7 +997,7 @@ class Service:
                     deletes.append(item_from_dynamodb_json(_need(w["DeleteRequest"], "Key", dict)))
                 else:
                     raise validation("each write must hold exactly one PutRequest or DeleteRequest")
-            await self.app.store.spec(name)
+            await self.store.spec(name)
             parsed[name] = (puts, deletes)
         unprocessed: dict[str, list[Any]] = {}
         for name, (puts, deletes) in parsed.items():
@@ -974,7 +1011,7 @@ class Service:
         items = _need(body, "TransactItems", list)
         if not 1 <= len(items) <= 100:
             raise validation("TransactItems must hold 1 to 100 actions")
-        tx = self.app.transaction()
+        tx = Transaction(self.store)
         for action in items:
             if not isinstance(action, dict) or len(action) != 1:
                 raise validation("each TransactItem must hold exactly one action")

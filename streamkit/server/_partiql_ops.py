@@ -1,6 +1,6 @@
 """DynamoDB's PartiQL operations: ExecuteStatement, BatchExecuteStatement, ExecuteTransaction.
 
-The statements run on the App's store through :mod:`streamkit.storage._partiql_exec`;
+The statements run on the endpoint's store through :mod:`streamkit.storage._partiql_exec`;
 this module only reads the requests and writes the responses the way DynamoDB does
 (``Parameters`` as AttributeValues, an opaque ``NextToken``, ``ConsumedCapacity``,
 per-statement ``Error {Code, Message}`` in a batch).
@@ -22,6 +22,7 @@ from streamkit.records._values import item_to_dynamodb_json
 from streamkit.server._convert import from_dynamodb_json
 from streamkit.server._errors import from_streamkit, validation
 from streamkit.server._ops import _capacity, _need, _opt
+from streamkit.storage import _partiql_exec as partiql
 from streamkit.storage._capacity import measure
 from streamkit.storage._partiql_exec import execute_batch
 from streamkit.storage._partiql_exec import execute_transaction as run_transaction
@@ -63,7 +64,8 @@ async def execute_statement(service: Service, body: Body) -> Body:
             "1 validation error detected: Value at 'limit' failed to satisfy constraint: "
             "Member must have value greater than or equal to 1"
         )
-    page = await service.app.execute_page(
+    page = await partiql.execute_page(
+        service.store,
         statement,
         _parameters(body),
         consistent=_opt(body, "ConsistentRead", bool, False),
@@ -118,7 +120,7 @@ async def batch_execute_statement(service: Service, body: Body) -> Body:
     statements = _statements(body, "Statements", 25)
     consistent = any(e.get("ConsistentRead") is True for e in body["Statements"])
     with measure() as used:
-        results = await execute_batch(service.app.store, statements, consistent=consistent)
+        results = await execute_batch(service.store, statements, consistent=consistent)
     responses = []
     for r in results:
         entry: Body = {}
@@ -143,7 +145,7 @@ async def execute_transaction(service: Service, body: Body) -> Body:
     old = [_old_on_failure(e) for e in body["TransactStatements"]]
     with measure() as used:
         items = await run_transaction(
-            service.app.store, statements, return_old_on_condition_failure=old
+            service.store, statements, return_old_on_condition_failure=old
         )
     out: Body = {}
     if items:

@@ -52,7 +52,6 @@ class StreamsService:
 
     def __init__(self, service: Service) -> None:
         self.service = service
-        self.app = service.app
         self._readers: dict[tuple[str, int], tuple[LogReader, int]] = {}
         self._lock = asyncio.Lock()
 
@@ -75,12 +74,12 @@ class StreamsService:
         if not isinstance(arn, str) or "/stream/" not in arn:
             raise validation(f"Invalid StreamArn: {shown(arn)}")
         table = arn.split(":table/", 1)[-1].split("/stream/", 1)[0]
-        spec = self.app.store.known(table)
+        spec = self.service.store.known(table)
         if spec is None:
             from streamkit.exceptions import TableNotFound
 
             try:
-                spec = await self.app.store.spec(table)
+                spec = await self.service.store.spec(table)
             except TableNotFound:
                 raise _not_found(f"Stream: {arn} not found") from None
         if spec.stream is None or self.service.stream_arn(spec) != arn:
@@ -88,19 +87,19 @@ class StreamsService:
         return spec
 
     async def _partitions(self, spec: TableSpec) -> int:
-        log = self.app.log
+        log = self.service.log
         await log.open()
-        described = await log.describe_topic(table_topic(self.app.namespace, spec.name))
-        return self.app.topic_config.partitions if described is None else described.partitions
+        described = await log.describe_topic(table_topic(self.service.namespace, spec.name))
+        return self.service.partitions if described is None else described.partitions
 
     async def ListStreams(self, body: Body) -> Body:
         table = body.get("TableName")
         if table is not None and not isinstance(table, str):
             raise validation(f"Invalid TableName: {shown(table)}")
-        names = await self.app.list_tables() if table is None else [table]
+        names = await self.service.store.table_names() if table is None else [table]
         streams = []
         for name in names:
-            spec = await self.app.store.spec(name)
+            spec = await self.service.store.spec(name)
             if spec.stream is not None:
                 streams.append(
                     {
@@ -167,8 +166,8 @@ class StreamsService:
             if at != offset:
                 await reader.seek(partition, offset)
             return reader
-        reader = self.app.log.reader(
-            table_topic(self.app.namespace, spec.name), partitions=[partition]
+        reader = self.service.log.reader(
+            table_topic(self.service.namespace, spec.name), partitions=[partition]
         )
         await reader.seek(partition, offset)
         return reader
@@ -182,8 +181,8 @@ class StreamsService:
         if not 0 <= p < await self._partitions(spec):
             raise _not_found(f"Shard: {shard} in Stream: {body.get('StreamArn')}")
         kind = body.get("ShardIteratorType")
-        topic = table_topic(self.app.namespace, spec.name)
-        log = self.app.log
+        topic = table_topic(self.service.namespace, spec.name)
+        log = self.service.log
         await log.open()
         if await log.describe_topic(topic) is None:
             return {"ShardIterator": self._iterator(spec, p, 0)}
@@ -231,8 +230,8 @@ class StreamsService:
         limit = body.get("Limit", 1000)
         if not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise validation("Limit must be between 1 and 1000")
-        topic = table_topic(self.app.namespace, spec.name)
-        log = self.app.log
+        topic = table_topic(self.service.namespace, spec.name)
+        log = self.service.log
         await log.open()
         if await log.describe_topic(topic) is None:
             return {"Records": [], "NextShardIterator": self._iterator(spec, p, offset)}

@@ -90,6 +90,18 @@ class Store:
         for key in [k for k in self._buckets if k[0] == name or k[0].startswith(name + "\0")]:
             del self._buckets[key]
 
+    async def delete_table(self, name: str) -> TableSpec:
+        """Delete a table, its items and its index entries (see ``StorageEngine``)."""
+        await self.ensure_open()
+        spec = await self.engine.delete_table(name)
+        self.forget(name)
+        return spec
+
+    async def table_names(self) -> list[str]:
+        """The names of every table, sorted (other processes' changes included)."""
+        await self.reload()
+        return [s.name for s in self.known_specs]
+
     @property
     def known_specs(self) -> list[TableSpec]:
         """Specs cached now, by name."""

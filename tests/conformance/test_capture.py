@@ -240,8 +240,8 @@ async def _create_unchecked(
     """Create a table the way a version without the topic checks did (an "old" table
     that the relay meets in the catalog), through the normal path otherwise."""
     with monkeypatch.context() as m:
-        m.setattr("streamkit._app.check_table_topic", lambda *a, **k: "")
-        m.setattr("streamkit._app.check_reserved_table_name", lambda *a, **k: None)
+        m.setattr("streamkit.capture._tables.check_table_topic", lambda *a, **k: "")
+        m.setattr("streamkit.capture._tables.check_reserved_table_name", lambda *a, **k: None)
         return await app.create_table(name, **kwargs)
 
 
@@ -268,7 +268,7 @@ async def _outbox_seqs(app: sk.App, table: str) -> list[int]:
 
 
 async def test_a_table_whose_topic_cannot_exist_is_refused_at_creation(tmp_path: Path) -> None:
-    from streamkit.server._ops import Service
+    from streamkit.server._asgi import service_for
 
     app = sk.App(
         storage=f"sqlite:///{tmp_path}/store.db", log=f"local://{tmp_path}/log", namespace="shop"
@@ -298,9 +298,9 @@ async def test_a_table_whose_topic_cannot_exist_is_refused_at_creation(tmp_path:
     await app.create_table("a_b", partition_key="k", stream=None)
     enable = {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
     with pytest.raises(sk.ValidationError, match=r"'\.' and '_'"):
-        await Service(app).UpdateTable({"TableName": "a_b", "StreamSpecification": enable})
+        await service_for(app).UpdateTable({"TableName": "a_b", "StreamSpecification": enable})
     assert (await app.describe_table("a_b"))["stream"] is None
-    await Service(app).UpdateTable({"TableName": "a.b", "StreamSpecification": enable})
+    await service_for(app).UpdateTable({"TableName": "a.b", "StreamSpecification": enable})
     # restores create tables too
     backup = await app.backup("a.b")
     with pytest.raises(sk.ValidationError, match="reserved for dead-letter queues"):

@@ -424,7 +424,7 @@ async def test_relay_killed_while_a_table_is_set_aside_and_caught_up(
     await _create_tables(app)
     await app.create_table("Late.t", partition_key="k")
     with monkeypatch.context() as m:  # an "old" table: made without the topic check
-        m.setattr("streamkit._app.check_table_topic", lambda *a, **k: "")
+        m.setattr("streamkit.capture._tables.check_table_topic", lambda *a, **k: "")
         await app.create_table("Late_t", partition_key="k")
     runner = tmp_path / "relay_runner.py"
     runner.write_text(RUNNER)
