@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import inspect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -63,7 +62,7 @@ from streamkit.storage._conditions import (
 )
 from streamkit.storage._evaluate import top_level_names
 from streamkit.storage._expressions import ExpressionContext, compile_condition, compile_projection
-from streamkit.storage._keys import order_bytes
+from streamkit.storage._keys import KeySchema, order_bytes
 from streamkit.storage._partiql import (
     Delete,
     ExistsCheck,
@@ -387,13 +386,12 @@ async def _select(
     projection, names = _projection(stmt.projection)
     start, cursor = (0, None) if next_token is None else _untoken(text, next_token)
     out = StatementPage(table=stmt.table)
-    if stmt.index is not None:
-        return await _index_scan(
-            table, text, stmt, where, projection, names, consistent, limit, cursor
-        )
-    pk = spec.key.partition.name
+    # FROM "Table"."Index": the index's key decides query or scan, as the table's does
+    schema = spec.key if stmt.index is None else spec.index(stmt.index).key
+    idx: dict[str, Any] = {} if stmt.index is None else {"index": stmt.index}
+    pk = schema.partition.name
     partitions = None if where is None else _partitions(where, pk)
-    _check_order(spec, stmt, where, partitions)
+    _check_order(schema, stmt, where, partitions)
     if partitions is None:
         scanned = await table.scan_page(
             filter=where,
@@ -402,6 +400,7 @@ async def _select(
             limit=limit,
             start_key=cursor,
             consistent=consistent,
+            **idx,
         )
         out.items, out.consumed = scanned.items, scanned.consumed
         if scanned.last_key is not None:
@@ -410,22 +409,20 @@ async def _select(
     assert where is not None
     if any(name == pk for name, _ in stmt.order):
         descending = next(d for name, d in stmt.order if name == pk)
-        ordered = [
-            (order_bytes(spec.key.check_value(spec.key.partition, v)), v) for v in partitions
-        ]
+        ordered = [(order_bytes(schema.check_value(schema.partition, v)), v) for v in partitions]
         ordered.sort(key=lambda pair: pair[0], reverse=descending)
         partitions = [v for _, v in ordered]
     reverse = any(d for name, d in stmt.order if name != pk)
     terms = _conjuncts(where)
     sort_cond = None
-    sk = spec.key.sort
+    sk = schema.sort
     if sk is not None:
         sort_cond = next((t for t in terms if _sort_term(t, sk.name, sk.type)), None)
     # terms that only name partitions hold for every partition visited
     rest = [t for t in terms if t is not sort_cond and not _only_partitions(t, pk)]
     residual = _and(rest)
     local = None
-    if residual is not None and top_level_names(residual) & set(spec.key.names):
+    if residual is not None and top_level_names(residual) & set(schema.names):
         # a query filter may not read key attributes: evaluate the whole WHERE here
         local = compile_condition(where, ExpressionContext(None, None))
         residual = None
@@ -447,6 +444,7 @@ async def _select(
             limit=budget,
             start_key=cursor,
             consistent=consistent,
+            **idx,
         )
         out.consumed += page.consumed
         items = page.items
@@ -467,7 +465,7 @@ async def _select(
 
 
 def _check_order(
-    spec: TableSpec, stmt: Select, where: Condition | None, partitions: list[Any] | None
+    schema: KeySchema, stmt: Select, where: Condition | None, partitions: list[Any] | None
 ) -> None:
     if not stmt.order:
         return
@@ -479,50 +477,15 @@ def _check_order(
             "ORDER BY clause."
         )
     for name, _ in stmt.order:
-        if name not in spec.key.names:
+        if name not in schema.names:
             raise ValidationError(
                 f"Variable reference {name} in ORDER BY clause must be part of the primary key"
             )
-    if len(partitions) > 1 and all(n != spec.key.partition.name for n, _ in stmt.order):
+    if len(partitions) > 1 and all(n != schema.partition.name for n, _ in stmt.order):
         raise ValidationError(
             "Must have hash key in ORDER BY clause when more than one hash key condition "
             "specified in WHERE clause."
         )
-
-
-async def _index_scan(
-    table: Table,
-    text: str,
-    stmt: Select,
-    where: Condition | None,
-    projection: str | None,
-    names: dict[str, str] | None,
-    consistent: bool,
-    limit: int | None,
-    cursor: Item | None,
-) -> StatementPage:
-    """``FROM "Table"."Index"``: a scan of the index with the WHERE as its filter."""
-    if "index" not in inspect.signature(table.scan_page).parameters:
-        raise ValidationError(
-            f"SELECT from an index ({stmt.table}.{stmt.index}) is not supported yet by this "
-            "version of streamkit"
-        )
-    if stmt.order:
-        raise ValidationError("ORDER BY on an index is not supported yet by streamkit")
-    kwargs: dict[str, Any] = {"index": stmt.index}
-    page = await table.scan_page(
-        filter=where,
-        projection=projection,
-        names=names,
-        limit=limit,
-        start_key=cursor,
-        consistent=consistent,
-        **kwargs,
-    )
-    out = StatementPage(items=page.items, consumed=page.consumed, table=stmt.table)
-    if page.last_key is not None:
-        out.next_token = _token(text, 0, page.last_key)
-    return out
 
 
 def _render_update(update: UpdateExpr) -> tuple[str, dict[str, str], dict[str, Any]]:

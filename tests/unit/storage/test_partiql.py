@@ -564,3 +564,39 @@ async def test_select_from_an_index(app: sk.App) -> None:
         await app.execute_transaction(
             ['EXISTS(SELECT * FROM "Orders"."ByStatus" WHERE Status = \'NEW\')']
         )
+
+
+async def test_a_where_that_fixes_an_index_partition_key_is_a_query_of_the_index(
+    app: sk.App,
+) -> None:
+    orders = await app.create_table(
+        "Orders",
+        partition_key="UserID",
+        sort_key="OrderDate",
+        global_indexes=[
+            sk.GlobalIndex("ByStatus", partition_key="Status", sort_key=("Total", "N"))
+        ],
+    )
+    for i in range(40):  # 4 KB each: a scan of them all would cost 20 read units
+        await orders.put(
+            {
+                "UserID": f"u{i}",
+                "OrderDate": "d",
+                "Status": "NEW",
+                "Total": 100 + i,
+                "Pad": "x" * 4000,
+            }
+        )
+    for t in (3, 1, 2):
+        await orders.put({"UserID": f"s{t}", "OrderDate": "d", "Status": "SHIPPED", "Total": t})
+    with sk.measure_capacity() as used:
+        rows = await app.execute(
+            'SELECT Total FROM "Orders"."ByStatus" WHERE Status = ? ORDER BY Total DESC',
+            ["SHIPPED"],
+        )
+    assert rows == [{"Total": 3}, {"Total": 2}, {"Total": 1}]
+    assert used.read_units == 0.5  # one partition of the index read, not the index
+    with sk.measure_capacity() as used:
+        rows = await app.execute('SELECT UserID FROM "Orders"."ByStatus" WHERE Total = 2')
+    assert rows == [{"UserID": "s2"}]
+    assert used.read_units > 10  # no partition key: a scan of the index
