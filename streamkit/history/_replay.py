@@ -27,13 +27,13 @@ from streamkit.history._archive import _iso, archive_window, archived, to_ms
 from streamkit.log import read_until
 from streamkit.records import ChangeRecord
 from streamkit.records._avro import decode_record, lazy_record
-from streamkit.runtime._batch import Batch, BatchResult
+from streamkit.runtime._delivery import Delivery, Item
 from streamkit.runtime._registry import HandlerSpec, build_spec
-from streamkit.runtime._worker import backoff, call_handler
 from streamkit.storage._effects import Effects
 
 if TYPE_CHECKING:
     from streamkit.log import ChangeLog, LogReader
+    from streamkit.runtime._delivery import Origin
     from streamkit.storage._spec import TableSpec
     from streamkit.storage._store import Store
 
@@ -53,6 +53,7 @@ class HistoryEnv:
 
 _EVENTS = ("INSERT", "MODIFY", "REMOVE")
 _MAX_TAIL = 1_000_000  # unpublished rows read in one snapshot
+_SLICE = 1_000  # records selected at once
 
 
 @dataclass(slots=True)
@@ -135,110 +136,92 @@ def _resolve(
     return spec
 
 
-def _wanted(spec: HandlerSpec, record: ChangeRecord) -> bool:
-    event = record.event_name
-    if event not in spec.events:
+class _Replayed:
+    """A replay as the delivery policy sees it: no partition, never given away, and
+    nothing delivered before (replay keeps no position)."""
+
+    partition = -1
+    stopping = False
+
+    def seen(self, lane: int, item: Item) -> bool:
         return False
-    if (
-        spec.changed is not None
-        and event == "MODIFY"
-        and not spec.changed.intersection(record.changed or ())
-    ):
-        return False
-    return spec.filter is None or spec.filter.matches(record)
+
+
+_REPLAYED = _Replayed()
+
+
+class _Counted:
+    """Replay's failure route: a record that keeps failing after the handler's retries
+    is counted and reported, and replay goes on (no DLQ, no ``on_failure="block"``, no
+    ``max_record_age``: replayed records are old by design)."""
+
+    blocking = False
+    expiring = False
+
+    def __init__(self, summary: ReplaySummary, log: Any) -> None:
+        self.summary = summary
+        self.log = log
+
+    async def give_up(self, origin: Origin, items: list[Item], error: BaseException) -> None:
+        summary = self.summary
+        summary.failed += len(items)
+        first = items[0].record
+        assert first is not None
+        if len(summary.errors) < 10:
+            summary.errors.append(
+                f"sequence {first.sequence_number}: {type(error).__name__}: {error}"
+            )
+        self.log.warning(
+            "replay gave up on records",
+            records=len(items),
+            first_sequence=first.sequence_number,
+            error=repr(error),
+        )
 
 
 class _Runner:
-    """Invokes the handler the way the runtime does (batching, retries with backoff,
-    partial batch failures, context writes committed per invocation), without
-    checkpoints or DLQ: a record that keeps failing is counted and reported."""
+    """Runs the handler through the runtime's delivery policy (selection, batching,
+    retries with backoff, bisect, partial batch failures) with replay's failure route;
+    context writes commit with each invocation (there is no checkpoint)."""
 
     def __init__(self, env: HistoryEnv, spec: HandlerSpec, summary: ReplaySummary) -> None:
         self.env = env
-        self.spec = spec
         self.summary = summary
         self.size = (spec.batch_size or 1) if spec.batched else 1
-        self.pending: list[ChangeRecord] = []
-        self.everything = (
-            spec.events.issuperset(_EVENTS) and spec.changed is None and spec.filter is None
-        )
-        self.log = _logger().bind(handler=spec.name, table=spec.table, replay=True)
+        self.pending: list[Item] = []
+        log = _logger().bind(handler=spec.name, table=spec.table, replay=True)
+        self.delivery = Delivery(spec, _Counted(summary, log), log=log, commit_each=True)
 
     async def feed(self, records: Sequence[ChangeRecord]) -> None:
-        spec, summary = self.spec, self.summary
+        summary = self.summary
         summary.records += len(records)
-        # a handler taking every record needs no look inside (records decode on first use)
-        wanted = list(records) if self.everything else [r for r in records if _wanted(spec, r)]
-        summary.delivered += len(wanted)
-        if summary.dry_run or not wanted:
-            return
-        pending = self.pending
-        pending.extend(wanted)
-        size = self.size
-        while len(pending) >= size:
-            chunk = pending[:size]
-            del pending[:size]
-            await self._deliver(chunk)
+        select = self.delivery.select
+        pending, size = self.pending, self.size
+        # a slice at a time: items die young (an archive read hands over up to its whole
+        # range at once, and long-lived items would cost full garbage collections)
+        for start in range(0, len(records), _SLICE):
+            # Item.of(r), inlined: this is replay's per-record hot path
+            items = [Item(-1, None, b"", (), 0, r) for r in records[start : start + _SLICE]]
+            wanted = select(_REPLAYED, 0, items)
+            summary.delivered += len(wanted)
+            if summary.dry_run or not wanted:
+                continue
+            pending.extend(wanted)
+            while len(pending) >= size:
+                chunk = pending[:size]
+                del pending[:size]
+                await self._deliver(chunk)
 
     async def finish(self) -> None:
         if self.pending:
             chunk, self.pending = self.pending, []
             await self._deliver(chunk)
 
-    async def _deliver(self, records: list[ChangeRecord]) -> None:
-        spec = self.spec
-        attempt = 0
-        while records:
-            attempt += 1
-            effects = Effects(self.env.store)
-            arg: Any = (
-                Batch(records, table=spec.table, handler=spec.name, attempt=attempt)
-                if spec.batched
-                else records[0]
-            )
-            self.summary.invocations += 1
-            error: BaseException | None = None
-            first_failed: int | None = None
-            try:
-                result = await call_handler(
-                    spec, arg, effects, partition=-1, attempt=attempt, log=self.log
-                )
-                if spec.batched and isinstance(result, BatchResult):
-                    first_failed = result.first_failure(records)
-                    if first_failed is not None:
-                        error = RuntimeError(
-                            f"the handler reported {len(result.failed)} failed records"
-                        )
-                if len(effects):
-                    await effects.commit_with([])
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                error, first_failed = e, 0
-            if error is None:
-                return
-            assert first_failed is not None
-            if first_failed:
-                records = records[first_failed:]
-                attempt = 0
-                continue
-            if attempt > spec.retries:
-                self._give_up(records, error)
-                return
-            await asyncio.sleep(backoff(spec, attempt))
-
-    def _give_up(self, records: list[ChangeRecord], error: BaseException) -> None:
-        summary = self.summary
-        summary.failed += len(records)
-        if len(summary.errors) < 10:
-            first = records[0].sequence_number
-            summary.errors.append(f"sequence {first}: {type(error).__name__}: {error}")
-        self.log.warning(
-            "replay gave up on records",
-            records=len(records),
-            first_sequence=records[0].sequence_number,
-            error=repr(error),
-        )
+    async def _deliver(self, items: list[Item]) -> None:
+        try:  # the policy commits each invocation's context writes (commit_each)
+            await self.delivery.deliver(_REPLAYED, 0, items, Effects(self.env.store))
+        finally:
+            self.summary.invocations = self.delivery.invocations
 
 
 def _logger() -> Any:

@@ -8,9 +8,10 @@ how to use it.
 
 from streamkit._names import dlq_topic
 from streamkit.runtime._batch import Batch, BatchResult, Context, Window
+from streamkit.runtime._delivery import PartialBatchFailure, RecordExpired
 from streamkit.runtime._dlq import DeadLetter
 from streamkit.runtime._registry import HandlerSpec, Router
-from streamkit.runtime._worker import PartialBatchFailure, RecordExpired, group_name
+from streamkit.runtime._worker import group_name
 
 __all__ = (
     "Batch",

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
 from typing import TYPE_CHECKING
 
-from streamkit.runtime._batch import Batch, BatchResult
-from streamkit.runtime._worker import _bound_logger, call_handler
+from streamkit.runtime._delivery import Delivery, Item, bound_logger
 from streamkit.storage._effects import Effects
 
 if TYPE_CHECKING:
+    from streamkit.runtime._delivery import Origin
     from streamkit.runtime._dlq import DeadLetter, DeadLetterQueue
     from streamkit.runtime._registry import HandlerSpec
     from streamkit.storage._store import Store
@@ -18,49 +16,51 @@ if TYPE_CHECKING:
 __all__ = ("redrive",)
 
 
+class _Letter:
+    """A dead letter as the delivery policy sees it: from its source partition, never
+    given away, not delivered before (it is being redriven)."""
+
+    stopping = False
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+    def seen(self, lane: int, item: Item) -> bool:
+        return False
+
+
+class _Kept:
+    """Redrive's failure route: a letter that still fails after the handler's retries
+    stays in the DLQ (and the redrive stops); no ``block``, no ``max_record_age``."""
+
+    blocking = False
+    expiring = False
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    async def give_up(self, origin: Origin, items: list[Item], error: BaseException) -> None:
+        self.error = error
+
+
 async def _handle(
     store: Store, spec: HandlerSpec, letter: DeadLetter, log: object
-) -> Exception | None:
-    """Run one letter through the handler with its retries; None on success."""
+) -> BaseException | None:
+    """Run one letter through the handler's delivery policy; None on success."""
     record = letter.record
     if record is None:
         return ValueError(f"dead letter at offset {letter.offset} cannot be decoded")
-    error: Exception | None = None
-    for attempt in range(1, spec.retries + 2):
-        effects = Effects(store)
-        arg = (
-            Batch(
-                [record],
-                table=spec.table,
-                handler=spec.name,
-                partition=letter.source_partition,
-                attempt=attempt,
-            )
-            if spec.batched
-            else record
-        )
-        try:
-            result = await call_handler(
-                spec, arg, effects, partition=letter.source_partition, attempt=attempt, log=log
-            )
-            if isinstance(result, BatchResult) and result.first_failure([record]) is not None:
-                raise RuntimeError("the handler reported the record as failed")
-            if len(effects):
-                await effects.commit_with([])
-            return None
-        except Exception as e:  # the handler's failure, reported to the caller
-            error = e
-            delay = min(spec.max_retry_delay, spec.retry_delay * (2 ** (attempt - 1)))
-            if attempt <= spec.retries:
-                await asyncio.sleep(random.uniform(0, delay))
-    return error
+    kept = _Kept()
+    delivery = Delivery(spec, kept, log=log, commit_each=True)
+    await delivery.deliver(_Letter(letter.source_partition), 0, [Item.of(record)], Effects(store))
+    return kept.error
 
 
 async def redrive(
     store: Store, dlq: DeadLetterQueue, spec: HandlerSpec, *, limit: int | None = None
 ) -> dict[str, int]:
     """Redrive pending letters oldest first; stop at the first that fails again."""
-    log = _bound_logger(spec)
+    log = bound_logger(spec)
     done = failed = 0
     async for letter in dlq.pending():
         if limit is not None and done >= limit:

@@ -18,11 +18,13 @@ from streamkit.records import ChangeRecord, StreamView
 from streamkit.records._avro import decode_image, encode_change_record
 from streamkit.records._record import datetime_from_ms
 from streamkit.records._values import item_size
+from streamkit.runtime._delivery import Item
 from streamkit.storage._effects import Effects
 from streamkit.storage._keys import message_key
 
 if TYPE_CHECKING:
-    from streamkit.runtime._worker import HandlerRunner, _Partition
+    from streamkit.runtime._tracking import _Partition
+    from streamkit.runtime._worker import HandlerRunner
     from streamkit.storage._store import Store
 
 __all__ = ("deliver_snapshot",)
@@ -82,12 +84,10 @@ async def deliver_snapshot(runner: HandlerRunner, part: _Partition) -> None:
             )
         )
     runner._log.info("snapshot", partition=part.p, items=len(records), sequence_number=seq)
-    from streamkit.runtime._worker import _Item
-
     chunk = runner.spec.batch_size or 500
     for start in range(0, len(records), chunk):
         items = [
-            _Item(
+            Item(
                 -1,
                 message_key(r.keys[spec_t.key.partition.name]),
                 encode_change_record(r),
@@ -98,12 +98,8 @@ async def deliver_snapshot(runner: HandlerRunner, part: _Partition) -> None:
             for r in records[start : start + chunk]
         ]
         effects = Effects(store)
-        wanted = [it for it in items if runner._wanted(part, 0, it)]
-        if runner.spec.batched:
-            await runner._deliver(part, 0, wanted, effects)
-        else:
-            for it in wanted:
-                await runner._deliver(part, 0, [it], effects)
+        delivery = runner.delivery
+        await delivery.deliver(part, 0, delivery.select(part, 0, items), effects)
         if len(effects):
             await effects.commit_with([])
     end = (await consumer.end_offsets())[part.p]  # first: see _first_position
