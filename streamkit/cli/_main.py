@@ -7,6 +7,7 @@ import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -369,14 +370,25 @@ def tables_create(
     ttl_attribute: Annotated[str | None, typer.Option("--ttl-attribute")] = None,
     read: Annotated[float | None, typer.Option(help="Provisioned read units")] = None,
     write: Annotated[float | None, typer.Option(help="Provisioned write units")] = None,
+    global_index: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--global-index",
+            "-g",
+            help="NAME=PK[:TYPE][,SK[:TYPE]][/PROJECTION] (PROJECTION: ALL, KEYS_ONLY or "
+            "attributes joined by '+'); repeatable",
+        ),
+    ] = None,
+    local_index: Annotated[
+        list[str] | None,
+        typer.Option("--local-index", "-l", help="NAME=SK[:TYPE][/PROJECTION]; repeatable"),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a table."""
+    """Create a table (with secondary indexes: --global-index, --local-index)."""
     from streamkit.storage import OnDemand, Provisioned
 
-    def key(spec: str) -> str | tuple[str, str]:
-        name_, _, typ = spec.partition(":")
-        return (name_, typ.upper()) if typ else name_
+    key = _key_arg
 
     async def go(app: App) -> dict[str, Any]:
         cap = (
@@ -391,10 +403,64 @@ def tables_create(
             stream=None if stream.upper() == "NONE" else stream.upper(),
             ttl_attribute=ttl_attribute,
             capacity=cap,
+            global_indexes=[_index_arg(g, local=False) for g in global_index or ()],
+            local_indexes=[_index_arg(x, local=True) for x in local_index or ()],
         )
         return await table.describe()
 
     desc = _run(go)
+    typer.echo(dumps(desc, indent=None if as_json else 2))
+
+
+def _key_arg(spec: str) -> str | tuple[str, str]:
+    name_, _, typ = spec.partition(":")
+    return (name_, typ.upper()) if typ else name_
+
+
+def _index_arg(text: str, *, local: bool) -> Any:
+    """``NAME=PK[:T][,SK[:T]][/PROJECTION]`` (global) or ``NAME=SK[:T][/PROJECTION]`` (local)."""
+    from streamkit.storage import GlobalIndex, LocalIndex
+
+    name, eq, rest = text.partition("=")
+    keys, _, proj = rest.partition("/")
+    parts = [p for p in keys.split(",") if p]
+    if not eq or not name or not parts or len(parts) > (1 if local else 2):
+        form = "NAME=SK[:TYPE][/PROJECTION]" if local else "NAME=PK[:TYPE][,SK[:TYPE]][/PROJECTION]"
+        _fail(f"index {text!r}: expected {form}", code=EXIT_USAGE)
+    projection: str | list[str] = "ALL"
+    if proj:
+        projection = proj.upper() if proj.upper() in ("ALL", "KEYS_ONLY") else proj.split("+")
+    if local:
+        return LocalIndex(name, sort_key=_key_arg(parts[0]), projection=projection)
+    return GlobalIndex(
+        name,
+        partition_key=_key_arg(parts[0]),
+        sort_key=_key_arg(parts[1]) if len(parts) > 1 else None,
+        projection=projection,
+    )
+
+
+@tables_cli.command("add-index")
+def tables_add_index(
+    table: str,
+    index: Annotated[
+        str, typer.Argument(help="NAME=PK[:TYPE][,SK[:TYPE]][/PROJECTION]: a global index")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a global index to a table in use; waits while it is backfilled."""
+
+    async def go(app: App) -> dict[str, Any]:
+        return await app.update_table(table, create_index=_index_arg(index, local=False))
+
+    desc = _run(go)
+    typer.echo(dumps(desc, indent=None if as_json else 2))
+
+
+@tables_cli.command("delete-index")
+def tables_delete_index(table: str, name: str, as_json: JsonOpt = False) -> None:
+    """Delete a global index of a table."""
+    desc = _run(lambda app: app.update_table(table, delete_index=name))
     typer.echo(dumps(desc, indent=None if as_json else 2))
 
 
@@ -556,18 +622,24 @@ def query(
     filter_: Annotated[str | None, typer.Option("--filter", help="A FilterExpression.")] = None,
     reverse: Annotated[bool, typer.Option(help="Descending sort key order.")] = False,
     limit: Annotated[int | None, typer.Option(help="At most this many items.")] = None,
+    index: Annotated[
+        str | None, typer.Option("--index", "-i", help="Query this secondary index.")
+    ] = None,
     values: ValuesOpt = None,
     names: NamesOpt = None,
     as_json: JsonOpt = False,
     ddb: DdbOpt = False,
 ) -> None:
-    """Query one partition (PARTITION: its partition key value), in sort-key order."""
+    """Query one partition (PARTITION: its partition key value, of the table or of
+    --index), in sort-key order."""
 
     from streamkit.exceptions import ExpressionError
 
     async def go(app: App) -> list[dict[str, Any]]:
         t = app.table(table)
         spec = await t.spec()
+        if index is not None:  # the index's key, as the table's key below
+            spec = replace(spec, key=spec.index(index).key)
         pv = _key_value(partition, spec.key.partition.type, "PARTITION")
         value_map = _placeholders(values, dynamodb_json=ddb)
         name_map = _names(names)
@@ -588,6 +660,7 @@ def query(
             limit=limit,
             values=value_map,
             names=name_map,
+            index=index,
         )
         try:
             return [i async for i in it]
@@ -607,17 +680,21 @@ def scan(
     table: str,
     filter_: Annotated[str | None, typer.Option("--filter", help="A FilterExpression.")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many items.")] = None,
+    index: Annotated[
+        str | None, typer.Option("--index", "-i", help="Scan this secondary index.")
+    ] = None,
     values: ValuesOpt = None,
     names: NamesOpt = None,
     as_json: JsonOpt = False,
     ddb: DdbOpt = False,
 ) -> None:
-    """Scan a table."""
+    """Scan a table (or one of its secondary indexes)."""
 
     async def go(app: App) -> list[dict[str, Any]]:
         scan = app.table(table).scan(
             filter=filter_,
             limit=limit,
+            index=index,
             values=_placeholders(values, dynamodb_json=ddb),
             names=_names(names),
         )

@@ -380,3 +380,33 @@ async def test_sql_runs_partiql(tmp_path: Path) -> None:
     code, _, err = await _cli(tmp_path, "sql", "SELECT * FROM Orders WHERE")
     assert code == 1
     assert "Statement wasn't well formed" in _one_error_line(err)
+
+
+async def test_tables_with_secondary_indexes_from_the_command_line(tmp_path: Path) -> None:
+    code, _, err = await _cli(
+        tmp_path, "tables", "create", "Orders", "-p", "UserID", "-s", "OrderDate",
+        "--global-index", "ByStatus=Status,Total:N", "--local-index", "ByTotal=Total:N/KEYS_ONLY",
+    )  # fmt: skip
+    assert code == 0, err
+    for uid, total in (("u1", "5"), ("u2", "3")):
+        item = {"UserID": uid, "OrderDate": "d1", "Status": "NEW", "Total": int(total)}
+        code, _, err = await _cli(tmp_path, "put", "Orders", json.dumps(item))
+        assert code == 0, err
+    code, out, err = await _cli(tmp_path, "query", "Orders", "NEW", "--index", "ByStatus", "--json")
+    assert code == 0, err
+    assert [json.loads(x)["UserID"] for x in out.splitlines()] == ["u2", "u1"]
+    code, out, err = await _cli(tmp_path, "scan", "Orders", "--index", "ByTotal", "--json")
+    assert code == 0, err
+    assert [set(json.loads(x)) for x in out.splitlines()] == [{"UserID", "OrderDate", "Total"}] * 2
+    code, _, err = await _cli(
+        tmp_path, "tables", "add-index", "Orders", "ByDate=OrderDate/KEYS_ONLY"
+    )
+    assert code == 0, err
+    code, out, err = await _cli(tmp_path, "query", "Orders", "d1", "-i", "ByDate", "--json")
+    assert code == 0, err
+    assert len(out.splitlines()) == 2
+    code, _, err = await _cli(tmp_path, "tables", "delete-index", "Orders", "ByDate")
+    assert code == 0, err
+    code, _, err = await _cli(tmp_path, "tables", "create", "Bad", "-p", "k", "-g", "nope")
+    assert code != 0
+    assert "expected NAME=PK" in err
