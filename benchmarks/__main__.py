@@ -1,7 +1,8 @@
 """Run the benchmarks and print (and save) their figures.
 
 python -m benchmarks [--seconds 3] [--out .bench/results.json] [--kafka HOST:PORT]
-                     [--postgres URL] [--only storage|capture|runtime|history|endpoint|postgres]
+                     [--postgres URL]
+                     [--only storage|capture|runtime|history|endpoint|postgres|indexes]
 
 The capture figures run on the local log always, and on Kafka when ``--kafka`` (or
 ``STREAMKIT_TEST_KAFKA``) names a broker. The runtime figures (handler throughput
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import capture, endpoint, history, postgres, runtime, storage
+from benchmarks import capture, endpoint, history, indexes, postgres, runtime, storage
 
 
 def _rows(prefix: str, figures: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -53,7 +54,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("storage", "capture", "runtime", "history", "endpoint", "postgres"),
+        choices=("storage", "capture", "runtime", "history", "endpoint", "postgres", "indexes"),
         help="run one section",
     )
     args = parser.parse_args()
@@ -73,6 +74,8 @@ def main() -> None:
         results["history"] = asyncio.run(history.run(kafka=args.kafka or None))
     if args.only in (None, "endpoint"):
         results["endpoint"] = endpoint.run(args.seconds)
+    if args.only in (None, "indexes"):
+        results["indexes"] = asyncio.run(indexes.run(args.seconds, postgres=args.postgres))
     if args.only in (None, "postgres") and args.postgres:
         results["postgres"] = asyncio.run(postgres.run(args.seconds, url=args.postgres))
     meta = {

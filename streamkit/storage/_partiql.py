@@ -36,6 +36,7 @@ recurses deeper than the parenthesis, nesting and operator limits allow.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
@@ -835,4 +836,11 @@ def parse_statement(text: str) -> Statement:
             "1 validation error detected: Value at 'statement' failed to satisfy constraint: "
             f"Member must have length between 1 and {MAX_STATEMENT_LENGTH}"
         )
+    return _parse(text)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse(text: str) -> Statement:
+    # statements are immutable trees, and applications run the same few texts with
+    # different parameters: parse each once
     return _Parser(text).statement()

@@ -156,6 +156,17 @@ def _value(expr: ValueExpr, params: Sequence[Any]) -> Any:
     return normalize_value(_python(expr, params), "root")
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _child_fields(cls: type) -> tuple[str, ...]:
+    """The fields of a tree node class that can hold nodes (not its position)."""
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(cls) if f.name != "pos")
+    return names
+
+
 class _Bound:
     """Replaces every :class:`Value` of a tree with a ``Const`` of its parameters."""
 
@@ -170,8 +181,8 @@ class _Bound:
         if not isinstance(node, Node):
             return node
         changes: dict[str, Any] = {}
-        for f in fields(node):  # type: ignore[arg-type]
-            child = getattr(node, f.name)
+        for name in _child_fields(type(node)):
+            child = getattr(node, name)
             if isinstance(child, Node):
                 new = self.node(child)
             elif isinstance(child, tuple):
@@ -179,7 +190,7 @@ class _Bound:
             else:
                 continue
             if new is not child:
-                changes[f.name] = new
+                changes[name] = new
         return replace(node, **changes) if changes else node  # type: ignore[type-var]
 
 
@@ -386,6 +397,16 @@ async def _select(
     projection, names = _projection(stmt.projection)
     start, cursor = (0, None) if next_token is None else _untoken(text, next_token)
     out = StatementPage(table=stmt.table)
+    if stmt.index is None and where is not None and not stmt.order and next_token is None:
+        # a WHERE that is exactly the whole key: one get (what a query of it reads)
+        try:
+            k, leftover = _full_key(spec, where)
+        except ValidationError:
+            leftover = where
+        if leftover is None:
+            item = await table.get(k, consistent=consistent, projection=projection, names=names)
+            out.items = [] if item is None else [item]
+            return out
     # FROM "Table"."Index": the index's key decides query or scan, as the table's does
     schema = spec.key if stmt.index is None else spec.index(stmt.index).key
     idx: dict[str, Any] = {} if stmt.index is None else {"index": stmt.index}
