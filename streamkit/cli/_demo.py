@@ -17,7 +17,7 @@ from streamkit.cli._jsonio import dumps, render_item
 from streamkit.exceptions import ConditionFailed, TableNotFound, TransactionCanceled
 from streamkit.records import ChangeRecord, StreamView
 from streamkit.runtime import Batch
-from streamkit.storage import Table, attr, key
+from streamkit.storage import GlobalIndex, Table, attr, key
 
 if TYPE_CHECKING:
     from streamkit._app import App
@@ -250,6 +250,16 @@ async def _storage(app: App, users: Table, orders: Table, out: Console) -> None:
     out.print(f"query orders of 123 in February: {len(feb)} found")
     big = [o async for o in orders.scan(filter=attr("Quantity").gt(10))]
     out.print(f"scan for orders with Quantity > 10: {len(big)} found")
+    await app.update_table(
+        ORDERS, create_index=GlobalIndex("ByQuantity", partition_key=("Quantity", "N"))
+    )
+    twelve = [o async for o in orders.query(12, index="ByQuantity")]
+    out.print(
+        f"added a secondary index ByQuantity (backfilled): {len(twelve)} order(s) of 12 "
+        "found by query, not scan"
+    )
+    rows = await app.execute(f'SELECT OrderDate FROM "{ORDERS}" WHERE UserID = ?', ["123"])
+    out.print(f"PartiQL: SELECT OrderDate FROM {ORDERS} WHERE UserID = '123' -> {len(rows)} rows")
     item = await users.get({"UserID": "123"})
     assert item is not None
     out.print("user 123 now:", dumps(render_item(item, dynamodb_json=False)))
