@@ -2,7 +2,8 @@
 
 python -m benchmarks [--seconds 3] [--out .bench/results.json] [--kafka HOST:PORT]
                      [--postgres URL]
-                     [--only storage|capture|runtime|history|endpoint|postgres|indexes]
+                     [--only storage|capture|runtime|history|endpoint|postgres|indexes|cache
+                             |replication]
 
 The capture figures run on the local log always, and on Kafka when ``--kafka`` (or
 ``STREAMKIT_TEST_KAFKA``) names a broker. The runtime figures (handler throughput
@@ -22,7 +23,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import capture, endpoint, history, indexes, postgres, runtime, storage
+from benchmarks import (
+    cache,
+    capture,
+    endpoint,
+    history,
+    indexes,
+    postgres,
+    replication,
+    runtime,
+    storage,
+)
 
 
 def _rows(prefix: str, figures: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -54,7 +65,17 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("storage", "capture", "runtime", "history", "endpoint", "postgres", "indexes"),
+        choices=(
+            "storage",
+            "capture",
+            "runtime",
+            "history",
+            "endpoint",
+            "postgres",
+            "indexes",
+            "cache",
+            "replication",
+        ),
         help="run one section",
     )
     args = parser.parse_args()
@@ -76,6 +97,10 @@ def main() -> None:
         results["endpoint"] = endpoint.run(args.seconds)
     if args.only in (None, "indexes"):
         results["indexes"] = asyncio.run(indexes.run(args.seconds, postgres=args.postgres))
+    if args.only in (None, "cache"):
+        results["cache"] = asyncio.run(cache.run(args.seconds))
+    if args.only in (None, "replication"):
+        results["replication"] = asyncio.run(replication.run(args.seconds))
     if args.only in (None, "postgres") and args.postgres:
         results["postgres"] = asyncio.run(postgres.run(args.seconds, url=args.postgres))
     meta = {

@@ -40,6 +40,7 @@ from streamkit.records import ChangeRecord, StreamView, UserIdentity
 from streamkit.runtime import Batch, BatchResult, Context, DeadLetter, Router, Window
 from streamkit.storage import (
     BatchStatementResult,
+    Cache,
     Condition,
     ConsumedCapacity,
     GlobalIndex,
@@ -64,6 +65,7 @@ __all__ = (
     "Batch",
     "BatchResult",
     "BatchStatementResult",
+    "Cache",
     "CancellationReason",
     "ChangeRecord",
     "Condition",

@@ -24,6 +24,7 @@ from streamkit.runtime._dlq import DeadLetter, DeadLetterQueue
 from streamkit.runtime._registry import HandlerSpec, Registrar
 from streamkit.runtime._worker import HandlerRunner, RuntimeOptions
 from streamkit.storage import _partiql_exec as partiql
+from streamkit.storage._cache import Cache, CacheEngine
 from streamkit.storage._capacity import Capacity
 from streamkit.storage._indexes import GlobalIndex, LocalIndex
 from streamkit.storage._partiql_exec import BatchStatementResult, StatementPage, StatementRequest
@@ -100,6 +101,12 @@ class App(Registrar):
             considered dead and its partitions go to the others.
         shutdown_timeout: seconds a stopping handler may spend finishing in-flight work.
         dlq_retention_ms: how long dead letters are kept (14 days by default).
+        cache: an item and query cache in front of the store (``sk.Cache``, as DAX):
+            eventually consistent reads are served from it, kept fresh by following
+            every process's changes (see ``docs/guides/cache.md``).
+        tombstone_horizon: global tables: seconds a deleted item's tombstone is kept so
+            that a late, older write from another region cannot bring it back (default:
+            the topic retention, at least a day; kept for ever with retention -1).
 
     Example:
         ```python
@@ -122,6 +129,8 @@ class App(Registrar):
         session_timeout: float = 10.0,
         shutdown_timeout: float = 30.0,
         dlq_retention_ms: int = 14 * 86_400_000,
+        cache: Cache | None = None,
+        tombstone_horizon: float | None = None,
     ) -> None:
         super().__init__()
         self.storage_url = storage or os.environ.get("STREAMKIT_STORAGE") or DEFAULT_STORAGE
@@ -139,7 +148,13 @@ class App(Registrar):
         self.topic_config = TopicConfig(
             partitions=topic_partitions, retention_ms=topic_retention_ms, cleanup_policy="delete"
         )
-        self._store = Store(self.storage_url, origin=self.region)
+        if cache is not None and not isinstance(cache, Cache):
+            raise ConfigurationError(f"cache must be an sk.Cache, got {type(cache).__name__}")
+        self._store = Store(
+            self.storage_url,
+            origin=self.region,
+            cache=None if cache is None else CacheEngine(cache),
+        )
         self._log: ChangeLog | None = None
         self._relay: Relay | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -152,6 +167,11 @@ class App(Registrar):
         self._runners: dict[str, HandlerRunner] = {}
         self._metrics: Any = None
         self._backfills: set[asyncio.Task[Any]] = set()
+        self._replication: Any = None  # the replicators (streamkit.replication), when running
+        self._replication_collector: Any = None
+        if tombstone_horizon is None and topic_retention_ms >= 0:
+            tombstone_horizon = max(topic_retention_ms / 1000, 86_400.0)
+        self.tombstone_horizon = tombstone_horizon
 
     @property
     def metrics(self) -> Any:
@@ -160,7 +180,42 @@ class App(Registrar):
             from streamkit.runtime._metrics import RuntimeMetrics
 
             self._metrics = RuntimeMetrics()
+            if self._store.cache is not None:
+                self._metrics.registry.register(self._store.cache.collector)
         return self._metrics
+
+    @property
+    def cache(self) -> Cache | None:
+        """The cache's settings (None without a cache)."""
+        return None if self._store.cache is None else self._store.cache.config
+
+    def enable_cache(self, cache: Cache) -> None:
+        """Put a cache in front of the store (what ``App(cache=...)`` does), before the
+        App is first used; ``streamkit serve --cache`` calls it.
+
+        Raises:
+            ConfigurationError: the App already has a cache or its store is open.
+        """
+        if not isinstance(cache, Cache):
+            raise ConfigurationError(f"cache must be an sk.Cache, got {type(cache).__name__}")
+        if self._store.cache is not None:
+            raise ConfigurationError("enable_cache: the App already has a cache")
+        if self._store.is_open:
+            raise ConfigurationError("enable_cache: call it before the App is first used")
+        self._store.cache = CacheEngine(cache)
+
+    def cache_stats(self) -> dict[str, Any]:
+        """The cache's counters: ``hits``, ``misses``, ``evictions``, ``bytes``,
+        ``entries``, ``invalidations``, ``gaps``, and ``staleness_ms`` (``p50``/``p99``
+        of change committed → entry dropped, over the last 4096 changes of other
+        writers; None before any).
+
+        Raises:
+            ConfigurationError: the App has no cache.
+        """
+        if self._store.cache is None:
+            raise ConfigurationError("this App has no cache: pass cache=sk.Cache(...)")
+        return self._store.cache.stats()
 
     @property
     def store(self) -> Store:
@@ -222,6 +277,7 @@ class App(Registrar):
         recovery_days: int = 35,
         global_indexes: Sequence[GlobalIndex] | None = None,
         local_indexes: Sequence[LocalIndex] | None = None,
+        replicas: Mapping[str, str] | None = None,
     ) -> Table:
         """Create a table and return its handle.
 
@@ -241,6 +297,10 @@ class App(Registrar):
                 other keys (``table.query(..., index="Name")``).
             local_indexes: up to 5 ``sk.LocalIndex(...)`` (a table with a sort key): the
                 same partition, sorted by another attribute.
+            replicas: a global table: ``{region: change-log URL}`` of every region that
+                holds it (this App's ``region`` included), created in each region with
+                the same settings; ``running()`` runs its replicators (see
+                ``docs/guides/global-tables.md``).
 
         Raises:
             TableExists: a table of that name exists.
@@ -248,6 +308,11 @@ class App(Registrar):
                 a name whose topic cannot exist (too long for the namespace, or the same
                 for Kafka as another streamed table's: '.' and '_' are alike there).
         """
+        reps: tuple[tuple[str, str], ...] = ()
+        if replicas is not None:
+            from streamkit.replication import check_replicas
+
+            reps = check_replicas(self.region, self.log_url, replicas, stream)
         await create_table(
             self._store,
             self.namespace,
@@ -261,6 +326,8 @@ class App(Registrar):
             recovery_days=recovery_days,
             global_indexes=global_indexes,
             local_indexes=local_indexes,
+            region=self.region,
+            replicas=reps,
         )
         return Table(self._store, name)
 
@@ -271,6 +338,7 @@ class App(Registrar):
         create_index: GlobalIndex | None = None,
         delete_index: str | None = None,
         wait: bool = True,
+        replicas: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Add or delete a global index of a table in use; returns its description.
 
@@ -282,9 +350,19 @@ class App(Registrar):
         Raises:
             ValidationError: not a global index, a name in use, over 20 global indexes,
                 another index still being created, an unknown index to delete.
+
+        ``replicas={region: log_url, ...}`` (alone) changes a global table's replica
+        set instead: removing a region stops replicating with it; adding one to a table
+        that has items is not available yet (``NotYetAvailable``; see
+        ``docs/guides/global-tables.md``).
         """
         from streamkit.storage._index_admin import add_index, backfill, drop_index
 
+        if replicas is not None and create_index is None and delete_index is None:
+            from streamkit.replication import set_replicas
+
+            spec = await set_replicas(self._store, name, self.region, self.log_url, replicas)
+            return spec.describe()
         if (create_index is None) == (delete_index is None):
             raise ValidationError("update_table: give one of create_index= or delete_index=")
         await self._store.ensure_open()
@@ -301,6 +379,20 @@ class App(Registrar):
             await task
             spec = await self._store.spec(name)
         return spec.describe()
+
+    async def set_ttl(self, name: str, attribute: str | None) -> dict[str, Any]:
+        """Turn a table's time to live on (the attribute holding each item's expiry in
+        epoch seconds), move it to another attribute, or off (None); returns the table's
+        description. Items already in the table are judged by the new attribute at once:
+        one already past its expiry is deleted by the next sweep.
+
+        Raises:
+            TableNotFound: no such table.
+            ValidationError: an attribute name that is not 1 to 255 characters.
+        """
+        from streamkit.storage._ttl import set_ttl
+
+        return (await set_ttl(self._store, name, attribute)).describe()
 
     async def _resume_backfills(self) -> None:
         """Finish the backfills of indexes left CREATING (by this or another process)."""
@@ -504,6 +596,20 @@ class App(Registrar):
             )
             self._runners[spec.name] = runner
             tasks.append(asyncio.create_task(runner.run(), name=f"streamkit-handler-{spec.name}"))
+        if self.region != DEFAULT_REGION:
+            from streamkit.replication import Replication, ReplicationOptions
+
+            self._replication = Replication(
+                self._store,
+                self.log,
+                self.namespace,
+                self.region,
+                runtime_options=self.runtime_options,
+                options=ReplicationOptions(tombstone_horizon=self.tombstone_horizon),
+                metrics=self.metrics,
+            )
+            self._watch_replication(self._replication)
+            tasks.append(asyncio.create_task(self._replication.run(), name="streamkit-replication"))
         for task in tasks:
             task.add_done_callback(_report_failure)
         self._tasks = tasks
@@ -512,6 +618,7 @@ class App(Registrar):
         finally:
             self._tasks = []
             self._runners = {}
+            self._replication = None
             # handlers first (they finish in-flight work and commit), then the relay
             for task in reversed(tasks):
                 task.cancel()
@@ -554,7 +661,9 @@ class App(Registrar):
         """
         deadline = asyncio.get_running_loop().time() + timeout
         await self._drain_relay(timeout)
-        runners = list(self._runners.values())
+        runners: list[Any] = list(self._runners.values())
+        if self._replication is not None:  # its replicators, alike
+            runners += self._replication.runners()
         while runners:
             self._raise_failures()
             states = [await r.drained() for r in runners]
@@ -593,6 +702,30 @@ class App(Registrar):
                     f"the relay has published up to {done}, not {target}, after {timeout}s"
                 )
             await asyncio.sleep(0.005)
+
+    def _watch_replication(self, replication: Any) -> None:
+        from streamkit.replication import ReplicationCollector
+
+        if self._replication_collector is not None:
+            self._replication_collector.replication = replication
+            return
+        self._replication_collector = ReplicationCollector(replication)
+        self.metrics.registry.register(self._replication_collector)
+
+    async def replication_status(self, table: str) -> dict[str, Any]:
+        """Where a global table's replication stands, per peer region: ``lag_records``
+        and ``lag_seconds`` (the peer's changes not yet applied here, and the age of the
+        oldest), ``conflicts`` (the peer's writes last-writer-wins discarded),
+        ``running``, and ``waiting_for`` / ``error`` when it cannot go on (settings that
+        differ between regions, an unreachable log). Any process may ask
+        (``streamkit replicas TABLE`` shows it).
+
+        Raises:
+            TableNotFound: no such table. ValidationError: not a global table.
+        """
+        from streamkit.replication import replication_status
+
+        return await replication_status(self._store, self.namespace, table, self._replication)
 
     async def capture_status(self) -> dict[str, Any]:
         """How far the relay has published, from the storage (any process may ask).

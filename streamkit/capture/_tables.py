@@ -54,8 +54,11 @@ async def create_table(
     recovery_days: int = 35,
     global_indexes: Sequence[GlobalIndex] | None = None,
     local_indexes: Sequence[LocalIndex] | None = None,
+    region: str | None = None,
+    replicas: tuple[tuple[str, str], ...] = (),
 ) -> TableSpec:
-    """Check a new table's settings (see ``App.create_table``) and add it to the store."""
+    """Check a new table's settings (see ``App.create_table``) and add it to the store
+    (``region``/``replicas``: a global table's, checked by ``streamkit.replication``)."""
     check_table_name(name)
     check_reserved_table_name(namespace, name)
     part = KeyAttribute.parse(partition_key, "partition_key")
@@ -87,6 +90,8 @@ async def create_table(
         recovery_days=recovery_days,
         indexes=indexes,
         last_slot=len(indexes),
+        region=region if replicas else None,
+        replicas=replicas,
     )
     await store.ensure_open()
     if spec.stream is not None:

@@ -1295,8 +1295,9 @@ def dlq_redrive(
         raise typer.Exit(1)
 
 
-from streamkit.cli import _audit, _history, _serve  # noqa: E402 - commands need `cli` above
+from streamkit.cli import _audit, _history, _replicas, _serve  # noqa: E402 - commands need `cli` above
 
 _history.register(cli)
 _serve.register(cli)
 _audit.register(cli)
+_replicas.register(cli)

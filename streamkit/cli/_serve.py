@@ -84,7 +84,8 @@ def register(cli: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--region",
-                help="The region the endpoint reports (default: local); with --keys, "
+                help="The region the endpoint reports (default: the region each request "
+                "is signed for); with --keys, "
                 "signatures must then be scoped to it (without --region: any region).",
             ),
         ] = None,
@@ -156,6 +157,28 @@ def register(cli: typer.Typer) -> None:
                 "the connection is closed.",
             ),
         ] = 30.0,
+        cache: Annotated[
+            bool,
+            typer.Option(
+                "--cache",
+                help="Put the item and query cache in front (as a DAX node): eventually "
+                "consistent reads are served from it; ConsistentRead=true goes to storage.",
+            ),
+        ] = False,
+        cache_item_ttl: Annotated[
+            float,
+            typer.Option("--cache-item-ttl", min=0, help="Seconds an item entry lives (0: off)."),
+        ] = 300.0,
+        cache_query_ttl: Annotated[
+            float,
+            typer.Option(
+                "--cache-query-ttl", min=0, help="Seconds a query/scan page lives (0: off)."
+            ),
+        ] = 300.0,
+        cache_max_bytes: Annotated[
+            int,
+            typer.Option("--cache-max-bytes", min=1, help="The cache's memory budget in bytes."),
+        ] = 256 << 20,
     ) -> None:
         """Serve the DynamoDB and DynamoDB Streams APIs (point boto3's endpoint_url here)."""
         from streamkit._optional import needs
@@ -202,16 +225,24 @@ def register(cli: typer.Typer) -> None:
         from streamkit.cli._main import _check_listen
 
         _check_listen(host, port)  # a busy port: exit 1 saying so (uvicorn's own exit is 3)
+        app = _app()
+        if cache:
+            from streamkit.storage import Cache
+
+            app.enable_cache(
+                Cache(item_ttl=cache_item_ttl, query_ttl=cache_query_ttl, max_bytes=cache_max_bytes)
+            )
         application = create_asgi_app(
-            _app(),
-            region=region or "local",
+            app,
+            region=region or None,
             auth=auth,
             allowed_hosts=allow_host or (),
             body_timeout=body_timeout,
         )
         scheme = "https" if ssl_certfile else "http"
         typer.echo(
-            f"streamkit serving DynamoDB on {scheme}://{host}:{port} (region {region or 'local'})",
+            f"streamkit serving DynamoDB on {scheme}://{host}:{port} "
+            f"(region {region or 'of each request'})",
             err=True,
         )
         uvicorn.run(

@@ -195,7 +195,7 @@ async def load_items(
     be restored in turn) but are not change records its handlers see."""
     check_table_name(target)
     await store.ensure_open()
-    spec = replace(source, name=target, table_id=0, created_at=None)
+    spec = replace(source, name=target, table_id=0, created_at=None, region=None, replicas=())
     items, item_keys = await asyncio.to_thread(_stored, spec, images)
     view = spec.record_view
     event_ids = os.urandom(16 * len(items)).hex()

@@ -190,7 +190,13 @@ class _Runner:
         self.size = (spec.batch_size or 1) if spec.batched else 1
         self.pending: list[Item] = []
         log = _logger().bind(handler=spec.name, table=spec.table, replay=True)
-        self.delivery = Delivery(spec, _Counted(summary, log), log=log, commit_each=True)
+        self.delivery = Delivery(
+            spec,
+            _Counted(summary, log),
+            log=log,
+            commit_each=True,
+            region=getattr(getattr(env, "store", None), "origin", None),
+        )
 
     async def feed(self, records: Sequence[ChangeRecord]) -> None:
         summary = self.summary

@@ -143,7 +143,8 @@ class ChangeRecord:
         size_bytes: the size of keys and images in DynamoDB's accounting.
         view_type: the table's stream view type when the change was made.
         user_identity: set for changes streamkit made itself (TTL deletions).
-        origin: the region that made the write (global tables), else None.
+        origin: the region that made the write (global tables), else None; also
+            readable as ``origin_region``.
     """
 
     event_id: str
@@ -214,6 +215,14 @@ class ChangeRecord:
                 self.origin,
             ),
         )
+
+    @property
+    def origin_region(self) -> str | None:
+        """The region where the write happened (global tables; the same as ``origin``).
+
+        In a region's stream, a change replicated from another region names that
+        region; a local write names this one."""
+        return self.origin
 
     @property
     def created_at_ms(self) -> int:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from streamkit._names import EVENT_HEADER
 from streamkit.exceptions import LogError, StreamkitError
-from streamkit.records import ChangeRecord, decode_record
+from streamkit.records import DEFAULT_REGION, ChangeRecord, decode_record
 from streamkit.records._avro import lazy_record
 from streamkit.runtime._batch import Batch, BatchResult, Context
 from streamkit.runtime._dlq import Failure
@@ -157,6 +157,7 @@ class Delivery:
         metrics: HandlerMetrics | None = None,
         log: Any,
         commit_each: bool = False,
+        region: str | None = None,
     ) -> None:
         self.spec = spec
         self.route = route
@@ -167,7 +168,11 @@ class Delivery:
         # decode every record up front only when the policy itself must look inside
         self._eager = spec.filter is not None or spec.changed is not None
         # a handler taking every record needs no look inside (records decode on first use)
-        self._everything = spec.events >= _ALL_EVENTS and not self._eager
+        # global tables: only the records of writes made in one region (``origin=``)
+        self._origin = spec.origin_region or (
+            (region or DEFAULT_REGION) if spec.origin == "local" else None
+        )
+        self._everything = spec.events >= _ALL_EVENTS and not self._eager and self._origin is None
 
     # --- selection -------------------------------------------------------------------------
     def decode(self, items: list[Item]) -> list[tuple[Item, BaseException]]:
@@ -193,6 +198,9 @@ class Delivery:
         r = it.record
         assert r is not None
         spec = self.spec
+        want = self._origin
+        if want is not None and (r.origin or DEFAULT_REGION) != want:
+            return False
         event = _event_of(it)
         if event != "SNAPSHOT":
             if event not in spec.events:

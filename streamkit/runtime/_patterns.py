@@ -68,6 +68,7 @@ OURS = frozenset(
         "view_type",
         "user_identity",
         "origin",
+        "origin_region",
     }
 )
 LAMBDA = frozenset(

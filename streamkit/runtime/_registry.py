@@ -23,6 +23,7 @@ __all__ = ("EVENTS", "HandlerSpec", "Registrar", "Router", "Start")
 EVENTS = frozenset({"INSERT", "MODIFY", "REMOVE"})
 Start = Literal["trim_horizon", "latest", "snapshot"] | datetime
 OnFailure = Literal["dlq", "block", "drop"]
+Origin = Literal["local", "any"]
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 
@@ -60,6 +61,10 @@ class HandlerSpec:
     is_async: bool = True
     takes_context: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
+    # global tables: "local" takes only the records of writes made in the App's region
+    origin: Origin = "any"
+    # internal (the replicator): only records whose origin is this region
+    origin_region: str | None = None
 
     @property
     def batched(self) -> bool:
@@ -84,6 +89,7 @@ class HandlerSpec:
             "parallelism": self.parallelism,
             "window": self.window,
             "timeout": self.timeout,
+            "origin": self.origin,
         }
 
 
@@ -151,8 +157,14 @@ def build_spec(
     parallelism: int = 1,
     window: float | None = None,
     timeout: float | None = None,
+    origin: Origin = "any",
 ) -> HandlerSpec:
     """Check every option and build the spec (raises ValidationError)."""
+    if origin not in ("local", "any"):
+        raise ValidationError(
+            f"origin={origin!r} must be 'local' (only writes made in this App's region) "
+            "or 'any' (every change applied here, replicated ones too)"
+        )
     if not callable(fn):
         raise ValidationError(f"a handler must be callable, got {type(fn).__name__}")
     hname = name if name is not None else getattr(fn, "__name__", None)
@@ -231,6 +243,7 @@ def build_spec(
         timeout=timeout,
         is_async=_is_async(fn),
         takes_context=_takes_context(fn, hname),
+        origin=origin,
     )
 
 
@@ -251,6 +264,7 @@ class HandlerOptions(TypedDict, total=False):
     parallelism: int
     window: float | None
     timeout: float | None
+    origin: Origin
 
 
 class Registrar:
@@ -364,6 +378,10 @@ class Registrar:
                 stay in order (ParallelizationFactor).
             window: tumbling window length in seconds (TumblingWindowInSeconds).
             timeout: seconds an invocation may take before it counts as failed.
+            origin: "any" (default, as DynamoDB: every change applied in this region,
+                including those a global table replicated from another) or "local"
+                (only writes made in this App's region: ``record.origin_region`` is
+                ``app.region``).
         """
         if isinstance(events, str):
             events = {events}

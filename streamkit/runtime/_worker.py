@@ -128,7 +128,9 @@ class HandlerRunner:
         # where records that fail for good go (DLQ / drop / stop), and the policy that
         # takes a chunk there: the same Delivery replay runs with its own route
         self.route = DeadLetterRoute(spec, self.dlq, metrics=metrics, log=self._log)
-        self.delivery = Delivery(spec, self.route, metrics=metrics, log=self._log)
+        self.delivery = Delivery(
+            spec, self.route, metrics=metrics, log=self._log, region=getattr(store, "origin", None)
+        )
 
     @property
     def failure(self) -> LogError | None:

@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from streamkit.exceptions import StreamkitError
+from streamkit.server._auth import REQUEST_REGION, signed_region
 from streamkit.server._convert import PREPARED, parameter_error, parse_body, parse_large
 from streamkit.server._errors import DynamoError, from_streamkit, validation
 from streamkit.server._ops import OPERATIONS, Service
@@ -78,7 +79,7 @@ def _size_limit(target: str) -> int:
     return _MAX_ITEM_BODY
 
 
-def service_for(app: App, *, region: str = "local") -> Service:
+def service_for(app: App, *, region: str | None = None) -> Service:
     """The endpoint's operations on an App's store and change log: the App is the
     facade that wires them (and runs the relay and sweepers); the operations never
     see it."""
@@ -98,7 +99,7 @@ class DynamoDBServer:
         self,
         app: App,
         *,
-        region: str = "local",
+        region: str | None = None,
         auth: Authenticator | None = None,
         background: bool = True,
         allowed_hosts: Iterable[str] = (),
@@ -284,6 +285,7 @@ class DynamoDBServer:
             if self.auth is None:
                 self._check_host(headers)
             target = headers.get("x-amz-target", "")
+            REQUEST_REGION.set(signed_region(headers.get("authorization")))
             raw = await self._read(receive, headers, target)
             if self.auth is not None:
                 self.auth.verify(scope, headers, raw)
@@ -334,7 +336,7 @@ class DynamoDBServer:
 def create_asgi_app(
     app: App,
     *,
-    region: str = "local",
+    region: str | None = None,
     auth: Authenticator | None = None,
     background: bool = True,
     allowed_hosts: Iterable[str] = (),
@@ -344,6 +346,9 @@ def create_asgi_app(
 
     With ``background`` (the default) the server's lifespan also runs the capture relay
     and the TTL sweeper, as ``app.running(handlers=[])`` does.
+
+    ``region`` is the region ARNs and stream records name; None: the region each request
+    was signed for (its SigV4 credential scope), ``us-east-1`` for an unsigned request.
 
     Without ``auth``, only requests whose ``Host`` is a loopback name (``localhost``,
     ``127.0.0.1``, ``[::1]``, ``*.localhost``) or one of ``allowed_hosts`` (``"*"``: any)

@@ -6,12 +6,16 @@ from __future__ import annotations
 import hmac
 import os
 import re
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from streamkit.server._errors import DynamoError
 
-__all__ = ("Authenticator", "load_keys")
+__all__ = ("REQUEST_REGION", "Authenticator", "load_keys", "signed_region")
+
+REQUEST_REGION: ContextVar[str | None] = ContextVar("streamkit_request_region", default=None)
+"""The region the request being served was signed for (None: not signed)."""
 
 _AUTH = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/"
@@ -19,6 +23,15 @@ _AUTH = re.compile(
     r"Signature=(?P<signature>[0-9a-f]{64})$"
 )
 _SKEW = timedelta(minutes=15)
+_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[A-Za-z0-9-]{1,64})/")
+
+
+def signed_region(authorization: str | None) -> str | None:
+    """The region of a SigV4 ``Authorization`` header's credential scope, if any."""
+    if not authorization:
+        return None
+    m = _SCOPE.search(authorization)
+    return None if m is None else m["region"]
 
 
 def load_keys(spec: str) -> dict[str, str]:

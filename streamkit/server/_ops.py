@@ -21,6 +21,7 @@ from streamkit.history import _backups
 from streamkit.history._archive import restore_to_time
 from streamkit.records import StreamView
 from streamkit.records._values import item_to_dynamodb_json
+from streamkit.server._auth import REQUEST_REGION
 from streamkit.server._convert import (
     from_dynamodb_json,
     item_from_dynamodb_json,
@@ -37,6 +38,8 @@ from streamkit.server._indexes import (
     parse_global,
     parse_local,
 )
+from streamkit.server._stream_history import disable_stream, enable_stream, spec_label
+from streamkit.server._tags import MAX_TAGS, check_tags
 from streamkit.storage._capacity import ConsumedCapacity, OnDemand, Provisioned, measure
 from streamkit.storage._index_admin import add_index, backfill, drop_index
 from streamkit.storage._spec import check_table_name
@@ -53,6 +56,7 @@ __all__ = ("OPERATIONS", "Service")
 Body = dict[str, Any]
 
 _TYPES = {"S", "N", "B"}
+_DEFAULT_REGION = "us-east-1"  # for a request that is not signed (no region given either)
 _RETURN_VALUES = {"NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"}
 
 
@@ -279,6 +283,19 @@ def _capacity(
     return {"ConsumedCapacity": cap}
 
 
+def _capacities(
+    body: Body, tables: list[str], used: ConsumedCapacity, *, read: bool, store: Store
+) -> Body:
+    """``ConsumedCapacity`` of a call over several tables: one entry per table, in the
+    order the request names them (BatchGetItem, BatchWriteItem, the transactions)."""
+    out = []
+    for name in dict.fromkeys(tables):
+        cap = _capacity(body, name, 0.0, read=read, used=used, spec=store.known(name))
+        if cap:
+            out.append(cap["ConsumedCapacity"])
+    return {"ConsumedCapacity": out} if out else {}
+
+
 class Service:
     """The operations, bound to a store and a change log (not to an ``App``: the App
     wires them and runs the background work; see ``_asgi.service_for``).
@@ -297,29 +314,32 @@ class Service:
         *,
         namespace: str,
         partitions: int = 8,
-        region: str = "local",
+        region: str | None = None,
         account: str = "000000000000",
     ):
         self.store = store
         self.log = log
         self.namespace = namespace
         self.partitions = partitions
-        self.region = region
+        self.configured_region = region
         self.account = account
         self._backfills: set[asyncio.Task[Any]] = set()
 
     # --- helpers ---------------------------------------------------------------------------
+    @property
+    def region(self) -> str:
+        """The region ARNs and records name: the configured one, else the one the request
+        was signed for (as DynamoDB, which serves the region it is called in)."""
+        return self.configured_region or REQUEST_REGION.get() or _DEFAULT_REGION
+
     def arn(self, table: str) -> str:
         return f"arn:aws:dynamodb:{self.region}:{self.account}:table/{table}"
 
     def stream_label(self, spec: TableSpec) -> str:
-        assert spec.created_at is not None
-        return spec.created_at.strftime("%Y-%m-%dT%H:%M:%S.") + (
-            f"{spec.created_at.microsecond // 1000:03d}"
-        )
+        return spec_label(spec)
 
-    def stream_arn(self, spec: TableSpec) -> str:
-        return f"{self.arn(spec.name)}/stream/{self.stream_label(spec)}"
+    def stream_arn(self, spec: TableSpec, label: str | None = None) -> str:
+        return f"{self.arn(spec.name)}/stream/{label or self.stream_label(spec)}"
 
     async def _spec(self, body: Body) -> TableSpec:
         name = _need(body, "TableName")
@@ -353,7 +373,7 @@ class Service:
             "ProvisionedThroughput": {
                 "ReadCapacityUnits": cap.read if isinstance(cap, Provisioned) else 0,
                 "WriteCapacityUnits": cap.write if isinstance(cap, Provisioned) else 0,
-                "NumberOfDecreasesToday": 0,
+                "NumberOfDecreasesToday": await self._decreases_today(spec),
             },
             "DeletionProtectionEnabled": False,
         }
@@ -366,9 +386,29 @@ class Service:
                 "StreamEnabled": True,
                 "StreamViewType": spec.stream.value,
             }
+        if spec.stream is not None or spec.stream_label is not None:
+            # as DynamoDB: the latest stream's ARN stays after the stream is turned off
             out["LatestStreamLabel"] = self.stream_label(spec)
             out["LatestStreamArn"] = self.stream_arn(spec)
         return out
+
+    def _decreases_key(self, spec: TableSpec) -> str:
+        return f"dynamodb.decreases/{spec.name}/{spec.table_id}"
+
+    async def _decreases_today(self, spec: TableSpec) -> int:
+        """How many times the table's provisioned throughput was decreased today (UTC)."""
+        key = self._decreases_key(spec)
+        day, _, count = (await self.store.read_meta((key,))).get(key, "").partition(":")
+        return int(count) if day == time.strftime("%Y-%m-%d", time.gmtime()) else 0
+
+    async def _count_decrease(self, spec: TableSpec) -> None:
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        count = await self._decreases_today(spec) + 1
+        await self.store.write_meta({self._decreases_key(spec): f"{today}:{count}"})
+
+    async def save_spec(self, spec: TableSpec) -> None:
+        """Store a table's changed settings (the operations of other modules use it)."""
+        await self._save(spec)
 
     async def _save(self, spec: TableSpec) -> None:
         """Store a table's changed settings (and tell this process's catalog)."""
@@ -439,6 +479,12 @@ class Service:
                     f"One or more parameter values were invalid: List of {member} is empty"
                 )
         provisioned = isinstance(capacity, Provisioned)
+        tags = check_tags(body["Tags"]) if body.get("Tags") is not None else []
+        if len(dict(tags)) > MAX_TAGS:
+            raise DynamoError(
+                "LimitExceededException",
+                f"The number of tags on a resource cannot exceed {MAX_TAGS}",
+            )
         await create_table(
             self.store,
             self.namespace,
@@ -451,6 +497,11 @@ class Service:
             local_indexes=[parse_local(d, types, hash_key[0]) for d in lsis or ()],
         )
         spec = await self.store.spec(name)
+        if tags:
+            from dataclasses import replace
+
+            spec = replace(spec, tags=tuple(sorted(dict(tags).items())))
+            await self._save(spec)
         desc = await self.describe(spec)
         desc["TableStatus"] = "ACTIVE"
         return {"TableDescription": desc}
@@ -485,6 +536,37 @@ class Service:
         except ValueError:
             raise validation(f"Invalid StreamViewType: {shown(view)}") from None
 
+    def _stream_update(self, spec: TableSpec, update: Any) -> tuple[StreamView | None]:
+        """The stream a table gets from UpdateTable's StreamSpecification, checked as
+        DynamoDB checks it (a stream is turned on or off, never changed in place)."""
+        if not isinstance(update, dict):
+            raise validation("StreamSpecification must be an object")
+        enabled = update.get("StreamEnabled")
+        if not isinstance(enabled, bool):
+            raise validation(
+                "1 validation error detected: Value null at "
+                "'streamSpecification.streamEnabled' failed to satisfy constraint: "
+                "Member must not be null"
+            )
+        has_view = update.get("StreamViewType") is not None
+        if enabled:
+            if spec.stream is not None:
+                raise validation(f"Table already has an enabled stream: TableName: {spec.name}")
+            if not has_view:
+                raise validation(
+                    "One or more parameter values were invalid: If stream is being enabled "
+                    "then UpdateViewType is required"
+                )
+            return (self._stream(update),)
+        if has_view:
+            raise validation(
+                "One or more parameter values were invalid: If stream is being disabled, "
+                "then UpdateViewType must not be specified"
+            )
+        if spec.stream is None:
+            raise validation(f"Table has no stream to disable: TableName: {spec.name}")
+        return (None,)
+
     async def DescribeTable(self, body: Body) -> Body:
         return {"Table": await self.describe(await self._spec(body))}
 
@@ -511,11 +593,19 @@ class Service:
 
         spec = await self._spec(body)
         changed = spec
+        stream_change = None
         if "StreamSpecification" in body:
-            changed = replace(changed, stream=self._stream(body["StreamSpecification"]))
+            stream_change = self._stream_update(spec, body["StreamSpecification"])
+            changed = replace(changed, stream=stream_change[0])
         if "BillingMode" in body or "ProvisionedThroughput" in body:
             mode = {"BillingMode": body.get("BillingMode", "PROVISIONED"), **body}
             changed = replace(changed, capacity=self._capacity_mode(mode))
+        old_cap, new_cap = spec.capacity, changed.capacity
+        decreased = (
+            isinstance(old_cap, Provisioned)
+            and isinstance(new_cap, Provisioned)
+            and (new_cap.read < old_cap.read or new_cap.write < old_cap.write)
+        )
         updates = body.get("GlobalSecondaryIndexUpdates")
         if updates is not None and (not isinstance(updates, list) or len(updates) != 1):
             raise validation(
@@ -527,8 +617,17 @@ class Service:
             )
         # the topic must be able to exist
         await check_stream_change(self.store, self.namespace, spec, changed)
+        if stream_change is not None:
+            view = stream_change[0]
+            if view is None:
+                label = await disable_stream(self.store, spec)
+            else:
+                label = await enable_stream(self.store, spec, view.value)
+            changed = replace(changed, stream_label=label)
         if changed != spec:
             await self._save(changed)
+        if decreased:
+            await self._count_decrease(spec)
         if updates:
             await self._index_update(changed, updates[0], body)
             changed = await self.store.spec(spec.name)
@@ -575,19 +674,39 @@ class Service:
             raise validation(f"Unknown GlobalSecondaryIndexUpdates action: {action}")
 
     async def UpdateTimeToLive(self, body: Body) -> Body:
-        from dataclasses import replace
+        from streamkit.storage._ttl import set_ttl
 
-        spec = await self._spec(body)
         ttl = _need(body, "TimeToLiveSpecification", dict)
-        enabled, attr = ttl.get("Enabled"), ttl.get("AttributeName")
-        if not isinstance(enabled, bool) or not isinstance(attr, str) or not attr:
-            raise validation("TimeToLiveSpecification needs Enabled and AttributeName")
-        if enabled and spec.ttl_attribute is not None:
+        enabled = ttl.get("Enabled")
+        attr = ttl.get("AttributeName")
+        where = "timeToLiveSpecification"
+        if enabled is None or attr is None:
+            missing = "enabled" if enabled is None else "attributeName"
+            raise validation(
+                f"1 validation error detected: Value null at '{where}.{missing}' failed to "
+                "satisfy constraint: Member must not be null"
+            )
+        _need(ttl, "Enabled", bool)
+        _need(ttl, "AttributeName", str)
+        if not 1 <= len(attr) <= 255:
+            bound = "greater than or equal to 1" if not attr else "less than or equal to 255"
+            raise validation(
+                f"1 validation error detected: Value '{attr}' at '{where}.attributeName' "
+                f"failed to satisfy constraint: Member must have length {bound}"
+            )
+        spec = await self._spec(body)
+        current = spec.ttl_attribute
+        if current is not None and current != attr:
+            raise validation(
+                "TimeToLive is active on a different AttributeName: current AttributeName is "
+                f"{current}"
+            )
+        if enabled and current is not None:
             raise validation("TimeToLive is already enabled")
-        if not enabled and spec.ttl_attribute is None:
+        if not enabled and current is None:
             raise validation("TimeToLive is already disabled")
-        changed = replace(spec, ttl_attribute=attr if enabled else None)
-        await self._save(changed)
+        # a key attribute is allowed, as in DynamoDB (items expire by their key)
+        await set_ttl(self.store, spec.name, attr if enabled else None)
         return {"TimeToLiveSpecification": {"Enabled": enabled, "AttributeName": attr}}
 
     async def DescribeTimeToLive(self, body: Body) -> Body:
@@ -938,6 +1057,16 @@ class Service:
         requests = _need(body, "RequestItems", dict)
         if not requests:
             raise validation("RequestItems must not be empty")
+        _capacity(body, "", 0.0, read=True)  # a bad ReturnConsumedCapacity: refused first
+        with measure() as used:
+            out = await self._batch_get(requests)
+        return {
+            "Responses": out,
+            "UnprocessedKeys": {},
+            **_capacities(body, list(requests), used, read=True, store=self.store),
+        }
+
+    async def _batch_get(self, requests: Body) -> dict[str, list[Any]]:
         total = 0
         out: dict[str, list[Any]] = {}
         for name, req in requests.items():
@@ -968,7 +1097,7 @@ class Service:
                 if item is not None:
                     items.append(item_to_dynamodb_json(item))
             out[name] = items
-        return {"Responses": out, "UnprocessedKeys": {}}
+        return out
 
     async def BatchWriteItem(self, body: Body) -> Body:
         from streamkit.exceptions import ThroughputExceeded
@@ -999,19 +1128,25 @@ class Service:
                     raise validation("each write must hold exactly one PutRequest or DeleteRequest")
             await self.store.spec(name)
             parsed[name] = (puts, deletes)
+        _capacity(body, "", 0.0, read=False)  # a bad ReturnConsumedCapacity: refused first
         unprocessed: dict[str, list[Any]] = {}
-        for name, (puts, deletes) in parsed.items():
-            try:
-                await self._table(name).batch_write(puts=puts, deletes=deletes)
-            except ThroughputExceeded:
-                unprocessed[name] = requests[name]
-        return {"UnprocessedItems": unprocessed}
+        with measure() as used:
+            for name, (puts, deletes) in parsed.items():
+                try:
+                    await self._table(name).batch_write(puts=puts, deletes=deletes)
+                except ThroughputExceeded:
+                    unprocessed[name] = requests[name]
+        return {
+            "UnprocessedItems": unprocessed,
+            **_capacities(body, list(parsed), used, read=False, store=self.store),
+        }
 
     async def TransactWriteItems(self, body: Body) -> Body:
         items = _need(body, "TransactItems", list)
         if not 1 <= len(items) <= 100:
             raise validation("TransactItems must hold 1 to 100 actions")
         tx = Transaction(self.store)
+        tables: list[str] = []
         for action in items:
             if not isinstance(action, dict) or len(action) != 1:
                 raise validation("each TransactItem must hold exactly one action")
@@ -1047,8 +1182,11 @@ class Service:
                 tx.condition_check(table, _key(spec), _need(spec, "ConditionExpression"), **common)
             else:
                 raise validation(f"Unknown TransactItem action {kind!r}")
-        await tx.commit()
-        return {}
+            tables.append(table)
+        _capacity(body, "", 0.0, read=False)  # a bad ReturnConsumedCapacity: refused first
+        with measure() as used:
+            await tx.commit()
+        return _capacities(body, tables, used, read=False, store=self.store)
 
     async def TransactGetItems(self, body: Body) -> Body:
         items = _need(body, "TransactItems", list)
@@ -1068,11 +1206,17 @@ class Service:
                     legacy.names or None,
                 )
             )
+        _capacity(body, "", 0.0, read=True)  # a bad ReturnConsumedCapacity: refused first
         responses = []
-        for table, key, projection, names in gets:
-            item = await self._table(table).get(key, projection=projection, names=names)
-            responses.append({} if item is None else {"Item": item_to_dynamodb_json(item)})
-        return {"Responses": responses}
+        with measure() as used:
+            for table, key, projection, names in gets:
+                item = await self._table(table).get(key, projection=projection, names=names)
+                responses.append({} if item is None else {"Item": item_to_dynamodb_json(item)})
+        tables = [g[0] for g in gets]
+        return {
+            "Responses": responses,
+            **_capacities(body, tables, used, read=True, store=self.store),
+        }
 
 
 def _b64(data: bytes) -> str:
@@ -1116,5 +1260,7 @@ _ = Decimal  # numbers are Decimals throughout (from_dynamodb_json)
 # PartiQL: ExecuteStatement, BatchExecuteStatement, ExecuteTransaction (they use the helpers
 # above, so they are imported once those exist)
 from streamkit.server._partiql_ops import PARTIQL_OPERATIONS  # noqa: E402
+from streamkit.server._tags import TAG_OPERATIONS  # noqa: E402
 
 OPERATIONS.update(PARTIQL_OPERATIONS)
+OPERATIONS.update(TAG_OPERATIONS)

@@ -1,5 +1,10 @@
 """The DynamoDB Streams API, served from the change log: a table's stream is its topic,
-each partition a shard (never closed), sequence numbers are streamkit's."""
+each partition a shard, sequence numbers are streamkit's.
+
+A table's streams (``_stream_history``) each cover a range of sequence numbers of the
+one topic: turning a stream off closes its shards (it stays readable, DISABLED, for 24
+hours) and turning it on again starts a new stream with a new label, ARN and shard ids.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,15 @@ import asyncio
 import base64
 import json
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from streamkit._names import SEQUENCE_HEADER, table_topic
+from streamkit._names import SEQUENCE_HEADER, relay_done_key, table_topic
+from streamkit.exceptions import TableNotFound
 from streamkit.records._avro import decode_record
 from streamkit.server._convert import shown
 from streamkit.server._errors import DynamoError, validation
+from streamkit.server._stream_history import label_ms, load_streams, spec_label
 
 if TYPE_CHECKING:
     from streamkit.log import LogReader
@@ -23,18 +31,62 @@ __all__ = ("StreamsService",)
 
 Body = dict[str, Any]
 _ITERATOR_TTL = 15 * 60  # seconds, as DynamoDB Streams' shard iterators
+_KINDS = ("TRIM_HORIZON", "LATEST", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER")
 
 
-def _shard_id(spec: TableSpec, partition: int) -> str:
-    created = int(spec.created_at.timestamp() * 1000) if spec.created_at else 0
-    return f"shardId-{created:020d}-{partition:08x}"
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """One stream of a table: the records with ``start < seq <= end`` of its topic."""
+
+    spec: TableSpec
+    arn: str
+    label: str
+    view: str
+    start: int
+    end: int | None  # None: enabled (open shards)
 
 
-def _partition_of(shard: str) -> int:
+def _shard_id(stream: _Stream, partition: int) -> str:
+    return f"shardId-{label_ms(stream.label):020d}-{partition:08x}"
+
+
+def _constraint(value: Any, member: str, rule: str) -> DynamoError:
+    return validation(
+        f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy "
+        f"constraint: {rule}"
+    )
+
+
+def _check_length(value: Any, member: str, low: int, high: int) -> str:
+    if not isinstance(value, str):
+        raise validation(f"Invalid {member}: {shown(value)}")
+    if len(value) < low:
+        raise _constraint(value, member, f"Member must have length greater than or equal to {low}")
+    if len(value) > high:
+        raise _constraint(value, member, f"Member must have length less than or equal to {high}")
+    return value
+
+
+def _limit(body: Body, high: int, default: int) -> int:
+    limit = body.get("Limit", default)
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        raise validation(f"Invalid Limit: {shown(limit)}")
+    if limit < 1:
+        raise _constraint(limit, "limit", "Member must have value greater than or equal to 1")
+    if limit > high:
+        raise _constraint(limit, "limit", f"Member must have value less than or equal to {high}")
+    return limit
+
+
+def _partition_of(shard: str) -> int | None:
+    """The partition a shard id names (None: not one of ours)."""
+    parts = shard.split("-")
+    if len(parts) != 3 or parts[0] != "shardId":
+        return None
     try:
-        return int(shard.rsplit("-", 1)[1], 16)
-    except (IndexError, ValueError):
-        raise validation(f"Invalid ShardId: {shard}") from None
+        return int(parts[2], 16)
+    except ValueError:
+        return None
 
 
 def _seq(n: int) -> str:
@@ -45,6 +97,15 @@ def _seq(n: int) -> str:
 
 def _not_found(what: str) -> DynamoError:
     return DynamoError("ResourceNotFoundException", f"Requested resource not found: {what}")
+
+
+def _arn_order(arn: str) -> tuple[str, str]:
+    table, label = arn.split(":table/", 1)[1].split("/stream/", 1)
+    return table, label
+
+
+def _stream_order(s: Body) -> tuple[str, str]:
+    return str(s["TableName"]), str(s["StreamLabel"])
 
 
 class StreamsService:
@@ -70,21 +131,38 @@ class StreamsService:
             )
         return await fn(body)
 
-    async def _stream(self, arn: Any) -> TableSpec:
-        if not isinstance(arn, str) or "/stream/" not in arn:
+    async def _stream(self, arn: Any) -> _Stream:
+        arn = _check_length(arn, "streamArn", 37, 1024)
+        if ":table/" not in arn or "/stream/" not in arn:
             raise validation(f"Invalid StreamArn: {shown(arn)}")
-        table = arn.split(":table/", 1)[-1].split("/stream/", 1)[0]
+        table, label = arn.split(":table/", 1)[1].split("/stream/", 1)
         spec = self.service.store.known(table)
         if spec is None:
-            from streamkit.exceptions import TableNotFound
-
             try:
                 spec = await self.service.store.spec(table)
             except TableNotFound:
                 raise _not_found(f"Stream: {arn} not found") from None
-        if spec.stream is None or self.service.stream_arn(spec) != arn:
+        if self.service.stream_arn(spec, label) != arn:
             raise _not_found(f"Stream: {arn} not found")
-        return spec
+        for s in await self._streams_of(spec):
+            if s.label == label:
+                return s
+        raise _not_found(f"Stream: {arn} not found")
+
+    async def _streams_of(self, spec: TableSpec) -> list[_Stream]:
+        """A table's streams: the disabled ones still readable, then the enabled one."""
+        entries = await load_streams(self.service.store, spec)
+        current = spec_label(spec) if spec.stream is not None else None
+        out = []
+        for e in entries:
+            if e.end is not None and e.label != current:
+                arn = self.service.stream_arn(spec, e.label)
+                out.append(_Stream(spec, arn, e.label, e.view, e.start, e.end))
+        if spec.stream is not None and current is not None:
+            start = next((e.start for e in entries if e.label == current), 0)
+            arn = self.service.stream_arn(spec, current)
+            out.append(_Stream(spec, arn, current, spec.stream.value, start, None))
+        return out
 
     async def _partitions(self, spec: TableSpec) -> int:
         log = self.service.log
@@ -94,43 +172,69 @@ class StreamsService:
 
     async def ListStreams(self, body: Body) -> Body:
         table = body.get("TableName")
-        if table is not None and not isinstance(table, str):
-            raise validation(f"Invalid TableName: {shown(table)}")
-        names = await self.service.store.table_names() if table is None else [table]
-        streams = []
+        if table is not None:
+            _check_length(table, "tableName", 3, 255)
+        limit = _limit(body, 100, 100)
+        start = body.get("ExclusiveStartStreamArn")
+        if start is not None:
+            _check_length(start, "exclusiveStartStreamArn", 37, 1024)
+            if ":table/" not in start or "/stream/" not in start:
+                raise validation(f"Invalid ExclusiveStartStreamArn: {shown(start)}")
+        store = self.service.store
+        names = await store.table_names() if table is None else [table]
+        streams: list[Body] = []
         for name in names:
-            spec = await self.service.store.spec(name)
-            if spec.stream is not None:
-                streams.append(
-                    {
-                        "StreamArn": self.service.stream_arn(spec),
-                        "TableName": name,
-                        "StreamLabel": self.service.stream_label(spec),
-                    }
-                )
-        return {"Streams": streams}
+            try:
+                spec = await store.spec(name)
+            except TableNotFound:
+                continue  # deleted meanwhile (or never there): it has no stream to list
+            for s in await self._streams_of(spec):
+                streams.append({"StreamArn": s.arn, "TableName": name, "StreamLabel": s.label})
+        streams.sort(key=lambda s: (s["TableName"], s["StreamLabel"]))
+        if start is not None:
+            streams = [s for s in streams if _stream_order(s) > _arn_order(start)]
+        out: Body = {"Streams": streams[:limit]}
+        if len(streams) > limit:
+            out["LastEvaluatedStreamArn"] = streams[limit - 1]["StreamArn"]
+        return out
 
     async def DescribeStream(self, body: Body) -> Body:
-        spec = await self._stream(body.get("StreamArn"))
-        limit = body.get("Limit", 100)
-        if not isinstance(limit, int) or not 1 <= limit <= 100:
-            raise validation("Limit must be between 1 and 100")
+        stream = await self._stream(body.get("StreamArn"))
+        spec = stream.spec
+        limit = _limit(body, 100, 100)
         start = body.get("ExclusiveStartShardId")
+        if start is not None:
+            _check_length(start, "exclusiveStartShardId", 28, 65)
         n = await self._partitions(spec)
+        shard_filter = body.get("ShardFilter")
+        only: set[str] | None = None
+        if shard_filter is not None:
+            if not isinstance(shard_filter, dict) or shard_filter.get("Type") != "CHILD_SHARDS":
+                raise _constraint(
+                    shown(shard_filter.get("Type") if isinstance(shard_filter, dict) else None),
+                    "shardFilter.type",
+                    "Member must satisfy enum value set: [CHILD_SHARDS]",
+                )
+            parent = _check_length(shard_filter.get("ShardId"), "shardFilter.shardId", 28, 65)
+            p = _partition_of(parent)
+            if p is None or parent != _shard_id(stream, p) or not 0 <= p < n:
+                raise _not_found(f"Shard: {parent} in Stream: {stream.arn}")
+            only = set()  # shards never split: a shard has no children
         shards = []
         for p in range(n):
-            sid = _shard_id(spec, p)
-            if start is not None and sid <= start:
+            sid = _shard_id(stream, p)
+            if (start is not None and sid <= start) or (only is not None and sid not in only):
                 continue
-            shards.append(
-                {"ShardId": sid, "SequenceNumberRange": {"StartingSequenceNumber": _seq(1)}}
-            )
+            numbers = {"StartingSequenceNumber": _seq(stream.start + 1)}
+            if stream.end is not None:
+                numbers["EndingSequenceNumber"] = _seq(max(stream.end, stream.start + 1))
+            shards.append({"ShardId": sid, "SequenceNumberRange": numbers})
         desc: Body = {
-            "StreamArn": self.service.stream_arn(spec),
-            "StreamLabel": self.service.stream_label(spec),
-            "StreamStatus": "ENABLED",
-            "StreamViewType": spec.stream.value if spec.stream else "KEYS_ONLY",
-            "CreationRequestDateTime": spec.created_at.timestamp() if spec.created_at else 0,
+            "StreamArn": stream.arn,
+            "StreamLabel": stream.label,
+            "StreamStatus": "ENABLED" if stream.end is None else "DISABLED",
+            "StreamViewType": stream.view,
+            "CreationRequestDateTime": label_ms(stream.label) / 1000,
             "TableName": spec.name,
             "KeySchema": (await self.service.describe(spec))["KeySchema"],
             "Shards": shards[:limit],
@@ -139,14 +243,12 @@ class StreamsService:
             desc["LastEvaluatedShardId"] = shards[limit - 1]["ShardId"]
         return {"StreamDescription": desc}
 
-    def _iterator(self, spec: TableSpec, partition: int, offset: int) -> str:
-        raw = json.dumps(
-            [self.service.stream_arn(spec), partition, offset, int(time.time())],
-            separators=(",", ":"),
-        )
+    def _iterator(self, stream: _Stream, partition: int, offset: int) -> str:
+        raw = json.dumps([stream.arn, partition, offset, int(time.time())], separators=(",", ":"))
         return base64.urlsafe_b64encode(raw.encode()).decode()
 
-    async def _decode_iterator(self, token: Any) -> tuple[TableSpec, int, int]:
+    async def _decode_iterator(self, token: Any) -> tuple[_Stream, int, int]:
+        _check_length(token, "shardIterator", 1, 2048)
         try:
             arn, partition, offset, issued = json.loads(base64.urlsafe_b64decode(token))
             if not (isinstance(partition, int) and isinstance(offset, int)):
@@ -173,39 +275,52 @@ class StreamsService:
         return reader
 
     async def GetShardIterator(self, body: Body) -> Body:
-        spec = await self._stream(body.get("StreamArn"))
-        shard = body.get("ShardId")
-        if not isinstance(shard, str):
-            raise validation("ShardId is required")
-        p = _partition_of(shard)
-        if not 0 <= p < await self._partitions(spec):
-            raise _not_found(f"Shard: {shard} in Stream: {body.get('StreamArn')}")
         kind = body.get("ShardIteratorType")
+        if kind not in _KINDS:
+            raise _constraint(
+                kind,
+                "shardIteratorType",
+                "Member must satisfy enum value set: [TRIM_HORIZON, LATEST, AT_SEQUENCE_NUMBER, "
+                "AFTER_SEQUENCE_NUMBER]",
+            )
+        shard = _check_length(body.get("ShardId"), "shardId", 28, 65)
+        seq_text = body.get("SequenceNumber")
+        by_number = kind in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER")
+        if seq_text is not None:
+            _check_length(seq_text, "sequenceNumber", 21, 40)
+            if not by_number:
+                raise validation(
+                    f"Invalid request: SequenceNumber is not allowed with {kind} iterators"
+                )
+            if not seq_text.isdigit():
+                raise validation(f"Invalid SequenceNumber: {seq_text}")
+        elif by_number:
+            raise validation(f"Invalid request: {kind} iterators need a SequenceNumber")
+        stream = await self._stream(body.get("StreamArn"))
+        spec = stream.spec
+        p = _partition_of(shard)
+        if p is None or shard != _shard_id(stream, p) or not 0 <= p < await self._partitions(spec):
+            raise _not_found(f"Shard: {shard} in Stream: {stream.arn}")
         topic = table_topic(self.service.namespace, spec.name)
         log = self.service.log
         await log.open()
         if await log.describe_topic(topic) is None:
-            return {"ShardIterator": self._iterator(spec, p, 0)}
+            return {"ShardIterator": self._iterator(stream, p, 0)}
         reader = log.reader(topic, partitions=[p])
         try:
             if kind == "TRIM_HORIZON":
                 offset = (await reader.beginning_offsets())[p]
             elif kind == "LATEST":
                 offset = (await reader.end_offsets())[p]
-            elif kind in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"):
-                seq_text = body.get("SequenceNumber")
-                if not isinstance(seq_text, str) or not seq_text.isdigit():
-                    raise validation("SequenceNumber must be a string of digits")
-                offset = await self._find(reader, p, int(seq_text), kind == "AFTER_SEQUENCE_NUMBER")
             else:
-                raise validation(
-                    f"1 validation error detected: Value '{kind}' at 'shardIteratorType' failed "
-                    "to satisfy constraint: Member must satisfy enum value set: [TRIM_HORIZON, "
-                    "LATEST, AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER]"
-                )
+                assert isinstance(seq_text, str)
+                seq = int(seq_text)
+                if seq <= stream.start or (stream.end is not None and seq > stream.end):
+                    raise validation(f"Invalid SequenceNumber {seq_text} for this shard")
+                offset = await self._find(reader, p, seq, kind == "AFTER_SEQUENCE_NUMBER")
         finally:
             await reader.close()
-        return {"ShardIterator": self._iterator(spec, p, offset)}
+        return {"ShardIterator": self._iterator(stream, p, offset)}
 
     async def _find(self, reader: LogReader, p: int, seq: int, after: bool) -> int:
         """The offset of the record with this sequence number (or just after it)."""
@@ -225,16 +340,19 @@ class StreamsService:
             break
         raise validation(f"Invalid SequenceNumber {seq} for this shard")
 
+    async def _relay_done(self) -> int:
+        key = relay_done_key(self.service.namespace)
+        return int((await self.service.store.read_meta((key,))).get(key, "0") or 0)
+
     async def GetRecords(self, body: Body) -> Body:
-        spec, p, offset = await self._decode_iterator(body.get("ShardIterator"))
-        limit = body.get("Limit", 1000)
-        if not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise validation("Limit must be between 1 and 1000")
+        stream, p, offset = await self._decode_iterator(body.get("ShardIterator"))
+        spec = stream.spec
+        limit = _limit(body, 1000, 1000)
         topic = table_topic(self.service.namespace, spec.name)
         log = self.service.log
         await log.open()
         if await log.describe_topic(topic) is None:
-            return {"Records": [], "NextShardIterator": self._iterator(spec, p, offset)}
+            return {"Records": [], "NextShardIterator": self._iterator(stream, p, offset)}
         async with self._lock:
             reader = await self._reader(spec, p, offset)
             try:
@@ -249,10 +367,17 @@ class StreamsService:
             self._readers[(spec.name, p)] = (reader, position)
         region = self.service.region
         out = []
+        closed = False
         for rec in records:
-            shaped = decode_record(rec.value).to_dynamodb_json(region=region)
-            stream = shaped["dynamodb"]
-            stream["SequenceNumber"] = _seq(int(stream["SequenceNumber"]))
+            decoded = decode_record(rec.value)
+            n = decoded.sequence_number
+            if n <= stream.start:
+                continue  # an earlier stream's record
+            if stream.end is not None and n > stream.end:
+                closed = True  # a later stream's: this (closed) shard ends before it
+                break
+            shaped = decoded.to_dynamodb_json(region=region)
+            shaped["dynamodb"]["SequenceNumber"] = _seq(n)
             identity = shaped.pop("userIdentity", None)
             if identity is not None:
                 shaped["userIdentity"] = {
@@ -260,7 +385,16 @@ class StreamsService:
                     "Type": identity["type"],
                 }
             out.append(shaped)
-        return {"Records": out, "NextShardIterator": self._iterator(spec, p, position)}
+        if (
+            stream.end is not None
+            and not closed
+            and position >= end
+            and await self._relay_done() >= stream.end
+        ):
+            closed = True  # read to the end, and everything of the stream was published
+        if closed:
+            return {"Records": out}  # a closed shard read to its end: no next iterator
+        return {"Records": out, "NextShardIterator": self._iterator(stream, p, position)}
 
     async def close(self) -> None:
         for reader, _ in self._readers.values():

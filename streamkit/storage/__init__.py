@@ -4,6 +4,7 @@ It writes items and their change records (the outbox) in one transaction and
 knows nothing of Kafka or handlers.
 """
 
+from streamkit.storage._cache import Cache
 from streamkit.storage._capacity import ConsumedCapacity, OnDemand, Provisioned, measure
 from streamkit.storage._conditions import Condition, attr, key
 from streamkit.storage._indexes import GlobalIndex, LocalIndex
@@ -16,6 +17,7 @@ from streamkit.storage._transaction import Transaction
 
 __all__ = (
     "BatchStatementResult",
+    "Cache",
     "Condition",
     "ConsumedCapacity",
     "GlobalIndex",

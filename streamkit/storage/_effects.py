@@ -67,7 +67,10 @@ class Effects(Transaction):
                 spec = specs[table.name] = await store.spec(table.name)
             ops.append(build(spec))
         origin = store.origin
-        stale = await store.engine.commit_effects(ops, checkpoints, origin)
+        stale = await store.commit_effects(ops, checkpoints, origin)
+        if stale is None and store.cache is not None:
+            # the new items are not returned here: drop them (and their pages)
+            store.cache.invalidate(ops)
         if stale is None:
             for op in ops:
                 store.charge(op.spec, write=1.0)

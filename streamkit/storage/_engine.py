@@ -131,6 +131,15 @@ class StorageEngine(Protocol):
         under the ids ``drop`` (a deleted index's entries), in one transaction. Raises
         TableNotFound."""
 
+    async def set_ttl(self, spec: TableSpec) -> int:
+        """Store ``spec`` (an existing table whose ``ttl_attribute`` changed) and recompute
+        the TTL of every item row of the table from the new attribute (none when it is
+        None), in one transaction; returns how many items have a TTL now.
+
+        Writes submitted before the call (which carry the old spec) are committed before
+        the rows are read, and writes to the table wait until it commits, so no item keeps
+        a TTL computed from the old attribute. Raises TableNotFound."""
+
     async def list_tables(self) -> Sequence[TableSpec]:
         """Every table in the catalog, by name (including other processes' changes)."""
 

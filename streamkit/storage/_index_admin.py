@@ -94,7 +94,7 @@ async def backfill(store: Store, table: str, index: str) -> BackfillProgress:
         if not rows:
             break
         ops = [IndexOp(spec, ItemKey({}, pk, sk, b"", 0, b""), ix) for pk, sk, _ in rows]
-        results = await store.engine.write(WriteJob(list(ops)))
+        results = await store.write(WriteJob(list(ops)))
         progress.scanned += len(rows)
         progress.violations += sum(1 for r in results if r.units < 0)
         progress.written += sum(1 for r in results if r.units == 0)

@@ -428,8 +428,9 @@ def next_slot(last_slot: int) -> int:
 
 
 def storage_id_range(table_id: int) -> tuple[int, int]:
-    """The lowest and highest storage ids any index of the table can have."""
-    return -(table_id * _SLOTS + _SLOTS - 1), -(table_id * _SLOTS + 1)
+    """The lowest and highest storage ids any index of the table can have, with slot 0
+    (a replicated table's version rows, ``_versions.py``): what deleting a table deletes."""
+    return -(table_id * _SLOTS + _SLOTS - 1), -(table_id * _SLOTS)
 
 
 def index_rows(

@@ -151,7 +151,8 @@ SELECT 0 AS kind, k.tid, k.pk, k.sk, i.data, i.size::bigint AS n, NULL::text AS 
      WHERE tid = k.tid AND pk = k.pk AND sk = k.sk LIMIT 1
   ) i
 UNION ALL
-SELECT 1, t.id, NULL, NULL, NULL, NULL, NULL, NULL FROM sk_tables t WHERE t.id = ANY($4::integer[])
+SELECT 1, t.id, NULL, NULL, NULL, coalesce((t.spec::jsonb ->> 'last_slot')::bigint, 0), NULL, NULL
+  FROM sk_tables t WHERE t.id = ANY($4::integer[])
 UNION ALL
 SELECT 2, NULL, NULL, NULL, NULL, NULL, m.key, m.value FROM sk_meta m WHERE m.key = ANY($5::text[])
 UNION ALL
@@ -219,6 +220,7 @@ class Overlay:
         "meta_keys",
         "meta_out",
         "seq",
+        "slots",
     )
 
     def __init__(
@@ -228,8 +230,10 @@ class Overlay:
         meta_keys: set[str],
         meta: dict[str, str],
         seq: int | None,
+        slots: dict[int, int] | None = None,
     ) -> None:
         self.keys = keys
+        self.slots = slots or {}  # each prefetched table's stored last_slot
         self.found = found
         self.meta_keys = meta_keys
         self.meta = meta
@@ -295,6 +299,9 @@ class Overlay:
     def meta_set(self, key: str, value: str) -> None:
         self._undo.append((False, key, self.meta_out.get(key, _MISSING)))
         self.meta_out[key] = value
+
+    def last_slot(self, table_id: int) -> int | None:
+        return self.slots.get(table_id)
 
     def mark(self) -> tuple[int, int, int | None]:
         return len(self._undo), len(self.changes), self.seq
@@ -375,19 +382,19 @@ async def prefetch(
         counter,
     )
     found: dict[ItemKey3, tuple[bytes, int]] = {}
-    existing: set[int] = set()
+    existing: dict[int, int] = {}
     meta: dict[str, str] = {}
     seq: int | None = None
     for kind, tid, pk, sk, data, n, mk, mv in rows:
         if kind == 0:
             found[(tid, pk, sk)] = (data, n)
         elif kind == 1:
-            existing.add(tid)
+            existing[tid] = n
         elif kind == 2:
             meta[mk] = mv
         else:
             seq = n
-    return Overlay(keys, found, meta_keys, meta, seq), existing
+    return Overlay(keys, found, meta_keys, meta, seq, existing), set(existing)
 
 
 def _lock_key(kind: bytes, *parts: bytes) -> int:

@@ -106,6 +106,7 @@ from streamkit.storage._engine import (
     new_backup_id,
 )
 from streamkit.storage._spec import TableSpec
+from streamkit.storage._versions import extra_meta_keys, extra_reads
 from streamkit.storage._writes import (
     Checkpoint,
     WriteJob,
@@ -118,6 +119,7 @@ from streamkit.storage._writes import (
 __all__ = ("PostgresEngine",)
 
 T = TypeVar("T")
+_TTL_CHUNK = 5000  # item rows per UPDATE when a table's TTL attribute changes
 _log = logging.getLogger("streamkit.storage.postgres")
 
 _MAX_GROUP = 1024  # jobs per group commit
@@ -531,6 +533,8 @@ class PostgresEngine:
                 spec = op.spec
                 tids.add(spec.table_id)
                 keys.add((spec.table_id, op.k.pk, op.k.sk))
+                keys.update(extra_reads(op))  # a replicated table's version row
+                meta_keys.update(extra_meta_keys(op))
                 counter = counter or spec.record_view is not None
             meta_keys.update(cp.key for cp in w.checkpoints)
         rows_, existing = await S.prefetch(conn, keys, meta_keys, tids, counter=counter)
@@ -620,6 +624,11 @@ class PostgresEngine:
         TableNotFound."""
 
         async def fn(conn: Any) -> TableSpec:
+            # waits for the group writers writing to it (they hold the lock shared): a
+            # writer that starts after this commits reads the new spec's last_slot
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)", S.LOCK_NS_TABLE, spec.table_id
+            )
             status = await conn.execute(
                 "UPDATE sk_tables SET spec=$1 WHERE id=$2 AND name=$3",
                 spec.to_json(),
@@ -633,6 +642,58 @@ class PostgresEngine:
                     "DELETE FROM sk_items WHERE tid = ANY($1::integer[])", list(drop)
                 )
             return spec
+
+        return await self._transact(fn)
+
+    async def set_ttl(self, spec: TableSpec) -> int:
+        """Store ``spec`` and recompute the TTL of every item of the table, in one
+        transaction that holds the table's lock exclusively (writers hold it shared)."""
+        from streamkit.storage._ttl import image_ttl
+
+        # a barrier: every job queued before this call (with the old spec) is committed
+        # once it returns; the table lock below then keeps every later writer out
+        await self.write(WriteJob([]))
+
+        async def fn(conn: Any) -> int:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)", S.LOCK_NS_TABLE, spec.table_id
+            )
+            status = await conn.execute(
+                "UPDATE sk_tables SET spec=$1 WHERE id=$2 AND name=$3",
+                spec.to_json(),
+                spec.table_id,
+                spec.name,
+            )
+            if status != "UPDATE 1":
+                raise TableNotFound(f"table {spec.name!r} does not exist", table=spec.name)
+            tid = spec.table_id
+            if spec.ttl_attribute is None:
+                await conn.execute(
+                    "UPDATE sk_items SET expires=NULL WHERE tid=$1 AND expires IS NOT NULL", tid
+                )
+                return 0
+            with_ttl = 0
+            todo: list[tuple[bytes, bytes, float | None]] = []
+            async for pk, sk, data, old in conn.cursor(
+                "SELECT pk, sk, data, expires FROM sk_items WHERE tid=$1", tid, prefetch=1000
+            ):
+                expires = image_ttl(spec, data)
+                with_ttl += expires is not None
+                if expires != old:
+                    todo.append((pk, sk, expires))
+            # applied once the read is done (the cursor must not see its own updates)
+            for i in range(0, len(todo), _TTL_CHUNK):
+                chunk = todo[i : i + _TTL_CHUNK]
+                await conn.execute(
+                    "UPDATE sk_items AS i SET expires = u.e "
+                    "FROM unnest($2::bytea[], $3::bytea[], $4::float8[]) AS u(pk, sk, e) "
+                    "WHERE i.tid = $1 AND i.pk = u.pk AND i.sk = u.sk",
+                    tid,
+                    [c[0] for c in chunk],
+                    [c[1] for c in chunk],
+                    [c[2] for c in chunk],
+                )
+            return with_ttl
 
         return await self._transact(fn)
 

@@ -44,6 +44,14 @@ class TableSpec:
     table_id: int = 0
     indexes: tuple[IndexSpec, ...] = ()
     last_slot: int = 0  # the highest index slot ever used (slots are never reused)
+    # the label of the table's latest stream once it was turned off or on again after
+    # creation (None: the creation time is the label); kept while the stream is off
+    stream_label: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # resource tags (key, value), sorted by key
+    # global tables: this store's region and every replica's (region, log URL), sorted by
+    # region (empty: not replicated); see streamkit/replication/
+    region: str | None = None
+    replicas: tuple[tuple[str, str], ...] = ()
 
     def index(self, name: str) -> IndexSpec:
         """One of the table's indexes (ValidationError, as DynamoDB, when it has none
@@ -76,22 +84,27 @@ class TableSpec:
     def to_json(self) -> str:
         """Serialize for the catalog."""
         cap = self.capacity
-        return json.dumps(
-            {
-                "partition": [self.key.partition.name, self.key.partition.type],
-                "sort": None if self.key.sort is None else [self.key.sort.name, self.key.sort.type],
-                "stream": None if self.stream is None else self.stream.value,
-                "ttl_attribute": self.ttl_attribute,
-                "capacity": {"mode": "ON_DEMAND"}
-                if isinstance(cap, OnDemand)
-                else {"mode": "PROVISIONED", "read": cap.read, "write": cap.write},
-                "pitr": self.pitr,
-                "recovery_days": self.recovery_days,
-                "created_at": None if self.created_at is None else self.created_at.isoformat(),
-                "indexes": [ix.to_dict() for ix in self.indexes],
-                "last_slot": self.last_slot,
-            }
-        )
+        d: dict[str, Any] = {
+            "partition": [self.key.partition.name, self.key.partition.type],
+            "sort": None if self.key.sort is None else [self.key.sort.name, self.key.sort.type],
+            "stream": None if self.stream is None else self.stream.value,
+            "ttl_attribute": self.ttl_attribute,
+            "capacity": {"mode": "ON_DEMAND"}
+            if isinstance(cap, OnDemand)
+            else {"mode": "PROVISIONED", "read": cap.read, "write": cap.write},
+            "pitr": self.pitr,
+            "recovery_days": self.recovery_days,
+            "created_at": None if self.created_at is None else self.created_at.isoformat(),
+            "indexes": [ix.to_dict() for ix in self.indexes],
+            "last_slot": self.last_slot,
+        }
+        if self.stream_label is not None:
+            d["stream_label"] = self.stream_label
+        if self.tags:
+            d["tags"] = [list(t) for t in self.tags]
+        if self.replicas:
+            d["replication"] = {"region": self.region, "replicas": [list(r) for r in self.replicas]}
+        return json.dumps(d)
 
     @classmethod
     def from_json(cls, name: str, table_id: int, text: str) -> TableSpec:
@@ -121,6 +134,12 @@ class TableSpec:
             table_id=table_id,
             indexes=tuple(IndexSpec.from_dict(x) for x in d.get("indexes", ())),
             last_slot=d.get("last_slot", 0),
+            stream_label=d.get("stream_label"),
+            tags=tuple((str(k), str(v)) for k, v in d.get("tags", ())),
+            region=d.get("replication", {}).get("region"),
+            replicas=tuple(
+                (str(r), str(u)) for r, u in d.get("replication", {}).get("replicas", ())
+            ),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -141,4 +160,5 @@ class TableSpec:
             "recovery_days": self.recovery_days,
             "created_at": None if self.created_at is None else self.created_at.isoformat(),
             "indexes": [ix.describe() for ix in self.indexes],
+            **({"region": self.region, "replicas": dict(self.replicas)} if self.replicas else {}),
         }

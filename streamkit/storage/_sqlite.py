@@ -241,7 +241,7 @@ class _Rows:
     sees the writes of the jobs before it.
     """
 
-    __slots__ = ("_changes", "_items", "conn", "seq", "writes")
+    __slots__ = ("_changes", "_items", "_slots", "conn", "seq", "writes")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -250,6 +250,7 @@ class _Rows:
         # (tid, pk, sk) -> (data, size, expires) to store, or None to delete
         self._items: dict[tuple[int, bytes, bytes], tuple[bytes, int, float | None] | None] = {}
         self._changes: list[tuple[Any, ...]] = []
+        self._slots: dict[int, int | None] = {}  # last_slot per table, read once per group
 
     # --- write side (writer thread, inside BEGIN IMMEDIATE) ---
     def load(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
@@ -299,6 +300,16 @@ class _Rows:
         row = self.conn.execute("SELECT value FROM sk_meta WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    def last_slot(self, table_id: int) -> int | None:
+        slots = self._slots
+        if table_id not in slots:
+            row = self.conn.execute(
+                "SELECT coalesce(json_extract(spec, '$.last_slot'), 0) FROM sk_tables WHERE id=?",
+                (table_id,),
+            ).fetchone()
+            slots[table_id] = None if row is None else int(row[0])
+        return slots[table_id]
+
     def meta_set(self, key: str, value: str) -> None:
         self.writes += 1
         self.conn.execute("INSERT OR REPLACE INTO sk_meta (key, value) VALUES (?, ?)", (key, value))
@@ -340,6 +351,7 @@ class _Rows:
         # reuse a number. Pruning the archive always keeps the newest row, so the
         # maximum never goes back.
         self.seq = self.max_sequence()
+        self._slots.clear()  # and the catalog as it is in this transaction
 
     # --- read side ---
     def get(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
@@ -1421,9 +1433,45 @@ class SqliteEngine:
             )
             if cur.rowcount != 1:
                 raise TableNotFound(f"table {spec.name!r} does not exist", table=spec.name)
+            rows._slots.pop(spec.table_id, None)
             for sid in drop:
                 rows.conn.execute("DELETE FROM sk_items WHERE tid=?", (sid,))
             return spec
+
+        return await self.write_fn(fn)
+
+    async def set_ttl(self, spec: TableSpec) -> int:
+        """Store ``spec`` and recompute the TTL of every item of the table, in one
+        transaction of the one writer (so every write queued before it is in, and every
+        write after it sees the new TTLs)."""
+        from streamkit.storage._ttl import image_ttl
+
+        def fn(rows: _Rows) -> int:
+            rows.writes += 1
+            conn = rows.conn
+            cur = conn.execute(
+                "UPDATE sk_tables SET spec=? WHERE id=? AND name=?",
+                (spec.to_json(), spec.table_id, spec.name),
+            )
+            if cur.rowcount != 1:
+                raise TableNotFound(f"table {spec.name!r} does not exist", table=spec.name)
+            tid = spec.table_id
+            if spec.ttl_attribute is None:
+                conn.execute(
+                    "UPDATE sk_items SET expires=NULL WHERE tid=? AND expires IS NOT NULL", (tid,)
+                )
+                return 0
+            updates: list[tuple[float | None, int, bytes, bytes]] = []
+            with_ttl = 0
+            for pk, sk, data, old in conn.execute(
+                "SELECT pk, sk, data, expires FROM sk_items WHERE tid=?", (tid,)
+            ):  # read lazily; the (small) updates are applied once the read is done
+                expires = image_ttl(spec, data)
+                with_ttl += expires is not None
+                if expires != old:
+                    updates.append((expires, tid, pk, sk))
+            conn.executemany("UPDATE sk_items SET expires=? WHERE tid=? AND pk=? AND sk=?", updates)
+            return with_ttl
 
         return await self.write_fn(fn)
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from streamkit.exceptions import TableNotFound
 from streamkit.storage._capacity import Provisioned, TokenBucket, record_consumed
 from streamkit.storage._engine import ChangeRow, StorageEngine, engine_for
 from streamkit.storage._spec import TableSpec
+from streamkit.storage._writes import Checkpoint, StaleCatalog, WriteJob, WriteOp, WriteResult
+
+if TYPE_CHECKING:
+    from streamkit.storage._cache import CacheEngine
 
 __all__ = ("Store",)
 
@@ -25,10 +30,15 @@ _MAX_WINDOW_MS = 35 * _DAY_MS
 class Store:
     """Shared state behind every Table handle of one App."""
 
-    def __init__(self, url: str, *, origin: str | None = None) -> None:
+    def __init__(
+        self, url: str, *, origin: str | None = None, cache: CacheEngine | None = None
+    ) -> None:
         self.engine: StorageEngine = engine_for(url)
         self.origin = origin
+        self.cache = cache  # the item and query cache (``sk.Cache``), if the App has one
         self._specs: dict[str, TableSpec] = {}
+        self._catalog_clock = 0  # counts this process's own catalog changes
+        self._changed_at: dict[str, int] = {}  # table name -> clock of its last change
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._opened = False
         self._lock: asyncio.Lock | None = None
@@ -46,12 +56,21 @@ class Store:
             for spec in await self.engine.list_tables():
                 self._specs[spec.name] = spec
             self._opened = True
+            if self.cache is not None:
+                await self.cache.attach(self)  # follows the store's changes from now on
 
     async def close(self) -> None:
         """Close the engine (a later call reopens it)."""
         if self._opened:
             self._opened = False
+            if self.cache is not None:
+                await self.cache.detach()
             await self.engine.close()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the engine has been opened."""
+        return self._opened
 
     def known(self, name: str) -> TableSpec | None:
         """The cached spec of a table, without I/O (None if not cached or not open)."""
@@ -71,24 +90,82 @@ class Store:
         return spec
 
     async def reload(self) -> None:
-        """Re-read the catalog (another process may have created or deleted tables)."""
+        """Re-read the catalog (another process may have created or deleted tables).
+
+        A table this process created, changed or deleted while the catalog was being read
+        keeps this process's view of it: the read may predate that change (a TTL sweep's
+        reload racing an UpdateTimeToLive must not bring the old settings back)."""
         await self.ensure_open()
+        mark = self._catalog_clock
         specs = await self.engine.list_tables()
-        self._specs = {s.name: s for s in specs}
+        fresh = {s.name: s for s in specs}
+        if self._catalog_clock != mark:
+            for name, when in self._changed_at.items():
+                if when > mark:
+                    if name in self._specs:
+                        fresh[name] = self._specs[name]
+                    else:
+                        fresh.pop(name, None)
+        self._specs = fresh
+        if self.cache is not None:
+            self.cache.catalog(list(fresh.values()))
+
+    def _changed(self, name: str) -> None:
+        self._catalog_clock += 1
+        self._changed_at[name] = self._catalog_clock
 
     def remember(self, spec: TableSpec) -> None:
         """Cache a created or updated spec."""
+        self._changed(spec.name)
+        old = self._specs.get(spec.name)
         self._specs[spec.name] = spec
+        if self.cache is not None:
+            self.cache.drop_table(spec.table_id)
+            if old is not None and old.table_id != spec.table_id:
+                self.cache.drop_table(old.table_id)
         self._drop_buckets(spec.name)
 
     def forget(self, name: str) -> None:
         """Drop a deleted table from the cache."""
-        self._specs.pop(name, None)
+        self._changed(name)
+        old = self._specs.pop(name, None)
+        if old is not None and self.cache is not None:
+            self.cache.drop_table(old.table_id)
         self._drop_buckets(name)
 
     def _drop_buckets(self, name: str) -> None:
         for key in [k for k in self._buckets if k[0] == name or k[0].startswith(name + "\0")]:
             del self._buckets[key]
+
+    async def write(self, job: WriteJob) -> list[WriteResult]:
+        """Run a write job; when it was built with a table spec older than the stored one
+        (an index was added since), reload the catalog and run it again with the new
+        spec, so that no write ever skips an index."""
+        for _ in range(5):
+            try:
+                return await self.engine.write(job)
+            except StaleCatalog:
+                await self._refresh_specs(job.ops)
+        return await self.engine.write(job)
+
+    async def commit_effects(
+        self, ops: Sequence[WriteOp], checkpoints: Sequence[Checkpoint], origin: str | None
+    ) -> int | None:
+        """``StorageEngine.commit_effects``, run again on a newer catalog like :meth:`write`."""
+        for _ in range(5):
+            try:
+                return await self.engine.commit_effects(ops, checkpoints, origin)
+            except StaleCatalog:
+                await self._refresh_specs(ops)
+        return await self.engine.commit_effects(ops, checkpoints, origin)
+
+    async def _refresh_specs(self, ops: Sequence[WriteOp]) -> None:
+        await self.reload()
+        for op in ops:
+            fresh = self._specs.get(op.spec.name)
+            if fresh is None or fresh.table_id != op.spec.table_id:
+                raise TableNotFound(f"table {op.spec.name!r} does not exist", table=op.spec.name)
+            op.spec = fresh
 
     async def delete_table(self, name: str) -> TableSpec:
         """Delete a table, its items and its index entries (see ``StorageEngine``)."""

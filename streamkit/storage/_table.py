@@ -16,6 +16,7 @@ from streamkit.records._values import (
     normalize_item,
     normalize_value,
 )
+from streamkit.storage._cache import MISS, copy_item
 from streamkit.storage._capacity import read_units
 from streamkit.storage._expressions import (
     ExpressionContext,
@@ -38,6 +39,7 @@ from streamkit.storage._writes import (
 )
 
 if TYPE_CHECKING:
+    from streamkit.storage._cache import CacheEngine
     from streamkit.storage._conditions import Condition
     from streamkit.storage._expressions import CompiledCondition, Projection
     from streamkit.storage._indexes import IndexSpec
@@ -120,6 +122,14 @@ class Table:
         """The table's settings as plain data."""
         return (await self.spec()).describe()
 
+    async def _index_spec(self, spec: TableSpec, index: str | None) -> TableSpec:
+        """``spec``, or the stored one when it does not know ``index`` as readable (another
+        process may have added it, or finished its backfill, since this one looked)."""
+        if index is None or any(ix.name == index and ix.status == "ACTIVE" for ix in spec.indexes):
+            return spec
+        await self._store.reload()
+        return await self._store.spec(self.name)
+
     # --- building operations (shared with transactions) ---------------------------------
     def _put_op(
         self,
@@ -187,7 +197,12 @@ class Table:
     async def _write_one(self, spec: TableSpec, op: WriteOp) -> Item | None:
         store = self._store
         store.admit(spec, write=1.0)
-        (result,) = await store.engine.write(WriteJob([op], origin=store.origin))
+        cache = store.cache
+        tokens = None if cache is None else cache.before_write((op,))
+        (result,) = await store.write(WriteJob([op], origin=store.origin))
+        if tokens is not None:
+            assert cache is not None
+            cache.wrote((op,), (result,), tokens)
         store.charge(spec, write=result.units, indexes=result.index_units)
         return result.item
 
@@ -307,13 +322,29 @@ class Table:
         spec = store.known(self.name) or await store.spec(self.name)
         _, pk, sk = spec.key.parse_key(key)
         proj = _compile_projection_only(projection, names)
-        store.admit(spec, read=0.5)
         tid = spec.table_id
+        cache = store.cache
+        token = None
+        if cache is not None and not consistent and cache.item_ttl and cache.serving(spec):
+            hit = cache.get_item(tid, pk, sk)  # on the event loop: no I/O, no thread hop
+            if hit is not MISS:
+                if hit is None or (hide_expired and _is_expired(spec, hit, time.time())):
+                    return None
+                return hit if proj is None else proj.apply(hit)
+            token = cache.token(tid, pk)
+        store.admit(spec, read=0.5)
         row = await store.engine.get(tid, pk, sk)
         if row is None:
+            if token is not None:
+                assert cache is not None
+                cache.fill_item(tid, pk, sk, None, 0, token)
             store.charge(spec, read=read_units(0, consistent=consistent))
             return None
         item = decode_image(row[0])
+        if token is not None:
+            assert cache is not None
+            cache.fill_item(tid, pk, sk, item, row[1], token)
+            item = copy_item(item)
         store.charge(spec, read=read_units(row[1], consistent=consistent))
         if hide_expired and _is_expired(spec, item, time.time()):
             return None
@@ -342,15 +373,53 @@ class Table:
             seen.add((pk, sk))
             coords.append((pk, sk))
         proj = _compile_projection_only(projection, names)
-        store.admit(spec, read=0.5)
-        found = await store.engine.get_many(spec.table_id, coords)
-        items = [decode_image(data) for data, _ in found]
-        units = sum(read_units(size, consistent=consistent) for _, size in found)
-        store.charge(spec, read=units)
+        cache = store.cache
+        if cache is not None and not consistent and cache.item_ttl and cache.serving(spec):
+            items = await self._batch_get_cached(spec, coords, cache)
+        else:
+            store.admit(spec, read=0.5)
+            found = await store.engine.get_many(spec.table_id, coords)
+            items = [decode_image(data) for data, _ in found]
+            units = sum(read_units(size, consistent=consistent) for _, size in found)
+            store.charge(spec, read=units)
         if hide_expired:
             now = time.time()
             items = [i for i in items if not _is_expired(spec, i, now)]
         return items if proj is None else [proj.apply(i) for i in items]
+
+    async def _batch_get_cached(
+        self, spec: TableSpec, coords: list[tuple[bytes, bytes]], cache: CacheEngine
+    ) -> list[Item]:
+        """batch_get through the cache: hits from it, the misses in one storage read."""
+        tid = spec.table_id
+        got: dict[tuple[bytes, bytes], Item | None] = {}
+        missing: list[tuple[bytes, bytes]] = []
+        tokens = []
+        for pk, sk in coords:
+            hit = cache.get_item(tid, pk, sk)
+            if hit is MISS:
+                missing.append((pk, sk))
+                tokens.append(cache.token(tid, pk))
+            else:
+                got[(pk, sk)] = hit
+        if missing:
+            store = self._store
+            store.admit(spec, read=0.5)
+            found = await store.engine.get_many(tid, missing)
+            read: dict[tuple[bytes, bytes], tuple[Item, int]] = {}
+            for data, size in found:
+                item = decode_image(data)
+                read[spec.key.extract(item)] = (item, size)
+            for coord, token in zip(missing, tokens, strict=True):
+                entry = read.get(coord)
+                if entry is None:
+                    cache.fill_item(tid, coord[0], coord[1], None, 0, token)
+                    got[coord] = None
+                else:
+                    cache.fill_item(tid, coord[0], coord[1], entry[0], entry[1], token)
+                    got[coord] = copy_item(entry[0])
+            store.charge(spec, read=sum(read_units(size, consistent=False) for _, size in found))
+        return [i for i in (got[c] for c in coords) if i is not None]
 
     async def batch_write(
         self,
@@ -372,7 +441,12 @@ class Table:
         if len({(o.k.pk, o.k.sk) for o in ops}) != len(ops):
             raise ValidationError("batch_write: the same key appears more than once")
         store.admit(spec, write=float(len(ops)))
-        results = await store.engine.write(WriteJob(ops, origin=store.origin))
+        cache = store.cache
+        tokens = None if cache is None else cache.before_write(ops)
+        results = await store.write(WriteJob(ops, origin=store.origin))
+        if tokens is not None:
+            assert cache is not None
+            cache.wrote(ops, results, tokens)
         store.charge(spec, write=sum(r.units for r in results), indexes=_index_sum(results, 1.0))
 
     # --- query and scan ---------------------------------------------------------------
@@ -408,10 +482,15 @@ class Table:
         spec = store.known(self.name) or await store.spec(self.name)
         plan = _QueryPlan.build(
             spec, partition, sort, key_condition, filter, projection, names, values,
-            _reader(spec, index, consistent, select),
+            _reader(await self._index_spec(spec, index), index, consistent, select),
         )  # fmt: skip
+        request = None
+        if not (consistent or hide_expired):
+            request = repr(
+                (partition, sort, key_condition, filter, projection, names, values, index, select)
+            )
         return await self._query_page(
-            spec, plan, reverse, limit, start_key, consistent, hide_expired
+            spec, plan, reverse, limit, start_key, consistent, hide_expired, request
         )
 
     async def _query_page(
@@ -423,12 +502,26 @@ class Table:
         start_key: Mapping[str, Any] | None,
         consistent: bool,
         hide_expired: bool,
+        request: str | None = None,
     ) -> Page:
+        """One page; ``request`` (the query's arguments, as text) makes it cacheable."""
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
             raise ValidationError(f"limit must be a positive integer, got {limit!r}")
         store = self._store
+        cache = store.cache
+        ckey: tuple[Any, ...] | None = None
+        dep: bytes | None = None
+        gen = (0, 0)
+        if request is not None and cache is not None and cache.query_ttl and cache.serving(spec):
+            ckey = (spec.table_id, "q", request, reverse, limit, repr(start_key))
+            # a table query depends on its partition; an index query on the whole table
+            dep = plan.pk if plan.reader.index is None else None
+            hit = cache.get_page(ckey, dep)
+            if hit is not None:
+                return hit
+            gen = cache.page_token(spec.table_id, dep)
         low, low_inc, high, high_inc = plan.low, plan.low_inclusive, plan.high, plan.high_inclusive
         rd = plan.reader
         if start_key is not None:
@@ -458,6 +551,9 @@ class Table:
         page = _fill_page(spec, datas, want, plan.filter, plan.projection, hide_expired, rd)
         page.consumed = read_units(page.read_bytes, consistent=consistent)
         store.charge(spec, read=page.consumed)
+        if ckey is not None:
+            assert cache is not None
+            cache.fill_page(ckey, dep, page, gen)
         return page
 
     async def query(
@@ -496,13 +592,18 @@ class Table:
         spec = self._store.known(self.name) or await self._store.spec(self.name)
         plan = _QueryPlan.build(
             spec, partition, sort, key_condition, filter, projection, names, values,
-            _reader(spec, index, consistent, select),
+            _reader(await self._index_spec(spec, index), index, consistent, select),
         )  # fmt: skip
+        request = None
+        if not (consistent or hide_expired):
+            request = repr(
+                (partition, sort, key_condition, filter, projection, names, values, index, select)
+            )
         left = limit
         cursor = start_key
         while True:
             page = await self._query_page(
-                spec, plan, reverse, None, cursor, consistent, hide_expired
+                spec, plan, reverse, None, cursor, consistent, hide_expired, request
             )
             for item in page.items:
                 yield item
@@ -534,7 +635,7 @@ class Table:
         ``index=``, of an index's entries in the index's key order."""
         store = self._store
         spec = store.known(self.name) or await store.spec(self.name)
-        rd = _reader(spec, index, consistent, select)
+        rd = _reader(await self._index_spec(spec, index), index, consistent, select)
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
@@ -553,6 +654,21 @@ class Table:
         after = None
         if start_key is not None:
             after = rd.start(spec, start_key)
+        cache = store.cache
+        ckey: tuple[Any, ...] | None = None
+        gen = (0, 0)
+        if (
+            not (consistent or hide_expired)
+            and cache is not None
+            and cache.query_ttl
+            and cache.serving(spec)
+        ):
+            request = repr((filter, projection, names, values, index, select))
+            ckey = (spec.table_id, "s", request, limit, repr(start_key), segment, total_segments)
+            hit = cache.get_page(ckey, None)
+            if hit is not None:
+                return hit
+            gen = cache.page_token(spec.table_id, None)
         store.admit(spec, read=0.5)
         want = limit if limit is not None else _CHUNK
         raw = await store.engine.scan(
@@ -568,6 +684,9 @@ class Table:
         page = _fill_page(spec, datas, want, flt, proj, hide_expired, rd)
         page.consumed = read_units(page.read_bytes, consistent=consistent)
         store.charge(spec, read=page.consumed)
+        if ckey is not None:
+            assert cache is not None
+            cache.fill_page(ckey, None, page, gen)
         return page
 
     async def scan(

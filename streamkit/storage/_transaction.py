@@ -183,7 +183,12 @@ class Transaction:
         for name, spec in specs.items():
             n = sum(1 for op in ops if op.spec.name == name)
             store.admit(spec, write=2.0 * n)
-        results = await store.engine.write(WriteJob(ops, transactional=True, origin=store.origin))
+        cache = store.cache
+        tokens = None if cache is None else cache.before_write(ops)
+        results = await store.write(WriteJob(ops, transactional=True, origin=store.origin))
+        if tokens is not None:
+            assert cache is not None
+            cache.wrote(ops, results, tokens)  # write-through, as single writes
         for op, result in zip(ops, results, strict=True):
             store.charge(op.spec, write=2.0 * result.units, indexes=_index_sum([result], 2.0))
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 from streamkit.exceptions import (
     CancellationReason,
     ConditionFailed,
+    StorageError,
     TransactionCanceled,
     ValidationError,
 )
@@ -34,6 +35,15 @@ from streamkit.records._avro import decode_image, encode_image, encode_record
 from streamkit.records._values import MAX_ITEM_BYTES, Item, item_size, values_equal
 from streamkit.storage._capacity import write_units
 from streamkit.storage._keys import message_key
+from streamkit.storage._versions import (
+    ReplicaOp,
+    TombstonePruneOp,
+    Version,
+    decode_version,
+    encode_version,
+    load_version,
+    version_storage_id,
+)
 
 if TYPE_CHECKING:
     from streamkit.storage._expressions import CompiledCondition, CompiledUpdate
@@ -46,7 +56,9 @@ __all__ = (
     "DeleteOp",
     "IndexOp",
     "PutOp",
+    "ReplicaOp",
     "Rows",
+    "TombstonePruneOp",
     "UpdateOp",
     "WriteJob",
     "WriteOp",
@@ -98,6 +110,10 @@ class Rows(Protocol):
 
     def meta_set(self, key: str, value: str) -> None:
         """Set a bookkeeping value in the open transaction."""
+
+    def last_slot(self, table_id: int) -> int | None:
+        """The table's ``last_slot`` as stored now (None: the table is not there): a job
+        whose spec has another was built before an index was added, and must not run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +216,7 @@ class IndexOp:
     old_on_failure: bool = False
 
 
-WriteOp = PutOp | UpdateOp | DeleteOp | CheckOp | IndexOp
+WriteOp = PutOp | UpdateOp | DeleteOp | CheckOp | IndexOp | ReplicaOp | TombstonePruneOp
 
 
 @dataclass(slots=True)
@@ -220,6 +236,9 @@ class WriteResult:
     units: float
     event: str | None  # "INSERT" | "MODIFY" | "REMOVE" | None (no change)
     index_units: dict[str, float] | None = None  # write units per index the write touched
+    # set when the write changed the item (the cache's write-through reads them):
+    seq: int | None = None  # its change row's sequence number (None: the table keeps none)
+    new: Item | None = None  # the item after the write (None: deleted)
 
 
 @dataclass(slots=True)
@@ -290,13 +309,39 @@ def _maintain_indexes(rows: Rows, p: _Plan) -> None:
         p.result.index_units = units
 
 
+class StaleCatalog(StorageError):
+    """A write was built with a table spec older than the stored one (an index was added
+    since, by this or another process): reload the catalog and run it again."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(
+            f"the indexes of table {table!r} changed while the write was prepared; retry it",
+            retriable=True,
+        )
+        self.table = table
+
+
+def _check_catalog(rows: Rows, ops: Sequence[WriteOp]) -> None:
+    seen: set[int] = set()
+    for op in ops:
+        spec = op.spec
+        if spec.table_id in seen:
+            continue
+        seen.add(spec.table_id)
+        current = rows.last_slot(spec.table_id)
+        if current is not None and current != spec.last_slot:
+            raise StaleCatalog(spec.name)
+
+
 def run_job(rows: Rows, job: WriteJob) -> list[WriteResult]:
     """Plan and apply one job inside the caller's open transaction.
 
     Raises:
+        StaleCatalog: the job's specs are older than the stored ones (nothing written).
         ConditionFailed, ValidationError: a single operation failed (nothing written).
         TransactionCanceled: a transactional job failed, with a reason per action.
     """
+    _check_catalog(rows, job.ops)
     plans: list[_Plan] = []
     if job.transactional:
         reasons: list[CancellationReason] = []
@@ -405,6 +450,11 @@ def _plan(rows: Rows, op: WriteOp) -> _Plan:
                 raise ValidationError(
                     f"cannot update attribute {name!r}: it is part of the table's key", path=name
                 )
+        ast = op.update.ast
+        if old is None and not ast.sets and not ast.adds and (ast.removes or ast.deletes):
+            # as DynamoDB: an update that only removes creates no item (and no record)
+            result = WriteResult(None, write_units(0), None)
+            return _Plan(op, None, 0, None, None, None, 0, None, result)
         new_size = item_size(new)
         if new_size > MAX_ITEM_BYTES:
             raise ValidationError(f"item size {new_size} bytes exceeds the 400 KB limit")
@@ -444,9 +494,84 @@ def _plan(rows: Rows, op: WriteOp) -> _Plan:
         result = WriteResult(None, 0.0, None)
         return _Plan(op, old_data, old_size, old, old, old_data, old_size, None, result, [entry])
 
+    if isinstance(op, ReplicaOp):
+        return _plan_replica(rows, op, old_data, old_size)
+    if isinstance(op, TombstonePruneOp):
+        return _Plan(
+            op, old_data, old_size, None, None, None, 0, None, WriteResult(None, 0.0, None)
+        )
+
     # CheckOp: the condition was checked above
     result = WriteResult(None, write_units(old_size), None)
     return _Plan(op, old_data, old_size, old, old, old_data, old_size, None, result)
+
+
+def _plan_replica(rows: Rows, op: ReplicaOp, old_data: bytes | None, old_size: int) -> _Plan:
+    """A peer's change: applied only when its version beats the stored one (global
+    tables' last writer wins, see ``_versions.py``)."""
+    stored = load_version(rows, op.spec, op.k)
+    nothing = WriteResult(None, 0.0, None)
+    if not op.version.beats(stored):
+        same = stored is not None and (stored.ts, stored.region) == (
+            op.version.ts,
+            op.version.region,
+        )
+        op.outcome = "duplicate" if same else "conflict"
+        return _Plan(op, old_data, old_size, None, None, None, 0, None, nothing)
+    op.outcome = "applied"
+    if op.item is None:
+        event = None if old_data is None else "REMOVE"
+        result = WriteResult(None, write_units(old_size), event)
+        return _Plan(op, old_data, old_size, None, None, None, 0, event, result)
+    event = "INSERT" if old_data is None else None if old_data == op.data else "MODIFY"
+    result = WriteResult(None, write_units(max(op.size, old_size)), event)
+    entries: list[_Entry] | None = None
+    if op.spec.indexes:
+        # an item the peer accepted but whose key does not fit an index of this region's
+        # is left out of that index (as a backfill leaves it), never refused
+        entries = []
+        for ix in op.spec.indexes:
+            try:
+                entries.append(ix.entry(op.spec.key, op.item, op.k.pk, op.k.sk))
+            except ValidationError:
+                entries.append(None)
+    return _Plan(op, old_data, old_size, None, op.item, op.data, op.size, event, result, entries)
+
+
+def _stamp(rows: Rows, p: _Plan, now_ms: int) -> int | None:
+    """Keep the version row of a write to a replicated table (or of a replica or prune
+    op); returns the change record's time, or None when the op writes no record."""
+    op = p.op
+    spec = op.spec
+    k = op.k
+    sid = version_storage_id(spec.table_id)
+    if isinstance(op, TombstonePruneOp):
+        got = rows.load(sid, k.pk, k.sk)
+        if got is not None and p.old_data is None:
+            v = decode_version(got[0])[0]
+            if v.tombstone and v.ts < op.before_ms:
+                rows.remove(sid, k.pk, k.sk)
+        return None
+    if isinstance(op, ReplicaOp):
+        if op.outcome == "conflict" and op.counter_key is not None:
+            n = rows.meta_get(op.counter_key)
+            rows.meta_set(op.counter_key, str(int(n or 0) + 1))
+        if op.outcome != "applied":
+            return None
+        v = op.version
+        ts = now_ms
+    else:
+        stored = load_version(rows, spec, k)
+        # a hybrid logical clock per item: a local write always beats what it overwrote,
+        # even after this region's clock jumped backwards
+        ts = now_ms if stored is None else max(now_ms, stored.ts + 1)
+        v = Version(ts, spec.region or "local", p.event == "REMOVE")
+    tomb = op.item is None if isinstance(op, ReplicaOp) else v.tombstone
+    if tomb != v.tombstone:
+        v = Version(v.ts, v.region, tomb)
+    data = encode_version(v, k.key if tomb else None)
+    rows.store(sid, k.pk, k.sk, data, len(data), v.ts / 1000 if tomb else None)
+    return ts
 
 
 def _update_returns(
@@ -498,6 +623,14 @@ def _apply(rows: Rows, plans: list[_Plan], job: WriteJob) -> None:
     for p in plans:
         event = p.event
         op = p.op
+        created_ms = now_ms
+        if isinstance(op, (ReplicaOp, TombstonePruneOp)) or (
+            event is not None and op.spec.replicas
+        ):
+            stamped = _stamp(rows, p, now_ms)
+            if stamped is None:
+                continue
+            created_ms = stamped
         if isinstance(op, IndexOp):
             e = None if p.entries is None else p.entries[0]
             if e is not None:
@@ -521,10 +654,12 @@ def _apply(rows: Rows, plans: list[_Plan], job: WriteJob) -> None:
             assert p.new_data is not None
             expires = None if spec.ttl_attribute is None else ttl_expiry(spec, p.new)
             rows.store(spec.table_id, k.pk, k.sk, p.new_data, p.new_size, expires)
+            p.result.new = p.new
         view = spec.record_view
         if view is None:
             continue
         seq = rows.next_sequence()
+        p.result.seq = seq
         if multi and txn is None:
             txn = seq
         size = k.size
@@ -538,7 +673,12 @@ def _apply(rows: Rows, plans: list[_Plan], job: WriteJob) -> None:
         if event == "MODIFY":
             old = p.old if p.old is not None else decode_image(p.old_data)  # type: ignore[arg-type]
             changed = _changed(old, p.new)  # type: ignore[arg-type]
-        identity = op.identity if isinstance(op, DeleteOp) else None
+        identity = op.identity if isinstance(op, (DeleteOp, ReplicaOp)) else None
+        origin = job.origin
+        if isinstance(op, ReplicaOp):
+            origin = op.origin
+        elif spec.replicas:
+            origin = spec.region
         record = encode_record(
             event_id=os.urandom(16).hex(),
             event_name=event,
@@ -548,11 +688,11 @@ def _apply(rows: Rows, plans: list[_Plan], job: WriteJob) -> None:
             old_image=old_img,
             changed=changed,
             sequence_number=seq,
-            created_at_ms=now_ms,
+            created_at_ms=created_ms,
             size_bytes=size,
             view_type=view.value,
             user_identity=None if identity is None else (identity.type, identity.principal),
-            origin=job.origin,
+            origin=origin,
         )
         # the archive needs every new image for point-in-time restore, whatever the view
         image = p.new_data if (spec.pitr and new_img is None and event != "REMOVE") else None
@@ -564,7 +704,7 @@ def _apply(rows: Rows, plans: list[_Plan], job: WriteJob) -> None:
             txn,
             k.message_key,
             record,
-            now_ms,
+            created_ms,
             spec.stream is not None,
             image,
             k.pk,

@@ -539,7 +539,7 @@ def test_serve_passes_tls_timeouts_and_limits_on(
     ((application, kwargs),) = fake.calls
     assert kwargs["limit_concurrency"] == 1000 and kwargs["ssl_certfile"] is None
     assert application.body_timeout == 30 and application.auth.region is None
-    assert application.service.region == "local"
+    assert application.service.configured_region is None  # the region of each request
     code, err, fake = _serve_cli(monkeypatch, tmp_path, "--ssl-keyfile", str(key))
     assert code == 2 and "--ssl-certfile" in err and not fake.calls
 

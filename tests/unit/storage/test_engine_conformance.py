@@ -493,6 +493,36 @@ async def test_expired(engine: StorageEngine) -> None:
     assert (await one(engine, sweep)).event == "REMOVE"
 
 
+async def test_set_ttl_recomputes_every_item(engine: StorageEngine) -> None:
+    from dataclasses import replace
+
+    ops = Ops(await engine.create_table(users_spec()))
+    now = 2_000_000_000.0
+    await engine.write(
+        WriteJob(
+            [
+                ops.put({"id": "a", "exp": Decimal(int(now - 100))}),
+                ops.put({"id": "b", "exp": Decimal("199999999.9e1")}),
+                ops.put({"id": "c", "other": Decimal(int(now - 100))}),
+                ops.put({"id": "d"}),
+            ]
+        )
+    )
+    assert await engine.expired(ops.spec.table_id, now, 10) == []
+    on = replace(ops.spec, ttl_attribute="exp")
+    assert await engine.set_ttl(on) == 2
+    got = [decode_image(d)["id"] for d in await engine.expired(ops.spec.table_id, now, 10)]
+    assert got == ["a", "b"]
+    assert next(s for s in await engine.list_tables() if s.name == "Users").ttl_attribute == "exp"
+    assert await engine.set_ttl(replace(on, ttl_attribute="other")) == 1
+    got = [decode_image(d)["id"] for d in await engine.expired(ops.spec.table_id, now, 10)]
+    assert got == ["c"]
+    assert await engine.set_ttl(replace(on, ttl_attribute=None)) == 0
+    assert await engine.expired(ops.spec.table_id, now, 10) == []
+    with pytest.raises(TableNotFound):
+        await engine.set_ttl(replace(on, name="Nope", table_id=999))
+
+
 # --- the change log -------------------------------------------------------------------------
 
 

@@ -44,13 +44,18 @@ def expected_entries(items: list[dict[str, Any]], index: str) -> list[dict[str, 
         pk, sk_, attrs = "Status", "Total", None
     elif index == "ByItem":
         pk, sk_, attrs = "Item", None, {"UserID", "OrderDate", "Item"}
+    elif index == "ByOther":  # added to a table in use (backfilled)
+        pk, sk_, attrs = "Other", None, {"UserID", "OrderDate", "Other"}
     else:
         pk, sk_, attrs = "UserID", "Total", {"UserID", "OrderDate", "Total", "Item"}
+    pk_type = Decimal if index == "ByOther" else str
     out = []
     for it in items:
         if pk not in it or (sk_ is not None and sk_ not in it):
             continue
-        if not isinstance(it[pk], str) or (sk_ is not None and not isinstance(it[sk_], Decimal)):
+        if not isinstance(it[pk], pk_type) or (
+            sk_ is not None and not isinstance(it[sk_], Decimal)
+        ):
             continue
         out.append(it if attrs is None else {k: v for k, v in it.items() if k in attrs})
 
@@ -70,19 +75,17 @@ async def index_contents(t: sk.Table, index: str) -> list[dict[str, Any]]:
 
 async def assert_indexes_match(t: sk.Table) -> None:
     items = [x async for x in t.scan()]
-    for name in ("ByStatus", "ByItem", "ByTotal"):
+    names = [ix.name for ix in (await t.spec()).indexes]
+    for name in names:
         got = await index_contents(t, name)
         want = expected_entries(items, name)
         # a scan of an index returns entries in (partition bytes, sort bytes) order within
         # the segment; compare as sorted lists of the model's order
         assert sorted(got, key=repr) == sorted(want, key=repr), name
         # and per partition, a query returns them in index sort order
-        for part in {
-            w["Status" if name == "ByStatus" else "Item" if name == "ByItem" else "UserID"]
-            for w in want
-        }:
+        key = {"ByStatus": "Status", "ByItem": "Item", "ByOther": "Other"}.get(name, "UserID")
+        for part in {w[key] for w in want}:
             q = [x async for x in t.query(part, index=name)]
-            key = "Status" if name == "ByStatus" else "Item" if name == "ByItem" else "UserID"
             assert q == [w for w in want if w[key] == part], (name, part)
 
 
@@ -341,7 +344,8 @@ _item = st.fixed_dictionaries(
         "Status": _value,
         "Total": st.one_of(st.integers(-5, 5), st.sampled_from(["x"])),
         "Item": st.sampled_from(["i1", "i2", ""]),
-        "Other": st.integers(0, 9),
+        "Other": st.one_of(st.integers(0, 9), st.just("nine")),
+        "Expires": st.sampled_from([-60, 3600]),  # seconds from now: expired, or not yet
     },
 )
 _op = st.one_of(
@@ -349,6 +353,8 @@ _op = st.one_of(
     st.tuples(st.just("delete"), _item),
     st.tuples(st.just("update"), _item),
     st.tuples(st.just("txn"), st.lists(_item, min_size=1, max_size=3)),
+    st.tuples(st.just("sweep"), st.none()),  # TTL expiries
+    st.tuples(st.just("add_index"), st.none()),  # a backfill of ByOther (once)
 )
 
 
@@ -364,19 +370,37 @@ def test_an_index_always_equals_the_table_projected(engine: str, ops: list[Any])
             for kind, arg in ops:
                 await _apply(app, t, kind, arg)
             await assert_indexes_match(t)
+            # a restore rebuilds every index, the backfilled one included
+            backup = await app.backup("Orders")
+            await assert_indexes_match(await app.restore_backup(backup.id, target="Copy"))
 
     asyncio.run(main())
 
 
+def _item_of(arg: dict[str, Any]) -> dict[str, Any]:
+    item = {k: v for k, v in arg.items() if v is not None}
+    if "Expires" in item:
+        item["Expires"] = int(time.time()) + item["Expires"]
+    return item
+
+
 async def _apply(app: sk.App, t: sk.Table, kind: str, arg: Any) -> None:
+    if kind == "sweep":
+        await app.sweep_expired()
+        return
+    if kind == "add_index":
+        if not any(ix.name == "ByOther" for ix in (await t.spec()).indexes):
+            other = sk.GlobalIndex("ByOther", partition_key=("Other", "N"), projection="KEYS_ONLY")
+            await app.update_table("Orders", create_index=other)
+        return
     try:
         if kind == "put":
-            await t.put({k: v for k, v in arg.items() if v is not None})
+            await t.put(_item_of(arg))
         elif kind == "delete":
             await t.delete({"UserID": arg["UserID"], "OrderDate": arg["OrderDate"]})
         elif kind == "update":
             key = {"UserID": arg["UserID"], "OrderDate": arg["OrderDate"]}
-            sets = {k: v for k, v in arg.items() if k not in key and v is not None}
+            sets = {k: v for k, v in _item_of(arg).items() if k not in key}
             rem = [k for k, v in arg.items() if v is None]
             if sets or rem:
                 await t.update(key, set=sets or None, remove=rem or None)
@@ -387,7 +411,7 @@ async def _apply(app: sk.App, t: sk.Table, kind: str, arg: Any) -> None:
                     k = (it["UserID"], it["OrderDate"])
                     if k not in seen:
                         seen.add(k)
-                        tx.put(t, {k2: v for k2, v in it.items() if v is not None})
+                        tx.put(t, _item_of(it))
     except (sk.ValidationError, sk.TransactionCanceled):
         pass
 
@@ -535,3 +559,63 @@ async def test_a_provisioned_index_out_of_write_capacity_throttles_the_table(app
             await t.put({"UserID": f"b{i}", "Status": "S"})
     # the refused write wrote nothing
     assert await t.get({"UserID": "b1"}) is None
+
+
+# --- two processes sharing a store ------------------------------------------------------------
+async def test_a_writer_with_an_old_catalog_never_skips_a_new_index(storage_url: str) -> None:
+    """B learned the catalog before A added an index: B's writes are refused as stale
+    inside the engine's transaction, B reloads and writes the entries too."""
+    if storage_url == "memory://":
+        pytest.skip("an in-memory store is not shared by two Apps")
+    a = sk.App(storage=storage_url)
+    b = sk.App(storage=storage_url)
+    try:
+        t_a = await a.create_table("Orders", partition_key="UserID")
+        t_b = b.table("Orders")
+        await t_b.put({"UserID": "before", "Status": "S"})  # B caches the index-less spec
+        stop = asyncio.Event()
+        written: list[int] = []
+
+        async def writer() -> None:
+            n = 0
+            while not stop.is_set():
+                await t_b.put({"UserID": f"b{n % 60}", "Status": f"s{n % 3}", "N": n})
+                written.append(n)
+                n += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(writer())
+        await asyncio.sleep(0.05)
+        await a.update_table(
+            "Orders", create_index=sk.GlobalIndex("ByStatus", partition_key="Status")
+        )
+        await asyncio.sleep(0.1)
+        stop.set()
+        await task
+        assert len(written) > 10
+        items = [x async for x in t_a.scan()]
+        got = [x async for x in t_a.scan(index="ByStatus")]
+        assert sorted(got, key=repr) == sorted(items, key=repr)
+        assert (await b.store.spec("Orders")).indexes  # B has reloaded
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_reader_with_an_old_catalog_sees_a_new_index(storage_url: str) -> None:
+    if storage_url == "memory://":
+        pytest.skip("an in-memory store is not shared by two Apps")
+    a = sk.App(storage=storage_url)
+    b = sk.App(storage=storage_url)
+    try:
+        t_a = await a.create_table("Orders", partition_key="UserID")
+        await t_a.put({"UserID": "u", "Status": "S"})
+        t_b = b.table("Orders")
+        assert await t_b.get({"UserID": "u"})  # B caches the index-less spec
+        await a.update_table(
+            "Orders", create_index=sk.GlobalIndex("ByStatus", partition_key="Status")
+        )
+        assert [x["UserID"] async for x in t_b.query("S", index="ByStatus")] == ["u"]
+    finally:
+        await a.close()
+        await b.close()

@@ -154,7 +154,9 @@ class StoreModel(RuleBasedStateMachine):
         except sk.ConditionFailed:
             assert not self._cond_holds(old, cond)
             return
-        new = dict(old) if old is not None else {"k": key}
+        if old is None:
+            return  # as DynamoDB: an update that only removes creates no item
+        new = dict(old)
         new.pop("v", None)
         self.items[key] = new
         self._emit(key, old, new)

@@ -360,10 +360,10 @@ async def test_data_survives_reopen(file_app: sk.App) -> None:
         await again.close()
 
 
-async def test_update_remove_nested_on_missing_item_creates_key_only(app: sk.App) -> None:
+async def test_update_remove_nested_on_missing_item_creates_nothing(app: sk.App) -> None:
     t = await app.create_table("Things", partition_key="k")
-    await t.update({"k": "a"}, expression="REMOVE a.b")
-    assert await t.get({"k": "a"}) == {"k": "a"}
+    await t.update({"k": "a"}, expression="REMOVE a.b")  # no error, as in DynamoDB
+    assert await t.get({"k": "a"}) is None  # and, as in DynamoDB, no item either
 
 
 async def test_query_filter_may_not_use_key_attributes(app: sk.App) -> None:
