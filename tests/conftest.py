@@ -40,6 +40,21 @@ async def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
             await postgres_env.drop_database(url)
 
 
+@pytest.fixture(params=[pytest.param("sqlite", id="sqlite-file"), postgres_env.postgres_param()])
+async def shared_storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh store that two Apps (or processes) can share: every engine but memory://."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/shared.db"
+        return
+    server = postgres_env.postgres_url()
+    assert server is not None
+    url = await postgres_env.fresh_database(server)
+    try:
+        yield url
+    finally:
+        await postgres_env.drop_database(url)
+
+
 @pytest.fixture
 async def app(storage_url: str, tmp_path: Path) -> AsyncIterator[sk.App]:
     """An App on each storage engine (see ``storage_url``), with an embedded log."""

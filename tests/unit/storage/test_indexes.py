@@ -562,13 +562,13 @@ async def test_a_provisioned_index_out_of_write_capacity_throttles_the_table(app
 
 
 # --- two processes sharing a store ------------------------------------------------------------
-async def test_a_writer_with_an_old_catalog_never_skips_a_new_index(storage_url: str) -> None:
+async def test_a_writer_with_an_old_catalog_never_skips_a_new_index(
+    shared_storage_url: str,
+) -> None:
     """B learned the catalog before A added an index: B's writes are refused as stale
     inside the engine's transaction, B reloads and writes the entries too."""
-    if storage_url == "memory://":
-        pytest.skip("an in-memory store is not shared by two Apps")
-    a = sk.App(storage=storage_url)
-    b = sk.App(storage=storage_url)
+    a = sk.App(storage=shared_storage_url)
+    b = sk.App(storage=shared_storage_url)
     try:
         t_a = await a.create_table("Orders", partition_key="UserID")
         t_b = b.table("Orders")
@@ -602,11 +602,9 @@ async def test_a_writer_with_an_old_catalog_never_skips_a_new_index(storage_url:
         await b.close()
 
 
-async def test_a_reader_with_an_old_catalog_sees_a_new_index(storage_url: str) -> None:
-    if storage_url == "memory://":
-        pytest.skip("an in-memory store is not shared by two Apps")
-    a = sk.App(storage=storage_url)
-    b = sk.App(storage=storage_url)
+async def test_a_reader_with_an_old_catalog_sees_a_new_index(shared_storage_url: str) -> None:
+    a = sk.App(storage=shared_storage_url)
+    b = sk.App(storage=shared_storage_url)
     try:
         t_a = await a.create_table("Orders", partition_key="UserID")
         await t_a.put({"UserID": "u", "Status": "S"})
