@@ -38,6 +38,7 @@ from array import array
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from streamkit.exceptions import StreamkitError, ValidationError
@@ -131,7 +132,7 @@ class _Entry:
         self.gen = gen  # and its value when the page was read
 
 
-_IMMUTABLE: Final = frozenset({str, bytes, bool, type(None)})
+_IMMUTABLE: Final = frozenset({str, bytes, bool, type(None), Decimal})
 
 
 def _copy_value(v: Any) -> Any:
@@ -147,7 +148,10 @@ def _copy_value(v: Any) -> Any:
 
 def copy_item(item: Item) -> Item:
     """A copy the caller may change without changing the cached item."""
-    return {k: (v if type(v) in _IMMUTABLE else _copy_value(v)) for k, v in item.items()}
+    for v in item.values():
+        if type(v) not in _IMMUTABLE:
+            return {k: (x if type(x) in _IMMUTABLE else _copy_value(x)) for k, x in item.items()}
+    return item.copy()  # only immutable values (the common case): a shallow copy is whole
 
 
 def _values(v: Any) -> int:
