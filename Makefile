@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 KAFKA := compose/kafka
 
-.PHONY: help install demo test lint format bench kafka-up kafka-down s3-up s3-down postgres-up postgres-down docs docs-check clean
+.PHONY: help install demo test lint format bench kafka-up kafka-down kafka2-up kafka2-down s3-up s3-down postgres-up postgres-down docs docs-check clean
 
 help:
 	@echo "make demo        run the demo on the embedded defaults (no services needed)"
@@ -16,6 +16,8 @@ help:
 	@echo "make docs-check  build it strictly (a broken link or nav entry fails; make test runs it)"
 	@echo "make kafka-up    start the local single-node Kafka broker on 127.0.0.1:9092"
 	@echo "make kafka-down  stop it"
+	@echo "make kafka2-up   start a second broker on 127.0.0.1:9094 (global-table tests)"
+	@echo "make kafka2-down stop it"
 	@echo "make s3-up       start a local S3-compatible server (S3Proxy) on 127.0.0.1:9000"
 	@echo "make s3-down     stop it"
 	@echo "make postgres-up    start a throwaway local PostgreSQL 15 on 127.0.0.1:5432 (PG_PORT)"
@@ -65,6 +67,13 @@ kafka-up:
 
 kafka-down:
 	@$(KAFKA)/kafka-down.sh
+
+# a second broker (global tables: each region its own cluster); `make test` starts it too
+kafka2-up:
+	@KAFKA_PORT=9094 KAFKA_HEAP_OPTS="-Xms128m -Xmx384m" $(KAFKA)/kafka-up.sh
+
+kafka2-down:
+	@KAFKA_PORT=9094 $(KAFKA)/kafka-down.sh
 
 s3-up:
 	@compose/s3/s3-up.sh

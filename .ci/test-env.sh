@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run a command (the test suite) with the services the tests need: starts the
-# local Kafka broker when none answers on 127.0.0.1:9092, the local S3 server
+# local Kafka broker when none answers on 127.0.0.1:9092 (and a second one on
+# 127.0.0.1:9094, KAFKA2_PORT, for the global-table tests), the local S3 server
 # (S3Proxy) when none answers on 127.0.0.1:9000 and a throwaway PostgreSQL 15
 # when none answers on 127.0.0.1:5432 (PG_PORT), and stops only what it started,
 # whatever the command's outcome.
@@ -9,14 +10,19 @@ cd "$(dirname "$0")/.."
 
 KAFKA_DIR=compose/kafka
 export KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA2_PORT="${KAFKA2_PORT:-9094}"
 export S3_PORT="${S3_PORT:-9000}"
 export PG_PORT="${PG_PORT:-5432}"
 started=0
+started2=0
 s3_started=0
 pg_started=0
 cleanup() {
     if [[ $started == 1 ]]; then
         "$KAFKA_DIR/kafka-down.sh" >&2 || true
+    fi
+    if [[ $started2 == 1 ]]; then
+        KAFKA_PORT="$KAFKA2_PORT" "$KAFKA_DIR/kafka-down.sh" >&2 || true
     fi
     if [[ $s3_started == 1 ]]; then
         compose/s3/s3-down.sh >&2 || true
@@ -39,6 +45,22 @@ if [[ -z "${STREAMKIT_TEST_KAFKA:-}" ]]; then
         started=1
     fi
     export STREAMKIT_TEST_KAFKA="127.0.0.1:$KAFKA_PORT"
+fi
+
+# a second, separate broker: each region of a global table has its own Kafka cluster
+if [[ -z "${STREAMKIT_TEST_KAFKA2:-}" ]]; then
+    if KAFKA_PORT="$KAFKA2_PORT" PYTHON="${1:-python3}" bash -c "source $KAFKA_DIR/lib.sh && kafka_probe 2" >/dev/null 2>&1; then
+        echo "test-env: using the second Kafka broker already on 127.0.0.1:$KAFKA2_PORT" >&2
+    else
+        echo "test-env: starting a second Kafka broker on 127.0.0.1:$KAFKA2_PORT" >&2
+        if ! KAFKA_PORT="$KAFKA2_PORT" KAFKA_HEAP_OPTS="${KAFKA2_HEAP_OPTS:--Xms128m -Xmx384m}" \
+            "$KAFKA_DIR/kafka-up.sh" >&2; then
+            echo "test-env: the second Kafka broker did not start; global-table Kafka tests cannot run" >&2
+            exit 1
+        fi
+        started2=1
+    fi
+    export STREAMKIT_TEST_KAFKA2="127.0.0.1:$KAFKA2_PORT"
 fi
 
 if [[ -z "${STREAMKIT_TEST_S3:-}" ]]; then

@@ -3,13 +3,15 @@
 python -m benchmarks [--seconds 3] [--out .bench/results.json] [--kafka HOST:PORT]
                      [--postgres URL]
                      [--only storage|capture|runtime|history|endpoint|postgres|indexes|cache
-                             |replication]
+                             |replication|scaling]
 
 The capture figures run on the local log always, and on Kafka when ``--kafka`` (or
 ``STREAMKIT_TEST_KAFKA``) names a broker. The runtime figures (handler throughput
 against raw aiokafka and FastStream, write-to-handler latency, memory under a
 backlog) need Kafka; without it only the local-log latency runs. The PostgreSQL storage
-figures run when ``--postgres`` (or ``STREAMKIT_TEST_POSTGRES``) names a server.
+figures run when ``--postgres`` (or ``STREAMKIT_TEST_POSTGRES``) names a server. The
+scaling figures (``--only scaling``) fill a 200,000-item table (1,000,000 with
+``STREAMKIT_BENCH_BIG=1``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from benchmarks import (
     postgres,
     replication,
     runtime,
+    scaling,
     storage,
 )
 
@@ -75,6 +78,7 @@ def main() -> None:
             "indexes",
             "cache",
             "replication",
+            "scaling",
         ),
         help="run one section",
     )
@@ -101,6 +105,8 @@ def main() -> None:
         results["cache"] = asyncio.run(cache.run(args.seconds))
     if args.only in (None, "replication"):
         results["replication"] = asyncio.run(replication.run(args.seconds))
+    if args.only in (None, "scaling"):
+        results["scaling"] = asyncio.run(scaling.run(args.seconds))
     if args.only in (None, "postgres") and args.postgres:
         results["postgres"] = asyncio.run(postgres.run(args.seconds, url=args.postgres))
     meta = {

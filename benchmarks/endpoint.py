@@ -87,6 +87,14 @@ def _servers(tmp: Path) -> list[tuple[str, list[str], dict[str, str]]]:
             [py, "-m", "streamkit", "serve", "--port", "{port}"],
             {"STREAMKIT_STORAGE": f"sqlite:///{tmp}/sk.db", "STREAMKIT_LOG": f"local://{tmp}/log"},
         ),
+        (
+            "streamkit_cache",  # the DAX node: the same endpoint with the cache in front
+            [py, "-m", "streamkit", "serve", "--port", "{port}", "--cache"],
+            {
+                "STREAMKIT_STORAGE": f"sqlite:///{tmp}/skc.db",
+                "STREAMKIT_LOG": f"local://{tmp}/logc",
+            },
+        ),
         ("moto_server", [py, "-m", "moto.server", "-p", "{port}"], {}),
     ]
     exe = _dynalite()
@@ -188,11 +196,13 @@ def _threads(port: int, kind: str, seconds: float, n: int = 8) -> int:
     return round(sum(counts) / (time.perf_counter() - started))
 
 
-def run(seconds: float = 3.0) -> dict[str, Any]:
+def run(seconds: float = 3.0, only: tuple[str, ...] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="sk-bench-endpoint-") as d:
         tmp = Path(d)
         for name, argv, env in _servers(tmp):
+            if only is not None and name not in only:
+                continue
             port = _port()
             cmd = [a.replace("{port}", str(port)) for a in argv]
             proc = subprocess.Popen(
@@ -221,7 +231,7 @@ def run(seconds: float = 3.0) -> dict[str, Any]:
     sk = results.get("streamkit", {})
     ratios: dict[str, Any] = {}
     for other, figures in results.items():
-        if other == "streamkit":
+        if other.startswith("streamkit"):
             continue
         for kind in ("put", "get", "query"):
             a, b = sk.get(kind), figures.get(kind)
@@ -230,5 +240,13 @@ def run(seconds: float = 3.0) -> dict[str, Any]:
                     "sequential": round(a["calls_per_s"] / b["calls_per_s"], 2),
                     "8_threads": round(a["calls_per_s_8_threads"] / b["calls_per_s_8_threads"], 2),
                 }
+    cached = results.get("streamkit_cache", {})
+    for kind in ("get", "query"):
+        a, b = cached.get(kind), sk.get(kind)
+        if a and b:
+            ratios[f"{kind}_cache_vs_no_cache"] = {
+                "sequential": round(a["calls_per_s"] / b["calls_per_s"], 2),
+                "8_threads": round(a["calls_per_s_8_threads"] / b["calls_per_s_8_threads"], 2),
+            }
     results["streamkit_ratio"] = ratios
     return results

@@ -3,7 +3,9 @@
 Two regions (``us-east-1``, ``eu-west-1``), each its own SQLite store and its own
 embedded log (``local://``), in one process, the table created with replicas in both.
 
-- **lag**: both regions running; puts of new items in ``us-east-1`` paced at ``rate``/s
+- **lag** (``lag_local``; ``lag_kafka`` when ``STREAMKIT_BENCH_KAFKA`` and
+  ``STREAMKIT_BENCH_KAFKA2`` name two brokers, one per region): both regions running;
+  puts of new items in ``us-east-1`` paced at ``rate``/s (``STREAMKIT_BENCH_REPLICATION_RATE``)
   for ``seconds``; a poller in ``eu-west-1`` reads the pending keys with ``batch_get``
   every millisecond. Lag = first seen by a get in ``eu-west-1`` - the put's return in
   ``us-east-1`` (``time.perf_counter``), p50/p99/max in ms. It includes ``us-east-1``'s
@@ -31,6 +33,7 @@ import contextlib
 import os
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +42,30 @@ from benchmarks.capture import _percentile
 
 US, EU = "us-east-1", "eu-west-1"
 RECORDS_ENV = "STREAMKIT_BENCH_REPLICATION_RECORDS"
+RATE_ENV = "STREAMKIT_BENCH_REPLICATION_RATE"  # lag: puts per second (200 by default)
+# lag on Kafka too when both are set: each region on its own broker
+KAFKA_ENV, KAFKA2_ENV = "STREAMKIT_BENCH_KAFKA", "STREAMKIT_BENCH_KAFKA2"
 
 
-def _regions(tmp: Path) -> tuple[sk.App, sk.App, dict[str, str]]:
-    logs = {US: f"local://{tmp}/{US}-log", EU: f"local://{tmp}/{EU}-log"}
-    us = sk.App(storage=f"sqlite:///{tmp}/{US}.db", log=logs[US], region=US)
-    eu = sk.App(storage=f"sqlite:///{tmp}/{EU}.db", log=logs[EU], region=EU)
+def _regions(
+    tmp: Path, kafka: tuple[str, str] | None = None
+) -> tuple[sk.App, sk.App, dict[str, str]]:
+    if kafka is None:
+        logs = {US: f"local://{tmp}/{US}-log", EU: f"local://{tmp}/{EU}-log"}
+        ns: dict[str, Any] = {}
+    else:  # each region on its own broker, fresh topics
+        logs = {US: f"kafka://{kafka[0]}", EU: f"kafka://{kafka[1]}"}
+        ns = {"namespace": f"benchrepl{uuid.uuid4().hex[:8]}"}
+    us = sk.App(storage=f"sqlite:///{tmp}/{US}.db", log=logs[US], region=US, **ns)
+    eu = sk.App(storage=f"sqlite:///{tmp}/{EU}.db", log=logs[EU], region=EU, **ns)
     return us, eu, logs
 
 
-async def lag_figures(seconds: float, rate: float = 200.0) -> dict[str, Any]:
+async def lag_figures(
+    seconds: float, rate: float = 200.0, kafka: tuple[str, str] | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sk-bench-repl-") as d:
-        us, eu, logs = _regions(Path(d))
+        us, eu, logs = _regions(Path(d), kafka)
         for app in (us, eu):
             await app.create_table("Items", partition_key="K", replicas=logs)
         lags: list[float] = []
@@ -188,10 +203,15 @@ async def throughput_figures(records: int) -> dict[str, Any]:
 
 async def run(seconds: float) -> dict[str, Any]:
     records = int(os.environ.get(RECORDS_ENV, "20000"))
-    return {
-        "lag_local": await lag_figures(max(5.0, seconds)),
+    rate = float(os.environ.get(RATE_ENV, "200"))
+    out = {
+        "lag_local": await lag_figures(max(5.0, seconds), rate),
         "catch_up_local": await throughput_figures(records),
     }
+    brokers = os.environ.get(KAFKA_ENV, ""), os.environ.get(KAFKA2_ENV, "")
+    if all(brokers):
+        out["lag_kafka"] = await lag_figures(max(5.0, seconds), rate, brokers)
+    return out
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ sqlite3 floor does the same work per put as streamkit's writer does in SQL (read
 the old row, upsert the item, append the change record, one transaction per
 put; and grouped 100 per transaction for the concurrent case), with no Python
 around it beyond the loop.
+
+``point_reads_side_by_side`` puts uncached sequential ``get`` calls next to the raw
+point-read floor (``SELECT data, size ... WHERE tid=? AND pk=? AND sk=?`` on a
+sqlite3 connection of the same file, same keys), in alternating slices.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.indexes import _side_by_side
 from streamkit.cli._bench import (
+    _fresh_app,
     _item,
     bench_concurrent_puts,
     bench_gets,
@@ -62,6 +68,45 @@ def raw_sqlite_puts(directory: str, seconds: float, group: int = 1) -> float:
     elapsed = time.perf_counter() - start
     conn.close()
     return n / elapsed
+
+
+async def point_reads_side_by_side(
+    directory: str, seconds: float, items: int = 10_000
+) -> dict[str, Any]:
+    """Uncached sequential gets vs raw sqlite3 point reads of the same rows, alternating."""
+    app = await _fresh_app(directory)
+    users = app.table("Users")
+    raw = sqlite3.connect(f"{directory}/bench.db", isolation_level=None)
+    try:
+        for start_i in range(0, items, 25):
+            await users.batch_write(
+                puts=[_item(i) for i in range(start_i, min(items, start_i + 25))]
+            )
+        spec = await app._store.spec("Users")
+        tid = spec.table_id
+        keys = [spec.key.parse_key({"UserID": f"user-{i:08d}"})[1:] for i in range(items)]
+
+        async def get(n: int) -> None:
+            item = await users.get({"UserID": f"user-{n * 7919 % items:08d}"})
+            assert item is not None
+
+        async def raw_get(n: int) -> None:
+            pk, sk = keys[n * 7919 % items]
+            row = raw.execute(
+                "SELECT data, size FROM sk_items WHERE tid=? AND pk=? AND sk=?", (tid, pk, sk)
+            ).fetchone()
+            assert row is not None
+
+        ours, floor = await _side_by_side(get, raw_get, seconds)
+    finally:
+        raw.close()
+        await app.close()
+    return {
+        "gets_per_s": round(ours),
+        "raw_sqlite_point_reads_per_s": round(floor),
+        "of_raw_floor": round(ours / floor, 2),
+        "goal": ">= 0.3",
+    }
 
 
 def moto_puts(seconds: float) -> float:
@@ -111,6 +156,7 @@ async def run(seconds: float) -> dict[str, Any]:
         out["puts_100_writers_per_s"] = round(await bench_concurrent_puts(sub("c"), seconds))
         out["raw_sqlite_puts_grouped_100_per_s"] = round(raw_sqlite_puts(sub("d"), seconds, 100))
         out["gets_sequential_per_s"] = round(await bench_gets(sub("e"), seconds))
+        out["gets_vs_raw_point_reads"] = await point_reads_side_by_side(sub("h"), 2 * seconds)
         out["gets_100_readers_per_s"] = round(await bench_gets(sub("f"), seconds, readers=100))
         q = await bench_query(sub("g"), seconds)
         out["query_100_items_p50_ms"] = round(q["p50_ms"], 3)

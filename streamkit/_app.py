@@ -107,6 +107,9 @@ class App(Registrar):
         tombstone_horizon: global tables: seconds a deleted item's tombstone is kept so
             that a late, older write from another region cannot bring it back (default:
             the topic retention, at least a day; kept for ever with retention -1).
+        item_collection_limit: bytes the items of one partition key value of a table
+            with local secondary indexes may take, with their local index entries
+            (DynamoDB's 10 GB item collection limit; default 10 GiB).
 
     Example:
         ```python
@@ -131,6 +134,7 @@ class App(Registrar):
         dlq_retention_ms: int = 14 * 86_400_000,
         cache: Cache | None = None,
         tombstone_horizon: float | None = None,
+        item_collection_limit: int = 10 * 1024**3,
     ) -> None:
         super().__init__()
         self.storage_url = storage or os.environ.get("STREAMKIT_STORAGE") or DEFAULT_STORAGE
@@ -150,10 +154,13 @@ class App(Registrar):
         )
         if cache is not None and not isinstance(cache, Cache):
             raise ConfigurationError(f"cache must be an sk.Cache, got {type(cache).__name__}")
+        if not (isinstance(item_collection_limit, int) and item_collection_limit > 0):
+            raise ConfigurationError("item_collection_limit must be a positive number of bytes")
         self._store = Store(
             self.storage_url,
             origin=self.region,
             cache=None if cache is None else CacheEngine(cache),
+            item_collection_limit=item_collection_limit,
         )
         self._log: ChangeLog | None = None
         self._relay: Relay | None = None

@@ -11,6 +11,7 @@
     ├── ConditionFailed                       a condition= was false; nothing was written
     │   └── DuplicateItem                     a PartiQL INSERT of a key that already exists
     ├── TransactionCanceled                   a transaction did not commit; .reasons per action
+    ├── ItemCollectionSizeLimitExceeded       a partition of a table with local indexes is full
     ├── ThroughputExceeded                    provisioned capacity exhausted; .retry_after seconds
     ├── ResourceError
     │   ├── TableNotFound (LookupError)
@@ -48,6 +49,7 @@ __all__ = (
     "DuplicateItem",
     "ExpressionError",
     "HistoryUnavailable",
+    "ItemCollectionSizeLimitExceeded",
     "LogError",
     "NotYetAvailable",
     "RecordFormatError",
@@ -168,6 +170,29 @@ class TransactionCanceled(StreamkitError):
         self.reasons = list(reasons)
         codes = ", ".join(r.code for r in self.reasons)
         super().__init__(message or f"transaction cancelled, reasons: [{codes}]")
+
+
+class ItemCollectionSizeLimitExceeded(StreamkitError):
+    """A write would take an item collection past its size limit (DynamoDB: 10 GB).
+
+    Only tables with local secondary indexes have the limit: the items of one partition
+    key value and their local index entries together. Nothing was written.
+
+    Attributes:
+        table: the table name.
+        key: the key of the item whose write was refused.
+    """
+
+    def __init__(
+        self,
+        message: str = "Collection size exceeded.",
+        *,
+        table: str | None = None,
+        key: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.table = table
+        self.key = dict(key) if key is not None else None
 
 
 class ThroughputExceeded(StreamkitError):

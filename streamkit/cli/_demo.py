@@ -28,6 +28,7 @@ USERS = "DemoUsers"
 ORDERS = "DemoOrders"
 RESTORED = "DemoUsersThen"
 AUDIT = "DemoAudit"
+GLOBAL = "DemoGlobalUsers"
 
 
 class _Mailbox:
@@ -290,6 +291,60 @@ async def _records(app: App, out: Console, first_seq: int) -> int:
     return len(records)
 
 
+async def _regions(app: App, out: Console, story: dict[str, Any]) -> None:
+    """Global tables: two regions (each an App with its own store and embedded log, in
+    the demo directory), one item written in both before either hears of the other;
+    last writer wins, the loser is counted, both regions end identical."""
+    import shutil
+
+    from streamkit import App as _App
+    from streamkit.replication._config import settings_of
+    from streamkit.replication._settings import publish_settings
+
+    home = Path(".streamkit") / "demo-regions"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    us_r, eu_r = "us-east-1", "eu-west-1"
+    logs = {r: f"local://{home.resolve()}/{r}-log" for r in (us_r, eu_r)}
+    apps = {
+        r: _App(storage=f"sqlite:///{home}/{r}.db", log=logs[r], region=r, namespace=app.namespace)
+        for r in (us_r, eu_r)
+    }
+    try:
+        for a in apps.values():
+            spec = await a.create_table(GLOBAL, partition_key="UserID", replicas=logs)
+            # say what the table is at once (the replicators would within ~2 s)
+            await publish_settings(a.log, a.namespace, settings_of(await a.store.spec(spec.name)))
+        us, eu = apps[us_r], apps[eu_r]
+        await us.table(GLOBAL).put({"UserID": "g1", "Plan": "pro", "Region": us_r})
+        await asyncio.sleep(0.005)  # eu-west-1's write comes a few ms later: it wins
+        await eu.table(GLOBAL).put({"UserID": "g1", "Plan": "free", "Region": eu_r})
+        out.print(f"{us_r} and {eu_r} each wrote item g1 before hearing of the other")
+        async with us.running(handlers=[]), eu.running(handlers=[]):
+            deadline = time.monotonic() + 10
+            while True:
+                items = [await a.table(GLOBAL).get({"UserID": "g1"}) for a in (us, eu)]
+                conflicts = {
+                    r: sum(p["conflicts"] for p in (await a.replication_status(GLOBAL))["peers"])
+                    for r, a in apps.items()
+                }
+                if items[0] == items[1] and sum(conflicts.values()) >= 1:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the regions did not converge: {items}, {conflicts}")
+                await asyncio.sleep(0.01)
+        winner = render_item(items[0] or {}, dynamodb_json=False)
+        out.print(f"last writer wins: both regions hold {dumps(winner)}")
+        out.print(
+            "conflicts (the losing write, counted where it lost): "
+            + ", ".join(f"{r} {n}" for r, n in conflicts.items())
+        )
+        story["regions"] = f"2, identical; {sum(conflicts.values())} conflict"
+    finally:
+        for a in apps.values():
+            await a.close()
+
+
 async def run_demo(app: App) -> None:
     """The whole story: tables, writes and reads, handlers (welcome e-mails, the audit
     trail, a filtered batch handler, a poison order and the DLQ, a TTL expiry), then
@@ -327,6 +382,8 @@ async def run_demo(app: App) -> None:
     out.rule("[bold]history")
     await _audit(app, out, story)
     await _history(app, out, story, started)
+    out.rule("[bold]global tables")
+    await _regions(app, out, story)
     out.rule("[bold]change records")
     story["records"] = await _records(app, out, first_seq)
 
@@ -342,6 +399,7 @@ async def run_demo(app: App) -> None:
         (f"items in {RESTORED} (restored to a moment ago)", story["restored_items"]),
         ("backup", story["backup"]),
         ("items exported (DynamoDB JSON)", story["exported"]),
+        ("regions of a global table", story["regions"]),
         ("took", f"{time.monotonic() - clock:.1f} s"),
     ):
         summary.add_row(label, str(value))

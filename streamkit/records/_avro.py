@@ -871,6 +871,126 @@ def record_new_image(data: bytes) -> tuple[bytes, dict[str, Any]] | None:
     return data[pos + 1 : end], image
 
 
+def _skip_map(data: bytes, pos: int) -> int:
+    """The position after an encoded map, without building its values."""
+    while True:
+        count, pos = _read_count(data, pos)
+        if not count:
+            return pos
+        for _ in range(count):
+            n, pos = _read_size(data, pos)
+            pos = _skip_value(data, pos + n)
+
+
+def _skip_value(data: bytes, pos: int) -> int:
+    tag = data[pos]
+    pos += 1
+    if tag in (0, 2, 4):  # S, N, B: a length and its bytes
+        n, pos = _read_size(data, pos)
+        return pos + n
+    if tag == 8:
+        return pos
+    if tag == 6:
+        return pos + 1
+    if tag == 18:
+        return _skip_map(data, pos)
+    if tag in (10, 12, 14, 16):  # sets and lists: blocks of values
+        while True:
+            count, pos = _read_count(data, pos)
+            if not count:
+                return pos
+            for _ in range(count):
+                if tag == 16:
+                    pos = _skip_value(data, pos)
+                else:
+                    n, pos = _read_size(data, pos)
+                    pos += n
+    return _dec_other(data, pos, tag)[1]
+
+
+def replica_fields(
+    data: bytes,
+) -> tuple[
+    str,
+    bytes,
+    dict[str, Any],
+    bytes | None,
+    dict[str, Any] | None,
+    int,
+    UserIdentity | None,
+    str | None,
+]:
+    """What a global table's replicator needs of an encoded change record, without the
+    rest: ``(event name, keys as image bytes, keys, new image bytes, new image,
+    created_at ms, user identity, origin)``. The old image is skipped, not decoded;
+    image bytes are the stored item's encoding (nothing to re-encode).
+
+    Raises:
+        RecordFormatError: not a well-formed change record of this schema.
+    """
+    if data[:_HEADER_LEN] != _HEADER:
+        _bad_header(data)
+    try:
+        _, pos = _read_str(data, _HEADER_LEN)  # event id
+        event_name = _EVENT_BY_BYTE[data[pos]]
+        _, pos = _read_str(data, pos + 1)  # table
+        start = pos
+        keys, pos = _dec_map(data, pos)
+        keys_data = data[start:pos]
+        new_data: bytes | None = None
+        new_image: dict[str, Any] | None = None
+        branch = data[pos]
+        if branch:
+            if branch != 2:
+                raise _Malformed(f"bad union branch for new_image (encoded {branch})")
+            new_image, end = _dec_map(data, pos + 1)
+            new_data = data[pos + 1 : end]
+            pos = end
+        else:
+            pos += 1
+        branch = data[pos]
+        pos = _skip_map(data, pos + 1) if branch else pos + 1
+        branch = data[pos]
+        pos += 1
+        if branch:  # changed: an array of names
+            while True:
+                count, pos = _read_count(data, pos)
+                if not count:
+                    break
+                for _ in range(count):
+                    n, pos = _read_size(data, pos)
+                    pos += n
+        _, pos = _read_long(data, pos)  # sequence number
+        created_ms, pos = _read_long(data, pos)
+        _, pos = _read_long(data, pos)  # size
+        branch = data[pos + 1]
+        pos += 2
+        identity: UserIdentity | None = None
+        if branch:
+            identity_type, pos = _read_str(data, pos)
+            principal, pos = _read_str(data, pos)
+            identity = UserIdentity(identity_type, principal)
+            if identity == TTL_IDENTITY:
+                identity = TTL_IDENTITY
+        origin: str | None = None
+        if data[pos]:
+            origin, pos = _read_str(data, pos + 1)
+        else:
+            pos += 1
+    except _DECODE_ERRORS as e:
+        raise RecordFormatError(f"malformed or truncated change record: {_reason(e)}") from e
+    if pos != len(data):
+        raise RecordFormatError("malformed change record: its length does not match")
+    return event_name, keys_data, keys, new_data, new_image, created_ms, identity, origin
+
+
+def raw_record(record: ChangeRecord) -> bytes | None:
+    """The encoded bytes of a record from :func:`lazy_record` (None for any other)."""
+    if type(record) is _LazyRecord:
+        return cast(bytes, object.__getattribute__(record, "_raw"))
+    return None
+
+
 def _bad_header(data: bytes) -> NoReturn:
     if data[:2] != MARKER:
         raise RecordFormatError(

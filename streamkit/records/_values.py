@@ -84,15 +84,15 @@ def canonical_number(value: Decimal, path: str = "") -> Decimal:
         end -= 1
     sig = digits[:end]
     exp = exponent + (n - end)
+    adjusted = exp + len(sig) - 1
+    if adjusted > _MAX_ADJUSTED or adjusted < _MIN_ADJUSTED:  # checked first, as DynamoDB
+        raise ValidationError(
+            f"{_at(path)}number {value} is out of range (magnitude 1E-130 to 9.9E+125)",
+            path=path,
+        )
     if len(sig) > _MAX_DIGITS:
         raise ValidationError(
             f"{_at(path)}number {value} has {len(sig)} significant digits; at most 38 are kept",
-            path=path,
-        )
-    adjusted = exp + len(sig) - 1
-    if adjusted > _MAX_ADJUSTED or adjusted < _MIN_ADJUSTED:
-        raise ValidationError(
-            f"{_at(path)}number {value} is out of range (magnitude 1E-130 to 9.9E+125)",
             path=path,
         )
     if exponent == 0 or (exp < 0 and end == n):

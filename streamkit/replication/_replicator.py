@@ -10,6 +10,9 @@ topic there) that writes into *this* region's store:
   at any point resumes with nothing lost and nothing applied twice;
 * it takes only records whose ``origin_region`` is the peer (full mesh: what the peer
   got from a third region comes from that region directly), so nothing loops;
+* it is a batch handler: a chunk of up to ``REPLICA_CHUNK`` records is one invocation
+  and one transaction with the checkpoint; of each record only what a replica write
+  needs is decoded (``replica_fields``: no old image, the new image's bytes as stored);
 * each record becomes a :class:`~streamkit.storage._versions.ReplicaOp`: applied when its
   version ``(created_at, peer)`` beats the item's stored version, else counted as a
   conflict lost to last-writer-wins;
@@ -37,13 +40,14 @@ from typing import TYPE_CHECKING, Any
 
 from streamkit.exceptions import LogError, StreamkitError, TableNotFound
 from streamkit.log import ChangeLog, from_url
-from streamkit.records import ChangeRecord
-from streamkit.records._avro import encode_image
+from streamkit.records import DEFAULT_REGION, ChangeRecord
+from streamkit.records._avro import encode_image, raw_record, replica_fields
 from streamkit.records._values import item_size
 from streamkit.replication._config import replicator_name, settings_of, settings_problem
 from streamkit.replication._settings import publish_settings, read_settings
 from streamkit.runtime._registry import EVENTS, build_spec
 from streamkit.runtime._worker import HandlerRunner, RuntimeOptions
+from streamkit.storage._keys import message_key
 from streamkit.storage._versions import (
     ReplicaOp,
     TombstonePruneOp,
@@ -54,7 +58,10 @@ from streamkit.storage._versions import (
 from streamkit.storage._writes import ItemKey, WriteJob
 
 if TYPE_CHECKING:
-    from streamkit.runtime._batch import Context
+    from collections.abc import Callable
+
+    from streamkit.records import UserIdentity
+    from streamkit.runtime._batch import Batch, Context
     from streamkit.runtime._metrics import RuntimeMetrics
     from streamkit.storage._spec import TableSpec
     from streamkit.storage._store import Store
@@ -66,6 +73,9 @@ __all__ = (
     "ReplicationOptions",
     "meta_prefix",
 )
+
+
+REPLICA_CHUNK = 1000  # records applied in one transaction with their checkpoint, at most
 
 
 def _logger() -> Any:
@@ -130,11 +140,14 @@ class PeerReplicator:
             spec.name,
             EVENTS,
             name=self.name,
+            batch_size=REPLICA_CHUNK,
             on_failure="block",
             retries=10_000,
             max_retry_delay=owner.options.max_retry_delay,
         )
-        self.spec = dataclasses.replace(hspec, origin_region=peer)
+        # the origin is checked in apply(), from the few fields it decodes (a spec's
+        # origin_region would have the runtime decode every record whole first)
+        self.spec = hspec
         self.problem: str | None = "not checked yet"
         self.error: str | None = None
         self.runner: HandlerRunner | None = None
@@ -160,37 +173,54 @@ class PeerReplicator:
         except LogError:
             return False  # between two runs, or the peer's log is unreachable
 
-    async def apply(self, record: ChangeRecord, ctx: Context) -> None:
-        """The handler: one peer change as a last-writer-wins write (in ``ctx``'s
-        writes, so it commits with the checkpoint)."""
+    async def apply(self, batch: Batch, ctx: Context) -> None:
+        """The handler: a chunk of peer changes as last-writer-wins writes (in ``ctx``'s
+        writes, so they commit together with the checkpoint, in one transaction).
+
+        Only what a replica write needs is decoded (``replica_fields``): the keys, the new
+        image (its bytes are the stored encoding: nothing is re-encoded), the time, the
+        identity and the origin; the old image is skipped.
+        """
         if self.problem is not None:
             raise ReplicaSettingsMismatch(f"table {self.table!r} from {self.peer}: {self.problem}")
         spec = await self.owner.store.spec(self.table)
-        key = dict(record.keys)
-        k = ItemKey.of(spec, key)  # a key of another schema: ValidationError, retried
-        if record.event_name == "REMOVE":
-            item = None
-            data: bytes | None = None
-            size = 0
-        else:
-            image = record.new_image
-            if image is None:
+        peer = self.peer
+        counter = self._counter
+        extract = spec.key.extract
+        pname = spec.key.partition.name
+        table = ctx.get_table(self.table)
+        add = ctx._effects._add
+        for record in batch:
+            raw = raw_record(record)
+            fields = _fields_of(record) if raw is None else replica_fields(raw)
+            event, kdata, key, data, item, created_ms, identity, origin = fields
+            if (origin or DEFAULT_REGION) != peer:
+                continue  # what the peer applied from a third region comes from there
+            # a key of another schema: ValidationError, retried
+            k = ItemKey(key, *extract(key), kdata, item_size(key), message_key(key[pname]))
+            if event == "REMOVE":
+                item = data = None
+                size = 0
+            elif item is None or data is None:
                 raise ReplicaSettingsMismatch(
-                    f"a record of {self.table!r} from {self.peer} has no new image: the "
+                    f"a record of {self.table!r} from {peer} has no new image: the "
                     "peer's stream must be NEW_AND_OLD_IMAGES"
                 )
-            item = dict(image)
-            data = encode_image(item)
-            size = item_size(item)
-        version = Version(record.created_at_ms, self.peer, item is None)
-        counter = self._counter
-        identity = record.user_identity
-
-        def build(s: TableSpec) -> ReplicaOp:
-            kk = k if s.table_id == spec.table_id else ItemKey.of(s, key)
-            return ReplicaOp(s, kk, version, item, data, size, identity, counter)
-
-        ctx._effects._add(self.table, build)
+            else:
+                size = item_size(item)
+            add(
+                table,
+                _replica_builder(
+                    spec,
+                    k,
+                    Version(created_ms, peer, item is None),
+                    item,
+                    data,
+                    size,
+                    identity,
+                    counter,
+                ),
+            )
 
     async def run(self) -> None:
         """Run the replicator until cancelled, restarting it after failures."""
@@ -227,6 +257,40 @@ class PeerReplicator:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
             self.error = None
+
+
+def _fields_of(record: ChangeRecord) -> tuple[Any, ...]:
+    """``replica_fields`` of a record that is not a lazily decoded one."""
+    new = record.new_image
+    item = None if new is None else dict(new)
+    key = dict(record.keys)
+    return (
+        record.event_name,
+        encode_image(key),
+        key,
+        None if item is None else encode_image(item),
+        item,
+        record.created_at_ms,
+        record.user_identity,
+        record.origin,
+    )
+
+
+def _replica_builder(
+    spec: TableSpec,
+    k: ItemKey,
+    version: Version,
+    item: dict[str, Any] | None,
+    data: bytes | None,
+    size: int,
+    identity: UserIdentity | None,
+    counter: str,
+) -> Callable[[TableSpec], ReplicaOp]:
+    def build(s: TableSpec) -> ReplicaOp:
+        kk = k if s.table_id == spec.table_id else ItemKey.of(s, k.key)
+        return ReplicaOp(s, kk, version, item, data, size, identity, counter)
+
+    return build
 
 
 class Replication:

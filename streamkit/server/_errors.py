@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 from streamkit.exceptions import (
@@ -10,6 +11,7 @@ from streamkit.exceptions import (
     ConditionFailed,
     DuplicateItem,
     HistoryUnavailable,
+    ItemCollectionSizeLimitExceeded,
     RecordFormatError,
     StreamkitError,
     TableExists,
@@ -27,6 +29,28 @@ _CORAL = "com.amazon.coral.service#"
 INVALID = "One or more parameter values were invalid: "
 # the storage layer's key type error (the Python API's words), said as DynamoDB says it
 _KEY_TYPE = re.compile(r"key attribute .+ must be of type (?P<want>[SNB]), got (?P<got>\w+)")
+# the storage layer's key size errors, said as DynamoDB says them (its own spacing)
+_KEY_SIZE = {
+    re.compile(r"partition key .+ is longer than 2048 bytes"): (
+        "Size of hashkey has exceeded the maximum size limit of2048 bytes"
+    ),
+    re.compile(r"sort key .+ is longer than 1024 bytes"): (
+        "Aggregated size of all range keys has exceeded the size limit of 1024 bytes"
+    ),
+}
+# the number limits (results of update arithmetic: the input's are checked when parsed)
+_NUMBER_DIGITS = re.compile(r"(?:.+: )?number \S+ has \d+ significant digits; at most 38 are kept")
+_NUMBER_RANGE = re.compile(r"(?:.+: )?number (?P<value>\S+) is out of range \(.*\)")
+# other storage-layer words, said as DynamoDB says them
+_SAID = {
+    re.compile(r"a transaction cannot include more than one action on the same item .*"): (
+        "Transaction request cannot include multiple operations on one item"
+    ),
+    re.compile(r"the key (has attributes that are not part of the table's key|is missing).*"): (
+        "The provided key element does not match the schema"
+    ),
+    re.compile(r"missing key attribute .*"): (INVALID + "Missing the key {name} in the item"),
+}
 _TYPE_TAGS = {
     "str": "S",
     "Decimal": "N",
@@ -109,6 +133,8 @@ def from_streamkit(e: StreamkitError) -> DynamoError:
             f"[{codes}]",
             CancellationReasons=reasons,
         )
+    if isinstance(e, ItemCollectionSizeLimitExceeded):
+        return DynamoError("ItemCollectionSizeLimitExceededException", str(e))
     if isinstance(e, ThroughputExceeded):
         return DynamoError(
             "ProvisionedThroughputExceededException",
@@ -116,11 +142,32 @@ def from_streamkit(e: StreamkitError) -> DynamoError:
             "Consider increasing your provisioning level with the UpdateTable API.",
         )
     if isinstance(e, ValidationError) and e.path:
+        for pattern, said in _KEY_SIZE.items():
+            if pattern.fullmatch(str(e)):
+                return validation(INVALID + said)
         m = _KEY_TYPE.fullmatch(str(e))
         if m is not None:
             got = _TYPE_TAGS.get(m["got"], "SS, NS or BS" if m["got"] == "set" else m["got"])
             return validation(
                 f"{INVALID}Type mismatch for key {e.path} expected: {m['want']} actual: {got}"
+            )
+    if isinstance(e, ValidationError) and not isinstance(e, RecordFormatError):
+        text = str(e)
+        for pattern, said in _SAID.items():
+            if pattern.fullmatch(text):
+                return validation(said.format(name=e.path))
+        if _NUMBER_DIGITS.fullmatch(text):
+            return validation("Attempting to store more than 38 significant digits in a Number")
+        m = _NUMBER_RANGE.fullmatch(text)
+        if m is not None:
+            if Decimal(m["value"]).adjusted() > 0:
+                return validation(
+                    "Number overflow. Attempting to store a number with magnitude larger than "
+                    "supported range"
+                )
+            return validation(
+                "Number underflow. Attempting to store a number with magnitude smaller than "
+                "supported range"
             )
     if isinstance(e, (ValidationError, HistoryUnavailable, RecordFormatError)):
         return validation(str(e))

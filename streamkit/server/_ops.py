@@ -20,7 +20,7 @@ from streamkit.capture._tables import check_stream_change, create_table
 from streamkit.history import _backups
 from streamkit.history._archive import restore_to_time
 from streamkit.records import StreamView
-from streamkit.records._values import item_to_dynamodb_json
+from streamkit.records._values import item_size, item_to_dynamodb_json
 from streamkit.server._auth import REQUEST_REGION
 from streamkit.server._convert import (
     from_dynamodb_json,
@@ -81,12 +81,29 @@ def _opt(body: Body, name: str, kind: type | tuple[type, ...], default: Any = No
     return _need(body, name, kind)
 
 
+_EXPRESSIONS = (
+    "ConditionExpression",
+    "UpdateExpression",
+    "ProjectionExpression",
+    "KeyConditionExpression",
+    "FilterExpression",
+)
+
+
+def _only_with_expressions(body: Body, member: str) -> None:
+    """DynamoDB refuses placeholders in a request that has no expression at all (one with
+    only legacy parameters, or none)."""
+    if not any(k in body for k in _EXPRESSIONS):
+        raise validation(f"{member} can only be specified when using expressions")
+
+
 def _values(body: Body) -> dict[str, Any] | None:
     raw = _opt(body, "ExpressionAttributeValues", dict)
     if raw is None:
         return None
     if not raw:
         raise validation("ExpressionAttributeValues must not be empty")
+    _only_with_expressions(body, "ExpressionAttributeValues")
     return {k: from_dynamodb_json(v, k) for k, v in raw.items()}
 
 
@@ -96,6 +113,7 @@ def _names(body: Body) -> dict[str, str] | None:
         return None
     if not raw:
         raise validation("ExpressionAttributeNames must not be empty")
+    _only_with_expressions(body, "ExpressionAttributeNames")
     for k, v in raw.items():
         if not isinstance(v, str):
             raise validation(f"ExpressionAttributeNames value for {k} must be a string")
@@ -283,6 +301,81 @@ def _capacity(
     return {"ConsumedCapacity": cap}
 
 
+_BATCH_GET_BYTES = 16 * 1024 * 1024  # what one BatchGetItem returns at most (DynamoDB)
+_BOTH_PROJECTIONS = (
+    "Can not use both expression and non-expression parameters in the same request: "
+    "Non-expression parameters: {AttributesToGet} Expression parameters: "
+    "{ProjectionExpression}"
+)
+
+
+_KEY_TYPES = {"S": str, "N": Decimal, "B": bytes}
+
+
+def _key_types(spec: TableSpec, key: Any) -> None:
+    """A key argument (not an item) whose key attribute has another type: DynamoDB says
+    it does not match the schema (an item's gets ``Type mismatch for key``)."""
+    if not isinstance(key, dict):
+        return
+    for attr in (spec.key.partition, spec.key.sort):
+        if attr is None or attr.name not in key:
+            continue
+        if type(key[attr.name]) is not _KEY_TYPES[attr.type]:
+            raise validation("The provided key element does not match the schema")
+
+
+def _no_duplicates(spec: TableSpec, items: list[Any]) -> None:
+    """DynamoDB refuses a batch naming one item twice (BatchGetItem, BatchWriteItem)."""
+    seen: set[tuple[bytes, bytes]] = set()
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        try:
+            k = spec.key.extract(item)
+        except (ValueError, KeyError, TypeError):
+            continue  # a bad key: refused by the operation itself, in its own words
+        if k in seen:
+            raise validation("Provided list of item keys contains duplicates")
+        seen.add(k)
+
+
+def _collection_mode(body: Body) -> bool:
+    """Whether the request asks for ``ItemCollectionMetrics`` (refuses a bad value)."""
+    mode = body.get("ReturnItemCollectionMetrics", "NONE")
+    if mode not in ("NONE", "SIZE"):
+        raise validation(
+            f"1 validation error detected: Value '{shown(mode)}' at "
+            "'returnItemCollectionMetrics' failed to satisfy constraint: Member must satisfy "
+            "enum value set: [SIZE, NONE]"
+        )
+    return bool(mode == "SIZE")
+
+
+def _collection_metric(key: dict[str, Any], size: int) -> Body:
+    low = float(size // 2**30)
+    return {
+        "ItemCollectionKey": item_to_dynamodb_json(key),
+        "SizeEstimateRangeGB": [low, low + 1.0],
+    }
+
+
+def _collection_metrics(body: Body, used: ConsumedCapacity, table: str | None = None) -> Body:
+    """``ItemCollectionMetrics`` of the item collections the writes in ``used`` changed
+    (only tables with local indexes have them): of one write (``table``), or per table
+    (BatchWriteItem, TransactWriteItems)."""
+    if not _collection_mode(body):
+        return {}
+    if table is not None:
+        for (name, _), (key, size) in used.collections.items():
+            if name == table:
+                return {"ItemCollectionMetrics": _collection_metric(key, size)}
+        return {}
+    per_table: dict[str, list[Body]] = {}
+    for (name, _), (key, size) in used.collections.items():
+        per_table.setdefault(name, []).append(_collection_metric(key, size))
+    return {"ItemCollectionMetrics": per_table} if per_table else {}
+
+
 def _capacities(
     body: Body, tables: list[str], used: ConsumedCapacity, *, read: bool, store: Store
 ) -> Body:
@@ -413,8 +506,7 @@ class Service:
     async def _save(self, spec: TableSpec) -> None:
         """Store a table's changed settings (and tell this process's catalog)."""
         store = self.store
-        await store.engine.update_table(spec)
-        store.remember(spec)
+        store.remember(await store.engine.update_table(spec))
 
     async def _counts(self, spec: TableSpec) -> tuple[int, int]:
         return await self.store.engine.table_stats(spec.table_id)
@@ -879,14 +971,16 @@ class Service:
         item = item_from_dynamodb_json(_need(body, "Item", dict))
         legacy = _Legacy(_names(body), _values(body))
         args = self._write_args(body, legacy, {"NONE", "ALL_OLD"})
+        _collection_mode(body)
         with measure() as used:
             old = await self._table(spec.name).put(item, **args)
         cap = _capacity(body, spec.name, 1.0, read=False, used=used, spec=spec)
-        return {**self._attributes(old), **cap}
+        return {**self._attributes(old), **cap, **_collection_metrics(body, used, spec.name)}
 
     async def GetItem(self, body: Body) -> Body:
         spec = await self._spec(body)
         key = _key(body)
+        _key_types(spec, key)
         legacy = _Legacy(_names(body), None)
         projection = _opt(body, "ProjectionExpression", str)
         if "AttributesToGet" in body:
@@ -908,6 +1002,7 @@ class Service:
     async def UpdateItem(self, body: Body) -> Body:
         spec = await self._spec(body)
         key = _key(body)
+        _key_types(spec, key)
         legacy = _Legacy(_names(body), _values(body))
         expression = _opt(body, "UpdateExpression", str)
         if "AttributeUpdates" in body:
@@ -919,6 +1014,7 @@ class Service:
                 )
             expression = legacy.updates(_need(body, "AttributeUpdates", dict)) or None
         kwargs = self._write_args(body, legacy, _RETURN_VALUES)
+        _collection_mode(body)
         table = self._table(spec.name)
         with measure() as used:
             if expression is None:
@@ -926,17 +1022,19 @@ class Service:
             else:
                 result = await table.update(key, expression=expression, **kwargs)
         cap = _capacity(body, spec.name, 1.0, read=False, used=used, spec=spec)
-        return {**self._attributes(result), **cap}
+        return {**self._attributes(result), **cap, **_collection_metrics(body, used, spec.name)}
 
     async def DeleteItem(self, body: Body) -> Body:
         spec = await self._spec(body)
         key = _key(body)
+        _key_types(spec, key)
         legacy = _Legacy(_names(body), _values(body))
         args = self._write_args(body, legacy, {"NONE", "ALL_OLD"})
+        _collection_mode(body)
         with measure() as used:
             old = await self._table(spec.name).delete(key, **args)
         cap = _capacity(body, spec.name, 1.0, read=False, used=used, spec=spec)
-        return {**self._attributes(old), **cap}
+        return {**self._attributes(old), **cap, **_collection_metrics(body, used, spec.name)}
 
     # --- query and scan -------------------------------------------------------------------
     def _select(self, body: Body, projection: str | None) -> str:
@@ -1059,17 +1157,19 @@ class Service:
             raise validation("RequestItems must not be empty")
         _capacity(body, "", 0.0, read=True)  # a bad ReturnConsumedCapacity: refused first
         with measure() as used:
-            out = await self._batch_get(requests)
+            out, unprocessed = await self._batch_get(requests)
         return {
             "Responses": out,
-            "UnprocessedKeys": {},
+            "UnprocessedKeys": unprocessed,
             **_capacities(body, list(requests), used, read=True, store=self.store),
         }
 
-    async def _batch_get(self, requests: Body) -> dict[str, list[Any]]:
+    async def _batch_get(self, requests: Body) -> tuple[dict[str, list[Any]], Body]:
+        """The items found, and the keys left for another call past 16 MB of items (as
+        DynamoDB: ``UnprocessedKeys``, with the table's other request members)."""
         total = 0
-        out: dict[str, list[Any]] = {}
-        for name, req in requests.items():
+        checked: list[tuple[str, Body, list[Any], dict[str, Any]]] = []
+        for name, req in requests.items():  # every table's request is checked first
             if not isinstance(req, dict):
                 raise validation("RequestItems values must be objects")
             keys = req.get("Keys")
@@ -1083,21 +1183,40 @@ class Service:
             legacy = _Legacy(_names(req), None)
             projection = _opt(req, "ProjectionExpression", str)
             if "AttributesToGet" in req:
+                if projection is not None:
+                    raise validation(_BOTH_PROJECTIONS)
                 projection = legacy.projection(req["AttributesToGet"])
+            spec = await self.store.spec(name)
+            parsed = [item_from_dynamodb_json(k) for k in keys]
+            for k in parsed:
+                _key_types(spec, k)
+            _no_duplicates(spec, parsed)
+            args = {
+                "projection": projection,
+                "names": legacy.names or None,
+                "consistent": bool(req.get("ConsistentRead", False)),
+            }
+            checked.append((name, req, parsed, args))
+        out: dict[str, list[Any]] = {}
+        unprocessed: Body = {}
+        budget = _BATCH_GET_BYTES
+        for name, req, parsed, args in checked:
             table = self._table(name)
-            await self.store.spec(name)
-            items = []
-            for k in keys:
-                item = await table.get(
-                    item_from_dynamodb_json(k),
-                    projection=projection,
-                    names=legacy.names or None,
-                    consistent=bool(req.get("ConsistentRead", False)),
-                )
+            items = out.setdefault(name, [])
+            for i, k in enumerate(parsed):
+                if budget <= 0:
+                    unprocessed[name] = {**req, "Keys": req["Keys"][i:]}
+                    break
+                item = await table.get(k, **args)
                 if item is not None:
+                    size = item_size(item)
+                    if size > budget:  # the response would pass 16 MB: this one waits too
+                        budget = 0
+                        unprocessed[name] = {**req, "Keys": req["Keys"][i:]}
+                        break
+                    budget -= size
                     items.append(item_to_dynamodb_json(item))
-            out[name] = items
-        return out
+        return out, unprocessed
 
     async def BatchWriteItem(self, body: Body) -> Body:
         from streamkit.exceptions import ThroughputExceeded
@@ -1126,9 +1245,10 @@ class Service:
                     deletes.append(item_from_dynamodb_json(_need(w["DeleteRequest"], "Key", dict)))
                 else:
                     raise validation("each write must hold exactly one PutRequest or DeleteRequest")
-            await self.store.spec(name)
+            _no_duplicates(await self.store.spec(name), [*puts, *deletes])
             parsed[name] = (puts, deletes)
         _capacity(body, "", 0.0, read=False)  # a bad ReturnConsumedCapacity: refused first
+        _collection_mode(body)
         unprocessed: dict[str, list[Any]] = {}
         with measure() as used:
             for name, (puts, deletes) in parsed.items():
@@ -1139,6 +1259,7 @@ class Service:
         return {
             "UnprocessedItems": unprocessed,
             **_capacities(body, list(parsed), used, read=False, store=self.store),
+            **_collection_metrics(body, used),
         }
 
     async def TransactWriteItems(self, body: Body) -> Body:
@@ -1184,9 +1305,13 @@ class Service:
                 raise validation(f"Unknown TransactItem action {kind!r}")
             tables.append(table)
         _capacity(body, "", 0.0, read=False)  # a bad ReturnConsumedCapacity: refused first
+        _collection_mode(body)
         with measure() as used:
             await tx.commit()
-        return _capacities(body, tables, used, read=False, store=self.store)
+        return {
+            **_capacities(body, tables, used, read=False, store=self.store),
+            **_collection_metrics(body, used),
+        }
 
     async def TransactGetItems(self, body: Body) -> Body:
         items = _need(body, "TransactItems", list)

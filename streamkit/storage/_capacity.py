@@ -31,6 +31,7 @@ __all__ = (
     "TokenBucket",
     "measure",
     "read_units",
+    "record_collection",
     "record_consumed",
     "write_units",
 )
@@ -129,6 +130,11 @@ class ConsumedCapacity:
     write_units: float = 0.0
     by_table: dict[str, tuple[float, float]] = field(default_factory=dict)
     by_index: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    # tables with local indexes: (table, partition key bytes) -> (partition key, size in
+    # bytes of its item collection after the last write to it)
+    collections: dict[tuple[str, bytes], tuple[dict[str, object], int]] = field(
+        default_factory=dict
+    )
 
     @property
     def total(self) -> float:
@@ -169,6 +175,13 @@ def measure() -> Iterator[ConsumedCapacity]:
         yield meter
     finally:
         _meters.reset(token)
+
+
+def record_collection(table: str, pk: bytes, key: dict[str, object], size: int) -> None:
+    """Note the size of an item collection after a write, for every meter open in the
+    current context (``ReturnItemCollectionMetrics``)."""
+    for m in _meters.get():
+        m.collections[(table, pk)] = (key, size)
 
 
 def record_consumed(

@@ -128,8 +128,9 @@ class StorageEngine(Protocol):
 
     async def update_table(self, spec: TableSpec, drop: Sequence[int] = ()) -> TableSpec:
         """Store changed settings of an existing table and delete every item row stored
-        under the ids ``drop`` (a deleted index's entries), in one transaction. Raises
-        TableNotFound."""
+        under the ids ``drop`` (a deleted index's entries), in one transaction; returns
+        the spec as stored, with the next settings ``epoch`` (write jobs prepared with
+        another epoch are refused: ``_writes.StaleCatalog``). Raises TableNotFound."""
 
     async def set_ttl(self, spec: TableSpec) -> int:
         """Store ``spec`` (an existing table whose ``ttl_attribute`` changed) and recompute

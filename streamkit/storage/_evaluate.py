@@ -685,9 +685,19 @@ class CompiledUpdate:
         ast: the resolved :class:`UpdateExpr`.
         expression: the text it came from, if any.
         touched: the top-level attribute names the update writes or removes.
+        updated: the paths it writes or removes as a projection, when one is nested.
     """
 
-    __slots__ = ("_adds", "_deletes", "_removes", "_sets", "ast", "expression", "touched")
+    __slots__ = (
+        "_adds",
+        "_deletes",
+        "_removes",
+        "_sets",
+        "ast",
+        "expression",
+        "touched",
+        "updated",
+    )
 
     def __init__(self, ast: UpdateExpr, expression: str | None = None) -> None:
         self.ast = ast
@@ -695,6 +705,10 @@ class CompiledUpdate:
         targets = [a.path for a in ast.sets] + [a.path for a in ast.removes]
         targets += [a.path for a in ast.adds] + [a.path for a in ast.deletes]
         self.touched = frozenset(cast(str, p.elements[0]) for p in targets)
+        # ``UPDATED_OLD``/``UPDATED_NEW`` return the updated paths, not whole attributes
+        # (as DynamoDB: ``SET a.b = :v`` returns ``{"a": {"b": ...}}``); None: all top-level
+        paths = list(dict.fromkeys(elements(p) for p in targets))
+        self.updated = None if all(len(p) == 1 for p in paths) else Projection(paths)
         sets = [(elements(a.path), a.value) for a in ast.sets]
         if len(sets) > 1 and any(type(e) is int for path, _ in sets for e in path):
             # in path order: several appends past the end of one list land in index order

@@ -252,8 +252,9 @@ class _Parser:
         if not text.strip():
             raise ExpressionError(f"Invalid {kind}: The expression can not be empty")
         if len(text) > MAX_EXPRESSION_BYTES // 4 and len(text.encode()) > MAX_EXPRESSION_BYTES:
-            raise ExpressionError(
-                f"Invalid {kind}: the expression is longer than {MAX_EXPRESSION_BYTES} bytes"
+            raise ExpressionError(  # DynamoDB's words (at most MAX_EXPRESSION_BYTES)
+                f"Invalid {kind}: Expression size has exceeded the maximum allowed size; "
+                f"expression size: {len(text.encode())}"
             )
         self.text = text
         self.kind = kind

@@ -74,9 +74,9 @@ async def add_index(store: Store, table: str, index: GlobalIndex) -> TableSpec:
     indexes = (*spec.indexes, new)
     check_unique(indexes)
     changed = dataclasses.replace(spec, indexes=indexes, last_slot=slot)
-    await store.engine.update_table(changed)
-    store.remember(changed)
-    return changed
+    stored = await store.engine.update_table(changed)
+    store.remember(stored)
+    return stored
 
 
 async def backfill(store: Store, table: str, index: str) -> BackfillProgress:
@@ -109,8 +109,7 @@ async def backfill(store: Store, table: str, index: str) -> BackfillProgress:
     )
     if done != latest.indexes:
         changed = dataclasses.replace(latest, indexes=done)
-        await store.engine.update_table(changed)
-        store.remember(changed)
+        store.remember(await store.engine.update_table(changed))
     return progress
 
 
@@ -124,6 +123,6 @@ async def drop_index(store: Store, table: str, index: str) -> TableSpec:
             f"local secondary index {index} cannot be deleted (as DynamoDB: only with the table)"
         )
     changed = dataclasses.replace(spec, indexes=tuple(x for x in spec.indexes if x is not ix))
-    await store.engine.update_table(changed, drop=(ix.storage_id(spec.table_id),))
-    store.remember(changed)
-    return changed
+    stored = await store.engine.update_table(changed, drop=(ix.storage_id(spec.table_id),))
+    store.remember(stored)
+    return stored

@@ -12,6 +12,7 @@ pieces (``seg``, ``sk_counter``, ``sk_leases``) and how they would be distribute
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import struct
 import time
@@ -21,10 +22,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from streamkit.exceptions import ConfigurationError, TableExists
+from streamkit.exceptions import ConfigurationError, TableExists, TableNotFound
 from streamkit.storage._engine import ArchivedRecord, ArchiveRow, BackupInfo, ItemRow, StoredItem
 from streamkit.storage._indexes import index_rows
 from streamkit.storage._spec import TableSpec
+from streamkit.storage._writes import collection_sizes
 
 __all__ = (
     "BACKUP_COLUMNS",
@@ -151,7 +153,7 @@ SELECT 0 AS kind, k.tid, k.pk, k.sk, i.data, i.size::bigint AS n, NULL::text AS 
      WHERE tid = k.tid AND pk = k.pk AND sk = k.sk LIMIT 1
   ) i
 UNION ALL
-SELECT 1, t.id, NULL, NULL, NULL, coalesce((t.spec::jsonb ->> 'last_slot')::bigint, 0), NULL, NULL
+SELECT 1, t.id, NULL, NULL, NULL, coalesce((t.spec::jsonb ->> 'epoch')::bigint, 0), NULL, NULL
   FROM sk_tables t WHERE t.id = ANY($4::integer[])
 UNION ALL
 SELECT 2, NULL, NULL, NULL, NULL, NULL, m.key, m.value FROM sk_meta m WHERE m.key = ANY($5::text[])
@@ -233,7 +235,7 @@ class Overlay:
         slots: dict[int, int] | None = None,
     ) -> None:
         self.keys = keys
-        self.slots = slots or {}  # each prefetched table's stored last_slot
+        self.slots = slots or {}  # each prefetched table's stored settings epoch
         self.found = found
         self.meta_keys = meta_keys
         self.meta = meta
@@ -300,7 +302,7 @@ class Overlay:
         self._undo.append((False, key, self.meta_out.get(key, _MISSING)))
         self.meta_out[key] = value
 
-    def last_slot(self, table_id: int) -> int | None:
+    def epoch(self, table_id: int) -> int | None:
         return self.slots.get(table_id)
 
     def mark(self) -> tuple[int, int, int | None]:
@@ -684,6 +686,25 @@ async def _set_position(conn: Any, key: str, value: int) -> None:
     )
 
 
+async def store_spec(conn: Any, spec: TableSpec) -> TableSpec:
+    """Store a table's changed settings with the next settings epoch, holding the table's
+    lock exclusively: the group writers hold it shared, so every writer that read the old
+    epoch has committed before this does, and every later one reads the new epoch
+    (writes prepared with the old one are refused and rerun: ``_writes.StaleCatalog``)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_NS_TABLE, spec.table_id)
+    current = await conn.fetchval(
+        "SELECT coalesce((spec::jsonb ->> 'epoch')::bigint, 0) FROM sk_tables "
+        "WHERE id=$1 AND name=$2 FOR UPDATE",
+        spec.table_id,
+        spec.name,
+    )
+    if current is None:
+        raise TableNotFound(f"table {spec.name!r} does not exist", table=spec.name)
+    stored = dataclasses.replace(spec, epoch=int(current) + 1)
+    await conn.execute("UPDATE sk_tables SET spec=$1 WHERE id=$2", stored.to_json(), spec.table_id)
+    return stored
+
+
 async def load_rows(
     conn: Any, spec: TableSpec, items: Sequence[StoredItem], archive: ArchiveRow | None, token: str
 ) -> None:
@@ -701,6 +722,13 @@ async def load_rows(
             "sk_items",
             records=[(sid, p, s, zlib.crc32(p), d, n, None) for sid, p, s, d, n in entries],
             columns=("tid", "pk", "sk", "seg", "data", "size", "expires"),
+        )
+    sizes = collection_sizes(spec, items)  # the item collection counters of the table
+    if sizes:
+        await conn.executemany(
+            "INSERT INTO sk_meta (key, value) VALUES ($1, $2) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [(k, str(v)) for k, v in sizes.items()],
         )
     if archive is None or not items:
         return

@@ -112,6 +112,7 @@ from streamkit.storage._writes import (
     WriteJob,
     WriteOp,
     WriteResult,
+    collection_meta_keys,
     run_effects,
     run_job,
 )
@@ -535,6 +536,7 @@ class PostgresEngine:
                 keys.add((spec.table_id, op.k.pk, op.k.sk))
                 keys.update(extra_reads(op))  # a replicated table's version row
                 meta_keys.update(extra_meta_keys(op))
+                meta_keys.update(collection_meta_keys(op))  # an item collection's size
                 counter = counter or spec.record_view is not None
             meta_keys.update(cp.key for cp in w.checkpoints)
         rows_, existing = await S.prefetch(conn, keys, meta_keys, tids, counter=counter)
@@ -624,24 +626,12 @@ class PostgresEngine:
         TableNotFound."""
 
         async def fn(conn: Any) -> TableSpec:
-            # waits for the group writers writing to it (they hold the lock shared): a
-            # writer that starts after this commits reads the new spec's last_slot
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1, $2)", S.LOCK_NS_TABLE, spec.table_id
-            )
-            status = await conn.execute(
-                "UPDATE sk_tables SET spec=$1 WHERE id=$2 AND name=$3",
-                spec.to_json(),
-                spec.table_id,
-                spec.name,
-            )
-            if status != "UPDATE 1":
-                raise TableNotFound(f"table {spec.name!r} does not exist", table=spec.name)
+            stored = await S.store_spec(conn, spec)
             if drop:
                 await conn.execute(
                     "DELETE FROM sk_items WHERE tid = ANY($1::integer[])", list(drop)
                 )
-            return spec
+            return stored
 
         return await self._transact(fn)
 
@@ -655,17 +645,7 @@ class PostgresEngine:
         await self.write(WriteJob([]))
 
         async def fn(conn: Any) -> int:
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1, $2)", S.LOCK_NS_TABLE, spec.table_id
-            )
-            status = await conn.execute(
-                "UPDATE sk_tables SET spec=$1 WHERE id=$2 AND name=$3",
-                spec.to_json(),
-                spec.table_id,
-                spec.name,
-            )
-            if status != "UPDATE 1":
-                raise TableNotFound(f"table {spec.name!r} does not exist", table=spec.name)
+            await S.store_spec(conn, spec)
             tid = spec.table_id
             if spec.ttl_attribute is None:
                 await conn.execute(

@@ -44,6 +44,9 @@ class TableSpec:
     table_id: int = 0
     indexes: tuple[IndexSpec, ...] = ()
     last_slot: int = 0  # the highest index slot ever used (slots are never reused)
+    # bumped by the engine at every settings change: a write prepared with another epoch
+    # (an older catalog: no new index, the old TTL attribute, the old stream) is rerun
+    epoch: int = 0
     # the label of the table's latest stream once it was turned off or on again after
     # creation (None: the creation time is the label); kept while the stream is off
     stream_label: str | None = None
@@ -97,6 +100,7 @@ class TableSpec:
             "created_at": None if self.created_at is None else self.created_at.isoformat(),
             "indexes": [ix.to_dict() for ix in self.indexes],
             "last_slot": self.last_slot,
+            "epoch": self.epoch,
         }
         if self.stream_label is not None:
             d["stream_label"] = self.stream_label
@@ -134,6 +138,7 @@ class TableSpec:
             table_id=table_id,
             indexes=tuple(IndexSpec.from_dict(x) for x in d.get("indexes", ())),
             last_slot=d.get("last_slot", 0),
+            epoch=d.get("epoch", 0),
             stream_label=d.get("stream_label"),
             tags=tuple((str(k), str(v)) for k, v in d.get("tags", ())),
             region=d.get("replication", {}).get("region"),

@@ -1,10 +1,19 @@
 """The SQLite storage engine (``sqlite:///path.db`` and ``memory://``).
 
-Threads, not the event loop, touch SQLite: one writer thread owns the only
-write connection and one reader thread serves reads (WAL lets them run side
-by side). Callers enqueue work and await an asyncio future; each thread
-drains everything queued, so under load many writes share one transaction
-and one commit (group commit) and many reads one wake-up.
+Threads, not the event loop, touch SQLite for writes and long reads: one writer
+thread owns the only write connection and one reader thread serves scans, queries
+and maintenance (WAL lets them run side by side). Callers enqueue work and await
+an asyncio future; each thread drains everything queued, so under load many writes
+share one transaction and one commit (group commit) and many reads one wake-up.
+
+Point reads (``get``, ``get_many``) of a file store skip the thread hop: a third,
+read-only connection runs them on the calling thread (a WAL reader never waits for
+the writer, and a primary-key lookup costs a few microseconds, less than the hop's
+wake-ups). It has no busy timeout: if SQLite says busy (a recovery, another process
+holding the file exclusively) or another thread is using it, the read goes to the
+reader thread instead, so the event loop never waits on a lock. Each statement is its
+own read transaction, started when it runs, so it sees every commit acknowledged
+before the call.
 
 Crash safety: WAL mode; a job's item rows and change records are written in
 the same transaction, so after a crash either both are there or neither.
@@ -31,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -81,6 +91,7 @@ from streamkit.storage._writes import (
     WriteJob,
     WriteOp,
     WriteResult,
+    collection_sizes,
     run_effects,
     run_job,
 )
@@ -167,6 +178,8 @@ _IDLE_S = 1.0  # writer idle this long after a commit: shrink the WAL if it is o
 _IDLE_MAX_S = 8.0  # the longest wait between shrink attempts while old readers hold it
 _SHRINK_WAIT_MS = 50  # how long a truncating checkpoint waits for readers (holding the lock)
 _BUSY_MS = 30_000  # every connection's busy timeout otherwise
+_DIRECT_YIELD = 64  # point reads on the calling thread between two yields to the event loop
+_GET = "SELECT data, size FROM sk_items WHERE tid=? AND pk=? AND sk=?"
 _MODES = ("ro", "rw", "rwc")  # like SQLite's URI mode: read-only / existing / create
 _HEADER = b"SQLite format 3\x00"
 # streamkit's own tables: a file holding only (some of) these is a store whose creation
@@ -206,6 +219,21 @@ def _backup(
         (backup_id, name, spec, kind, created, count, size),
     )
     return _backup_info((backup_id, name, spec, kind, created, count, size))
+
+
+def _store_spec(rows: _Rows, spec: TableSpec) -> TableSpec:
+    """Store a table's changed settings with the next settings epoch (writes prepared
+    with the old one are refused and rerun: see ``_writes.StaleCatalog``)."""
+    row = rows.conn.execute(
+        "SELECT coalesce(json_extract(spec, '$.epoch'), 0) FROM sk_tables WHERE id=? AND name=?",
+        (spec.table_id, spec.name),
+    ).fetchone()
+    if row is None:
+        raise TableNotFound(f"table {spec.name!r} does not exist", table=spec.name)
+    stored = dataclasses.replace(spec, epoch=int(row[0]) + 1)
+    rows.conn.execute("UPDATE sk_tables SET spec=? WHERE id=?", (stored.to_json(), spec.table_id))
+    rows._slots.pop(spec.table_id, None)
+    return stored
 
 
 def _backup_info(row: Sequence[Any]) -> BackupInfo:
@@ -250,7 +278,7 @@ class _Rows:
         # (tid, pk, sk) -> (data, size, expires) to store, or None to delete
         self._items: dict[tuple[int, bytes, bytes], tuple[bytes, int, float | None] | None] = {}
         self._changes: list[tuple[Any, ...]] = []
-        self._slots: dict[int, int | None] = {}  # last_slot per table, read once per group
+        self._slots: dict[int, int | None] = {}  # settings epoch per table, read once per group
 
     # --- write side (writer thread, inside BEGIN IMMEDIATE) ---
     def load(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
@@ -300,11 +328,11 @@ class _Rows:
         row = self.conn.execute("SELECT value FROM sk_meta WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def last_slot(self, table_id: int) -> int | None:
+    def epoch(self, table_id: int) -> int | None:
         slots = self._slots
         if table_id not in slots:
             row = self.conn.execute(
-                "SELECT coalesce(json_extract(spec, '$.last_slot'), 0) FROM sk_tables WHERE id=?",
+                "SELECT coalesce(json_extract(spec, '$.epoch'), 0) FROM sk_tables WHERE id=?",
                 (table_id,),
             ).fetchone()
             slots[table_id] = None if row is None else int(row[0])
@@ -555,6 +583,29 @@ def _classify(path: str, uri: str) -> str | None:
     return None
 
 
+class _Fallback(Exception):  # a signal, not an error: use the reader thread instead
+    """The direct connection cannot serve this read now (busy, or in use by another thread)."""
+
+
+def _get_one(conn: sqlite3.Connection, table_id: int, pk: bytes, sk: bytes) -> Any:
+    # fetchall, not fetchone: the statement runs to its end and is reset, so no read
+    # transaction stays open on the connection after the call
+    rows = conn.execute(_GET, (table_id, pk, sk)).fetchall()
+    return rows[0] if rows else None
+
+
+def _get_keys(
+    conn: sqlite3.Connection, table_id: int, keys: Sequence[tuple[bytes, bytes]]
+) -> list[tuple[bytes, int]]:
+    with _one_snapshot(conn):  # one snapshot for the whole batch
+        out = []
+        for pk, sk in keys:
+            rows = conn.execute(_GET, (table_id, pk, sk)).fetchall()
+            if rows:
+                out.append(rows[0])
+        return out
+
+
 def segment_of(pk: bytes, total: int) -> int:
     """The parallel-scan segment of a partition key (stable across processes)."""
     return zlib.crc32(pk) % total
@@ -800,6 +851,10 @@ class SqliteEngine:
         self._wal_limit = limit_mb * 1024 * 1024
         self._writer: _Worker | None = None
         self._reader: _Worker | None = None
+        # point reads on the calling thread (file stores; see the module docstring)
+        self._direct: sqlite3.Connection | None = None
+        self._direct_lock = threading.Lock()
+        self._direct_reads = 0
         self._open_lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
         self._watcher: threading.Thread | None = None
@@ -933,18 +988,40 @@ class SqliteEngine:
                 if reader.error is not None:
                     writer.queue.put(None)
                     raise self.wrap(reader.error)
-            self._writer, self._reader = writer, reader
+            direct = None
+            if self.path is not None:
+                try:
+                    direct = await asyncio.to_thread(self._connect_direct)
+                except BaseException:
+                    for w in {writer, reader}:
+                        w.queue.put(None)
+                    raise
+            self._writer, self._reader, self._direct = writer, reader, direct
+
+    def _connect_direct(self) -> sqlite3.Connection:
+        """The connection for point reads on the calling thread: read-only, never waits."""
+        conn = self._connect(write=False)
+        conn.execute("PRAGMA busy_timeout=0")
+        return conn
 
     async def close(self) -> None:
         """Finish queued work, stop the threads, close the connections."""
-        writer, reader = self._writer, self._reader
-        self._writer = self._reader = None
+        writer, reader, direct = self._writer, self._reader, self._direct
+        self._writer = self._reader = self._direct = None
         for w in {writer, reader}:
             if w is not None:
                 w.queue.put(None)
         for w in {writer, reader}:
             if w is not None:
                 await asyncio.to_thread(w.join)
+        if direct is not None:
+            # last, off the loop: the last connection to close checkpoints the WAL into
+            # the file and deletes it; the lock lets a read on another thread finish first
+            await asyncio.to_thread(self._close_direct, direct)
+
+    def _close_direct(self, direct: sqlite3.Connection) -> None:
+        with self._direct_lock:
+            direct.close()
 
     # --- submitting work ---------------------------------------------------------------
     def _submit(
@@ -974,20 +1051,50 @@ class SqliteEngine:
         """Apply ``ops`` and advance ``checkpoints`` in one transaction (see run_effects)."""
         return await self.write_fn(lambda rows: run_effects(rows, ops, checkpoints, origin))
 
+    def _here(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(direct connection, *args)`` on this thread, or :class:`_Fallback`."""
+        conn = self._direct
+        if conn is None or not self._direct_lock.acquire(blocking=False):
+            raise _Fallback
+        try:
+            return fn(conn, *args)
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                conn.rollback()
+            if getattr(e, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                raise _Fallback from e
+            raise self.wrap(e) from None
+        finally:
+            self._direct_lock.release()
+
+    async def _yield_now_and_then(self) -> None:
+        # a caller that only ever reads on this thread would never let other tasks run;
+        # give the loop a turn every so often (the thread hop did it on every read)
+        self._direct_reads += 1
+        if self._direct_reads >= _DIRECT_YIELD:
+            self._direct_reads = 0
+            await asyncio.sleep(0)
+
     # --- item reads --------------------------------------------------------------------
     async def get(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
         """One item's image bytes and DynamoDB size, or None."""
-        return await self.read(lambda rows: rows.get(table_id, pk, sk))
+        try:
+            row: tuple[bytes, int] | None = self._here(_get_one, table_id, pk, sk)
+        except _Fallback:
+            return await self.read(lambda rows: rows.get(table_id, pk, sk))
+        await self._yield_now_and_then()
+        return row
 
     async def get_many(
         self, table_id: int, keys: Sequence[tuple[bytes, bytes]]
     ) -> list[tuple[bytes, int]]:
         """The (image bytes, size) of those of ``keys`` that exist (one read snapshot)."""
-
-        def fn(rows: _Rows) -> list[tuple[bytes, int]]:
-            return [row for pk, sk in keys if (row := rows.get(table_id, pk, sk)) is not None]
-
-        return await self.read(fn)
+        try:
+            found = self._here(_get_keys, table_id, keys)
+        except _Fallback:
+            return await self.read(lambda rows: _get_keys(rows.conn, table_id, keys))
+        await self._yield_now_and_then()
+        return found
 
     async def range(
         self,
@@ -1336,6 +1443,8 @@ class SqliteEngine:
                     )
             for sid, pk, sk, data, size in index_rows(done, items):
                 rows.store(sid, pk, sk, data, size, None)
+            for meta_key, size_ in collection_sizes(done, items).items():
+                rows.meta_set(meta_key, str(size_))
             return done
 
         return await self.write_fn(fn)
@@ -1427,16 +1536,10 @@ class SqliteEngine:
 
         def fn(rows: _Rows) -> TableSpec:
             rows.writes += 1
-            cur = rows.conn.execute(
-                "UPDATE sk_tables SET spec=? WHERE id=? AND name=?",
-                (spec.to_json(), spec.table_id, spec.name),
-            )
-            if cur.rowcount != 1:
-                raise TableNotFound(f"table {spec.name!r} does not exist", table=spec.name)
-            rows._slots.pop(spec.table_id, None)
+            stored = _store_spec(rows, spec)
             for sid in drop:
                 rows.conn.execute("DELETE FROM sk_items WHERE tid=?", (sid,))
-            return spec
+            return stored
 
         return await self.write_fn(fn)
 
@@ -1449,12 +1552,7 @@ class SqliteEngine:
         def fn(rows: _Rows) -> int:
             rows.writes += 1
             conn = rows.conn
-            cur = conn.execute(
-                "UPDATE sk_tables SET spec=? WHERE id=? AND name=?",
-                (spec.to_json(), spec.table_id, spec.name),
-            )
-            if cur.rowcount != 1:
-                raise TableNotFound(f"table {spec.name!r} does not exist", table=spec.name)
+            _store_spec(rows, spec)
             tid = spec.table_id
             if spec.ttl_attribute is None:
                 conn.execute(

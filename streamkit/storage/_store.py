@@ -13,10 +13,22 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from streamkit.exceptions import TableNotFound
-from streamkit.storage._capacity import Provisioned, TokenBucket, record_consumed
+from streamkit.storage._capacity import (
+    Provisioned,
+    TokenBucket,
+    record_collection,
+    record_consumed,
+)
 from streamkit.storage._engine import ChangeRow, StorageEngine, engine_for
 from streamkit.storage._spec import TableSpec
-from streamkit.storage._writes import Checkpoint, StaleCatalog, WriteJob, WriteOp, WriteResult
+from streamkit.storage._writes import (
+    ITEM_COLLECTION_LIMIT,
+    Checkpoint,
+    StaleCatalog,
+    WriteJob,
+    WriteOp,
+    WriteResult,
+)
 
 if TYPE_CHECKING:
     from streamkit.storage._cache import CacheEngine
@@ -31,10 +43,17 @@ class Store:
     """Shared state behind every Table handle of one App."""
 
     def __init__(
-        self, url: str, *, origin: str | None = None, cache: CacheEngine | None = None
+        self,
+        url: str,
+        *,
+        origin: str | None = None,
+        cache: CacheEngine | None = None,
+        item_collection_limit: int = ITEM_COLLECTION_LIMIT,
     ) -> None:
         self.engine: StorageEngine = engine_for(url)
         self.origin = origin
+        # bytes per item collection of a table with local indexes (DynamoDB: 10 GB)
+        self.item_collection_limit = item_collection_limit
         self.cache = cache  # the item and query cache (``sk.Cache``), if the App has one
         self._specs: dict[str, TableSpec] = {}
         self._catalog_clock = 0  # counts this process's own catalog changes
@@ -141,12 +160,23 @@ class Store:
         """Run a write job; when it was built with a table spec older than the stored one
         (an index was added since), reload the catalog and run it again with the new
         spec, so that no write ever skips an index."""
+        job.collection_limit = self.item_collection_limit
         for _ in range(5):
             try:
-                return await self.engine.write(job)
+                return self._collections(job, await self.engine.write(job))
             except StaleCatalog:
                 await self._refresh_specs(job.ops)
-        return await self.engine.write(job)
+        return self._collections(job, await self.engine.write(job))
+
+    @staticmethod
+    def _collections(job: WriteJob, results: list[WriteResult]) -> list[WriteResult]:
+        """Report the item collection sizes of the job's writes to open meters."""
+        for op, r in zip(job.ops, results, strict=False):
+            if r.collection_size is not None:
+                name = op.spec.key.partition.name
+                key = {name: op.k.key[name]}
+                record_collection(op.spec.name, op.k.pk, key, r.collection_size)
+        return results
 
     async def commit_effects(
         self, ops: Sequence[WriteOp], checkpoints: Sequence[Checkpoint], origin: str | None

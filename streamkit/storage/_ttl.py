@@ -63,10 +63,9 @@ async def set_ttl(store: Store, name: str, attribute: str | None) -> TableSpec:
     store.remember(changed)
     try:
         await store.engine.set_ttl(changed)
-    except Exception:
-        await store.reload()  # the catalog as it really is
-        raise
-    return changed
+    finally:
+        await store.reload()  # the catalog as it really is (with the new settings epoch)
+    return await store.spec(name)
 
 
 _BATCH = 500

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 from streamkit.exceptions import (
     CancellationReason,
     ConditionFailed,
+    ItemCollectionSizeLimitExceeded,
     StorageError,
     TransactionCanceled,
     ValidationError,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from streamkit.storage._spec import TableSpec
 
 __all__ = (
+    "ITEM_COLLECTION_LIMIT",
     "CheckOp",
     "Checkpoint",
     "DeleteOp",
@@ -63,11 +65,16 @@ __all__ = (
     "WriteJob",
     "WriteOp",
     "WriteResult",
+    "collection_key",
+    "collection_meta_keys",
+    "collection_sizes",
     "run_effects",
     "run_job",
 )
 
 _FIVE_YEARS = 5 * 365 * 86400.0
+ITEM_COLLECTION_LIMIT = 10 * 1024**3
+"""DynamoDB's item collection size limit (10 GB) for tables with local secondary indexes."""
 
 
 class Rows(Protocol):
@@ -111,9 +118,10 @@ class Rows(Protocol):
     def meta_set(self, key: str, value: str) -> None:
         """Set a bookkeeping value in the open transaction."""
 
-    def last_slot(self, table_id: int) -> int | None:
-        """The table's ``last_slot`` as stored now (None: the table is not there): a job
-        whose spec has another was built before an index was added, and must not run."""
+    def epoch(self, table_id: int) -> int | None:
+        """The table's settings epoch as stored now (None: the table is not there): a job
+        whose spec has another was built on older settings (before an index was added,
+        the TTL attribute or the stream changed), and must not run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +234,7 @@ class WriteJob:
     ops: list[WriteOp]
     transactional: bool = False
     origin: str | None = None
+    collection_limit: int = ITEM_COLLECTION_LIMIT  # bytes per item collection (``Store``)
 
 
 @dataclass(slots=True)
@@ -239,6 +248,8 @@ class WriteResult:
     # set when the write changed the item (the cache's write-through reads them):
     seq: int | None = None  # its change row's sequence number (None: the table keeps none)
     new: Item | None = None  # the item after the write (None: deleted)
+    # a table with local indexes: the size of the item's collection after the write
+    collection_size: int | None = None
 
 
 @dataclass(slots=True)
@@ -328,8 +339,8 @@ def _check_catalog(rows: Rows, ops: Sequence[WriteOp]) -> None:
         if spec.table_id in seen:
             continue
         seen.add(spec.table_id)
-        current = rows.last_slot(spec.table_id)
-        if current is not None and current != spec.last_slot:
+        current = rows.epoch(spec.table_id)
+        if current is not None and current != spec.epoch:
             raise StaleCatalog(spec.name)
 
 
@@ -339,6 +350,8 @@ def run_job(rows: Rows, job: WriteJob) -> list[WriteResult]:
     Raises:
         StaleCatalog: the job's specs are older than the stored ones (nothing written).
         ConditionFailed, ValidationError: a single operation failed (nothing written).
+        ItemCollectionSizeLimitExceeded: the job would take an item collection of a table
+            with local indexes past ``job.collection_limit`` (nothing written).
         TransactionCanceled: a transactional job failed, with a reason per action.
     """
     _check_catalog(rows, job.ops)
@@ -364,8 +377,119 @@ def run_job(rows: Rows, job: WriteJob) -> list[WriteResult]:
             raise TransactionCanceled(reasons)
     else:
         plans = [_plan(rows, op) for op in job.ops]
+    sizes = _collections(rows, plans, job)
     _apply(rows, plans, job)
+    for key, value in sizes.items():
+        rows.meta_set(key, str(value))
     return [p.result for p in plans]
+
+
+# --- item collections (tables with local secondary indexes) -----------------------------
+
+_COUNTED = (PutOp, UpdateOp, DeleteOp, ReplicaOp)
+
+
+def _has_local(spec: TableSpec) -> bool:
+    return any(ix.kind == "LOCAL" for ix in spec.indexes)
+
+
+def collection_key(table_id: int, pk: bytes) -> str:
+    """The ``sk_meta`` key of the size counter of one item collection (one partition key
+    value of a table with local indexes)."""
+    return f"collection/{table_id}/{pk.hex()}"
+
+
+def collection_meta_keys(op: WriteOp) -> list[str]:
+    """The ``sk_meta`` keys a write op reads and sets: its item collection's counter."""
+    if isinstance(op, _COUNTED) and _has_local(op.spec):
+        return [collection_key(op.spec.table_id, op.k.pk)]
+    return []
+
+
+def collection_bytes(
+    spec: TableSpec, item: Item, size: int, pk: bytes, sk: bytes, entries: list[_Entry] | None
+) -> int:
+    """What one stored item adds to its item collection: its size plus the size of its
+    local index entries (``entries``: the item's entries when known, in index order)."""
+    total = size
+    for i, ix in enumerate(spec.indexes):
+        if ix.kind != "LOCAL":
+            continue
+        if entries is not None:
+            e = entries[i]
+        else:
+            try:
+                e = ix.entry(spec.key, item, pk, sk)
+            except ValidationError:  # left out of the index
+                e = None
+        if e is not None:
+            total += size if e[3] < 0 else e[3]
+    return total
+
+
+def collection_sizes(
+    spec: TableSpec, items: Sequence[tuple[bytes, bytes, bytes, int, float | None]]
+) -> dict[str, int]:
+    """The counter of every item collection of ``items`` (stored items of the table
+    ``spec``, ``(pk, sk, image, size, expires)``): what a restore sets with them."""
+    if not _has_local(spec):
+        return {}
+    out: dict[str, int] = {}
+    for pk, sk, data, size, _ in items:
+        key = collection_key(spec.table_id, pk)
+        out[key] = out.get(key, 0) + collection_bytes(spec, decode_image(data), size, pk, sk, None)
+    return out
+
+
+def _collections(rows: Rows, plans: list[_Plan], job: WriteJob) -> dict[str, int]:
+    """The new size of every item collection the job changes (read and checked in the
+    plan phase, so a refused job writes nothing); sets each result's
+    ``collection_size``."""
+    groups: dict[str, list[tuple[_Plan, int]]] = {}
+    for p in plans:
+        op = p.op
+        if not isinstance(op, _COUNTED) or not _has_local(op.spec):
+            continue
+        delta = 0
+        if p.event is not None:
+            spec, k = op.spec, op.k
+            if p.new is not None:
+                delta += collection_bytes(spec, p.new, p.new_size, k.pk, k.sk, p.entries)
+            if p.old_data is not None:
+                if p.old is None:
+                    p.old = decode_image(p.old_data)
+                delta -= collection_bytes(spec, p.old, p.old_size, k.pk, k.sk, None)
+        groups.setdefault(collection_key(op.spec.table_id, op.k.pk), []).append((p, delta))
+    sizes: dict[str, int] = {}
+    over: set[int] = set()
+    for key, members in groups.items():
+        size = int(rows.meta_get(key) or 0)
+        changed = False
+        for p, delta in members:
+            size = max(0, size + delta)
+            changed = changed or delta != 0
+            if delta > 0 and size > job.collection_limit and not isinstance(p.op, ReplicaOp):
+                over.add(id(p))
+            if not isinstance(p.op, ReplicaOp):
+                p.result.collection_size = size
+        if changed:
+            sizes[key] = size
+    if over:
+        first = next(p for p in plans if id(p) in over)
+        if job.transactional:
+            raise TransactionCanceled(
+                [
+                    CancellationReason("ItemCollectionSizeLimitExceeded", _COLLECTION_FULL)
+                    if id(p) in over
+                    else CancellationReason("None")
+                    for p in plans
+                ]
+            )
+        raise ItemCollectionSizeLimitExceeded(table=first.op.spec.name, key=first.op.k.key)
+    return sizes
+
+
+_COLLECTION_FULL = "Collection size exceeded."
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,7 +585,7 @@ def _plan(rows: Rows, op: WriteOp) -> _Plan:
         new_data = encode_image(new)
         event = "INSERT" if old is None else None if new_data == old_data else "MODIFY"
         units = write_units(max(new_size, old_size))
-        returned = _update_returns(op.returns, op.update.touched, old, new)
+        returned = _update_returns(op.returns, op.update, old, new)
         result = WriteResult(returned, units, event)
         entries = _new_entries(spec, k, new) if event is not None else None
         return _Plan(op, old_data, old_size, old, new, new_data, new_size, event, result, entries)
@@ -575,7 +699,7 @@ def _stamp(rows: Rows, p: _Plan, now_ms: int) -> int | None:
 
 
 def _update_returns(
-    returns: str, touched: frozenset[str], old: Item | None, new: Item
+    returns: str, update: CompiledUpdate, old: Item | None, new: Item
 ) -> Item | None:
     if returns == "NONE":
         return None
@@ -583,10 +707,13 @@ def _update_returns(
         return new
     if returns == "ALL_OLD":
         return old
+    touched, updated = update.touched, update.updated
     if returns == "UPDATED_NEW":
-        return {k: new[k] for k in touched if k in new}
+        return updated.apply(new) if updated else {k: new[k] for k in touched if k in new}
     if returns == "UPDATED_OLD":
-        return None if old is None else {k: old[k] for k in touched if k in old}
+        if old is None:
+            return None
+        return updated.apply(old) if updated else {k: old[k] for k in touched if k in old}
     raise ValidationError(f"unknown returns={returns!r}")
 
 

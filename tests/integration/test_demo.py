@@ -48,6 +48,9 @@ def _check(text: str) -> None:
         "exported DemoUsers: 4 items as DynamoDB JSON, and the 2 items changed since",
         "audit trail verified: 19 entries in",
         "│ MODIFY │ support │ Linus       │ Linus T.",
+        'last writer wins: both regions hold {"Plan": "free", "Region": "eu-west-1", '
+        '"UserID": "g1"}',
+        "(the losing write, counted where it lost): us-east-1 0, eu-west-1 1",
     ):
         assert line in text, (line, text)
     assert "intact" in text

@@ -556,3 +556,467 @@ def test_return_consumed_capacity_on_batches_and_transactions(served: Served) ->
     assert "ConsumedCapacity" not in c.batch_get_item(
         RequestItems={"Users": {"Keys": [{"id": {"S": "a"}}]}}
     )
+
+
+# --- local secondary index item collections (issue #12, part A) ---------------------------
+
+
+def _lsi_table(c: Any, name: str = "Orders") -> None:
+    c.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "id", "KeyType": "HASH"},
+            {"AttributeName": "n", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "id", "AttributeType": "S"},
+            {"AttributeName": "n", "AttributeType": "N"},
+            {"AttributeName": "t", "AttributeType": "N"},
+        ],
+        LocalSecondaryIndexes=[
+            {
+                "IndexName": "ByT",
+                "KeySchema": [
+                    {"AttributeName": "id", "KeyType": "HASH"},
+                    {"AttributeName": "t", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+@pytest.fixture
+def small_collections(tmp_path: Path) -> Iterator[Served]:
+    app = sk.App(
+        storage=f"sqlite:///{tmp_path}/api.db",
+        log=f"local://{tmp_path}/log?poll_interval=0.02",
+        namespace=f"conf{uuid.uuid4().hex[:8]}",
+        topic_partitions=2,
+        item_collection_limit=2_000,
+    )
+    with Served(app) as s:
+        yield s
+
+
+def test_item_collection_size_limit_exceeded(small_collections: Served) -> None:
+    c = small_collections.client()
+    _lsi_table(c)
+    pad = {"S": "x" * 500}
+    for i in range(2):
+        c.put_item(TableName="Orders", Item={"id": {"S": "a"}, "n": {"N": str(i)}, "p": pad})
+    code, message = _error(
+        lambda: c.put_item(
+            TableName="Orders",
+            Item={"id": {"S": "a"}, "n": {"N": "9"}, "t": {"N": "1"}, "p": pad},
+        )
+    )
+    assert (code, message) == (
+        "ItemCollectionSizeLimitExceededException",
+        "Collection size exceeded.",
+    )
+    assert "Item" not in c.get_item(TableName="Orders", Key={"id": {"S": "a"}, "n": {"N": "9"}})
+    code, _ = _error(
+        lambda: c.batch_write_item(
+            RequestItems={
+                "Orders": [
+                    {"PutRequest": {"Item": {"id": {"S": "a"}, "n": {"N": str(i)}, "p": pad}}}
+                    for i in range(5, 9)
+                ]
+            }
+        )
+    )
+    assert code == "ItemCollectionSizeLimitExceededException"
+    with pytest.raises(ClientError) as err:
+        c.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "Orders", "Item": {"id": {"S": "b"}, "n": {"N": "1"}}}},
+                {
+                    "Put": {
+                        "TableName": "Orders",
+                        "Item": {"id": {"S": "a"}, "n": {"N": "7"}, "t": {"N": "1"}, "p": pad},
+                    }
+                },
+            ]
+        )
+    reasons = err.value.response["CancellationReasons"]
+    assert [r["Code"] for r in reasons] == ["None", "ItemCollectionSizeLimitExceeded"]
+    # another partition key value is another collection
+    c.put_item(TableName="Orders", Item={"id": {"S": "b"}, "n": {"N": "1"}, "p": pad})
+
+
+def test_return_item_collection_metrics_size(served: Served) -> None:
+    c = served.client()
+    _lsi_table(c)
+    _table(c, "Plain")
+    metrics = {"ItemCollectionKey": {"id": {"S": "a"}}, "SizeEstimateRangeGB": [0.0, 1.0]}
+    item = {"id": {"S": "a"}, "n": {"N": "1"}, "t": {"N": "2"}}
+    out = c.put_item(TableName="Orders", Item=item, ReturnItemCollectionMetrics="SIZE")
+    assert out["ItemCollectionMetrics"] == metrics
+    assert "ItemCollectionMetrics" not in c.put_item(TableName="Orders", Item=item)
+    out = c.update_item(
+        TableName="Orders",
+        Key={"id": {"S": "a"}, "n": {"N": "1"}},
+        UpdateExpression="SET x = :x",
+        ExpressionAttributeValues={":x": {"S": "y"}},
+        ReturnItemCollectionMetrics="SIZE",
+    )
+    assert out["ItemCollectionMetrics"] == metrics
+    out = c.delete_item(
+        TableName="Orders",
+        Key={"id": {"S": "a"}, "n": {"N": "1"}},
+        ReturnItemCollectionMetrics="SIZE",
+    )
+    assert out["ItemCollectionMetrics"] == metrics
+    out = c.batch_write_item(
+        RequestItems={
+            "Orders": [{"PutRequest": {"Item": item}}],
+            "Plain": [{"PutRequest": {"Item": {"id": {"S": "p"}}}}],
+        },
+        ReturnItemCollectionMetrics="SIZE",
+    )
+    assert out["ItemCollectionMetrics"] == {"Orders": [metrics]}
+    out = c.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": "Orders", "Item": item}},
+            {"Put": {"TableName": "Plain", "Item": {"id": {"S": "q"}}}},
+        ],
+        ReturnItemCollectionMetrics="SIZE",
+    )
+    assert out["ItemCollectionMetrics"] == {"Orders": [metrics]}
+    # tables without local indexes have no item collection metrics
+    out = c.put_item(TableName="Plain", Item={"id": {"S": "z"}}, ReturnItemCollectionMetrics="SIZE")
+    assert "ItemCollectionMetrics" not in out
+    code, message = _error(
+        lambda: c.put_item(
+            TableName="Plain", Item={"id": {"S": "z"}}, ReturnItemCollectionMetrics="ALL"
+        )
+    )
+    assert code == "ValidationException"
+    assert "returnItemCollectionMetrics" in message
+
+
+# --- batches, legacy parameters and key limits (issue #12, items 5 and 6) -------------------
+
+
+def test_batches_refuse_duplicate_keys_in_dynamodb_words(served: Served) -> None:
+    c = served.client()
+    _table(c, sort=True)
+    key = {"id": {"S": "a"}, "n": {"N": "1"}}
+    same = {"id": {"S": "a"}, "n": {"N": "1.0"}}  # the same number, written otherwise
+    duplicates = ("ValidationException", "Provided list of item keys contains duplicates")
+    assert (
+        _error(lambda: c.batch_get_item(RequestItems={"Users": {"Keys": [key, same]}}))
+        == duplicates
+    )
+    assert (
+        _error(
+            lambda: c.batch_write_item(
+                RequestItems={
+                    "Users": [
+                        {"PutRequest": {"Item": {**key, "v": {"S": "x"}}}},
+                        {"DeleteRequest": {"Key": same}},
+                    ]
+                }
+            )
+        )
+        == duplicates
+    )
+    assert "Item" not in c.get_item(TableName="Users", Key=key)  # nothing written
+    # one key in two tables is two items
+    _table(c, "Other", sort=True)
+    out = c.batch_get_item(RequestItems={"Users": {"Keys": [key]}, "Other": {"Keys": [key]}})
+    assert out["Responses"] == {"Users": [], "Other": []}
+
+
+def test_batch_get_item_refuses_attributes_to_get_with_a_projection(served: Served) -> None:
+    c = served.client()
+    _table(c)
+    code, message = _error(
+        lambda: c.batch_get_item(
+            RequestItems={
+                "Users": {
+                    "Keys": [{"id": {"S": "a"}}],
+                    "ProjectionExpression": "id",
+                    "AttributesToGet": ["id"],
+                }
+            }
+        )
+    )
+    assert code == "ValidationException"
+    assert message.startswith("Can not use both expression and non-expression parameters")
+
+
+def test_key_size_limits_in_dynamodb_words(served: Served) -> None:
+    c = served.client()
+    c.create_table(
+        TableName="Texts",
+        KeySchema=[
+            {"AttributeName": "id", "KeyType": "HASH"},
+            {"AttributeName": "n", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "id", "AttributeType": "S"},
+            {"AttributeName": "n", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    hash_message = (
+        "One or more parameter values were invalid: Size of hashkey has exceeded the maximum "
+        "size limit of2048 bytes"
+    )
+    range_message = (
+        "One or more parameter values were invalid: Aggregated size of all range keys has "
+        "exceeded the size limit of 1024 bytes"
+    )
+    long_hash = {"id": {"S": "x" * 2049}, "n": {"S": "a"}}
+    long_range = {"id": {"S": "a"}, "n": {"S": "x" * 1025}}
+    assert _error(lambda: c.put_item(TableName="Texts", Item=long_hash)) == (
+        "ValidationException",
+        hash_message,
+    )
+    assert _error(lambda: c.get_item(TableName="Texts", Key=long_hash)) == (
+        "ValidationException",
+        hash_message,
+    )
+    assert _error(lambda: c.put_item(TableName="Texts", Item=long_range)) == (
+        "ValidationException",
+        range_message,
+    )
+    assert _error(lambda: c.delete_item(TableName="Texts", Key=long_range)) == (
+        "ValidationException",
+        range_message,
+    )
+    # at the limits: accepted
+    c.put_item(TableName="Texts", Item={"id": {"S": "x" * 2048}, "n": {"S": "y" * 1024}})
+
+
+def test_updated_new_and_updated_old_return_the_updated_paths(served: Served) -> None:
+    c = served.client()
+    _table(c)
+    key = {"id": {"S": "a"}}
+    c.put_item(
+        TableName="Users",
+        Item={
+            **key,
+            "a": {"M": {"b": {"N": "1"}, "c": {"N": "2"}}},
+            "l": {"L": [{"N": "1"}, {"N": "2"}]},
+            "v": {"N": "5"},
+        },
+    )
+    out = c.update_item(
+        TableName="Users",
+        Key=key,
+        UpdateExpression="SET a.b = :v, l[1] = :v, v = :v",
+        ExpressionAttributeValues={":v": {"N": "9"}},
+        ReturnValues="UPDATED_NEW",
+    )
+    assert out["Attributes"] == {
+        "a": {"M": {"b": {"N": "9"}}},
+        "l": {"L": [{"N": "9"}]},
+        "v": {"N": "9"},
+    }
+    out = c.update_item(
+        TableName="Users",
+        Key=key,
+        UpdateExpression="SET a.c = :v REMOVE l[0]",
+        ExpressionAttributeValues={":v": {"N": "10"}},
+        ReturnValues="UPDATED_OLD",
+    )
+    assert out["Attributes"] == {"a": {"M": {"c": {"N": "2"}}}, "l": {"L": [{"N": "1"}]}}
+    # a path that did not exist before has no old value
+    out = c.update_item(
+        TableName="Users",
+        Key=key,
+        UpdateExpression="SET a.d = :v",
+        ExpressionAttributeValues={":v": {"N": "1"}},
+        ReturnValues="UPDATED_OLD",
+    )
+    assert "Attributes" not in out
+
+
+def test_update_arithmetic_out_of_range_in_dynamodb_words(served: Served) -> None:
+    c = served.client()
+    _table(c)
+    key = {"id": {"S": "a"}}
+    top = "9.9999999999999999999999999999999999999E+125"
+    c.put_item(TableName="Users", Item={**key, "n": {"N": top}, "s": {"N": "1E+37"}})
+    overflow = (
+        "ValidationException",
+        "Number overflow. Attempting to store a number with magnitude larger than supported range",
+    )
+    assert (
+        _error(
+            lambda: c.update_item(
+                TableName="Users",
+                Key=key,
+                UpdateExpression="SET n = n + :v",
+                ExpressionAttributeValues={":v": {"N": "1E+125"}},
+            )
+        )
+        == overflow
+    )
+    assert (
+        _error(
+            lambda: c.update_item(
+                TableName="Users",
+                Key=key,
+                UpdateExpression="ADD n :v",
+                ExpressionAttributeValues={":v": {"N": top}},
+            )
+        )
+        == overflow
+    )
+    assert _error(
+        lambda: c.update_item(
+            TableName="Users",
+            Key=key,
+            UpdateExpression="SET s = s + :v",
+            ExpressionAttributeValues={":v": {"N": "0.1"}},
+        )
+    ) == ("ValidationException", "Attempting to store more than 38 significant digits in a Number")
+    got = c.get_item(TableName="Users", Key=key)["Item"]
+    assert got["n"] == {"N": "9" * 38 + "0" * 88} and got["s"] == {"N": "1" + "0" * 37}
+
+
+def test_batch_get_item_returns_at_most_16_mb_and_the_rest_as_unprocessed(
+    served: Served,
+) -> None:
+    c = served.client()
+    _table(c)
+    big = "x" * (390 * 1024)
+    keys = [{"id": {"S": f"k{i:02}"}} for i in range(50)]  # about 19 MB in all
+    for k in keys:
+        c.put_item(TableName="Users", Item={**k, "big": {"S": big}})
+    request = {"Users": {"Keys": keys, "ConsistentRead": True}}
+    got = c.batch_get_item(RequestItems=request)
+    first = got["Responses"]["Users"]
+    assert 0 < len(first) < 50
+    assert sum(len(i["big"]["S"]) for i in first) <= 16 * 1024 * 1024
+    rest = got["UnprocessedKeys"]["Users"]
+    assert rest["ConsistentRead"] is True
+    assert len(rest["Keys"]) == 50 - len(first)
+    again = c.batch_get_item(RequestItems=got["UnprocessedKeys"])
+    assert again["UnprocessedKeys"] == {}
+    ids = {i["id"]["S"] for i in first + again["Responses"]["Users"]}
+    assert ids == {k["id"]["S"] for k in keys}
+
+
+def test_expression_size_limit_in_dynamodb_words(served: Served) -> None:
+    c = served.client()
+    _table(c)
+    expression = "id" + ", id" * 1400
+    code, message = _error(
+        lambda: c.get_item(
+            TableName="Users", Key={"id": {"S": "a"}}, ProjectionExpression=expression
+        )
+    )
+    assert code == "ValidationException"
+    assert message == (
+        "Invalid ProjectionExpression: Expression size has exceeded the maximum allowed size; "
+        f"expression size: {len(expression)}"
+    )
+
+
+def test_placeholders_only_with_expressions(served: Served) -> None:
+    c = served.client()
+    _table(c)
+    key = {"id": {"S": "a"}}
+    values = (
+        "ValidationException",
+        "ExpressionAttributeValues can only be specified when using expressions",
+    )
+    names = (
+        "ValidationException",
+        "ExpressionAttributeNames can only be specified when using expressions",
+    )
+    assert (
+        _error(
+            lambda: c.put_item(
+                TableName="Users", Item=key, ExpressionAttributeValues={":a": {"N": "1"}}
+            )
+        )
+        == values
+    )
+    assert (
+        _error(
+            lambda: c.put_item(
+                TableName="Users",
+                Item=key,
+                Expected={"v": {"Exists": False}},
+                ExpressionAttributeValues={":a": {"N": "1"}},
+            )
+        )
+        == values
+    )
+    assert (
+        _error(
+            lambda: c.get_item(
+                TableName="Users",
+                Key=key,
+                AttributesToGet=["v"],
+                ExpressionAttributeNames={"#a": "v"},
+            )
+        )
+        == names
+    )
+    # with an expression, an unused placeholder is refused in other words
+    _, message = _error(
+        lambda: c.get_item(
+            TableName="Users",
+            Key=key,
+            ProjectionExpression="id",
+            ExpressionAttributeNames={"#a": "v"},
+        )
+    )
+    assert message.startswith("Value provided in ExpressionAttributeNames unused in expressions")
+
+
+def test_key_and_transaction_errors_in_dynamodb_words(served: Served) -> None:
+    c = served.client()
+    _table(c)
+    schema = ("ValidationException", "The provided key element does not match the schema")
+    assert _error(lambda: c.get_item(TableName="Users", Key={"x": {"S": "a"}})) == schema
+    assert (
+        _error(lambda: c.get_item(TableName="Users", Key={"id": {"S": "a"}, "x": {"S": "b"}}))
+        == schema
+    )
+    assert _error(lambda: c.delete_item(TableName="Users", Key={"x": {"S": "a"}})) == schema
+    # a key argument of the wrong type does not match the schema either (an item's is a
+    # type mismatch)
+    wrong = {"id": {"N": "1"}}
+    assert _error(lambda: c.get_item(TableName="Users", Key=wrong)) == schema
+    assert _error(lambda: c.delete_item(TableName="Users", Key=wrong)) == schema
+    assert (
+        _error(
+            lambda: c.update_item(
+                TableName="Users",
+                Key=wrong,
+                UpdateExpression="SET v = :v",
+                ExpressionAttributeValues={":v": {"N": "1"}},
+            )
+        )
+        == schema
+    )
+    assert _error(lambda: c.batch_get_item(RequestItems={"Users": {"Keys": [wrong]}})) == schema
+    assert _error(lambda: c.put_item(TableName="Users", Item=wrong)) == (
+        "ValidationException",
+        "One or more parameter values were invalid: Type mismatch for key id expected: S actual: N",
+    )
+    assert _error(lambda: c.put_item(TableName="Users", Item={"x": {"S": "a"}})) == (
+        "ValidationException",
+        "One or more parameter values were invalid: Missing the key id in the item",
+    )
+    key = {"id": {"S": "a"}}
+    assert _error(
+        lambda: c.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "Users", "Item": key}},
+                {"Delete": {"TableName": "Users", "Key": key}},
+            ]
+        )
+    ) == (
+        "ValidationException",
+        "Transaction request cannot include multiple operations on one item",
+    )

@@ -13,6 +13,7 @@ import threading
 import time
 import zlib
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -178,9 +179,11 @@ async def test_catalog_create_list_update_delete(engine: StorageEngine) -> None:
         "Bravo", b.key, stream=None, ttl_attribute="exp", pitr=False, table_id=b.table_id,
         created_at=b.created_at,
     )  # fmt: skip
-    assert await engine.update_table(changed) == changed
+    stored = await engine.update_table(changed)
+    assert stored == replace(changed, epoch=changed.epoch + 1)  # every change: a new epoch
     got = {t.name: t for t in await engine.list_tables()}["Bravo"]
-    assert got.stream is None and got.ttl_attribute == "exp"
+    assert got == stored
+    assert (await engine.update_table(stored)).epoch == stored.epoch + 1
     with pytest.raises(TableNotFound):
         await engine.update_table(users_spec("Nope", table_id=9999))
 

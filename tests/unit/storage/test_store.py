@@ -42,3 +42,26 @@ async def test_a_reload_never_brings_back_settings_this_process_changed_meanwhil
     assert (await store.spec("Users")).ttl_attribute == "exp"
     await store.reload()  # a later reload reads the stored settings
     assert (await store.spec("Users")).ttl_attribute == "exp"
+
+
+async def test_a_writer_with_an_old_catalog_writes_with_the_new_ttl_attribute(
+    shared_storage_url: str,
+) -> None:
+    """B learned the catalog before A turned TTL on: B's write is refused as stale in
+    its transaction and rerun with the new settings, so its expired item is swept."""
+    import time
+
+    a = sk.App(storage=shared_storage_url)
+    b = sk.App(storage=shared_storage_url)
+    try:
+        await a.create_table("Sessions", partition_key="ID")
+        t_b = b.table("Sessions")
+        await t_b.put({"ID": "warm"})  # B caches the TTL-less settings
+        await a.set_ttl("Sessions", "exp")
+        await t_b.put({"ID": "old", "exp": int(time.time()) - 60})
+        assert await a.sweep_expired() == 1
+        assert await a.table("Sessions").get({"ID": "old"}) is None
+        assert (await b.store.spec("Sessions")).ttl_attribute == "exp"  # B reloaded
+    finally:
+        await a.close()
+        await b.close()
