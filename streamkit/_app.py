@@ -30,7 +30,7 @@ from streamkit.storage._indexes import GlobalIndex, LocalIndex
 from streamkit.storage._partiql_exec import BatchStatementResult, StatementPage, StatementRequest
 from streamkit.storage._spec import TableSpec, check_table_name
 from streamkit.storage._store import Store
-from streamkit.storage._table import Table
+from streamkit.storage._table import Table, check_limit
 from streamkit.storage._transaction import Transaction
 from streamkit.storage._ttl import sweep_expired
 
@@ -477,10 +477,7 @@ class App(Registrar):
             DuplicateItem: an INSERT of a key that exists.
             ConditionFailed: an UPDATE of an absent item, or a WHERE that is false.
         """
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise ValidationError(f"limit must be a positive integer, got {limit!r}")
+        check_limit(limit)
         out: list[Item] = []
         token = next_token
         while True:

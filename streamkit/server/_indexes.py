@@ -13,16 +13,30 @@ from streamkit.storage._indexes import GlobalIndex, IndexSpec, LocalIndex
 if TYPE_CHECKING:
     from streamkit.storage._spec import TableSpec
 
-__all__ = ("describe_indexes", "parse_global", "parse_local")
+__all__ = ("describe_indexes", "parse_global", "parse_key_schema", "parse_local")
 
 Body = dict[str, Any]
 
 
-def _key_schema(
-    name: str, schema: Any, types: dict[str, str], *, local: bool
+def parse_key_schema(
+    schema: Any, types: dict[str, str], *, index: str | None = None, local: bool = False
 ) -> tuple[tuple[str, str], tuple[str, str] | None]:
+    """A ``KeySchema`` as (hash, range) ``(name, type)`` pairs: the table's, or with
+    ``index`` an index's (its messages name it; ``local`` needs a range key)."""
+    if index is None:
+        size, bad, first = (
+            "KeySchema must have one or two elements",
+            "Invalid KeySchema: one HASH key and at most one RANGE key",
+            "Invalid KeySchema: The first KeySchemaElement is not a HASH key",
+        )
+    else:
+        size, bad, first = (
+            f"Index KeySchema of {index} must have one or two elements",
+            f"Invalid KeySchema of index {index}: one HASH and at most one RANGE",
+            f"Invalid KeySchema of index {index}: The first KeySchemaElement is not a HASH key",
+        )
     if not isinstance(schema, list) or not 1 <= len(schema) <= 2:
-        raise validation(f"Index KeySchema of {name} must have one or two elements")
+        raise validation(size)
     hash_key = range_key = None
     for k in schema:
         if not isinstance(k, dict):
@@ -39,15 +53,13 @@ def _key_schema(
         elif kind == "RANGE" and range_key is None:
             range_key = (attr, types[attr])
         else:
-            raise validation(f"Invalid KeySchema of index {name}: one HASH and at most one RANGE")
+            raise validation(bad)
     if hash_key is None:
-        raise validation(
-            f"Invalid KeySchema of index {name}: The first KeySchemaElement is not a HASH key"
-        )
+        raise validation(first)
     if local and range_key is None:
         raise validation(
             "One or more parameter values were invalid: Index KeySchema does not have a range "
-            f"key for index: {name}"
+            f"key for index: {index}"
         )
     return hash_key, range_key
 
@@ -83,7 +95,7 @@ def _name(d: Any) -> str:
 def parse_global(d: Any, types: dict[str, str], provisioned: bool) -> GlobalIndex:
     """One ``GlobalSecondaryIndexes`` member (or an UpdateTable ``Create``)."""
     name = _name(d)
-    hash_key, range_key = _key_schema(name, d.get("KeySchema"), types, local=False)
+    hash_key, range_key = parse_key_schema(d.get("KeySchema"), types, index=name)
     capacity = None
     pt = d.get("ProvisionedThroughput")
     if provisioned:
@@ -113,7 +125,7 @@ def parse_global(d: Any, types: dict[str, str], provisioned: bool) -> GlobalInde
 def parse_local(d: Any, types: dict[str, str], table_hash: str) -> LocalIndex:
     """One ``LocalSecondaryIndexes`` member."""
     name = _name(d)
-    hash_key, range_key = _key_schema(name, d.get("KeySchema"), types, local=True)
+    hash_key, range_key = parse_key_schema(d.get("KeySchema"), types, index=name, local=True)
     if hash_key[0] != table_hash:
         raise validation(
             "One or more parameter values were invalid: Index KeySchema does not have the same "

@@ -36,6 +36,7 @@ from streamkit.server._indexes import (
     describe_indexes,
     index_key_names,
     parse_global,
+    parse_key_schema,
     parse_local,
 )
 from streamkit.server._stream_history import disable_stream, enable_stream, spec_label
@@ -527,27 +528,7 @@ class Service:
                     "satisfy constraint: AttributeType must be one of [B, N, S]"
                 )
             types[attr] = t
-        hash_key = range_key = None
-        if not 1 <= len(schema) <= 2:
-            raise validation("KeySchema must have one or two elements")
-        for k in schema:
-            if not isinstance(k, dict):
-                raise validation("KeySchema members must be objects")
-            attr, kind = k.get("AttributeName"), k.get("KeyType")
-            if attr not in types:
-                raise validation(
-                    "One or more parameter values were invalid: Some index key attributes "
-                    "are not defined in AttributeDefinitions. Keys: "
-                    f"[{shown(attr)}], AttributeDefinitions: [{', '.join(types)}]"
-                )
-            if kind == "HASH" and hash_key is None:
-                hash_key = (attr, types[attr])
-            elif kind == "RANGE" and range_key is None:
-                range_key = (attr, types[attr])
-            else:
-                raise validation("Invalid KeySchema: one HASH key and at most one RANGE key")
-        if hash_key is None:
-            raise validation("Invalid KeySchema: The first KeySchemaElement is not a HASH key")
+        hash_key, range_key = parse_key_schema(schema, types)
         used = {k["AttributeName"] for k in schema} | index_key_names(body)
         undefined = sorted(used - set(types))
         if undefined:

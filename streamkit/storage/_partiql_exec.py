@@ -78,7 +78,7 @@ from streamkit.storage._partiql import (
     ValueExpr,
     parse_statement,
 )
-from streamkit.storage._table import Page, Table
+from streamkit.storage._table import Page, Table, check_limit
 from streamkit.storage._transaction import Transaction
 
 if TYPE_CHECKING:
@@ -377,11 +377,6 @@ def _untoken(statement: str, token: str) -> tuple[int, Item | None]:
 # --- one statement -----------------------------------------------------------------------------
 
 
-def _check_limit(limit: int | None) -> None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValidationError(f"limit must be a positive integer, got {limit!r}")
-
-
 async def _select(
     store: Store,
     text: str,
@@ -664,7 +659,7 @@ async def execute_page(
     stmt = parse_statement(statement)
     params = list(parameters or ())
     _check_params(stmt, params)
-    _check_limit(limit)
+    check_limit(limit)
     with measure() as used:
         if isinstance(stmt, Select):
             page = await _select(store, statement, stmt, params, consistent, limit, next_token)

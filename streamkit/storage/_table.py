@@ -81,6 +81,12 @@ class Page:
         return len(self.items)
 
 
+def check_limit(limit: object) -> None:
+    """``limit``: None or a positive integer (ValidationError otherwise)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValidationError(f"limit must be a positive integer, got {limit!r}")
+
+
 def _check_returns(returns: str, allowed: frozenset[str], call: str) -> None:
     if returns not in allowed:
         raise ValidationError(f"{call}: returns={returns!r} is not one of {sorted(allowed)}")
@@ -478,17 +484,10 @@ class Table:
         (``"ALL_ATTRIBUTES"`` on a local index with a narrower projection fetches each
         item from the table).
         """
-        store = self._store
-        spec = store.known(self.name) or await store.spec(self.name)
-        plan = _QueryPlan.build(
-            spec, partition, sort, key_condition, filter, projection, names, values,
-            _reader(await self._index_spec(spec, index), index, consistent, select),
+        spec, plan, request = await self._plan_query(
+            partition, sort, key_condition, filter, projection, names, values,
+            consistent, hide_expired, index, select,
         )  # fmt: skip
-        request = None
-        if not (consistent or hide_expired):
-            request = repr(
-                (partition, sort, key_condition, filter, projection, names, values, index, select)
-            )
         return await self._query_page(
             spec, plan, reverse, limit, start_key, consistent, hide_expired, request
         )
@@ -505,10 +504,7 @@ class Table:
         request: str | None = None,
     ) -> Page:
         """One page; ``request`` (the query's arguments, as text) makes it cacheable."""
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise ValidationError(f"limit must be a positive integer, got {limit!r}")
+        check_limit(limit)
         store = self._store
         cache = store.cache
         ckey: tuple[Any, ...] | None = None
@@ -556,6 +552,34 @@ class Table:
             cache.fill_page(ckey, dep, page, gen)
         return page
 
+    async def _plan_query(
+        self,
+        partition: Any,
+        sort: Condition | None,
+        key_condition: Condition | str | None,
+        filter: Condition | str | None,
+        projection: str | Sequence[str] | None,
+        names: Mapping[str, str] | None,
+        values: Mapping[str, Any] | None,
+        consistent: bool,
+        hide_expired: bool,
+        index: str | None,
+        select: str | None,
+    ) -> tuple[TableSpec, _QueryPlan, str | None]:
+        """The spec, the compiled plan and the cache's request key (None: not cacheable)
+        of a query, shared by :meth:`query_page` and :meth:`query`."""
+        spec = self._store.known(self.name) or await self._store.spec(self.name)
+        plan = _QueryPlan.build(
+            spec, partition, sort, key_condition, filter, projection, names, values,
+            _reader(await self._index_spec(spec, index), index, consistent, select),
+        )  # fmt: skip
+        request = None
+        if not (consistent or hide_expired):
+            request = repr(
+                (partition, sort, key_condition, filter, projection, names, values, index, select)
+            )
+        return spec, plan, request
+
     async def query(
         self,
         partition: Any = None,
@@ -585,20 +609,11 @@ class Table:
                 ...
             ```
         """
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise ValidationError(f"limit must be a positive integer, got {limit!r}")
-        spec = self._store.known(self.name) or await self._store.spec(self.name)
-        plan = _QueryPlan.build(
-            spec, partition, sort, key_condition, filter, projection, names, values,
-            _reader(await self._index_spec(spec, index), index, consistent, select),
+        check_limit(limit)
+        spec, plan, request = await self._plan_query(
+            partition, sort, key_condition, filter, projection, names, values,
+            consistent, hide_expired, index, select,
         )  # fmt: skip
-        request = None
-        if not (consistent or hide_expired):
-            request = repr(
-                (partition, sort, key_condition, filter, projection, names, values, index, select)
-            )
         left = limit
         cursor = start_key
         while True:
@@ -636,10 +651,7 @@ class Table:
         store = self._store
         spec = store.known(self.name) or await store.spec(self.name)
         rd = _reader(await self._index_spec(spec, index), index, consistent, select)
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise ValidationError(f"limit must be a positive integer, got {limit!r}")
+        check_limit(limit)
         if not (isinstance(total_segments, int) and 1 <= total_segments <= 1_000_000):
             raise ValidationError("total_segments must be an integer from 1 to 1000000")
         if not (isinstance(segment, int) and 0 <= segment < total_segments):
