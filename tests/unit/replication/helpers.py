@@ -86,6 +86,28 @@ async def converge(apps: dict[str, sk.App], table: str, timeout: float = 120.0) 
         await asyncio.sleep(0.05)
 
 
+def check_origins(history: dict[str, list[sk.ChangeRecord]], key_name: str) -> None:
+    """Each region's stream carries every change applied there, saying where it
+    happened: every item a peer's write won holds a record of that peer's origin.
+    (A region whose own writes won every key holds none of its peers' records: that
+    depends on timing, so it is not asserted.)"""
+    winners: dict[Any, tuple[tuple[int, str], bool]] = {}
+    for region, recs in history.items():
+        assert {r.origin_region for r in recs} <= set(history), (region, recs[:3])
+        for r in recs:
+            if r.origin_region == region:
+                v = (r.created_at_ms, region)
+                k = r.keys[key_name]
+                if k not in winners or v > winners[k][0]:
+                    winners[k] = (v, r.event_name != "REMOVE")
+    for region, recs in history.items():
+        assert any(r.origin_region == region for r in recs), region
+        seen = {(r.keys[key_name], r.origin_region) for r in recs}
+        for k, ((_, origin), exists) in winners.items():
+            if exists and origin != region:
+                assert (k, origin) in seen, (region, k, origin)
+
+
 def lww_reference(
     history: dict[str, list[sk.ChangeRecord]], key_name: str
 ) -> dict[str, dict[str, Any]]:
