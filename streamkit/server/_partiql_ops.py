@@ -21,7 +21,7 @@ from streamkit.exceptions import (
 from streamkit.records._values import item_to_dynamodb_json
 from streamkit.server._convert import from_dynamodb_json
 from streamkit.server._errors import from_streamkit, validation
-from streamkit.server._ops import _capacity, _need, _opt
+from streamkit.server._ops_common import _capacity, _need, _opt
 from streamkit.storage import _partiql_exec as partiql
 from streamkit.storage._capacity import measure
 from streamkit.storage._partiql_exec import execute_batch

@@ -1,0 +1,447 @@
+"""DynamoDB's item operations: reads, writes, queries, scans, batches, transactions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from streamkit.records._values import item_size, item_to_dynamodb_json
+from streamkit.server._convert import (
+    item_from_dynamodb_json,
+)
+from streamkit.server._errors import validation
+from streamkit.storage._capacity import measure
+from streamkit.storage._transaction import Transaction
+
+if TYPE_CHECKING:
+    from streamkit.storage._spec import TableSpec
+from streamkit.server._ops_common import (
+    _BATCH_GET_BYTES,
+    _BOTH_PROJECTIONS,
+    _RETURN_VALUES,
+    Body,
+    ServiceBase,
+    _capacities,
+    _capacity,
+    _collection_metrics,
+    _collection_mode,
+    _combine,
+    _key,
+    _key_types,
+    _Legacy,
+    _names,
+    _need,
+    _no_duplicates,
+    _opt,
+    _values,
+)
+
+
+class ItemOps(ServiceBase):
+    """DynamoDB's item operations: reads, writes, queries, scans, batches, transactions."""
+
+    # --- items ----------------------------------------------------------------------------
+    def _returns(self, body: Body, allowed: set[str]) -> str:
+        rv = _opt(body, "ReturnValues", str, "NONE")
+        if rv not in allowed:
+            raise validation(
+                f"1 validation error detected: Value '{rv}' at 'returnValues' failed to "
+                f"satisfy constraint: Member must satisfy enum value set: {sorted(allowed)}"
+            )
+        return str(rv)
+
+    def _old_on_failure(self, body: Body) -> bool:
+        v = _opt(body, "ReturnValuesOnConditionCheckFailure", str, "NONE")
+        if v not in ("NONE", "ALL_OLD"):
+            raise validation("ReturnValuesOnConditionCheckFailure must be NONE or ALL_OLD")
+        return bool(v == "ALL_OLD")
+
+    def _write_args(self, body: Body, legacy: _Legacy, allowed: set[str]) -> dict[str, Any]:
+        """The keyword arguments every single-item write shares."""
+        return {
+            "condition": _combine(body, "ConditionExpression", "Expected", legacy),
+            "names": legacy.names or None,
+            "values": legacy.values or None,
+            "returns": self._returns(body, allowed),
+            "return_old_on_condition_failure": self._old_on_failure(body),
+        }
+
+    @staticmethod
+    def _attributes(item: Any) -> Body:
+        return {} if not item else {"Attributes": item_to_dynamodb_json(item)}
+
+    async def PutItem(self, body: Body) -> Body:
+        spec = await self._spec(body)
+        item = item_from_dynamodb_json(_need(body, "Item", dict))
+        legacy = _Legacy(_names(body), _values(body))
+        args = self._write_args(body, legacy, {"NONE", "ALL_OLD"})
+        _collection_mode(body)
+        with measure() as used:
+            old = await self._table(spec.name).put(item, **args)
+        cap = _capacity(body, spec.name, 1.0, read=False, used=used, spec=spec)
+        return {**self._attributes(old), **cap, **_collection_metrics(body, used, spec.name)}
+
+    async def GetItem(self, body: Body) -> Body:
+        spec = await self._spec(body)
+        key = _key(body)
+        _key_types(spec, key)
+        legacy = _Legacy(_names(body), None)
+        projection = _opt(body, "ProjectionExpression", str)
+        if "AttributesToGet" in body:
+            if projection is not None:
+                raise validation(
+                    "Can not use both expression and non-expression parameters in the same "
+                    "request: Non-expression parameters: {AttributesToGet} Expression "
+                    "parameters: {ProjectionExpression}"
+                )
+            projection = legacy.projection(body["AttributesToGet"])
+        consistent = _opt(body, "ConsistentRead", bool, False)
+        item = await self._table(spec.name).get(
+            key, projection=projection, names=legacy.names or None, consistent=consistent
+        )
+        out: Body = {} if item is None else {"Item": item_to_dynamodb_json(item)}
+        units = 1.0 if consistent else 0.5
+        return {**out, **_capacity(body, spec.name, units, read=True)}
+
+    async def UpdateItem(self, body: Body) -> Body:
+        spec = await self._spec(body)
+        key = _key(body)
+        _key_types(spec, key)
+        legacy = _Legacy(_names(body), _values(body))
+        expression = _opt(body, "UpdateExpression", str)
+        if "AttributeUpdates" in body:
+            if expression is not None:
+                raise validation(
+                    "Can not use both expression and non-expression parameters in the same "
+                    "request: Non-expression parameters: {AttributeUpdates} Expression "
+                    "parameters: {UpdateExpression}"
+                )
+            expression = legacy.updates(_need(body, "AttributeUpdates", dict)) or None
+        kwargs = self._write_args(body, legacy, _RETURN_VALUES)
+        _collection_mode(body)
+        table = self._table(spec.name)
+        with measure() as used:
+            if expression is None:
+                result = await table.update(key, set={}, **kwargs)
+            else:
+                result = await table.update(key, expression=expression, **kwargs)
+        cap = _capacity(body, spec.name, 1.0, read=False, used=used, spec=spec)
+        return {**self._attributes(result), **cap, **_collection_metrics(body, used, spec.name)}
+
+    async def DeleteItem(self, body: Body) -> Body:
+        spec = await self._spec(body)
+        key = _key(body)
+        _key_types(spec, key)
+        legacy = _Legacy(_names(body), _values(body))
+        args = self._write_args(body, legacy, {"NONE", "ALL_OLD"})
+        _collection_mode(body)
+        with measure() as used:
+            old = await self._table(spec.name).delete(key, **args)
+        cap = _capacity(body, spec.name, 1.0, read=False, used=used, spec=spec)
+        return {**self._attributes(old), **cap, **_collection_metrics(body, used, spec.name)}
+
+    # --- query and scan -------------------------------------------------------------------
+    def _select(self, body: Body, projection: str | None) -> str:
+        select = _opt(body, "Select", str)
+        if select is None:
+            if projection:
+                return "SPECIFIC_ATTRIBUTES"
+            return "ALL_PROJECTED_ATTRIBUTES" if "IndexName" in body else "ALL_ATTRIBUTES"
+        if select not in (
+            "ALL_ATTRIBUTES",
+            "ALL_PROJECTED_ATTRIBUTES",
+            "SPECIFIC_ATTRIBUTES",
+            "COUNT",
+        ):
+            raise validation(f"Invalid Select value: {select}")
+        if select == "ALL_PROJECTED_ATTRIBUTES" and "IndexName" not in body:
+            raise validation(
+                "One or more parameter values were invalid: Select type "
+                "ALL_PROJECTED_ATTRIBUTES is supported only for index queries"
+            )
+        if select == "SPECIFIC_ATTRIBUTES" and not projection:
+            raise validation(
+                "One or more parameter values were invalid: Select type SPECIFIC_ATTRIBUTES "
+                "requires ProjectionExpression or AttributesToGet"
+            )
+        if select in ("ALL_ATTRIBUTES", "COUNT") and projection:
+            raise validation(
+                f"One or more parameter values were invalid: Cannot specify the "
+                f"AttributesToGet or ProjectionExpression when choosing to get {select}"
+            )
+        return str(select)
+
+    def _page_args(self, body: Body, legacy: _Legacy, filter_legacy: str) -> dict[str, Any]:
+        projection = _opt(body, "ProjectionExpression", str)
+        if "AttributesToGet" in body:
+            if projection is not None:
+                raise validation(
+                    "Can not use both expression and non-expression parameters in the same request"
+                )
+            projection = legacy.projection(body["AttributesToGet"])
+        limit = _opt(body, "Limit", int)
+        if limit is not None and limit < 1:
+            raise validation(
+                "1 validation error detected: Value at 'limit' failed to satisfy constraint: "
+                "Member must have value greater than or equal to 1"
+            )
+        start = _opt(body, "ExclusiveStartKey", dict)
+        return {
+            "filter": _combine(body, "FilterExpression", filter_legacy, legacy),
+            "projection": projection,
+            "limit": limit,
+            "start_key": None if start is None else item_from_dynamodb_json(start),
+            "consistent": _opt(body, "ConsistentRead", bool, False),
+            "index": _opt(body, "IndexName", str),
+        }
+
+    def _page_out(self, body: Body, spec: TableSpec, page: Any, select: str) -> Body:
+        out: Body = {"Count": page.count, "ScannedCount": page.scanned_count}
+        if select != "COUNT":
+            out["Items"] = [item_to_dynamodb_json(i) for i in page.items]
+        if page.last_key is not None:
+            out["LastEvaluatedKey"] = item_to_dynamodb_json(page.last_key)
+        index = _opt(body, "IndexName", str)
+        out.update(_capacity(body, spec.name, page.consumed, read=True, spec=spec, index=index))
+        return out
+
+    async def Query(self, body: Body) -> Body:
+        spec = await self._spec(body)
+        legacy = _Legacy(_names(body), _values(body))
+        key_condition = _combine(body, "KeyConditionExpression", "KeyConditions", legacy)
+        if key_condition is None:
+            raise validation(
+                "Either the KeyConditions or KeyConditionExpression parameter must be specified "
+                "in the request."
+            )
+        args = self._page_args(body, legacy, "QueryFilter")
+        select = self._select(body, args["projection"])
+        forward = _opt(body, "ScanIndexForward", bool, True)
+        page = await self._table(spec.name).query_page(
+            key_condition=key_condition,
+            names=legacy.names or None,
+            values=legacy.values or None,
+            reverse=not forward,
+            select=select,
+            **args,
+        )
+        return self._page_out(body, spec, page, select)
+
+    async def Scan(self, body: Body) -> Body:
+        spec = await self._spec(body)
+        legacy = _Legacy(_names(body), _values(body))
+        args = self._page_args(body, legacy, "ScanFilter")
+        select = self._select(body, args["projection"])
+        segment = _opt(body, "Segment", int)
+        total = _opt(body, "TotalSegments", int)
+        if (segment is None) != (total is None):
+            raise validation(
+                "The TotalSegments parameter is required but was not present in the request "
+                "when Segment parameter is present"
+                if total is None
+                else "The Segment parameter is required but was not present in the request "
+                "when parameter TotalSegments is present"
+            )
+        seg: dict[str, Any] = {}
+        if total is not None:
+            seg = {"segment": segment, "total_segments": total}
+        page = await self._table(spec.name).scan_page(
+            names=legacy.names or None,
+            values=legacy.values or None,
+            select=select,
+            **args,
+            **seg,
+        )
+        return self._page_out(body, spec, page, select)
+
+    # --- batches and transactions -----------------------------------------------------------
+    async def BatchGetItem(self, body: Body) -> Body:
+        requests = _need(body, "RequestItems", dict)
+        if not requests:
+            raise validation("RequestItems must not be empty")
+        _capacity(body, "", 0.0, read=True)  # a bad ReturnConsumedCapacity: refused first
+        with measure() as used:
+            out, unprocessed = await self._batch_get(requests)
+        return {
+            "Responses": out,
+            "UnprocessedKeys": unprocessed,
+            **_capacities(body, list(requests), used, read=True, store=self.store),
+        }
+
+    async def _batch_get(self, requests: Body) -> tuple[dict[str, list[Any]], Body]:
+        """The items found, and the keys left for another call past 16 MB of items (as
+        DynamoDB: ``UnprocessedKeys``, with the table's other request members)."""
+        total = 0
+        checked: list[tuple[str, Body, list[Any], dict[str, Any]]] = []
+        for name, req in requests.items():  # every table's request is checked first
+            if not isinstance(req, dict):
+                raise validation("RequestItems values must be objects")
+            keys = req.get("Keys")
+            if not isinstance(keys, list) or not keys:
+                raise validation("Keys must be a non-empty list")
+            total += len(keys)
+            if total > 100:
+                raise validation(
+                    "Too many items requested for the BatchGetItem call (the limit is 100)"
+                )
+            legacy = _Legacy(_names(req), None)
+            projection = _opt(req, "ProjectionExpression", str)
+            if "AttributesToGet" in req:
+                if projection is not None:
+                    raise validation(_BOTH_PROJECTIONS)
+                projection = legacy.projection(req["AttributesToGet"])
+            spec = await self.store.spec(name)
+            parsed = [item_from_dynamodb_json(k) for k in keys]
+            for k in parsed:
+                _key_types(spec, k)
+            _no_duplicates(spec, parsed)
+            args = {
+                "projection": projection,
+                "names": legacy.names or None,
+                "consistent": bool(req.get("ConsistentRead", False)),
+            }
+            checked.append((name, req, parsed, args))
+        out: dict[str, list[Any]] = {}
+        unprocessed: Body = {}
+        budget = _BATCH_GET_BYTES
+        for name, req, parsed, args in checked:
+            table = self._table(name)
+            items = out.setdefault(name, [])
+            for i, k in enumerate(parsed):
+                if budget <= 0:
+                    unprocessed[name] = {**req, "Keys": req["Keys"][i:]}
+                    break
+                item = await table.get(k, **args)
+                if item is not None:
+                    size = item_size(item)
+                    if size > budget:  # the response would pass 16 MB: this one waits too
+                        budget = 0
+                        unprocessed[name] = {**req, "Keys": req["Keys"][i:]}
+                        break
+                    budget -= size
+                    items.append(item_to_dynamodb_json(item))
+        return out, unprocessed
+
+    async def BatchWriteItem(self, body: Body) -> Body:
+        from streamkit.exceptions import ThroughputExceeded
+
+        requests = _need(body, "RequestItems", dict)
+        if not requests:
+            raise validation("RequestItems must not be empty")
+        count = sum(len(v) if isinstance(v, list) else 0 for v in requests.values())
+        if count > 25:
+            raise validation(
+                "1 validation error detected: Value at 'requestItems' failed to satisfy "
+                "constraint: Map value must satisfy constraint: [Member must have length less "
+                "than or equal to 25, Member must have length greater than or equal to 1]"
+            )
+        parsed: dict[str, tuple[list[Any], list[Any]]] = {}
+        for name, writes in requests.items():
+            if not isinstance(writes, list) or not writes:
+                raise validation("RequestItems values must be non-empty lists")
+            puts, deletes = [], []
+            for w in writes:
+                if not isinstance(w, dict) or len(w) != 1:
+                    raise validation("each write must hold exactly one PutRequest or DeleteRequest")
+                if "PutRequest" in w:
+                    puts.append(item_from_dynamodb_json(_need(w["PutRequest"], "Item", dict)))
+                elif "DeleteRequest" in w:
+                    deletes.append(item_from_dynamodb_json(_need(w["DeleteRequest"], "Key", dict)))
+                else:
+                    raise validation("each write must hold exactly one PutRequest or DeleteRequest")
+            _no_duplicates(await self.store.spec(name), [*puts, *deletes])
+            parsed[name] = (puts, deletes)
+        _capacity(body, "", 0.0, read=False)  # a bad ReturnConsumedCapacity: refused first
+        _collection_mode(body)
+        unprocessed: dict[str, list[Any]] = {}
+        with measure() as used:
+            for name, (puts, deletes) in parsed.items():
+                try:
+                    await self._table(name).batch_write(puts=puts, deletes=deletes)
+                except ThroughputExceeded:
+                    unprocessed[name] = requests[name]
+        return {
+            "UnprocessedItems": unprocessed,
+            **_capacities(body, list(parsed), used, read=False, store=self.store),
+            **_collection_metrics(body, used),
+        }
+
+    async def TransactWriteItems(self, body: Body) -> Body:
+        items = _need(body, "TransactItems", list)
+        if not 1 <= len(items) <= 100:
+            raise validation("TransactItems must hold 1 to 100 actions")
+        tx = Transaction(self.store)
+        tables: list[str] = []
+        for action in items:
+            if not isinstance(action, dict) or len(action) != 1:
+                raise validation("each TransactItem must hold exactly one action")
+            ((kind, spec),) = action.items()
+            if not isinstance(spec, dict):
+                raise validation(f"{kind} must be an object")
+            table = _need(spec, "TableName")
+            legacy = _Legacy(_names(spec), _values(spec))
+            cond = _opt(spec, "ConditionExpression", str)
+            common: dict[str, Any] = {
+                "names": legacy.names or None,
+                "values": legacy.values or None,
+                "return_old_on_condition_failure": self._old_on_failure(spec),
+            }
+            if kind == "Put":
+                tx.put(
+                    table,
+                    item_from_dynamodb_json(_need(spec, "Item", dict)),
+                    condition=cond,
+                    **common,
+                )
+            elif kind == "Update":
+                tx.update(
+                    table,
+                    _key(spec),
+                    expression=_need(spec, "UpdateExpression"),
+                    condition=cond,
+                    **common,
+                )
+            elif kind == "Delete":
+                tx.delete(table, _key(spec), condition=cond, **common)
+            elif kind == "ConditionCheck":
+                tx.condition_check(table, _key(spec), _need(spec, "ConditionExpression"), **common)
+            else:
+                raise validation(f"Unknown TransactItem action {kind!r}")
+            tables.append(table)
+        _capacity(body, "", 0.0, read=False)  # a bad ReturnConsumedCapacity: refused first
+        _collection_mode(body)
+        with measure() as used:
+            await tx.commit()
+        return {
+            **_capacities(body, tables, used, read=False, store=self.store),
+            **_collection_metrics(body, used),
+        }
+
+    async def TransactGetItems(self, body: Body) -> Body:
+        items = _need(body, "TransactItems", list)
+        if not 1 <= len(items) <= 100:
+            raise validation("TransactItems must hold 1 to 100 actions")
+        gets = []
+        for action in items:
+            spec = action.get("Get") if isinstance(action, dict) else None
+            if not isinstance(spec, dict):
+                raise validation("each TransactItem must hold a Get")
+            legacy = _Legacy(_names(spec), None)
+            gets.append(
+                (
+                    _need(spec, "TableName"),
+                    _key(spec),
+                    _opt(spec, "ProjectionExpression", str),
+                    legacy.names or None,
+                )
+            )
+        _capacity(body, "", 0.0, read=True)  # a bad ReturnConsumedCapacity: refused first
+        responses = []
+        with measure() as used:
+            for table, key, projection, names in gets:
+                item = await self._table(table).get(key, projection=projection, names=names)
+                responses.append({} if item is None else {"Item": item_to_dynamodb_json(item)})
+        tables = [g[0] for g in gets]
+        return {
+            "Responses": responses,
+            **_capacities(body, tables, used, read=True, store=self.store),
+        }

@@ -1,0 +1,418 @@
+"""What DynamoDB's JSON 1.0 operations share: request member checks, the legacy
+parameters, capacity figures, and the service's base (its store, log, region, ARNs).
+
+Requests are validated the way DynamoDB validates them; anything wrong raises
+:class:`DynamoError` (a 400 with DynamoDB's ``__type``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from streamkit.records._values import item_to_dynamodb_json
+from streamkit.server._auth import REQUEST_REGION
+from streamkit.server._convert import (
+    from_dynamodb_json,
+    item_from_dynamodb_json,
+    json_type,
+    parameter_type,
+    shown,
+)
+from streamkit.server._errors import INVALID, validation
+from streamkit.server._stream_history import spec_label
+from streamkit.storage._capacity import ConsumedCapacity
+from streamkit.storage._spec import check_table_name
+from streamkit.storage._store import Store
+from streamkit.storage._table import Table
+
+if TYPE_CHECKING:
+    from streamkit.log import ChangeLog
+    from streamkit.storage._spec import TableSpec
+
+Body = dict[str, Any]
+
+_TYPES = {"S", "N", "B"}
+_DEFAULT_REGION = "us-east-1"  # for a request that is not signed (no region given either)
+_RETURN_VALUES = {"NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"}
+
+
+def _need(body: Body, name: str, kind: type | tuple[type, ...] = str) -> Any:
+    if name not in body:
+        raise validation(
+            f"1 validation error detected: Value null at '{name[0].lower() + name[1:]}' "
+            "failed to satisfy constraint: Member must not be null"
+        )
+    value = body[name]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise validation(
+            f"{INVALID}Invalid type for parameter {name}, expected type: "
+            f"{parameter_type(kind)}, got: {json_type(value)}"
+        )
+    return value
+
+
+def _opt(body: Body, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+    if name not in body or body[name] is None:
+        return default
+    return _need(body, name, kind)
+
+
+_EXPRESSIONS = (
+    "ConditionExpression",
+    "UpdateExpression",
+    "ProjectionExpression",
+    "KeyConditionExpression",
+    "FilterExpression",
+)
+
+
+def _only_with_expressions(body: Body, member: str) -> None:
+    """DynamoDB refuses placeholders in a request that has no expression at all (one with
+    only legacy parameters, or none)."""
+    if not any(k in body for k in _EXPRESSIONS):
+        raise validation(f"{member} can only be specified when using expressions")
+
+
+def _values(body: Body) -> dict[str, Any] | None:
+    raw = _opt(body, "ExpressionAttributeValues", dict)
+    if raw is None:
+        return None
+    if not raw:
+        raise validation("ExpressionAttributeValues must not be empty")
+    _only_with_expressions(body, "ExpressionAttributeValues")
+    return {k: from_dynamodb_json(v, k) for k, v in raw.items()}
+
+
+def _names(body: Body) -> dict[str, str] | None:
+    raw = _opt(body, "ExpressionAttributeNames", dict)
+    if raw is None:
+        return None
+    if not raw:
+        raise validation("ExpressionAttributeNames must not be empty")
+    _only_with_expressions(body, "ExpressionAttributeNames")
+    for k, v in raw.items():
+        if not isinstance(v, str):
+            raise validation(f"ExpressionAttributeNames value for {k} must be a string")
+    return dict(raw)
+
+
+def _key(body: Body, name: str = "Key") -> dict[str, Any]:
+    return item_from_dynamodb_json(_need(body, name, dict))
+
+
+class _Legacy:
+    """Expected / KeyConditions / QueryFilter / ScanFilter / AttributesToGet /
+    AttributeUpdates, rewritten as expressions with generated placeholders."""
+
+    _OPS: ClassVar[dict[str, str]] = {
+        "EQ": "=",
+        "NE": "<>",
+        "LE": "<=",
+        "LT": "<",
+        "GE": ">=",
+        "GT": ">",
+    }
+
+    def __init__(self, names: dict[str, str] | None, values: dict[str, Any] | None) -> None:
+        self.names = dict(names or {})
+        self.values = dict(values or {})
+        self._n = 0
+
+    def name(self, attr: str) -> str:
+        self._n += 1
+        ref = f"#legacy{self._n}"
+        self.names[ref] = attr
+        return ref
+
+    def value(self, av: Any) -> str:
+        self._n += 1
+        ref = f":legacy{self._n}"
+        self.values[ref] = from_dynamodb_json(av, ref)
+        return ref
+
+    def conditions(self, spec: Mapping[str, Any], joiner: str = "AND") -> str:
+        parts = []
+        for attr, cond in spec.items():
+            if not isinstance(cond, dict):
+                raise validation(f"condition for {attr} must be an object")
+            parts.append(self._one(attr, cond))
+        return f" {joiner} ".join(parts)
+
+    def _one(self, attr: str, cond: Mapping[str, Any]) -> str:
+        n = self.name(attr)
+        if "ComparisonOperator" not in cond:  # Expected's Exists / Value form
+            exists = cond.get("Exists", True)
+            if "Value" in cond:
+                if exists is False:
+                    raise validation(
+                        "One or more parameter values were invalid: Value cannot be used "
+                        "when Exists is false"
+                    )
+                return f"{n} = {self.value(cond['Value'])}"
+            if exists is False:
+                return f"attribute_not_exists({n})"
+            raise validation(
+                "One or more parameter values were invalid: Value must be provided when "
+                "Exists is true"
+            )
+        op = cond["ComparisonOperator"]
+        args = cond.get("AttributeValueList", [])
+        if not isinstance(args, list):
+            raise validation("AttributeValueList must be a list")
+        refs = [self.value(a) for a in args]
+        want = {"NULL": 0, "NOT_NULL": 0, "BETWEEN": 2, "IN": None}.get(op, 1)
+        if want is not None and len(refs) != want:
+            raise validation(
+                f"One or more parameter values were invalid: Invalid number of argument(s) "
+                f"for the {shown(op)} ComparisonOperator"
+            )
+        if op in self._OPS:
+            return f"{n} {self._OPS[op]} {refs[0]}"
+        if op == "BEGINS_WITH":
+            return f"begins_with({n}, {refs[0]})"
+        if op == "CONTAINS":
+            return f"contains({n}, {refs[0]})"
+        if op == "NOT_CONTAINS":
+            return f"NOT contains({n}, {refs[0]})"
+        if op == "BETWEEN":
+            return f"{n} BETWEEN {refs[0]} AND {refs[1]}"
+        if op == "IN":
+            if not refs:
+                raise validation("IN needs at least one value")
+            return f"{n} IN ({', '.join(refs)})"
+        if op == "NULL":
+            return f"attribute_not_exists({n})"
+        if op == "NOT_NULL":
+            return f"attribute_exists({n})"
+        raise validation(f"Unsupported ComparisonOperator: {shown(op)}")
+
+    def projection(self, attrs: list[Any]) -> str:
+        if not attrs or not all(isinstance(a, str) for a in attrs):
+            raise validation("AttributesToGet must be a non-empty list of names")
+        return ", ".join(self.name(a) for a in attrs)
+
+    def updates(self, spec: Mapping[str, Any]) -> str:
+        sets, removes, adds, deletes = [], [], [], []
+        for attr, upd in spec.items():
+            if not isinstance(upd, dict):
+                raise validation(f"AttributeUpdates for {attr} must be an object")
+            action = upd.get("Action", "PUT")
+            n = self.name(attr)
+            if action == "PUT":
+                sets.append(f"{n} = {self.value(upd['Value'])}")
+            elif action == "DELETE":
+                if "Value" in upd:
+                    deletes.append(f"{n} {self.value(upd['Value'])}")
+                else:
+                    removes.append(n)
+            elif action == "ADD":
+                adds.append(f"{n} {self.value(upd['Value'])}")
+            else:
+                raise validation(f"Unknown AttributeUpdates action {shown(action)}")
+        clauses = []
+        for word, parts in (("SET", sets), ("REMOVE", removes), ("ADD", adds), ("DELETE", deletes)):
+            if parts:
+                clauses.append(f"{word} {', '.join(parts)}")
+        return " ".join(clauses)
+
+
+def _combine(
+    body: Body, expr_field: str, legacy_field: str, legacy: _Legacy, *, joiner: str = "AND"
+) -> str | None:
+    expr = _opt(body, expr_field, str)
+    old = _opt(body, legacy_field, dict)
+    if expr is not None and old is not None:
+        raise validation(
+            f"Can not use both expression and non-expression parameters in the same request: "
+            f"Non-expression parameters: {{{legacy_field}}} Expression parameters: "
+            f"{{{expr_field}}}"
+        )
+    if old is not None:
+        if not old:
+            return None
+        op = _opt(body, "ConditionalOperator", str, joiner)
+        if op not in ("AND", "OR"):
+            raise validation("ConditionalOperator must be AND or OR")
+        return legacy.conditions(old, op)
+    return None if expr is None else str(expr)
+
+
+def _capacity(
+    body: Body,
+    table: str,
+    units: float,
+    *,
+    read: bool,
+    used: ConsumedCapacity | None = None,
+    spec: TableSpec | None = None,
+    index: str | None = None,
+) -> dict[str, Any]:
+    """``ConsumedCapacity`` as DynamoDB returns it. With ``used`` (a meter around the
+    call) the units are what the call consumed, its indexes' included; ``index``: a
+    read of that index (its units are the index's, not the table's)."""
+    mode = body.get("ReturnConsumedCapacity", "NONE")
+    if mode not in ("NONE", "TOTAL", "INDEXES"):
+        raise validation(f"Invalid ReturnConsumedCapacity: {shown(mode)}")
+    if mode == "NONE":
+        return {}
+    per_index: dict[str, float] = {}
+    if used is not None:
+        r, w = used.by_table.get(table, (0.0, 0.0))
+        units = r + w
+        per_index = {ix: rr + ww for (t, ix), (rr, ww) in used.by_index.items() if t == table}
+    if index is not None:
+        per_index[index] = per_index.get(index, 0.0) + units
+    cap: dict[str, Any] = {"TableName": table, "CapacityUnits": units}
+    cap["ReadCapacityUnits" if read else "WriteCapacityUnits"] = units
+    if mode == "INDEXES":
+        cap["Table"] = {"CapacityUnits": units - sum(per_index.values())}
+        kinds = {} if spec is None else {ix.name: ix.kind for ix in spec.indexes}
+        for name, u in per_index.items():
+            member = (
+                "LocalSecondaryIndexes"
+                if kinds.get(name) == "LOCAL"
+                else ("GlobalSecondaryIndexes")
+            )
+            cap.setdefault(member, {})[name] = {"CapacityUnits": u}
+    return {"ConsumedCapacity": cap}
+
+
+_BATCH_GET_BYTES = 16 * 1024 * 1024  # what one BatchGetItem returns at most (DynamoDB)
+_BOTH_PROJECTIONS = (
+    "Can not use both expression and non-expression parameters in the same request: "
+    "Non-expression parameters: {AttributesToGet} Expression parameters: "
+    "{ProjectionExpression}"
+)
+
+
+_KEY_TYPES = {"S": str, "N": Decimal, "B": bytes}
+
+
+def _key_types(spec: TableSpec, key: Any) -> None:
+    """A key argument (not an item) whose key attribute has another type: DynamoDB says
+    it does not match the schema (an item's gets ``Type mismatch for key``)."""
+    if not isinstance(key, dict):
+        return
+    for attr in (spec.key.partition, spec.key.sort):
+        if attr is None or attr.name not in key:
+            continue
+        if type(key[attr.name]) is not _KEY_TYPES[attr.type]:
+            raise validation("The provided key element does not match the schema")
+
+
+def _no_duplicates(spec: TableSpec, items: list[Any]) -> None:
+    """DynamoDB refuses a batch naming one item twice (BatchGetItem, BatchWriteItem)."""
+    seen: set[tuple[bytes, bytes]] = set()
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        try:
+            k = spec.key.extract(item)
+        except (ValueError, KeyError, TypeError):
+            continue  # a bad key: refused by the operation itself, in its own words
+        if k in seen:
+            raise validation("Provided list of item keys contains duplicates")
+        seen.add(k)
+
+
+def _collection_mode(body: Body) -> bool:
+    """Whether the request asks for ``ItemCollectionMetrics`` (refuses a bad value)."""
+    mode = body.get("ReturnItemCollectionMetrics", "NONE")
+    if mode not in ("NONE", "SIZE"):
+        raise validation(
+            f"1 validation error detected: Value '{shown(mode)}' at "
+            "'returnItemCollectionMetrics' failed to satisfy constraint: Member must satisfy "
+            "enum value set: [SIZE, NONE]"
+        )
+    return bool(mode == "SIZE")
+
+
+def _collection_metric(key: dict[str, Any], size: int) -> Body:
+    low = float(size // 2**30)
+    return {
+        "ItemCollectionKey": item_to_dynamodb_json(key),
+        "SizeEstimateRangeGB": [low, low + 1.0],
+    }
+
+
+def _collection_metrics(body: Body, used: ConsumedCapacity, table: str | None = None) -> Body:
+    """``ItemCollectionMetrics`` of the item collections the writes in ``used`` changed
+    (only tables with local indexes have them): of one write (``table``), or per table
+    (BatchWriteItem, TransactWriteItems)."""
+    if not _collection_mode(body):
+        return {}
+    if table is not None:
+        for (name, _), (key, size) in used.collections.items():
+            if name == table:
+                return {"ItemCollectionMetrics": _collection_metric(key, size)}
+        return {}
+    per_table: dict[str, list[Body]] = {}
+    for (name, _), (key, size) in used.collections.items():
+        per_table.setdefault(name, []).append(_collection_metric(key, size))
+    return {"ItemCollectionMetrics": per_table} if per_table else {}
+
+
+def _capacities(
+    body: Body, tables: list[str], used: ConsumedCapacity, *, read: bool, store: Store
+) -> Body:
+    """``ConsumedCapacity`` of a call over several tables: one entry per table, in the
+    order the request names them (BatchGetItem, BatchWriteItem, the transactions)."""
+    out = []
+    for name in dict.fromkeys(tables):
+        cap = _capacity(body, name, 0.0, read=read, used=used, spec=store.known(name))
+        if cap:
+            out.append(cap["ConsumedCapacity"])
+    return {"ConsumedCapacity": out} if out else {}
+
+
+class ServiceBase:
+    """The store, the change log and the names the operations share (see ``Service``)."""
+
+    def __init__(
+        self,
+        store: Store,
+        log: ChangeLog,
+        *,
+        namespace: str,
+        partitions: int = 8,
+        region: str | None = None,
+        account: str = "000000000000",
+    ):
+        self.store = store
+        self.log = log
+        self.namespace = namespace
+        self.partitions = partitions
+        self.configured_region = region
+        self.account = account
+        self._backfills: set[asyncio.Task[Any]] = set()
+
+    # --- helpers ---------------------------------------------------------------------------
+    @property
+    def region(self) -> str:
+        """The region ARNs and records name: the configured one, else the one the request
+        was signed for (as DynamoDB, which serves the region it is called in)."""
+        return self.configured_region or REQUEST_REGION.get() or _DEFAULT_REGION
+
+    def arn(self, table: str) -> str:
+        return f"arn:aws:dynamodb:{self.region}:{self.account}:table/{table}"
+
+    def stream_label(self, spec: TableSpec) -> str:
+        return spec_label(spec)
+
+    def stream_arn(self, spec: TableSpec, label: str | None = None) -> str:
+        return f"{self.arn(spec.name)}/stream/{label or self.stream_label(spec)}"
+
+    async def _spec(self, body: Body) -> TableSpec:
+        name = _need(body, "TableName")
+        return await self.store.spec(name)
+
+    def _table(self, name: str) -> Table:
+        return Table(self.store, check_table_name(name))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
