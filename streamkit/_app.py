@@ -359,16 +359,18 @@ class App(Registrar):
                 another index still being created, an unknown index to delete.
 
         ``replicas={region: log_url, ...}`` (alone) changes a global table's replica
-        set instead: removing a region stops replicating with it; adding one to a table
-        that has items is not available yet (``NotYetAvailable``; see
-        ``docs/guides/global-tables.md``).
+        set instead: removing a region stops replicating with it; adding one copies the
+        table's items and their versions to it (a seed through this region's log), then
+        its changes after that copy (see ``docs/guides/global-tables.md``).
         """
         from streamkit.storage._index_admin import add_index, backfill, drop_index
 
         if replicas is not None and create_index is None and delete_index is None:
             from streamkit.replication import set_replicas
 
-            spec = await set_replicas(self._store, name, self.region, self.log_url, replicas)
+            spec = await set_replicas(
+                self._store, name, self.region, self.log_url, replicas, namespace=self.namespace
+            )
             return spec.describe()
         if (create_index is None) == (delete_index is None):
             raise ValidationError("update_table: give one of create_index= or delete_index=")

@@ -49,7 +49,8 @@ plus a random suffix.
 ``relay.{namespace}.parked/{table}/{table_id}`` (a table set aside: ``/`` never occurs
 in a namespace or a table name, so such a key can never be read as another
 namespace's position); a handler's checkpoints
-``runtime.{group}.{partition}.{lane}`` and ``runtime.{group}.{partition}.snapshot``
+``runtime.{group}.{partition}.{lane}``, ``runtime.{group}.{partition}.snapshot`` and
+``runtime.{group}.snapshot``
 (handler names have no ``.``, so keys are read from the right unambiguously).
 """
 
@@ -76,6 +77,7 @@ __all__ = (
     "checkpoint_prefix",
     "dlq_redrive_group",
     "dlq_topic",
+    "group_snapshot_key",
     "handler_group",
     "kafka_equivalent",
     "max_table_name_length",
@@ -200,6 +202,12 @@ def checkpoint_prefix(group: str) -> str:
 def checkpoint_key(group: str, partition: int, lane: int) -> str:
     """A lane's stored checkpoint (the offset after the last record whose writes are in)."""
     return f"{checkpoint_prefix(group)}{partition}.{lane}"
+
+
+def group_snapshot_key(group: str) -> str:
+    """The sequence number below which every partition of a handler's group skips
+    records (a copy of the table it started from holds them: a global table's seed)."""
+    return f"{checkpoint_prefix(group)}snapshot"
 
 
 def snapshot_key(group: str, partition: int) -> str:

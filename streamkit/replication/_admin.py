@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from streamkit.exceptions import NotYetAvailable
 from streamkit.replication._config import check_replicas
+from streamkit.replication._replicator import seed_key
+from streamkit.replication._seed import PENDING
 
 if TYPE_CHECKING:
     from streamkit.storage._spec import TableSpec
@@ -17,17 +18,25 @@ __all__ = ("set_replicas",)
 
 
 async def set_replicas(
-    store: Store, name: str, region: str, log_url: str, replicas: Mapping[str, str]
+    store: Store,
+    name: str,
+    region: str,
+    log_url: str,
+    replicas: Mapping[str, str],
+    *,
+    namespace: str,
 ) -> TableSpec:
     """Store a table's new replica set; ``{}`` makes it a regional table again.
 
     Removing a region stops this region's replicator from it at the next check (the
     other regions must remove it too; until they agree, each replicator waits and its
-    status says why). Adding a region is accepted while the table holds no items here;
-    copying the items of a table in use to a new region is not built yet.
+    status says why). Adding a region marks a *seed* pending for it first: this region's
+    replication manager then copies the table's items and version rows to the new region
+    through its own log, and the new region's replicator from here applies that copy
+    before this region's changes after it (see ``_seed``). Every existing region of the
+    table adds the region the same way.
 
     Raises:
-        NotYetAvailable: a region is added to a table that has items.
         ConfigurationError, ValidationError: a bad replica set (see ``check_replicas``).
     """
     spec = await store.spec(name)
@@ -37,14 +46,10 @@ async def set_replicas(
         reps = check_replicas(region, log_url, replicas, spec.stream)
         added = {r for r, _ in reps} - {r for r, _ in spec.replicas} - {region}
         if added:
-            count, _ = await store.engine.table_stats(spec.table_id)
-            if count:
-                raise NotYetAvailable(
-                    f"adding region(s) {sorted(added)} to table {name!r}, which holds {count} "
-                    "items: copying a table in use to a new region is not built yet. Create "
-                    "the table in every region before writing to it, or copy the items into "
-                    "the new region's table (a backup restored there) before adding it"
-                )
+            # stored before the replica set: the manager never publishes the new set
+            # without the pending seed (a crash in between leaves a marker for a region
+            # not in the set: ignored)
+            await store.write_meta({seed_key(namespace, spec, r): PENDING for r in added})
         changed = replace(spec, region=region, replicas=reps)
     stored = await store.engine.update_table(changed)
     store.remember(stored)

@@ -38,15 +38,17 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from streamkit._names import group_snapshot_key
 from streamkit.exceptions import LogError, StreamkitError, TableNotFound
 from streamkit.log import ChangeLog, from_url
 from streamkit.records import DEFAULT_REGION, ChangeRecord
 from streamkit.records._avro import encode_image, raw_record, replica_fields
 from streamkit.records._values import item_size
 from streamkit.replication._config import replicator_name, settings_of, settings_problem
+from streamkit.replication._seed import PENDING, apply_seed, publish_seed
 from streamkit.replication._settings import publish_settings, read_settings
 from streamkit.runtime._registry import EVENTS, build_spec
-from streamkit.runtime._worker import HandlerRunner, RuntimeOptions
+from streamkit.runtime._worker import HandlerRunner, RuntimeOptions, group_name
 from streamkit.storage._keys import message_key
 from streamkit.storage._versions import (
     ReplicaOp,
@@ -98,6 +100,12 @@ def meta_prefix(namespace: str, spec: TableSpec) -> str:
 def conflicts_key(namespace: str, spec: TableSpec, peer: str) -> str:
     """Writes from ``peer`` that last-writer-wins discarded (committed with them)."""
     return f"{meta_prefix(namespace, spec)}{peer}.conflicts"
+
+
+def seed_key(namespace: str, spec: TableSpec, peer: str) -> str:
+    """The seed of this table for region ``peer``: ``"pending"`` until this region's
+    manager has published it, then its ``{"id", "seq", "items"}`` (JSON); see ``_seed``."""
+    return f"{meta_prefix(namespace, spec)}{peer}.seed"
 
 
 def heartbeat_key(namespace: str, spec: TableSpec, peer: str) -> str:
@@ -154,6 +162,12 @@ class PeerReplicator:
         self.task: asyncio.Task[None] | None = None
         self.conflicts = 0
         self._counter = conflicts_key(owner.namespace, spec, peer)
+        # the peer's seed for this region, as its settings say: None (none: the table
+        # was created with this region), "pending", or {"id", "seq", "items"}
+        self.seed: Any = None
+        self.seed_used: Any = None  # the seed the running runner started after
+        self.seed_ready = asyncio.Event()  # set while no seed is pending
+        self.group = group_name(owner.namespace, spec.name, self.name)
 
     @property
     def running(self) -> bool:
@@ -222,6 +236,29 @@ class PeerReplicator:
                 ),
             )
 
+    async def _seeded(self, log: ChangeLog) -> None:
+        """Wait while the peer copies its items for this region, then apply that copy
+        (once: the group's snapshot position records it) before the runner starts."""
+        await self.seed_ready.wait()
+        seed = self.seed_used = self.seed
+        if not isinstance(seed, dict):
+            return
+        key = group_snapshot_key(self.group)
+        stored = await self.owner.store.engine.read_meta([key])
+        if int(stored.get(key, -1)) >= int(seed["seq"]):
+            return
+        n = await apply_seed(
+            self.owner.store,
+            log,
+            self.owner.namespace,
+            self.table,
+            self.owner.region,
+            self.peer,
+            seed,
+            key,
+        )
+        _logger().info("seed applied", table=self.table, peer=self.peer, entries=n)
+
     async def run(self) -> None:
         """Run the replicator until cancelled, restarting it after failures."""
         delay = 0.5
@@ -240,6 +277,7 @@ class PeerReplicator:
             self.runner = runner
             started = time.monotonic()
             try:
+                await self._seeded(log)
                 await runner.run()
                 return
             except asyncio.CancelledError:
@@ -384,7 +422,7 @@ class Replication:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await rep.task
         for spec in specs.values():
-            mine = settings_of(spec)
+            mine = dict(settings_of(spec), seeds=await self._seeds(spec))
             if self._published.get(spec.name) != mine:
                 await publish_settings(self.log, self.namespace, mine)
                 self._published[spec.name] = mine
@@ -405,6 +443,28 @@ class Replication:
             for spec in specs.values():
                 await self.prune_tombstones(spec)
 
+    async def _seeds(self, spec: TableSpec) -> dict[str, Any]:
+        """This table's seeds for regions added to it: each pending one is published
+        first (see ``_seed``), then ``{region: "pending" | {"id", "seq", "items"}}``."""
+        prefix = meta_prefix(self.namespace, spec)
+        stored = await self.store.engine.meta_with_prefix(prefix)
+        regions = {r for r, _ in spec.replicas} - {self.region}
+        out: dict[str, Any] = {}
+        for key, value in stored.items():
+            peer = key[len(prefix) :].removesuffix(".seed")
+            if not key.endswith(".seed") or peer not in regions:
+                continue
+            if value == PENDING:
+                info = await publish_seed(
+                    self.store, self.log, self.namespace, spec, self.region, peer
+                )
+                _logger().info("seed published", table=spec.name, peer=peer, **info)
+                await self.store.write_meta({key: json.dumps(info)})
+                out[peer] = info
+            else:
+                out[peer] = json.loads(value)
+        return out
+
     async def _check_peers(self, specs: dict[str, TableSpec]) -> None:
         by_url: dict[str, list[PeerReplicator]] = {}
         for rep in self.replicators.values():
@@ -415,6 +475,8 @@ class Replication:
             except StreamkitError as e:
                 for rep in reps:
                     rep.problem = f"cannot read the peer's settings: {e}"
+                    if rep.seed != PENDING:
+                        rep.seed_ready.set()  # the runner reports the peer's log itself
                 continue
             for rep in reps:
                 spec = specs.get(rep.table)
@@ -428,6 +490,25 @@ class Replication:
                     )
                     continue
                 problem = settings_problem(settings_of(spec), theirs)
+                seed = (theirs or {}).get("seeds", {}).get(self.region)
+                if problem is None and seed == PENDING:
+                    problem = "the peer is copying the table's items for this region"
+                rep.seed = seed
+                if seed == PENDING:
+                    rep.seed_ready.clear()
+                else:
+                    rep.seed_ready.set()
+                if (
+                    isinstance(seed, dict)
+                    and seed != rep.seed_used
+                    and rep.task is not None
+                    and not rep.task.done()
+                ):
+                    # started before this seed was announced: start again, after it
+                    rep.task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await rep.task
+                    rep.task = None
                 if problem != rep.problem and problem is not None:
                     _logger().warning(
                         "replication waits: settings differ",

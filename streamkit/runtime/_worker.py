@@ -24,6 +24,7 @@ from streamkit._names import (
     check_dlq_topic,
     checkpoint_key,
     checkpoint_prefix,
+    group_snapshot_key,
     handler_group,
     table_topic,
 )
@@ -166,7 +167,12 @@ class HandlerRunner:
                     if k.startswith(prefix) and k[len(prefix) :].isdigit():
                         lanes[int(k[len(prefix) :])] = v
                 part = _Partition(self, p, lanes)
-                part.snapshot_seq = stored.get(f"{prefix}snapshot")
+                seqs = [
+                    stored[k]
+                    for k in (f"{prefix}snapshot", group_snapshot_key(self.group))
+                    if k in stored
+                ]
+                part.snapshot_seq = max(seqs) if seqs else None
                 if p not in committed:
                     await self._first_position(part)
                 part.committed = committed.get(p, part.committed)

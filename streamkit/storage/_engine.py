@@ -205,6 +205,11 @@ class StorageEngine(Protocol):
         """Every item of a table in key order and the newest sequence number, from one
         consistent snapshot (the items reflect exactly the changes up to that number)."""
 
+    async def snapshots(self, storage_ids: Sequence[int]) -> tuple[int, list[list[ItemRow]]]:
+        """The rows of several storage ids (say a table's items and its version rows),
+        each in key order, and the newest sequence number, all from one consistent
+        snapshot."""
+
     async def expired(self, table_id: int, cutoff: float, limit: int) -> list[bytes]:
         """Image bytes of items whose TTL is at or before ``cutoff`` and not more than
         five years before it (DynamoDB ignores older TTL values)."""

@@ -809,6 +809,16 @@ class PostgresEngine:
 
         return await self._read(fn, snapshot=True)
 
+    async def snapshots(self, storage_ids: Sequence[int]) -> tuple[int, list[list[ItemRow]]]:
+        """The rows of several storage ids and the newest sequence number, from one
+        snapshot."""
+
+        async def fn(conn: Any) -> tuple[int, list[list[ItemRow]]]:
+            seq = int(await conn.fetchval("SELECT seq FROM sk_counter"))
+            return seq, [await S.key_rows(conn, "sk_items", "tid", i) for i in storage_ids]
+
+        return await self._read(fn, snapshot=True)
+
     async def expired(self, table_id: int, cutoff: float, limit: int) -> list[bytes]:
         """Images of items whose TTL is at or before ``cutoff`` (and under five years old)."""
         rows = await self._fetch(

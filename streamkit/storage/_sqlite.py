@@ -1147,6 +1147,16 @@ class SqliteEngine:
 
         return await self.read(fn)
 
+    async def snapshots(self, storage_ids: Sequence[int]) -> tuple[int, list[list[ItemRow]]]:
+        """The rows of several storage ids and the newest sequence number, from one read
+        transaction."""
+
+        def fn(rows: _Rows) -> tuple[int, list[list[ItemRow]]]:
+            with _one_snapshot(rows.conn):
+                return rows.max_sequence(), [current_rows(rows.conn, i) for i in storage_ids]
+
+        return await self.read(fn)
+
     async def expired(self, table_id: int, cutoff: float, limit: int) -> list[bytes]:
         """Image bytes of items whose TTL has passed (and is not 5+ years old)."""
         return await self.read(lambda rows: rows.expired(table_id, cutoff, limit))

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 import streamkit as sk
 from streamkit.cli._main import cli
+from streamkit.replication._replicator import meta_prefix, seed_key
 from tests.unit.replication.helpers import converge, items, region_apps
 
 US, EU = "us-east-1", "eu-west-1"
@@ -179,7 +180,7 @@ async def test_status_metric_and_cli_report_conflicts_and_lag(tmp_path: Path) ->
             await app.close()
 
 
-async def test_replica_sets_change_but_a_region_is_not_added_to_a_table_in_use(
+async def test_replica_sets_change_and_a_region_added_to_a_table_in_use_waits_for_a_seed(
     tmp_path: Path,
 ) -> None:
     apps, logs = region_apps(tmp_path, (EU, US))
@@ -191,10 +192,13 @@ async def test_replica_sets_change_but_a_region_is_not_added_to_a_table_in_use(
         await us.update_table("Users", replicas=three)
         assert set((await us.describe_table("Users"))["replicas"]) == {US, EU, "ap-south-1"}
         await t.put({"UserID": "1"})
-        # removing one is fine; adding one to a table in use needs a copy: not built yet
+        # removing one is fine; adding one to a table in use marks a copy of its items
+        # for the new region (published by the region's replication manager)
         await us.update_table("Users", replicas=logs)
-        with pytest.raises(sk.NotYetAvailable, match="not built yet"):
-            await us.update_table("Users", replicas=three)
+        await us.update_table("Users", replicas=three)
+        spec = await us.store.spec("Users")
+        marks = await us.store.engine.meta_with_prefix(meta_prefix(us.namespace, spec))
+        assert marks[seed_key(us.namespace, spec, "ap-south-1")] == "pending"
         await us.update_table("Users", replicas={})
         assert "replicas" not in await us.describe_table("Users")
     finally:

@@ -468,6 +468,11 @@ async def test_snapshot_and_table_stats(engine: StorageEngine) -> None:
     seq, items = await engine.snapshot(ops.spec.table_id)
     assert seq == await engine.max_sequence() == 3
     assert [(p, s) for p, s, _ in items] == [(b"a", b""), (b"b", b"")]
+    # several storage ids from one snapshot (a table's items and another's)
+    seq2, (mine, theirs, none) = await engine.snapshots(
+        [ops.spec.table_id, other.spec.table_id, 10**6]
+    )
+    assert (seq2, mine, [(p, s) for p, s, _ in theirs], none) == (3, items, [(b"z", b"")], [])
     size = item_size({"id": "a", "v": "x" * 10})
     assert await engine.table_stats(ops.spec.table_id) == (2, 2 * size)
     assert await engine.table_stats(other.spec.table_id) == (1, item_size({"id": "z"}))
