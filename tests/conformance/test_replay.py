@@ -17,7 +17,9 @@ import pytest
 
 import streamkit as sk
 from streamkit.capture._relay import table_topic
+from streamkit.log import read_until
 from streamkit.log._local_db import prune_expired
+from streamkit.records import decode_record
 
 
 @pytest.fixture
@@ -71,12 +73,20 @@ async def _trim(app: sk.App, before: datetime) -> None:
     from aiokafka import TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
+    # the first record of each partition committed at or after `before` (by its commit
+    # time in the record, not the broker's index: a transaction's commit marker may be
+    # written after it returned)
     reader = app.log.reader(topic)
     offsets = {}
     try:
-        for p in await reader.partitions():
-            offset = await reader.offset_for_time(p, ms)
-            offsets[p] = (await reader.end_offsets())[p] if offset is None else offset
+        ends = await reader.end_offsets()
+        for p, end in ends.items():
+            offsets[p] = end
+            await reader.seek(p, 0)
+        async for batch in read_until(reader, ends):
+            for rec in batch:
+                if decode_record(rec.value).created_at_ms >= ms:
+                    offsets[rec.partition] = min(offsets[rec.partition], rec.offset)
     finally:
         await reader.close()
     admin = AIOKafkaAdminClient(bootstrap_servers=app.log_url[len("kafka://") :].split("?")[0])
