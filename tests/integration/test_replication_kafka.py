@@ -103,3 +103,40 @@ async def test_three_regions_on_two_kafka_brokers_converge(tmp_path: Path) -> No
     check_origins(history, "K")
     assert all(p["error"] is None for s in statuses.values() for p in s["peers"])
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.timeout(90)
+async def test_a_region_joins_a_table_in_use_across_two_kafka_brokers(tmp_path: Path) -> None:
+    one, two = _brokers()
+    peers = {"us-east-1": f"kafka://{one}", "eu-west-1": f"kafka://{two}"}
+    namespace = f"gj{uuid.uuid4().hex[:10]}"
+    apps = {
+        r: sk.App(storage=f"sqlite:///{tmp_path}/{r}.db", log=url, region=r, namespace=namespace)
+        for r, url in peers.items()
+    }
+    us, eu = apps["us-east-1"], apps["eu-west-1"]
+    try:
+        t = await us.create_table("Items", partition_key="K")
+        for i in range(1200):  # more than one log transaction and one apply chunk
+            await t.put({"K": f"old{i}", "n": i})
+        await t.delete({"K": "old0"})
+        await eu.create_table("Items", partition_key="K", replicas=peers)
+        async with us.running(handlers=[]), eu.running(handlers=[]):
+            await us.update_table("Items", replicas=peers)
+            await asyncio.gather(
+                workload(us, "us-east-1", seed=1, n=40), workload(eu, "eu-west-1", seed=2, n=40)
+            )
+            await _converge(apps)
+            final = {r: await items(a, "Items") for r, a in apps.items()}
+            hidden = {r: await versions(a, "Items") for r, a in apps.items()}
+    finally:
+        for app in apps.values():
+            await app.close()
+    assert final["us-east-1"] == final["eu-west-1"]
+    # items written while the table was regional have no version row where they were
+    # written; their copies carry (0, us-east-1), which loses to any write just the same
+    assert [h for h in hidden["eu-west-1"] if h[2].ts > 0] == hidden["us-east-1"]
+    assert (
+        final["eu-west-1"]["old1199"] == {"K": "old1199", "n": 1199}
+        and "old0" not in final["eu-west-1"]
+    )
