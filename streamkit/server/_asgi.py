@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
@@ -42,6 +43,8 @@ _MAX_ITEM_BODY = 4 * 1024 * 1024  # one item (400 KB) and its expression values
 _BATCH_OPERATIONS = frozenset(
     ("BatchWriteItem", "BatchGetItem", "TransactWriteItems", "TransactGetItems")
 )
+# operations DynamoDB answers with an empty body (not even ``{}``) when they succeed
+_EMPTY_ANSWER = frozenset(("TagResource", "UntagResource"))
 _DRAIN = 64 * 1024 * 1024  # read (and drop) an oversized body up to this, then answer
 _IN_THREAD = 64 * 1024  # larger bodies are parsed and converted off the event loop
 _DYNAMO = "DynamoDB_20120810."
@@ -56,6 +59,7 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+@functools.lru_cache(maxsize=1024)  # a header per request: parse each name once
 def loopback_host(host: str) -> bool:
     """Whether a ``Host`` header names this machine: ``localhost``, ``*.localhost``, a
     loopback address (``127.0.0.1``, ``[::1]``), with or without a port."""
@@ -129,7 +133,11 @@ class DynamoDBServer:
         if scope["type"] != "http":
             return
         status, body, close = await self._handle(scope, receive)
-        payload = json.dumps(body, separators=(",", ":"), default=_default).encode()
+        payload = (
+            b""
+            if body is None
+            else json.dumps(body, separators=(",", ":"), default=_default).encode()
+        )
         headers = [
             (b"content-type", _JSON),
             (b"content-length", str(len(payload)).encode()),
@@ -272,7 +280,7 @@ class DynamoDBServer:
 
     async def _handle(
         self, scope: dict[str, Any], receive: Any
-    ) -> tuple[int, dict[str, Any], bool]:
+    ) -> tuple[int, dict[str, Any] | None, bool]:
         token = None
         try:
             headers = {
@@ -302,7 +310,10 @@ class DynamoDBServer:
                         f"Operation {target[len(_DYNAMO) :]} is not supported by streamkit",
                         coral=True,
                     )
-                return 200, await op(self.service, body), False
+                answer = await op(self.service, body)
+                if not answer and target[len(_DYNAMO) :] in _EMPTY_ANSWER:
+                    return 200, None, False
+                return 200, answer, False
             if target.startswith(_STREAMS):
                 return 200, await self.streams.call(target[len(_STREAMS) :], body), False
             raise DynamoError("UnknownOperationException", f"Unknown target {target!r}", coral=True)

@@ -203,19 +203,22 @@ def _prepare(body: dict[str, Any]) -> Prepared:
 class _Bad(Exception):
     """A conversion error, with the path below where it happened (innermost first)."""
 
-    def __init__(self, message: str, *, with_path: bool = True) -> None:
+    def __init__(self, message: str, *, with_path: bool = True, body: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.with_path = with_path
+        self.body = body  # the JSON itself is wrong: a SerializationException
         self.where: list[str] = []
 
     def under(self, segment: str) -> _Bad:
         """The same error one level further out (cached errors are never changed)."""
-        bad = _Bad(self.message, with_path=self.with_path)
+        bad = _Bad(self.message, with_path=self.with_path, body=self.body)
         bad.where = [*self.where, segment]
         return bad
 
     def error(self, root: str = "") -> DynamoError:
+        if self.body:
+            return _serialization(self.message)
         path = (root + "".join(reversed(self.where))).lstrip(".")
         if path and self.with_path:
             return validation(f"{self.message} (at {path})")
@@ -228,6 +231,9 @@ class _TooLarge(_Bad):
 
 
 def _wrong(tag: str, expected: str, value: Any) -> _Bad:
+    if expected in ("string", "list of strings") and json_type(value) == "number":
+        # DynamoDB's JSON reader refuses a JSON number where a string belongs
+        return _Bad("NUMBER_VALUE cannot be converted to String", body=True)
     return _Bad(
         f"{INVALID}Invalid value for {tag}: expected type: {expected}, got: {json_type(value)}"
     )
@@ -252,11 +258,11 @@ def _number(text: Any, tag: str = "N") -> tuple[Decimal, int]:
         if significant <= 38:
             return Decimal(text), (max(significant, 1) + 1) // 2 + 1
     if _NUMBER.fullmatch(text) is None:
-        raise _Bad("A value provided cannot be converted into a number")
+        raise _not_numeric(text)
     try:
         d = Decimal(text)
     except (InvalidOperation, ValueError):  # an exponent beyond what Decimal holds
-        raise _Bad("A value provided cannot be converted into a number") from None
+        raise _not_numeric(text) from None
     if d.is_zero():
         return canonical_number(d), 2
     digits = significant_digits(d)
@@ -273,6 +279,11 @@ def _number(text: Any, tag: str = "N") -> tuple[Decimal, int]:
             "supported range"
         )
     return canonical_number(d), (digits + 1) // 2 + 1
+
+
+def _not_numeric(text: str) -> _Bad:
+    said = "The parameter cannot be converted to a numeric value"
+    return _Bad(f"{said}: {text[:100]}" if text else said)
 
 
 def _binary(text: Any, tag: str = "B") -> bytes:
@@ -387,8 +398,15 @@ class _Converter:
     def set(self, tag: str, v: Any) -> set[Any]:
         if type(v) is not list:
             raise _wrong(tag, "list", v)
-        if not v:
-            raise _Bad(f"{INVALID}A {_SETS[tag]} set ({tag}) may not be empty")
+        if not v:  # DynamoDB's words, its grammar and spacing included
+            raise _Bad(
+                INVALID
+                + (
+                    "Binary sets should not be empty"
+                    if tag == "BS"
+                    else f"An {_SETS[tag]} set  may not be empty"
+                )
+            )
         out: set[Any] = set()
         for x in v:
             member: Any = x
@@ -405,8 +423,12 @@ class _Converter:
             if self.left < 0:
                 raise _TooLarge
             out.add(member)
-        if len(out) != len(v):
-            raise _Bad(f"{INVALID}Input collection of {tag} contains duplicates")
+        if len(out) != len(v):  # DynamoDB's words, as it says them for each type
+            if tag == "NS":
+                raise _Bad("Input collection contains duplicates")
+            shown_members = ", ".join(str(x) for x in v)[:200]
+            of_type = "of type BS " if tag == "BS" else " "
+            raise _Bad(f"{INVALID}Input collection [{shown_members}]{of_type}contains duplicates.")
         return out
 
 

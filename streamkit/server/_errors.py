@@ -50,7 +50,12 @@ _SAID = {
         "The provided key element does not match the schema"
     ),
     re.compile(r"missing key attribute .*"): (INVALID + "Missing the key {name} in the item"),
+    re.compile(r"cannot update attribute .+: it is part of the table's key"): (
+        INVALID + "Cannot update attribute {name}. This attribute is part of the key"
+    ),
 }
+# an empty string or binary key attribute (DynamoDB says "are not valid" here)
+_EMPTY_KEY = re.compile(r"key attribute .+ must not be empty \(got an empty (string|binary)\b.*")
 _TYPE_TAGS = {
     "str": "S",
     "Decimal": "N",
@@ -145,6 +150,12 @@ def from_streamkit(e: StreamkitError) -> DynamoError:
         for pattern, said in _KEY_SIZE.items():
             if pattern.fullmatch(str(e)):
                 return validation(INVALID + said)
+        m = _EMPTY_KEY.fullmatch(str(e))
+        if m is not None:
+            return validation(
+                "One or more parameter values are not valid. The AttributeValue for a key "
+                f"attribute cannot contain an empty {m[1]} value. Key: {e.path}"
+            )
         m = _KEY_TYPE.fullmatch(str(e))
         if m is not None:
             got = _TYPE_TAGS.get(m["got"], "SS, NS or BS" if m["got"] == "set" else m["got"])
@@ -156,11 +167,10 @@ def from_streamkit(e: StreamkitError) -> DynamoError:
         for pattern, said in _SAID.items():
             if pattern.fullmatch(text):
                 return validation(said.format(name=e.path))
-        if _NUMBER_DIGITS.fullmatch(text):
-            return validation("Attempting to store more than 38 significant digits in a Number")
         m = _NUMBER_RANGE.fullmatch(text)
-        if m is not None:
-            if Decimal(m["value"]).adjusted() > 0:
+        if _NUMBER_DIGITS.fullmatch(text) or m is not None:
+            # an arithmetic result past 38 digits: DynamoDB calls it an overflow as well
+            if m is None or Decimal(m["value"]).adjusted() > 0:
                 return validation(
                     "Number overflow. Attempting to store a number with magnitude larger than "
                     "supported range"

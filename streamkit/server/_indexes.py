@@ -3,17 +3,26 @@ UpdateTable's ``GlobalSecondaryIndexUpdates``, DescribeTable)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from streamkit.server._convert import shown
-from streamkit.server._errors import validation
+from streamkit.server._errors import INVALID, DynamoError, validation
+from streamkit.server._ops_common import _constraints
 from streamkit.storage._capacity import Provisioned
 from streamkit.storage._indexes import GlobalIndex, IndexSpec, LocalIndex
+from streamkit.storage._spec import table_name_problems
 
 if TYPE_CHECKING:
     from streamkit.storage._spec import TableSpec
 
-__all__ = ("describe_indexes", "parse_global", "parse_key_schema", "parse_local")
+__all__ = (
+    "describe_indexes",
+    "parse_global",
+    "parse_key_schema",
+    "parse_local",
+    "plan_index_updates",
+)
 
 Body = dict[str, Any]
 
@@ -56,6 +65,10 @@ def parse_key_schema(
             raise validation(bad)
     if hash_key is None:
         raise validation(first)
+    if index is not None and range_key is not None and range_key[0] == hash_key[0]:
+        raise validation(
+            "Both the Hash Key and the Range Key element in the KeySchema have the same name"
+        )
     if local and range_key is None:
         raise validation(
             "One or more parameter values were invalid: Index KeySchema does not have a range "
@@ -69,6 +82,8 @@ def _projection(name: str, p: Any) -> Any:
         raise validation(f"One or more parameter values were invalid: Projection of {name} missing")
     kind = p.get("ProjectionType")
     extra = p.get("NonKeyAttributes")
+    if kind is None:
+        raise validation("One or more parameter values were invalid: Unknown ProjectionType: null")
     if kind in ("ALL", "KEYS_ONLY"):
         if extra:
             raise validation(
@@ -82,22 +97,38 @@ def _projection(name: str, p: Any) -> Any:
                 "One or more parameter values were invalid: NonKeyAttributes must be specified "
                 "when ProjectionType is INCLUDE"
             )
+        seen: set[Any] = set()
+        for a in extra:
+            if not isinstance(a, str):
+                raise DynamoError(
+                    "SerializationException",
+                    f"NonKeyAttributes must hold strings, not {shown(a)}",
+                )
+            if a in seen:
+                raise validation(
+                    "One or more parameter values were invalid: Duplicate NonKeyAttributes "
+                    f"entry: {a} for index: {name}"
+                )
+            seen.add(a)
         return list(extra)
     raise validation(f"One or more parameter values were invalid: Unknown ProjectionType: {kind}")
 
 
-def _name(d: Any) -> str:
+def _name(d: Any, member: str) -> str:
+    """An index definition's IndexName, checked as DynamoDB checks names (``member``:
+    where it is in the request, as DynamoDB's message names it)."""
     if not isinstance(d, dict) or not isinstance(d.get("IndexName"), str):
-        raise validation("Index definitions must be objects with an IndexName")
-    return str(d["IndexName"])
+        raise validation(
+            f"1 validation error detected: Value null at '{member}.indexName' failed to "
+            "satisfy constraint: Member must not be null"
+        )
+    name = str(d["IndexName"])
+    _constraints(name, f"{member}.indexName", table_name_problems(name))
+    return name
 
 
-def parse_global(d: Any, types: dict[str, str], provisioned: bool) -> GlobalIndex:
-    """One ``GlobalSecondaryIndexes`` member (or an UpdateTable ``Create``)."""
-    name = _name(d)
-    hash_key, range_key = parse_key_schema(d.get("KeySchema"), types, index=name)
-    capacity = None
-    pt = d.get("ProvisionedThroughput")
+def _throughput(name: str, pt: Any, provisioned: bool) -> Provisioned | None:
+    """An index's ``ProvisionedThroughput`` (None for an on-demand table's index)."""
     if provisioned:
         if not isinstance(pt, dict):
             raise validation(
@@ -107,12 +138,25 @@ def parse_global(d: Any, types: dict[str, str], provisioned: bool) -> GlobalInde
         r, w = pt.get("ReadCapacityUnits"), pt.get("WriteCapacityUnits")
         if not (isinstance(r, int) and isinstance(w, int) and r >= 1 and w >= 1):
             raise validation("ProvisionedThroughput units must be positive integers")
-        capacity = Provisioned(read=r, write=w)
-    elif pt is not None:
+        return Provisioned(read=r, write=w)
+    if pt is not None:
         raise validation(
             "One or more parameter values were invalid: ProvisionedThroughput should not be "
             f"specified for index: {name} when BillingMode is PAY_PER_REQUEST"
         )
+    return None
+
+
+def parse_global(
+    d: Any,
+    types: dict[str, str],
+    provisioned: bool,
+    member: str = "globalSecondaryIndexUpdate.create",
+) -> GlobalIndex:
+    """One ``GlobalSecondaryIndexes`` member (or an UpdateTable ``Create``)."""
+    name = _name(d, member)
+    hash_key, range_key = parse_key_schema(d.get("KeySchema"), types, index=name)
+    capacity = _throughput(name, d.get("ProvisionedThroughput"), provisioned)
     return GlobalIndex(
         name,
         partition_key=hash_key,
@@ -122,9 +166,11 @@ def parse_global(d: Any, types: dict[str, str], provisioned: bool) -> GlobalInde
     )
 
 
-def parse_local(d: Any, types: dict[str, str], table_hash: str) -> LocalIndex:
+def parse_local(
+    d: Any, types: dict[str, str], table_hash: str, member: str = "localSecondaryIndexes"
+) -> LocalIndex:
     """One ``LocalSecondaryIndexes`` member."""
-    name = _name(d)
+    name = _name(d, member)
     hash_key, range_key = parse_key_schema(d.get("KeySchema"), types, index=name, local=True)
     if hash_key[0] != table_hash:
         raise validation(
@@ -207,4 +253,122 @@ async def describe_indexes(
             out.setdefault("GlobalSecondaryIndexes", []).append(d)
         else:
             out.setdefault("LocalSecondaryIndexes", []).append(d)
+    return out
+
+
+# --- UpdateTable's GlobalSecondaryIndexUpdates ----------------------------------------------
+
+_NOTHING_TO_UPDATE = (
+    "At least one of ProvisionedThroughput, BillingMode, UpdateStreamEnabled, "
+    "GlobalSecondaryIndexUpdates or SSESpecification or ReplicaUpdates is required"
+)
+_ACTIONS = ("Update", "Create", "Delete")
+_ONE_ACTION = "GlobalSecondaryIndexUpdate.Update, GlobalSecondaryIndexUpdate.Create, "
+_ONE_ACTION += "GlobalSecondaryIndexUpdate.Delete"
+
+
+def _schema_words(schema: list[tuple[str, str, str]]) -> str:
+    elements = ", ".join(f"SchemaElement: key{{{n}:{t}:{k}}}" for n, t, k in schema)
+    return f"Schema:[{elements}]"
+
+
+def _key_schemas(spec: TableSpec) -> list[list[tuple[str, str, str]]]:
+    """The key schemas of the table and of its indexes, as (name, type, HASH|RANGE)."""
+    out = []
+    for key in (spec.key, *(ix.key for ix in spec.indexes)):
+        schema: list[tuple[str, str, str]] = [(key.partition.name, key.partition.type, "HASH")]
+        if key.sort is not None:
+            schema.append((key.sort.name, key.sort.type, "RANGE"))
+        out.append(schema)
+    return out
+
+
+def _new_global(spec: TableSpec, d: Any, body: Body, member: str) -> GlobalIndex:
+    """An UpdateTable ``Create``: its key attributes must be in the request's
+    AttributeDefinitions (even those the table knows), with the types they already have."""
+    defs: dict[str, str] = {}
+    for a in body.get("AttributeDefinitions") or ():
+        if not isinstance(a, dict) or a.get("AttributeType") not in ("S", "N", "B"):
+            raise validation(
+                "1 validation error detected: Value at 'attributeDefinitions' failed to "
+                "satisfy constraint: AttributeType must be one of [B, N, S]"
+            )
+        defs[str(a.get("AttributeName"))] = str(a["AttributeType"])
+    index = parse_global(d, defs, isinstance(spec.capacity, Provisioned), member)
+    new: list[tuple[str, str, str]] = []
+    for attr, kind in ((index.partition_key, "HASH"), (index.sort_key, "RANGE")):
+        if isinstance(attr, tuple):
+            new.append((attr[0], attr[1], kind))
+    for schema in _key_schemas(spec):
+        for name, t, _ in schema:
+            if any(n == name and nt != t for n, nt, _ in new):
+                raise validation(
+                    f"{INVALID}Attributes cannot be redefined. Please check that your attribute "
+                    "has the same type as previously defined. Existing schema: "
+                    f"{_schema_words(schema)} New schema: {_schema_words(new)}"
+                )
+    return index
+
+
+def plan_index_updates(spec: TableSpec, updates: Any, body: Body) -> list[tuple[str, Any]]:
+    """UpdateTable's ``GlobalSecondaryIndexUpdates``, checked before anything changes, as
+    DynamoDB checks them: ``("Create", GlobalIndex)``, ``("Delete", name)`` and
+    ``("Update", IndexSpec)`` (the index with its new provisioned throughput)."""
+    if not isinstance(updates, list) or not updates:
+        raise validation(_NOTHING_TO_UPDATE)
+    members: list[tuple[str, Any]] = []
+    for u in updates:
+        present = [a for a in _ACTIONS if isinstance(u, dict) and u.get(a) is not None]
+        if not present:
+            raise validation(f"{INVALID}One of {_ONE_ACTION} must not be null")
+        if len(present) > 1:
+            raise validation(f"{INVALID}Only one of {_ONE_ACTION} can be given in one update")
+        members.append((present[0], u[present[0]]))
+    names: set[str] = set()
+    for i, (action, d) in enumerate(members, start=1):
+        name = _name(d, f"globalSecondaryIndexUpdates.{i}.member.{action.lower()}")
+        if name in names:
+            raise validation(
+                f"{INVALID}Only one global secondary index update per index is allowed "
+                f"simultaneously. Index: {name}"
+            )
+        names.add(name)
+    online = sum(1 for action, _ in members if action != "Update")
+    if online > 1 or (online and any(ix.status == "CREATING" for ix in spec.indexes)):
+        raise DynamoError(
+            "LimitExceededException",
+            "Subscriber limit exceeded: Only 1 online index can be created or deleted "
+            "simultaneously per table",
+        )
+    out: list[tuple[str, Any]] = []
+    for i, (action, d) in enumerate(members, start=1):
+        name = str(d["IndexName"])
+        existing = next((ix for ix in spec.indexes if ix.name == name), None)
+        if action == "Create":
+            if existing is not None:
+                raise validation(f"Attempting to create an index which already exists: {name}")
+            member = f"globalSecondaryIndexUpdates.{i}.member.create"
+            out.append((action, _new_global(spec, d, body, member)))
+            continue
+        if existing is None:
+            if action == "Update":
+                raise validation(
+                    "This operation cannot be performed with given input values. Please "
+                    "contact DynamoDB service team for more info: Action Blocked: IndexUpdate"
+                )
+            raise DynamoError(
+                "ResourceNotFoundException", f"Requested resource not found: Index: {name}"
+            )
+        if existing.kind != "GLOBAL":
+            raise validation(
+                f"{INVALID}Index {name} is a local secondary index: only global secondary "
+                "indexes can be updated or deleted"
+            )
+        if action == "Delete":
+            out.append((action, name))
+            continue
+        provisioned = isinstance(spec.capacity, Provisioned)
+        pt = d.get("ProvisionedThroughput")
+        if provisioned or pt is not None:
+            out.append((action, replace(existing, capacity=_throughput(name, pt, provisioned))))
     return out

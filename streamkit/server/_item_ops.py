@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from streamkit.exceptions import ValidationError
 from streamkit.records._values import item_size, item_to_dynamodb_json
+from streamkit.server import _transact as _tx
 from streamkit.server._convert import (
     item_from_dynamodb_json,
 )
-from streamkit.server._errors import validation
+from streamkit.server._errors import INVALID, validation
 from streamkit.storage._capacity import measure
+from streamkit.storage._expressions import GENERATED
 from streamkit.storage._transaction import Transaction
 
 if TYPE_CHECKING:
@@ -22,6 +25,7 @@ from streamkit.server._ops_common import (
     ServiceBase,
     _capacities,
     _capacity,
+    _check_segments,
     _collection_metrics,
     _collection_mode,
     _combine,
@@ -34,6 +38,9 @@ from streamkit.server._ops_common import (
     _opt,
     _values,
 )
+
+# the storage layer's words for an ADD / DELETE / list_append on a value of another type
+_OPERAND_TYPE = "An operand in the update expression has an incorrect data type"
 
 
 class ItemOps(ServiceBase):
@@ -95,9 +102,13 @@ class ItemOps(ServiceBase):
                 )
             projection = legacy.projection(body["AttributesToGet"])
         consistent = _opt(body, "ConsistentRead", bool, False)
-        item = await self._table(spec.name).get(
-            key, projection=projection, names=legacy.names or None, consistent=consistent
-        )
+        generated = GENERATED.set("AttributesToGet" in body)  # no 4 KB limit on those
+        try:
+            item = await self._table(spec.name).get(
+                key, projection=projection, names=legacy.names or None, consistent=consistent
+            )
+        finally:
+            GENERATED.reset(generated)
         out: Body = {} if item is None else {"Item": item_to_dynamodb_json(item)}
         units = 1.0 if consistent else 0.5
         return {**out, **_capacity(body, spec.name, units, read=True)}
@@ -115,15 +126,32 @@ class ItemOps(ServiceBase):
                     "request: Non-expression parameters: {AttributeUpdates} Expression "
                     "parameters: {UpdateExpression}"
                 )
+            if body.get("ConditionExpression") is not None:
+                raise validation(
+                    "Can not use both expression and non-expression parameters in the same "
+                    "request: Non-expression parameters: {AttributeUpdates} Expression "
+                    "parameters: {ConditionExpression}"
+                )
             expression = legacy.updates(_need(body, "AttributeUpdates", dict)) or None
         kwargs = self._write_args(body, legacy, _RETURN_VALUES)
         _collection_mode(body)
         table = self._table(spec.name)
+        legacy_updates = "AttributeUpdates" in body
         with measure() as used:
             if expression is None:
                 result = await table.update(key, set={}, **kwargs)
             else:
-                result = await table.update(key, expression=expression, **kwargs)
+                generated = GENERATED.set(legacy_updates)  # no 4 KB limit on those
+                try:
+                    result = await table.update(key, expression=expression, **kwargs)
+                except ValidationError as e:
+                    if legacy_updates and str(e).startswith(_OPERAND_TYPE):
+                        raise validation(
+                            INVALID + "Type mismatch for attribute to update"
+                        ) from None
+                    raise
+                finally:
+                    GENERATED.reset(generated)
         cap = _capacity(body, spec.name, 1.0, read=False, used=used, spec=spec)
         return {**self._attributes(result), **cap, **_collection_metrics(body, used, spec.name)}
 
@@ -198,8 +226,11 @@ class ItemOps(ServiceBase):
         out: Body = {"Count": page.count, "ScannedCount": page.scanned_count}
         if select != "COUNT":
             out["Items"] = [item_to_dynamodb_json(i) for i in page.items]
-        if page.last_key is not None:
-            out["LastEvaluatedKey"] = item_to_dynamodb_json(page.last_key)
+        last = page.last_key
+        if last is None and page.scanned_count == _opt(body, "Limit", int):
+            last = page.end_key  # DynamoDB: a page that Limit stopped always has one
+        if last is not None:
+            out["LastEvaluatedKey"] = item_to_dynamodb_json(last)
         index = _opt(body, "IndexName", str)
         out.update(_capacity(body, spec.name, page.consumed, read=True, spec=spec, index=index))
         return out
@@ -243,6 +274,7 @@ class ItemOps(ServiceBase):
             )
         seg: dict[str, Any] = {}
         if total is not None:
+            _check_segments(segment, total)
             seg = {"segment": segment, "total_segments": total}
         page = await self._table(spec.name).scan_page(
             names=legacy.names or None,
@@ -368,9 +400,15 @@ class ItemOps(ServiceBase):
     async def TransactWriteItems(self, body: Body) -> Body:
         items = _need(body, "TransactItems", list)
         if not 1 <= len(items) <= 100:
-            raise validation("TransactItems must hold 1 to 100 actions")
+            raise validation(_transact_count(items))
+        token = _tx.check_token(body)
+        earlier = _tx.replayed(self.store, token, body)
+        if earlier is not None:
+            return earlier
         tx = Transaction(self.store)
         tables: list[str] = []
+        puts: list[Any] = []
+        problems: list[str | None] = []
         for action in items:
             if not isinstance(action, dict) or len(action) != 1:
                 raise validation("each TransactItem must hold exactly one action")
@@ -385,13 +423,12 @@ class ItemOps(ServiceBase):
                 "values": legacy.values or None,
                 "return_old_on_condition_failure": self._old_on_failure(spec),
             }
+            problems.append(None)
             if kind == "Put":
-                tx.put(
-                    table,
-                    item_from_dynamodb_json(_need(spec, "Item", dict)),
-                    condition=cond,
-                    **common,
-                )
+                item = item_from_dynamodb_json(_need(spec, "Item", dict))
+                puts.append(item)
+                problems[-1] = _tx.put_key_problem(await self.store.spec(table), item)
+                tx.put(table, item, condition=cond, **common)
             elif kind == "Update":
                 tx.update(
                     table,
@@ -407,19 +444,25 @@ class ItemOps(ServiceBase):
             else:
                 raise validation(f"Unknown TransactItem action {kind!r}")
             tables.append(table)
+            if common["values"]:
+                puts.append(common["values"])
+        _tx.check_payload(puts)
         _capacity(body, "", 0.0, read=False)  # a bad ReturnConsumedCapacity: refused first
         _collection_mode(body)
+        _tx.cancel_invalid(problems)
         with measure() as used:
             await tx.commit()
-        return {
+        out = {
             **_capacities(body, tables, used, read=False, store=self.store),
             **_collection_metrics(body, used),
         }
+        _tx.remember(self.store, token, body, out)
+        return out
 
     async def TransactGetItems(self, body: Body) -> Body:
         items = _need(body, "TransactItems", list)
         if not 1 <= len(items) <= 100:
-            raise validation("TransactItems must hold 1 to 100 actions")
+            raise validation(_transact_count(items))
         gets = []
         for action in items:
             spec = action.get("Get") if isinstance(action, dict) else None
@@ -445,3 +488,11 @@ class ItemOps(ServiceBase):
             "Responses": responses,
             **_capacities(body, tables, used, read=True, store=self.store),
         }
+
+
+def _transact_count(items: list[Any]) -> str:
+    bound = "less than or equal to 100" if items else "greater than or equal to 1"
+    return (
+        "1 validation error detected: Value at 'transactItems' failed to satisfy constraint: "
+        f"Member must have length {bound}"
+    )

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from streamkit.records._values import item_to_dynamodb_json
+from streamkit.records._values import item_to_dynamodb_json, type_of
 from streamkit.server._auth import REQUEST_REGION
 from streamkit.server._convert import (
     from_dynamodb_json,
@@ -25,7 +25,8 @@ from streamkit.server._convert import (
 from streamkit.server._errors import INVALID, validation
 from streamkit.server._stream_history import spec_label
 from streamkit.storage._capacity import ConsumedCapacity
-from streamkit.storage._spec import check_table_name
+from streamkit.storage._keys import order_bytes
+from streamkit.storage._spec import check_table_name, table_name_problems
 from streamkit.storage._store import Store
 from streamkit.storage._table import Table
 
@@ -53,6 +54,26 @@ def _need(body: Body, name: str, kind: type | tuple[type, ...] = str) -> Any:
             f"{parameter_type(kind)}, got: {json_type(value)}"
         )
     return value
+
+
+def _constraints(value: Any, member: str, rules: list[str]) -> None:
+    """DynamoDB's request-shape error (``N validation error(s) detected: ...``) when a
+    member breaks ``rules`` (its constraint words); nothing when ``rules`` is empty."""
+    if not rules:
+        return
+    shown_value = "null" if value is None else f"'{value}'"
+    errors = "; ".join(
+        f"Value {shown_value} at '{member}' failed to satisfy constraint: {r}" for r in rules
+    )
+    count = f"{len(rules)} validation error{'s' if len(rules) > 1 else ''}"
+    raise validation(f"{count} detected: {errors}")
+
+
+def _table_name(body: Body, name: str = "TableName") -> str:
+    """A request's table name, checked as DynamoDB checks it (before looking it up)."""
+    value = _need(body, name)
+    _constraints(value, name[0].lower() + name[1:], table_name_problems(value))
+    return str(value)
 
 
 def _opt(body: Body, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
@@ -160,6 +181,11 @@ class _Legacy:
                 "Exists is true"
             )
         op = cond["ComparisonOperator"]
+        if "Value" in cond or "Exists" in cond:
+            raise validation(
+                "One or more parameter values were invalid: Exists and Value cannot be used "
+                "together with ComparisonOperator"
+            )
         args = cond.get("AttributeValueList", [])
         if not isinstance(args, list):
             raise validation("AttributeValueList must be a list")
@@ -170,14 +196,15 @@ class _Legacy:
                 f"One or more parameter values were invalid: Invalid number of argument(s) "
                 f"for the {shown(op)} ComparisonOperator"
             )
+        self._check_types(op, [self.values[r] for r in refs])
         if op in self._OPS:
             return f"{n} {self._OPS[op]} {refs[0]}"
         if op == "BEGINS_WITH":
             return f"begins_with({n}, {refs[0]})"
         if op == "CONTAINS":
             return f"contains({n}, {refs[0]})"
-        if op == "NOT_CONTAINS":
-            return f"NOT contains({n}, {refs[0]})"
+        if op == "NOT_CONTAINS":  # DynamoDB: false for a missing attribute (as CONTAINS)
+            return f"(attribute_exists({n}) AND NOT contains({n}, {refs[0]}))"
         if op == "BETWEEN":
             return f"{n} BETWEEN {refs[0]} AND {refs[1]}"
         if op == "IN":
@@ -190,9 +217,50 @@ class _Legacy:
             return f"attribute_exists({n})"
         raise validation(f"Unsupported ComparisonOperator: {shown(op)}")
 
+    # the types each legacy operator takes (EQ and NE take any)
+    _SCALARS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "LT": ("S", "N", "B"),
+        "LE": ("S", "N", "B"),
+        "GT": ("S", "N", "B"),
+        "GE": ("S", "N", "B"),
+        "BETWEEN": ("S", "N", "B"),
+        "IN": ("S", "N", "B"),
+        "CONTAINS": ("S", "N", "B"),
+        "NOT_CONTAINS": ("S", "N", "B"),
+        "BEGINS_WITH": ("S", "B"),
+    }
+
+    def _check_types(self, op: str, args: list[Any]) -> None:
+        """A legacy operator's values, checked before the rewrite, in DynamoDB's words."""
+        allowed = self._SCALARS.get(op)
+        if allowed is None:
+            return
+        types = [type_of(v) for v in args]
+        for t in types:
+            if t not in allowed:
+                raise validation(
+                    f"One or more parameter values were invalid: ComparisonOperator {op} is "
+                    f"not valid for {t} AttributeValue type"
+                )
+        if len(set(types)) > 1:
+            raise validation(
+                "One or more parameter values were invalid: AttributeValues inside "
+                "AttributeValueList must be of same type"
+            )
+        if op == "BETWEEN" and order_bytes(args[0]) > order_bytes(args[1]):
+            raise validation(
+                "One or more parameter values were invalid: Invalid range for BETWEEN: "
+                "the first value must not be greater than the second"
+            )
+
     def projection(self, attrs: list[Any]) -> str:
         if not attrs or not all(isinstance(a, str) for a in attrs):
             raise validation("AttributesToGet must be a non-empty list of names")
+        seen: set[str] = set()
+        for a in attrs:
+            if a in seen:
+                raise validation(f"{INVALID}Duplicate value in attribute name: {a}")
+            seen.add(a)
         return ", ".join(self.name(a) for a in attrs)
 
     def updates(self, spec: Mapping[str, Any]) -> str:
@@ -201,18 +269,36 @@ class _Legacy:
             if not isinstance(upd, dict):
                 raise validation(f"AttributeUpdates for {attr} must be an object")
             action = upd.get("Action", "PUT")
+            if action not in ("PUT", "DELETE", "ADD"):
+                raise validation(
+                    f"1 validation error detected: Value '{shown(action)}' at "
+                    f"'attributeUpdates.{attr}.member.action' failed to satisfy constraint: "
+                    "Member must satisfy enum value set: [ADD, PUT, DELETE]"
+                )
+            value = upd.get("Value")
+            if value is None and action != "DELETE":
+                raise validation(
+                    f"{INVALID}Only DELETE action is allowed when no attribute value is specified"
+                )
+            tag = next(iter(value)) if isinstance(value, dict) and len(value) == 1 else None
             n = self.name(attr)
             if action == "PUT":
-                sets.append(f"{n} = {self.value(upd['Value'])}")
+                sets.append(f"{n} = {self.value(value)}")
+            elif value is None:
+                removes.append(n)
             elif action == "DELETE":
-                if "Value" in upd:
-                    deletes.append(f"{n} {self.value(upd['Value'])}")
-                else:
-                    removes.append(n)
-            elif action == "ADD":
-                adds.append(f"{n} {self.value(upd['Value'])}")
+                if tag not in (None, "SS", "NS", "BS"):
+                    raise validation(
+                        f"{INVALID}DELETE action with value is not supported for the type {tag}"
+                    )
+                deletes.append(f"{n} {self.value(value)}")
+            elif tag == "L":  # DynamoDB appends a list (as if to an empty one when missing)
+                empty = self.value({"L": []})
+                sets.append(f"{n} = list_append(if_not_exists({n}, {empty}), {self.value(value)})")
             else:
-                raise validation(f"Unknown AttributeUpdates action {shown(action)}")
+                if tag not in (None, "N", "SS", "NS", "BS"):
+                    raise validation(f"{INVALID}ADD action is not supported for the type {tag}")
+                adds.append(f"{n} {self.value(value)}")
         clauses = []
         for word, parts in (("SET", sets), ("REMOVE", removes), ("ADD", adds), ("DELETE", deletes)):
             if parts:
@@ -220,9 +306,33 @@ class _Legacy:
         return " ".join(clauses)
 
 
+_NON_EXPRESSIONS = (
+    "AttributesToGet",
+    "AttributeUpdates",
+    "ConditionalOperator",
+    "Expected",
+    "KeyConditions",
+    "QueryFilter",
+    "ScanFilter",
+)
+
+
+def _no_mixing(body: Body) -> None:
+    """DynamoDB refuses any expression parameter together with any legacy one."""
+    old = [k for k in _NON_EXPRESSIONS if k in body]
+    new = [k for k in _EXPRESSIONS if k in body]
+    if old and new:
+        raise validation(
+            "Can not use both expression and non-expression parameters in the same request: "
+            f"Non-expression parameters: {{{', '.join(old)}}} Expression parameters: "
+            f"{{{', '.join(new)}}}"
+        )
+
+
 def _combine(
     body: Body, expr_field: str, legacy_field: str, legacy: _Legacy, *, joiner: str = "AND"
 ) -> str | None:
+    _no_mixing(body)
     expr = _opt(body, expr_field, str)
     old = _opt(body, legacy_field, dict)
     if expr is not None and old is not None:
@@ -239,6 +349,26 @@ def _combine(
             raise validation("ConditionalOperator must be AND or OR")
         return legacy.conditions(old, op)
     return None if expr is None else str(expr)
+
+
+def _check_segments(segment: int, total: int) -> None:
+    """A parallel scan's ``Segment`` / ``TotalSegments``, in DynamoDB's words."""
+    if not 1 <= total <= 1_000_000:
+        bound = "less than or equal to 1000000" if total > 1 else "greater than or equal to 1"
+        raise validation(
+            f"1 validation error detected: Value '{total}' at 'totalSegments' failed to "
+            f"satisfy constraint: Member must have value {bound}"
+        )
+    if segment < 0:
+        raise validation(
+            f"1 validation error detected: Value '{segment}' at 'segment' failed to satisfy "
+            "constraint: Member must have value greater than or equal to 0"
+        )
+    if segment >= total:
+        raise validation(
+            "The Segment parameter is zero-based and must be less than parameter "
+            f"TotalSegments: Segment: {segment} is not less than TotalSegments: {total}"
+        )
 
 
 def _capacity(
@@ -407,8 +537,7 @@ class ServiceBase:
         return f"{self.arn(spec.name)}/stream/{label or self.stream_label(spec)}"
 
     async def _spec(self, body: Body) -> TableSpec:
-        name = _need(body, "TableName")
-        return await self.store.spec(name)
+        return await self.store.spec(_table_name(body))
 
     def _table(self, name: str) -> Table:
         return Table(self.store, check_table_name(name))

@@ -16,13 +16,18 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from streamkit.server._convert import shown
+from streamkit.server._errors import validation
+
 if TYPE_CHECKING:
     from streamkit.storage._spec import TableSpec
     from streamkit.storage._store import Store
 
 __all__ = (
     "RETENTION_MS",
+    "STREAM_VIEWS",
     "StreamEntry",
+    "check_view_type",
     "disable_stream",
     "enable_stream",
     "label_ms",
@@ -32,6 +37,17 @@ __all__ = (
 )
 
 RETENTION_MS = 24 * 3600 * 1000  # a disabled stream stays readable this long
+STREAM_VIEWS = ("NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES", "KEYS_ONLY")  # DynamoDB's order
+
+
+def check_view_type(view: object) -> None:
+    """Refuse a StreamViewType that is not one of DynamoDB's (None: not given)."""
+    if view is not None and view not in STREAM_VIEWS:
+        raise validation(
+            f"1 validation error detected: Value '{shown(view)}' at "
+            "'streamSpecification.streamViewType' failed to satisfy constraint: "
+            f"Member must satisfy enum value set: [{', '.join(STREAM_VIEWS)}]"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ __all__ = ("StreamsService",)
 
 Body = dict[str, Any]
 _ITERATOR_TTL = 15 * 60  # seconds, as DynamoDB Streams' shard iterators
+_MAX_BYTES = 1 << 20  # GetRecords returns at most 1 MB of records (SizeBytes)
 _KINDS = ("TRIM_HORIZON", "LATEST", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER")
 
 
@@ -308,8 +309,10 @@ class StreamsService:
             return {"ShardIterator": self._iterator(stream, p, 0)}
         reader = log.reader(topic, partitions=[p])
         try:
-            if kind == "TRIM_HORIZON":
+            if kind == "TRIM_HORIZON" and stream.start == 0:
                 offset = (await reader.beginning_offsets())[p]
+            elif kind == "TRIM_HORIZON":  # a later stream: its shards start after the earlier's
+                offset = await self._find(reader, p, stream.start, after=True)
             elif kind == "LATEST":
                 offset = (await reader.end_offsets())[p]
             else:
@@ -323,7 +326,10 @@ class StreamsService:
         return {"ShardIterator": self._iterator(stream, p, offset)}
 
     async def _find(self, reader: LogReader, p: int, seq: int, after: bool) -> int:
-        """The offset of the record with this sequence number (or just after it)."""
+        """The offset of the shard's first record with a sequence number at (or, with
+        ``after``, past) ``seq``: the shard's end if there is none yet. Sequence numbers
+        are the table's, so a shard need not hold ``seq`` itself (its
+        ``StartingSequenceNumber`` among them): DynamoDB Streams reads on from there."""
         end = (await reader.end_offsets())[p]
         await reader.seek_to_beginning(p)
         while await reader.position(p) < end:
@@ -331,14 +337,9 @@ class StreamsService:
                 s = next((int(v) for k, v in rec.headers if k == SEQUENCE_HEADER), None)
                 if s is None:
                     s = decode_record(rec.value).sequence_number
-                if s == seq:
-                    return rec.offset + 1 if after else rec.offset
-                if s > seq:
-                    break
-            else:
-                continue
-            break
-        raise validation(f"Invalid SequenceNumber {seq} for this shard")
+                if s > seq or (s == seq and not after):
+                    return rec.offset
+        return end
 
     async def _relay_done(self) -> int:
         key = relay_done_key(self.service.namespace)
@@ -366,8 +367,9 @@ class StreamsService:
                 raise
             self._readers[(spec.name, p)] = (reader, position)
         region = self.service.region
-        out = []
+        out: list[Body] = []
         closed = False
+        size = 0
         for rec in records:
             decoded = decode_record(rec.value)
             n = decoded.sequence_number
@@ -375,6 +377,10 @@ class StreamsService:
                 continue  # an earlier stream's record
             if stream.end is not None and n > stream.end:
                 closed = True  # a later stream's: this (closed) shard ends before it
+                break
+            size += decoded.size_bytes
+            if out and size > _MAX_BYTES:
+                position = rec.offset  # the rest in the next call, as DynamoDB's 1 MB
                 break
             shaped = decoded.to_dynamodb_json(region=region)
             shaped["dynamodb"]["SequenceNumber"] = _seq(n)

@@ -13,7 +13,6 @@ from streamkit.history import _backups
 from streamkit.history._archive import restore_to_time
 from streamkit.records import StreamView
 from streamkit.server._convert import (
-    shown,
     timestamp,
 )
 from streamkit.server._errors import DynamoError, validation
@@ -24,20 +23,38 @@ from streamkit.server._indexes import (
     parse_global,
     parse_key_schema,
     parse_local,
+    plan_index_updates,
 )
-from streamkit.server._stream_history import disable_stream, enable_stream
-from streamkit.server._tags import MAX_TAGS, check_tags
+from streamkit.server._stream_history import check_view_type, disable_stream, enable_stream
+from streamkit.server._table_checks import (
+    check_create_shape,
+    check_key_schema,
+    check_list_tables,
+    check_update_members,
+    created_capacity,
+    unchanged_throughput,
+    unused_definitions,
+    updated_capacity,
+)
+from streamkit.server._tags import check_tags
 from streamkit.storage._capacity import OnDemand, Provisioned
 from streamkit.storage._index_admin import add_index, backfill, drop_index
 
 if TYPE_CHECKING:
     from streamkit.storage._spec import TableSpec
 from streamkit.server._ops_common import (
-    _TYPES,
     Body,
     ServiceBase,
     _need,
     _opt,
+)
+
+_NOT_IN_DELETED = (
+    "CreationDateTime",
+    "KeySchema",
+    "AttributeDefinitions",
+    "GlobalSecondaryIndexes",
+    "LocalSecondaryIndexes",
 )
 
 
@@ -53,6 +70,9 @@ class TableOps(ServiceBase):
         cap = spec.capacity
         provisioned = isinstance(cap, Provisioned)
         count, size = await self._counts(spec)
+        billing: Body = {"BillingMode": "PROVISIONED" if provisioned else "PAY_PER_REQUEST"}
+        if not provisioned:
+            billing["LastUpdateToPayPerRequestDateTime"] = await self._on_demand_since(spec)
         out: dict[str, Any] = {
             "TableName": spec.name,
             "TableStatus": "ACTIVE",
@@ -63,9 +83,7 @@ class TableOps(ServiceBase):
             "TableSizeBytes": size,
             "TableArn": self.arn(spec.name),
             "TableId": str(uuid.UUID(int=spec.table_id)),
-            "BillingModeSummary": {
-                "BillingMode": "PROVISIONED" if provisioned else "PAY_PER_REQUEST"
-            },
+            "BillingModeSummary": billing,
             "ProvisionedThroughput": {
                 "ReadCapacityUnits": cap.read if isinstance(cap, Provisioned) else 0,
                 "WriteCapacityUnits": cap.write if isinstance(cap, Provisioned) else 0,
@@ -87,6 +105,18 @@ class TableOps(ServiceBase):
             out["LatestStreamLabel"] = self.stream_label(spec)
             out["LatestStreamArn"] = self.stream_arn(spec)
         return out
+
+    def _on_demand_key(self, spec: TableSpec) -> str:
+        return f"dynamodb.on-demand-since/{spec.name}/{spec.table_id}"
+
+    async def _on_demand_since(self, spec: TableSpec) -> float:
+        """When the table last became PAY_PER_REQUEST: its creation, or the UpdateTable
+        that switched it."""
+        key = self._on_demand_key(spec)
+        since = (await self.store.read_meta((key,))).get(key)
+        if since is not None:
+            return float(since)
+        return spec.created_at.timestamp() if spec.created_at else time.time()
 
     def _decreases_key(self, spec: TableSpec) -> str:
         return f"dynamodb.decreases/{spec.name}/{spec.table_id}"
@@ -116,20 +146,11 @@ class TableOps(ServiceBase):
 
     # --- tables ---------------------------------------------------------------------------
     async def CreateTable(self, body: Body) -> Body:
+        types = check_create_shape(body)
         name = _need(body, "TableName")
         schema = _need(body, "KeySchema", list)
-        defs = _need(body, "AttributeDefinitions", list)
-        types: dict[str, str] = {}
-        for d in defs:
-            if not isinstance(d, dict):
-                raise validation("AttributeDefinitions members must be objects")
-            attr, t = d.get("AttributeName"), d.get("AttributeType")
-            if not isinstance(attr, str) or t not in _TYPES:
-                raise validation(
-                    "1 validation error detected: Value at 'attributeDefinitions' failed to "
-                    "satisfy constraint: AttributeType must be one of [B, N, S]"
-                )
-            types[attr] = t
+        _need(body, "AttributeDefinitions", list)
+        check_key_schema(schema)
         hash_key, range_key = parse_key_schema(schema, types)
         used = {k["AttributeName"] for k in schema} | index_key_names(body)
         undefined = sorted(used - set(types))
@@ -139,12 +160,8 @@ class TableOps(ServiceBase):
                 f"defined in AttributeDefinitions. Keys: [{', '.join(undefined)}], "
                 f"AttributeDefinitions: [{', '.join(types)}]"
             )
-        if set(types) != used:
-            raise validation(
-                "One or more parameter values were invalid: Number of attributes in KeySchema "
-                "does not exactly match number of attributes defined in AttributeDefinitions"
-            )
-        capacity = self._capacity_mode(body)
+        unused_definitions(body, types, used)
+        capacity = created_capacity(body)
         stream = self._stream(body.get("StreamSpecification"))
         gsis = body.get("GlobalSecondaryIndexes")
         lsis = body.get("LocalSecondaryIndexes")
@@ -154,12 +171,8 @@ class TableOps(ServiceBase):
                     f"One or more parameter values were invalid: List of {member} is empty"
                 )
         provisioned = isinstance(capacity, Provisioned)
-        tags = check_tags(body["Tags"]) if body.get("Tags") is not None else []
-        if len(dict(tags)) > MAX_TAGS:
-            raise DynamoError(
-                "LimitExceededException",
-                f"The number of tags on a resource cannot exceed {MAX_TAGS}",
-            )
+        # an empty Tags list is no tags (as DynamoDB: TagResource refuses one)
+        tags = check_tags(body["Tags"]) if body.get("Tags") not in (None, []) else []
         await create_table(
             self.store,
             self.namespace,
@@ -168,8 +181,14 @@ class TableOps(ServiceBase):
             sort_key=range_key,
             stream=stream,
             capacity=capacity,
-            global_indexes=[parse_global(d, types, provisioned) for d in gsis or ()],
-            local_indexes=[parse_local(d, types, hash_key[0]) for d in lsis or ()],
+            global_indexes=[
+                parse_global(d, types, provisioned, f"globalSecondaryIndexes.{i}.member")
+                for i, d in enumerate(gsis or (), start=1)
+            ],
+            local_indexes=[
+                parse_local(d, types, hash_key[0], f"localSecondaryIndexes.{i}.member")
+                for i, d in enumerate(lsis or (), start=1)
+            ],
         )
         spec = await self.store.spec(name)
         if tags:
@@ -181,35 +200,24 @@ class TableOps(ServiceBase):
         desc["TableStatus"] = "ACTIVE"
         return {"TableDescription": desc}
 
-    def _capacity_mode(self, body: Body) -> Any:
-        mode = body.get("BillingMode", "PROVISIONED")
-        if mode == "PAY_PER_REQUEST":
-            return OnDemand()
-        if mode != "PROVISIONED":
-            raise validation(f"Invalid BillingMode: {shown(mode)}")
-        pt = body.get("ProvisionedThroughput")
-        if not isinstance(pt, dict):
-            raise validation(
-                "One or more parameter values were invalid: ReadCapacityUnits and "
-                "WriteCapacityUnits must both be specified when BillingMode is PROVISIONED"
-            )
-        r, w = pt.get("ReadCapacityUnits"), pt.get("WriteCapacityUnits")
-        if not (isinstance(r, int) and isinstance(w, int) and r >= 1 and w >= 1):
-            raise validation("ProvisionedThroughput units must be positive integers")
-        return Provisioned(read=r, write=w)
-
     def _stream(self, spec: Any) -> StreamView | None:
         if spec is None:
             return None
         if not isinstance(spec, dict):
             raise validation("StreamSpecification must be an object")
+        if spec.get("StreamEnabled") is None:
+            raise validation(
+                "1 validation error detected: Value null at "
+                "'streamSpecification.streamEnabled' failed to satisfy constraint: "
+                "Member must not be null"
+            )
+        view = spec.get("StreamViewType")
+        check_view_type(view)
         if not spec.get("StreamEnabled"):
             return None
-        view = spec.get("StreamViewType")
-        try:
-            return StreamView(str(view))
-        except ValueError:
-            raise validation(f"Invalid StreamViewType: {shown(view)}") from None
+        if view is None:
+            raise validation("Invalid StreamViewType: null")
+        return StreamView(view)
 
     def _stream_update(self, spec: TableSpec, update: Any) -> tuple[StreamView | None]:
         """The stream a table gets from UpdateTable's StreamSpecification, checked as
@@ -223,6 +231,7 @@ class TableOps(ServiceBase):
                 "'streamSpecification.streamEnabled' failed to satisfy constraint: "
                 "Member must not be null"
             )
+        check_view_type(update.get("StreamViewType"))
         has_view = update.get("StreamViewType") is not None
         if enabled:
             if spec.stream is not None:
@@ -250,13 +259,15 @@ class TableOps(ServiceBase):
         desc = await self.describe(spec)
         await self.store.delete_table(spec.name)
         desc["TableStatus"] = "DELETING"
+        # as DynamoDB: the description of a deleted table leaves out its schema
+        for member in _NOT_IN_DELETED:
+            desc.pop(member, None)
         return {"TableDescription": desc}
 
     async def ListTables(self, body: Body) -> Body:
         limit = _opt(body, "Limit", int, 100)
-        if not 1 <= limit <= 100:
-            raise validation("Limit must be between 1 and 100")
         start = _opt(body, "ExclusiveStartTableName", str)
+        check_list_tables(body)
         names = [n for n in await self.store.table_names() if start is None or n > start]
         out: Body = {"TableNames": names[:limit]}
         if len(names) > limit:
@@ -267,29 +278,32 @@ class TableOps(ServiceBase):
         from dataclasses import replace
 
         spec = await self._spec(body)
+        check_update_members(body)
         changed = spec
         stream_change = None
         if "StreamSpecification" in body:
             stream_change = self._stream_update(spec, body["StreamSpecification"])
             changed = replace(changed, stream=stream_change[0])
         if "BillingMode" in body or "ProvisionedThroughput" in body:
-            mode = {"BillingMode": body.get("BillingMode", "PROVISIONED"), **body}
-            changed = replace(changed, capacity=self._capacity_mode(mode))
+            changed = replace(changed, capacity=updated_capacity(body, spec.capacity))
         old_cap, new_cap = spec.capacity, changed.capacity
+        if (
+            isinstance(old_cap, Provisioned)
+            and isinstance(new_cap, Provisioned)
+            and "ProvisionedThroughput" in body
+            and not any(m in body for m in ("StreamSpecification", "GlobalSecondaryIndexUpdates"))
+        ):
+            unchanged_throughput(old_cap, new_cap)
         decreased = (
             isinstance(old_cap, Provisioned)
             and isinstance(new_cap, Provisioned)
             and (new_cap.read < old_cap.read or new_cap.write < old_cap.write)
         )
-        updates = body.get("GlobalSecondaryIndexUpdates")
-        if updates is not None and (not isinstance(updates, list) or len(updates) != 1):
-            raise validation(
-                "One or more parameter values were invalid: GlobalSecondaryIndexUpdates must "
-                "hold one Create, Update or Delete"
-                if not updates
-                else "Subscriber limit exceeded: Only 1 online index can be created or deleted "
-                "simultaneously per table"
-            )
+        index_plan = (  # checked before anything changes
+            plan_index_updates(changed, body["GlobalSecondaryIndexUpdates"], body)
+            if body.get("GlobalSecondaryIndexUpdates") is not None
+            else []
+        )
         # the topic must be able to exist
         await check_stream_change(self.store, self.namespace, spec, changed)
         if stream_change is not None:
@@ -301,52 +315,33 @@ class TableOps(ServiceBase):
             changed = replace(changed, stream_label=label)
         if changed != spec:
             await self._save(changed)
+        if isinstance(old_cap, Provisioned) and isinstance(new_cap, OnDemand):
+            await self.store.write_meta({self._on_demand_key(spec): repr(time.time())})
         if decreased:
             await self._count_decrease(spec)
-        if updates:
-            await self._index_update(changed, updates[0], body)
+        if index_plan:
+            await self._index_update(changed, index_plan)
             changed = await self.store.spec(spec.name)
         return {"TableDescription": await self.describe(changed)}
 
-    async def _index_update(self, spec: TableSpec, update: Any, body: Body) -> None:
-        if not isinstance(update, dict) or len(update) != 1:
-            raise validation(
-                "a GlobalSecondaryIndexUpdates member holds one of Create/Update/Delete"
-            )
-        ((action, d),) = update.items()
-        if action == "Delete":
-            name = d.get("IndexName") if isinstance(d, dict) else None
-            if not isinstance(name, str):
-                raise validation("Delete needs an IndexName")
-            if not any(ix.name == name for ix in spec.indexes):
-                raise DynamoError(
-                    "ResourceNotFoundException", f"Requested resource not found: Index: {name}"
+    async def _index_update(self, spec: TableSpec, plan: list[tuple[str, Any]]) -> None:
+        """Apply checked ``GlobalSecondaryIndexUpdates`` (:func:`plan_index_updates`)."""
+        for action, what in plan:
+            if action == "Delete":
+                await drop_index(self.store, spec.name, what)
+            elif action == "Create":
+                await add_index(self.store, spec.name, what)
+                task = asyncio.create_task(
+                    backfill(self.store, spec.name, what.name), name=f"backfill-{spec.name}"
                 )
-            await drop_index(self.store, spec.name, name)
-        elif action == "Create":
-            types: dict[str, str] = {
-                a.name: a.type for ix in spec.indexes for a in (ix.key.partition, ix.key.sort) if a
-            }
-            types.update({a.name: a.type for a in (spec.key.partition, spec.key.sort) if a})
-            for a in body.get("AttributeDefinitions") or ():
-                if isinstance(a, dict) and a.get("AttributeType") in _TYPES:
-                    types.setdefault(str(a.get("AttributeName")), str(a["AttributeType"]))
-            index = parse_global(d, types, isinstance(spec.capacity, Provisioned))
-            await add_index(self.store, spec.name, index)
-            task = asyncio.create_task(
-                backfill(self.store, spec.name, index.name), name=f"backfill-{spec.name}"
-            )
-            self._backfills.add(task)  # finished by App.running() if this process stops
-            task.add_done_callback(self._backfills.discard)
-        elif action == "Update":
-            name = d.get("IndexName") if isinstance(d, dict) else None
-            if not any(ix.name == name for ix in spec.indexes):
-                raise DynamoError(
-                    "ResourceNotFoundException", f"Requested resource not found: Index: {name}"
-                )
-            raise validation("Updating an index's provisioned throughput is not supported yet")
-        else:
-            raise validation(f"Unknown GlobalSecondaryIndexUpdates action: {action}")
+                self._backfills.add(task)  # finished by App.running() if this process stops
+                task.add_done_callback(self._backfills.discard)
+            else:  # Update: the index's provisioned throughput
+                from dataclasses import replace
+
+                latest = await self.store.spec(spec.name)
+                indexes = tuple(what if ix.name == what.name else ix for ix in latest.indexes)
+                await self._save(replace(latest, indexes=indexes))
 
     async def UpdateTimeToLive(self, body: Body) -> Body:
         from streamkit.storage._ttl import set_ttl

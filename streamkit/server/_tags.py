@@ -3,7 +3,8 @@
 DynamoDB's rules: at most 50 tags per table, a key of 1-128 characters that does not
 start with ``aws:``, a value of 0-256 characters (both of letters, digits, whitespace
 and ``_ . : / = + - @``); tagging a key again replaces its value, untagging an absent
-key is not an error.
+key is not an error. Every broken rule is a ValidationException in DynamoDB's words (the
+50-tag limit too), and nothing is changed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamkit.exceptions import TableNotFound
 from streamkit.server._convert import shown
-from streamkit.server._errors import DynamoError, validation
+from streamkit.server._errors import INVALID, DynamoError, validation
 
 if TYPE_CHECKING:
     from streamkit.server._ops import Service
@@ -28,68 +29,58 @@ _PATTERN = re.compile(r"^[\w\s.:/=+\-@]*$")
 
 
 def _constraint(value: Any, member: str, rule: str) -> DynamoError:
+    shown_value = "null" if value is None else f"'{value}'"
     return validation(
-        f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy "
+        f"1 validation error detected: Value {shown_value} at '{member}' failed to satisfy "
         f"constraint: {rule}"
     )
 
 
+def _bad_key(key: Any) -> DynamoError:
+    return validation(f"The Tag Key provided is invalid, Key: {'null' if key is None else key}")
+
+
 def check_tags(tags: Any, member: str = "tags") -> list[tuple[str, str]]:
     """A ``Tags`` list as (key, value) pairs, checked as DynamoDB checks them."""
+    if tags is None:
+        raise _constraint(None, member, "Member must not be null")
     if not isinstance(tags, list) or not tags:
-        raise _constraint(tags, member, "Member must have length greater than or equal to 1")
-    out: list[tuple[str, str]] = []
-    for i, tag in enumerate(tags, 1):
+        raise validation("Atleast one Tag needs to be provided as Input.")
+    out: dict[str, str] = {}
+    for tag in tags:
         if not isinstance(tag, dict):
             raise validation(f"Invalid Tag: {shown(tag)}")
         key, value = tag.get("Key"), tag.get("Value")
-        where = f"{member}.{i}.member"
-        if not isinstance(key, str):
-            raise _constraint(None, f"{where}.key", "Member must not be null")
-        if not isinstance(value, str):
-            raise _constraint(None, f"{where}.value", "Member must not be null")
-        _check_key(key, f"{where}.key")
-        if len(value) > 256:
-            raise _constraint(
-                value, f"{where}.value", "Member must have length less than or equal to 256"
-            )
-        if not _PATTERN.match(value):
-            raise _constraint(
-                value,
-                f"{where}.value",
-                r"Member must satisfy regular expression pattern: [\p{L}\p{Z}\p{N}_.:/=+\-@]*",
-            )
-        out.append((key, value))
-    return out
+        key = _check_key(key)
+        if not isinstance(value, str) or len(value) > 256 or not _PATTERN.match(value):
+            shown_value = "null" if value is None else value
+            raise validation(f"The Tag Value provided is invalid, Value: {shown_value}")
+        if key in out:
+            raise validation(f"Duplicate Tag Keys provided as input: Duplicate Tag Key found {key}")
+        out[key] = value
+    if len(out) > MAX_TAGS:
+        raise too_many_tags()
+    return list(out.items())
 
 
-def _check_key(key: str, member: str) -> None:
-    if not key:
-        raise _constraint(key, member, "Member must have length greater than or equal to 1")
-    if len(key) > 128:
-        raise _constraint(key, member, "Member must have length less than or equal to 128")
-    if not _PATTERN.match(key):
-        raise _constraint(
-            key,
-            member,
-            r"Member must satisfy regular expression pattern: [\p{L}\p{Z}\p{N}_.:/=+\-@]*",
-        )
+def too_many_tags() -> DynamoError:
+    return validation("Number of Tags exceed the current limit for the provided ResourceArn")
+
+
+def _check_key(key: Any) -> str:
+    if not isinstance(key, str) or not 1 <= len(key) <= 128 or not _PATTERN.match(key):
+        raise _bad_key(key)
     if key.startswith("aws:"):
-        raise validation(
-            "One or more parameter values were invalid: Tag keys starting with 'aws:' are "
-            "reserved for AWS use"
-        )
+        raise validation(f"Tag Key cannot be prefixed with aws:, Key: {key}")
+    return key
 
 
 def merged(spec: TableSpec, tags: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    """The table's tags with ``tags`` added (LimitExceeded past 50)."""
+    """The table's tags with ``tags`` added (ValidationException past 50, as DynamoDB)."""
     current = dict(spec.tags)
     current.update(tags)
     if len(current) > MAX_TAGS:
-        raise DynamoError(
-            "LimitExceededException",
-            f"The number of tags on a resource cannot exceed {MAX_TAGS}",
-        )
+        raise too_many_tags()
     return tuple(sorted(current.items()))
 
 
@@ -98,12 +89,20 @@ async def _table_of(service: Service, arn: Any) -> TableSpec:
         raise _constraint(None, "resourceArn", "Member must not be null")
     if not 1 <= len(arn) <= 1283:
         raise _constraint(arn, "resourceArn", "Member must have length less than or equal to 1283")
-    if ":table/" not in arn or not arn.startswith("arn:"):
+    if not arn.startswith("arn:"):
+        raise validation(f"{INVALID}ARNs must start with 'arn:': {arn}")
+    if ":table/" not in arn:
         raise validation(f"Invalid TableArn: Invalid ResourceArn provided as input {arn}")
     name = arn.split(":table/", 1)[1]
     missing = DynamoError(
         "ResourceNotFoundException", f"Requested resource not found: ResourcArn: {arn} not found"
     )
+    if "/index/" in name:
+        # an index's ARN (DynamoDB tags tables only)
+        raise validation(
+            f"{INVALID}Invalid resource arn provided, only table or stream is accepted. "
+            f"Provided resource arn: {arn}"
+        )
     if "/" in name:
         raise missing
     try:
@@ -124,15 +123,15 @@ async def TagResource(service: Service, body: Body) -> Body:
 
 async def UntagResource(service: Service, body: Body) -> Body:
     keys = body.get("TagKeys")
+    if keys is None:
+        raise _constraint(None, "tagKeys", "Member must not be null")
     if not isinstance(keys, list) or not keys:
-        raise _constraint(keys, "tagKeys", "Member must have length greater than or equal to 1")
-    for i, k in enumerate(keys, 1):
-        if not isinstance(k, str):
-            raise _constraint(None, f"tagKeys.{i}.member", "Member must not be null")
-        if not 1 <= len(k) <= 128:
-            raise _constraint(
-                k, f"tagKeys.{i}.member", "Member must have length less than or equal to 128"
-            )
+        raise validation("Atleast one Tag Key needs to be provided as Input.")
+    for k in keys:
+        if not isinstance(k, str) or not 1 <= len(k) <= 128:
+            raise _bad_key(k)
+    if len(keys) > MAX_TAGS:
+        raise too_many_tags()
     spec = await _table_of(service, body.get("ResourceArn"))
     drop = set(keys)
     kept = tuple(t for t in spec.tags if t[0] not in drop)

@@ -609,6 +609,7 @@ def _copy_page(page: Page) -> Page:
     return Page(
         items=[copy_item(i) for i in page.items],
         last_key=None if page.last_key is None else copy_item(page.last_key),
+        end_key=None if page.end_key is None else copy_item(page.end_key),
         scanned_count=page.scanned_count,
         consumed=0.0,
         read_bytes=page.read_bytes,

@@ -46,6 +46,7 @@ the expression and the character position of the problem.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -120,8 +121,11 @@ __all__ = (
 
 MAX_EXPRESSION_BYTES: Final = 4096
 """DynamoDB's limit on the length of one expression string (4 KB, UTF-8)."""
+GENERATED: contextvars.ContextVar[bool] = contextvars.ContextVar("sk_generated", default=False)
+"""True while the update / projection expressions compiled are streamkit's rewrites of
+legacy ``AttributeUpdates`` / ``AttributesToGet`` (no size limit, as in DynamoDB)."""
 MAX_PATH_DEPTH: Final = 32
-"""DynamoDB's limit on dereferences (``.x`` or ``[n]``) in one document path."""
+"""DynamoDB's limit on the levels of one document path (``a.b[0]``: 3), the top one included."""
 _MAX_PARENS: Final = 50  # keeps the recursive descent far from Python's recursion limit
 
 RESERVED_WORDS: Final = frozenset(
@@ -248,10 +252,11 @@ class _Parser:
 
     __slots__ = ("depth", "i", "kind", "ops", "text", "tokens", "update")
 
-    def __init__(self, text: str, kind: str, *, update: bool = False) -> None:
+    def __init__(self, text: str, kind: str, *, update: bool = False, limit: bool = True) -> None:
         if not text.strip():
             raise ExpressionError(f"Invalid {kind}: The expression can not be empty")
-        if len(text) > MAX_EXPRESSION_BYTES // 4 and len(text.encode()) > MAX_EXPRESSION_BYTES:
+        big = len(text) > MAX_EXPRESSION_BYTES // 4 and len(text.encode()) > MAX_EXPRESSION_BYTES
+        if big and limit:
             raise ExpressionError(  # DynamoDB's words (at most MAX_EXPRESSION_BYTES)
                 f"Invalid {kind}: Expression size has exceeded the maximum allowed size; "
                 f"expression size: {len(text.encode())}"
@@ -495,10 +500,11 @@ class _Parser:
                 elements.append(int(token))
             else:
                 break
-            if len(elements) > MAX_PATH_DEPTH + 1:
-                raise self.error(
-                    f"a document path may have at most {MAX_PATH_DEPTH} dereferences", start
-                )
+        if len(elements) > MAX_PATH_DEPTH:  # DynamoDB: 32 levels, the top one included
+            raise self.error(
+                f"The document path has too many nesting levels; nesting levels: {len(elements)}",
+                start,
+            )
         return PathRef(tuple(elements), pos=start)
 
     def element(self) -> str | NameRef:
@@ -579,6 +585,13 @@ class _Parser:
         args = self.call_arguments(name, pos, self.operand)
         self.depth -= 1
         if name == "list_append":
+            for arg in args:  # DynamoDB refuses list_append(list_append(...), ...)
+                if isinstance(arg, ListAppend):
+                    raise self.error(
+                        "The function is not allowed to be used this way in an expression; "
+                        "function: list_append",
+                        arg.pos,
+                    )
             return ListAppend(args[0], args[1], pos=pos)
         if not isinstance(args[0], PathRef):
             raise self.needs_path(name, pos)
@@ -604,24 +617,24 @@ def parse_condition(text: str, kind: str = "ConditionExpression") -> Condition:
 
 
 @functools.lru_cache(maxsize=4096)
-def parse_update(text: str) -> UpdateExpr:
-    """Parse an update expression into a raw AST.
+def parse_update(text: str, limit: bool = True) -> UpdateExpr:
+    """Parse an update expression into a raw AST (``limit``: at most 4 KB).
 
     Raises:
         ExpressionError: on any syntax error, with the position of the offending token.
     """
-    parser = _Parser(text, "UpdateExpression", update=True)
+    parser = _Parser(text, "UpdateExpression", update=True, limit=limit)
     return parser.update_expression()
 
 
 @functools.lru_cache(maxsize=4096)
-def parse_projection(text: str) -> tuple[PathRef, ...]:
+def parse_projection(text: str, limit: bool = True) -> tuple[PathRef, ...]:
     """Parse a projection expression (comma-separated paths) into raw paths.
 
     Raises:
         ExpressionError: on any syntax error, with the position of the offending token.
     """
-    parser = _Parser(text, "ProjectionExpression")
+    parser = _Parser(text, "ProjectionExpression", limit=limit)
     paths = [parser.path()]
     while parser.at_op(","):
         parser.i += 1
@@ -786,7 +799,8 @@ def compile_update(
             raise ValidationError(
                 "give either an update expression or set=/remove=/add=/delete=, not both"
             )
-        bound = Binder(ctx, "UpdateExpression", expression).update(parse_update(expression))
+        ast = parse_update(expression, not GENERATED.get())
+        bound = Binder(ctx, "UpdateExpression", expression).update(ast)
         return CompiledUpdate(bound, expression)
     if isinstance(remove, str):
         remove = (remove,)
@@ -823,7 +837,7 @@ def compile_projection(
         return None
     if isinstance(projection, str):
         binder = Binder(ctx, "ProjectionExpression", projection)
-        paths = [binder.path(p) for p in parse_projection(projection)]
+        paths = [binder.path(p) for p in parse_projection(projection, not GENERATED.get())]
         binder.check_overlaps(paths)
         return Projection([elements(p) for p in paths], projection)
     refs: dict[tuple[Any, ...], PathRef] = {}

@@ -241,6 +241,27 @@ class IndexSpec:
             return frozenset()
         return frozenset(table_key.names) | frozenset(self.key.names) | frozenset(self.include)
 
+    def check_read(
+        self, held: frozenset[str], filtered: frozenset[str], returned: frozenset[str]
+    ) -> bool:
+        """Check a read of this index (``held``: what its entries hold) that filters on and
+        returns these top-level attributes, in DynamoDB's words: neither kind of index
+        filters on what it does not hold; a global index returns only what it holds, a
+        local one fetches the rest from the table (True: the read must fetch)."""
+        unheld = sorted(filtered - held)
+        if unheld:
+            raise ValidationError(
+                f"One or more parameter values were invalid: Secondary index {self.name} "
+                f"does not project one or more filter attributes: [{', '.join(unheld)}]"
+            )
+        missing = sorted(returned - held)
+        if missing and self.kind == "GLOBAL":
+            raise ValidationError(
+                "One or more parameter values were invalid: Global secondary index "
+                f"{self.name} does not project [{', '.join(missing)}]"
+            )
+        return bool(missing)
+
     def project(self, table_key: KeySchema, item: Item) -> Item:
         """The item as this index stores it."""
         if self.projection == "ALL":
@@ -249,9 +270,9 @@ class IndexSpec:
         return {k: v for k, v in item.items() if k in names}
 
     def _value(self, attr: KeyAttribute, item: Item) -> bytes | None:
-        v = item.get(attr.name)
-        if v is None:
+        if attr.name not in item:
             return None
+        v = item[attr.name]  # None is a NULL value: a type mismatch, as DynamoDB
         if type(v) is not _PY_TYPE[attr.type]:
             raise ValidationError(
                 "One or more parameter values were invalid: Type mismatch for Index Key "
@@ -385,8 +406,8 @@ def build_indexes(
         )
     if len(ls) > MAX_LOCAL_INDEXES:
         raise ValidationError(
-            f"One or more parameter values were invalid: Number of LocalSecondaryIndexes "
-            f"exceeds the limit of {MAX_LOCAL_INDEXES}"
+            f"One or more parameter values were invalid: LocalSecondaryIndex count exceeds "
+            f"the per-table limit of {MAX_LOCAL_INDEXES}"
         )
     for g in gs:
         if not isinstance(g, GlobalIndex):
@@ -411,6 +432,19 @@ def check_unique(indexes: Sequence[IndexSpec]) -> None:
                 f"One or more parameter values were invalid: Duplicate index name: {ix.name}"
             )
         seen.add(ix.name)
+    types: dict[str, tuple[str, IndexSpec]] = {}
+    for ix in indexes:  # an attribute is a key of one type only (DynamoDB checks writes by it)
+        for attr in ix.key.partition, ix.key.sort:
+            if attr is None:
+                continue
+            t, first = types.setdefault(attr.name, (attr.type, ix))
+            if t != attr.type:
+                raise ValidationError(
+                    "One or more parameter values were invalid: Attributes cannot be "
+                    "redefined. Please check that your attribute has the same type as "
+                    f"previously defined: {attr.name} is {t} in index {first.name}, "
+                    f"{attr.type} in index {ix.name}"
+                )
     if sum(len(ix.include) for ix in indexes) > _MAX_PROJECTED:
         raise ValidationError(
             "One or more parameter values were invalid: Number of projected attributes in "

@@ -88,7 +88,11 @@ class KeySchema:
                 path=attr.name,
             )
         if isinstance(v, (str, bytes)) and not v:
-            raise ValidationError(f"key attribute {attr.name!r} must not be empty", path=attr.name)
+            what = "string" if isinstance(v, str) else "binary value"
+            raise ValidationError(
+                f"key attribute {attr.name!r} must not be empty (got an empty {what})",
+                path=attr.name,
+            )
         return v
 
     def extract(self, item: Mapping[str, Any], *, exact: bool = False) -> tuple[bytes, bytes]:

@@ -14,9 +14,24 @@ from streamkit.storage._capacity import Capacity, OnDemand, Provisioned
 from streamkit.storage._indexes import IndexSpec
 from streamkit.storage._keys import KeyAttribute, KeySchema
 
-__all__ = ("TableSpec", "check_table_name")
+__all__ = ("TableSpec", "check_table_name", "table_name_problems")
 
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+_NAME_CHARS = re.compile(r"^[A-Za-z0-9_.-]+$")
+MAX_KEY_NAME = 255  # bytes of a key attribute's name (a table's or an index's)
+
+
+def table_name_problems(name: str) -> list[str]:
+    """The rules a table (or index) name breaks, in DynamoDB's constraint words (empty:
+    a good name)."""
+    out = []
+    if not _NAME_CHARS.match(name):
+        out.append("Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+")
+    if len(name) < 3:
+        out.append("Member must have length greater than or equal to 3")
+    elif len(name) > 255:
+        out.append("Member must have length less than or equal to 255")
+    return out
 
 
 def check_table_name(name: object) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -67,10 +68,13 @@ class Page:
         scanned_count: items read before the filter.
         consumed: read units consumed.
         read_bytes: the size of the items read (before the filter).
+        end_key: the key of the last item read, even when the range ends there (DynamoDB
+            answers it as ``LastEvaluatedKey`` when a ``Limit`` stopped the page).
     """
 
     items: list[Item] = field(default_factory=list)
     last_key: Item | None = None
+    end_key: Item | None = None
     scanned_count: int = 0
     consumed: float = 0.0
     read_bytes: int = 0
@@ -666,6 +670,12 @@ class Table:
         after = None
         if start_key is not None:
             after = rd.start(spec, start_key)
+            if total_segments > 1 and zlib.crc32(after[0]) % total_segments != segment:
+                raise ValidationError(  # DynamoDB's words
+                    "The provided starting key is invalid: Invalid ExclusiveStartKey. Please "
+                    "use ExclusiveStartKey with correct Segment. TotalSegments: "
+                    f"{total_segments} Segment: {segment}"
+                )
         cache = store.cache
         ckey: tuple[Any, ...] | None = None
         gen = (0, 0)
@@ -829,11 +839,11 @@ class _QueryPlan:
         kc = compile_key_condition(cond, ctx, partition_key=pname, sort_key=sname)
         flt = compile_condition(filter, ctx, kind="FilterExpression")
         if flt is not None:
-            keys_used = sorted(set(schema.names) & set(flt.attributes))
-            if keys_used:
+            keys_used = [n for n in schema.names if n in flt.attributes]
+            if keys_used:  # DynamoDB's words
                 raise ValidationError(
-                    "a query filter can only use non-key attributes; put conditions on "
-                    f"{keys_used} in the key condition"
+                    "Filter Expression can only contain non-primary key attributes: "
+                    f"Primary key attribute: {keys_used[0]}"
                 )
         proj = compile_projection(projection, ctx)
         ctx.check_all_used()
@@ -878,6 +888,11 @@ class _QueryPlan:
         return cls(pk, low, low_inc, high, high_inc, flt, proj, reader)
 
 
+_BAD_START = (
+    "The provided starting key is invalid: The provided key element does not match the schema"
+)
+
+
 def _fill_page(
     spec: TableSpec,
     datas: list[bytes],
@@ -905,8 +920,10 @@ def _fill_page(
         if page.read_bytes >= _PAGE_BYTES:
             n = i + 1
             break
-    if len(datas) > n and last is not None:
-        page.last_key = spec.key.key_of(last) if reader is None else reader.last_key(spec, last)
+    if last is not None:
+        page.end_key = spec.key.key_of(last) if reader is None else reader.last_key(spec, last)
+        if len(datas) > n:
+            page.last_key = page.end_key
     return page
 
 
@@ -933,22 +950,21 @@ class _Reader:
     attrs: frozenset[str] = frozenset()  # what an entry holds (empty: everything)
 
     def check_attributes(self, flt: CompiledCondition | None, proj: Projection | None) -> None:
-        """A local index fetches from the table what its entries do not hold (as DynamoDB);
-        a global index returns only what it holds."""
-        if self.index is None or not self.attrs or self.index.kind != "LOCAL":
-            return
-        wanted: set[str] = set()
-        if flt is not None:
-            wanted |= flt.attributes
-        if proj is not None:
-            wanted |= proj.attributes
-        if not wanted <= self.attrs:
-            self.fetch = True
+        """What an index read may filter on and return (:meth:`IndexSpec.check_read`): a
+        local index fetches from the table what it returns but does not hold."""
+        if self.index is not None and self.attrs:
+            filtered = frozenset() if flt is None else frozenset(flt.attributes)
+            returned = frozenset() if proj is None else proj.attributes
+            if self.index.check_read(self.attrs, filtered, returned):
+                self.fetch = True
 
     def start(self, spec: TableSpec, start_key: Mapping[str, Any]) -> tuple[bytes, bytes]:
         """The (partition, sort) bytes of a paging key."""
         if self.index is None:
-            return spec.key.extract(spec.key.normalize_key(start_key))
+            try:  # DynamoDB's words for any key that is not the schema's
+                return spec.key.extract(spec.key.normalize_key(start_key))
+            except ValidationError:
+                raise ValidationError(_BAD_START) from None
         if not isinstance(start_key, Mapping):
             raise ValidationError("start_key must be a mapping")
         wanted = set(spec.key.names) | set(self.index.key.names)

@@ -543,6 +543,12 @@ def _plan(rows: Rows, op: WriteOp) -> _Plan:
     old_data, old_size = (None, 0) if loaded is None else loaded
     old: Item | None = None
     decoded = False
+    if isinstance(op, UpdateOp):  # refused whatever the item or the condition
+        for name in spec.key.names:
+            if name in op.update.touched:
+                raise ValidationError(
+                    f"cannot update attribute {name!r}: it is part of the table's key", path=name
+                )
     if op.condition is not None:
         old = _decode(old_data)
         decoded = True
@@ -569,11 +575,6 @@ def _plan(rows: Rows, op: WriteOp) -> _Plan:
         if not decoded:
             old = _decode(old_data)
         new = op.update.apply(old if old is not None else dict(k.key), item_exists=old is not None)
-        for name in spec.key.names:
-            if name in op.update.touched:
-                raise ValidationError(
-                    f"cannot update attribute {name!r}: it is part of the table's key", path=name
-                )
         ast = op.update.ast
         if old is None and not ast.sets and not ast.adds and (ast.removes or ast.deletes):
             # as DynamoDB: an update that only removes creates no item (and no record)

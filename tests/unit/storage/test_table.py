@@ -368,7 +368,7 @@ async def test_update_remove_nested_on_missing_item_creates_nothing(app: sk.App)
 
 async def test_query_filter_may_not_use_key_attributes(app: sk.App) -> None:
     t = await app.create_table("Orders", partition_key="UserID", sort_key="OrderDate")
-    with pytest.raises(sk.ValidationError, match="non-key attributes"):
+    with pytest.raises(sk.ValidationError, match="non-primary key attributes"):
         [o async for o in t.query("u", filter=sk.attr("OrderDate").gt("2026"))]
 
 
