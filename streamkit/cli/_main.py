@@ -188,13 +188,16 @@ def _main(
     }
 
 
-def _app() -> App:
-    """The App a command runs against: ``--app``'s, or one from the global options."""
+def _app(region: str | None = None) -> App:
+    """The App a command runs against: ``--app``'s, or one from the global options
+    (``region``: its region, else ``STREAMKIT_REGION``'s)."""
     if _settings.app_target is not None:
         return _load_app(_settings.app_target)
     from streamkit._app import App
 
-    app = App(storage=_settings.storage, log=_settings.log, namespace=_settings.namespace)
+    app = App(
+        storage=_settings.storage, log=_settings.log, namespace=_settings.namespace, region=region
+    )
     _settings.used = app
     return app
 

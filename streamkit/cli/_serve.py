@@ -86,7 +86,16 @@ def register(cli: typer.Typer) -> None:
                 "--region",
                 help="The region the endpoint reports (default: the region each request "
                 "is signed for); with --keys, "
-                "signatures must then be scoped to it (without --region: any region).",
+                "signatures must then be scoped to it (without --region: any region). It is "
+                "also the App's region (global tables), unless --app names an App.",
+            ),
+        ] = None,
+        peer: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--peer",
+                help="REGION=LOG_URL: another region of global tables, which UpdateTable's "
+                "ReplicaUpdates may add (repeat for each; needs --region).",
             ),
         ] = None,
         keys: Annotated[
@@ -225,7 +234,15 @@ def register(cli: typer.Typer) -> None:
         from streamkit.cli._main import _check_listen
 
         _check_listen(host, port)  # a busy port: exit 1 saying so (uvicorn's own exit is 3)
-        app = _app()
+        peers: dict[str, str] = {}
+        for entry in peer or ():
+            name, sep, url = entry.partition("=")
+            if not sep or not name or not url:
+                _fail(f"--peer {entry!r}: give REGION=LOG_URL", code=2)
+            peers[name] = url
+        if peers and not region:
+            _fail("--peer needs --region (this endpoint's own region)", code=2)
+        app = _app(region=region)
         if cache:
             from streamkit.storage import Cache
 
@@ -238,6 +255,7 @@ def register(cli: typer.Typer) -> None:
             auth=auth,
             allowed_hosts=allow_host or (),
             body_timeout=body_timeout,
+            peers=peers,
         )
         scheme = "https" if ssl_certfile else "http"
         typer.echo(

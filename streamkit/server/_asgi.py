@@ -22,7 +22,7 @@ import json
 import logging
 import uuid
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -83,16 +83,23 @@ def _size_limit(target: str) -> int:
     return _MAX_ITEM_BODY
 
 
-def service_for(app: App, *, region: str | None = None) -> Service:
+def service_for(
+    app: App, *, region: str | None = None, peers: Mapping[str, str] | None = None
+) -> Service:
     """The endpoint's operations on an App's store and change log: the App is the
     facade that wires them (and runs the relay and sweepers); the operations never
-    see it."""
+    see it. ``peers``: the change logs of the other regions, by region (global tables)."""
+    from streamkit.records import DEFAULT_REGION
+
     return Service(
         app.store,
         app.log,
         namespace=app.namespace,
         partitions=app.topic_config.partitions,
         region=region,
+        home_region=None if app.region == DEFAULT_REGION else app.region,
+        log_url=app.log_url,
+        peers=peers,
     )
 
 
@@ -108,9 +115,10 @@ class DynamoDBServer:
         background: bool = True,
         allowed_hosts: Iterable[str] = (),
         body_timeout: float | None = 30.0,
+        peers: Mapping[str, str] | None = None,
     ) -> None:
         self.app = app
-        self.service = service_for(app, region=region)
+        self.service = service_for(app, region=region, peers=peers)
         self.auth = auth
         self.background = background
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
@@ -352,6 +360,7 @@ def create_asgi_app(
     background: bool = True,
     allowed_hosts: Iterable[str] = (),
     body_timeout: float | None = 30.0,
+    peers: Mapping[str, str] | None = None,
 ) -> DynamoDBServer:
     """The ASGI app serving ``app`` the way DynamoDB serves its API (for uvicorn & co).
 
@@ -365,6 +374,9 @@ def create_asgi_app(
     ``127.0.0.1``, ``[::1]``, ``*.localhost``) or one of ``allowed_hosts`` (``"*"``: any)
     are served: 403 otherwise. A request body not received within ``body_timeout``
     seconds gets a 408 and the connection is closed (None: no limit).
+
+    ``peers`` (``{region: log URL}``) are the other regions ``UpdateTable``'s
+    ``ReplicaUpdates`` may add (global tables; the App needs a ``region``).
     """
     return DynamoDBServer(
         app,
@@ -373,4 +385,5 @@ def create_asgi_app(
         background=background,
         allowed_hosts=allowed_hosts,
         body_timeout=body_timeout,
+        peers=peers,
     )

@@ -511,6 +511,9 @@ class ServiceBase:
         partitions: int = 8,
         region: str | None = None,
         account: str = "000000000000",
+        home_region: str | None = None,
+        log_url: str = "",
+        peers: Mapping[str, str] | None = None,
     ):
         self.store = store
         self.log = log
@@ -518,6 +521,11 @@ class ServiceBase:
         self.partitions = partitions
         self.configured_region = region
         self.account = account
+        # global tables (UpdateTable ReplicaUpdates): this App's region (None: it has
+        # none), its change log's URL, and the other regions' logs by region
+        self.home_region = home_region
+        self.log_url = log_url
+        self.peers = dict(peers or {})
         self._backfills: set[asyncio.Task[Any]] = set()
 
     # --- helpers ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from streamkit.capture._tables import check_stream_change, create_table
 from streamkit.history import _backups
 from streamkit.history._archive import restore_to_time
 from streamkit.records import StreamView
+from streamkit.replication._admin import set_replicas
 from streamkit.server._convert import (
     timestamp,
 )
@@ -25,6 +26,7 @@ from streamkit.server._indexes import (
     parse_local,
     plan_index_updates,
 )
+from streamkit.server._replicas import describe_replicas, plan_replica_updates
 from streamkit.server._stream_history import check_view_type, disable_stream, enable_stream
 from streamkit.server._table_checks import (
     check_create_shape,
@@ -104,6 +106,7 @@ class TableOps(ServiceBase):
             # as DynamoDB: the latest stream's ARN stays after the stream is turned off
             out["LatestStreamLabel"] = self.stream_label(spec)
             out["LatestStreamArn"] = self.stream_arn(spec)
+        out.update(describe_replicas(spec))
         return out
 
     def _on_demand_key(self, spec: TableSpec) -> str:
@@ -304,6 +307,17 @@ class TableOps(ServiceBase):
             if body.get("GlobalSecondaryIndexUpdates") is not None
             else []
         )
+        replica_plan = (  # checked before anything changes too
+            plan_replica_updates(
+                spec,
+                body["ReplicaUpdates"],
+                region=self.home_region,
+                log_url=self.log_url,
+                peers=self.peers,
+            )
+            if body.get("ReplicaUpdates") is not None
+            else None
+        )
         # the topic must be able to exist
         await check_stream_change(self.store, self.namespace, spec, changed)
         if stream_change is not None:
@@ -322,6 +336,16 @@ class TableOps(ServiceBase):
         if index_plan:
             await self._index_update(changed, index_plan)
             changed = await self.store.spec(spec.name)
+        if replica_plan is not None:
+            assert self.home_region is not None  # plan_replica_updates checked it
+            changed = await set_replicas(
+                self.store,
+                spec.name,
+                self.home_region,
+                self.log_url,
+                replica_plan,
+                namespace=self.namespace,
+            )
         return {"TableDescription": await self.describe(changed)}
 
     async def _index_update(self, spec: TableSpec, plan: list[tuple[str, Any]]) -> None:
