@@ -2,8 +2,8 @@
 
 python -m benchmarks [--seconds 3] [--out .bench/results.json] [--kafka HOST:PORT]
                      [--postgres URL]
-                     [--only storage|capture|runtime|history|endpoint|postgres|indexes|cache
-                             |replication|scaling]
+                     [--only storage|capture|runtime|history|endpoint|endpoint_load|postgres
+                             |indexes|cache|replication|scaling]
 
 The capture figures run on the local log always, and on Kafka when ``--kafka`` (or
 ``STREAMKIT_TEST_KAFKA``) names a broker. The runtime figures (handler throughput
@@ -29,6 +29,7 @@ from benchmarks import (
     cache,
     capture,
     endpoint,
+    endpoint_load,
     history,
     indexes,
     postgres,
@@ -74,6 +75,7 @@ def main() -> None:
             "runtime",
             "history",
             "endpoint",
+            "endpoint_load",
             "postgres",
             "indexes",
             "cache",
@@ -99,6 +101,8 @@ def main() -> None:
         results["history"] = asyncio.run(history.run(kafka=args.kafka or None))
     if args.only in (None, "endpoint"):
         results["endpoint"] = endpoint.run(args.seconds)
+    if args.only in (None, "endpoint_load"):
+        results["endpoint_load"] = endpoint_load.run(max(4.0, args.seconds))
     if args.only in (None, "indexes"):
         results["indexes"] = asyncio.run(indexes.run(args.seconds, postgres=args.postgres))
     if args.only in (None, "cache"):
