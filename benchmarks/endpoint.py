@@ -15,6 +15,7 @@ calls/s), then 8 threads with a client each (calls/s).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +198,31 @@ def _threads(port: int, kind: str, seconds: float, n: int = 8) -> int:
     return round(sum(counts) / (time.perf_counter() - started))
 
 
+@contextlib.contextmanager
+def serving(argv: list[str], env: dict[str, str]) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A server started from ``argv`` (``{port}`` replaced by a free port), its ``Bench``
+    table made and the 500 items ``get`` and ``query`` read loaded; stopped at the end.
+    Yields its port and its process."""
+    port = _port()
+    cmd = [a.replace("{port}", str(port)) for a in argv]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait(port, proc)
+        c = _client(port)
+        _create(c)
+        for i in range(500):  # what get and query read
+            c.put_item(TableName="Bench", Item=_item(i))
+        yield port, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def run(seconds: float = 3.0, only: tuple[str, ...] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="sk-bench-endpoint-") as d:
@@ -203,31 +230,12 @@ def run(seconds: float = 3.0, only: tuple[str, ...] | None = None) -> dict[str, 
         for name, argv, env in _servers(tmp):
             if only is not None and name not in only:
                 continue
-            port = _port()
-            cmd = [a.replace("{port}", str(port)) for a in argv]
-            proc = subprocess.Popen(
-                cmd,
-                env={**os.environ, **env},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                _wait(port, proc)
-                c = _client(port)
-                _create(c)
-                for i in range(500):  # what get and query read
-                    c.put_item(TableName="Bench", Item=_item(i))
+            with serving(argv, env) as (port, _):
                 figures: dict[str, Any] = {}
                 for kind in ("put", "get", "query"):
                     figures[kind] = _sequential(port, kind, seconds)
                     figures[kind]["calls_per_s_8_threads"] = _threads(port, kind, seconds)
                 results[name] = figures
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
     sk = results.get("streamkit", {})
     ratios: dict[str, Any] = {}
     for other, figures in results.items():

@@ -26,14 +26,13 @@ import http.client
 import json
 import multiprocessing as mp
 import os
-import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.endpoint import _client, _create, _item, _port, _wait
+from benchmarks.endpoint import _item, serving
 from benchmarks.endpoint import _servers as endpoint_servers
 
 PROCESSES = 3
@@ -153,26 +152,10 @@ def run(seconds: float = 4.0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sk-bench-load-") as d:
         tmp = Path(d)
         for name, argv, env in _servers(tmp):
-            port = _port()
-            cmd = [a.replace("{port}", str(port)) for a in argv]
-            proc = subprocess.Popen(
-                cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            try:
-                _wait(port, proc)
-                c = _client(port)
-                _create(c)
-                for i in range(500):
-                    c.put_item(TableName="Bench", Item=_item(i))
+            with serving(argv, env) as (port, proc):
                 results[name] = {
                     k: _load(port, proc.pid, k, seconds) for k in ("put", "get", "query")
                 }
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
     sk, peer = results.get("streamkit", {}), results.get("dynalite_memory", {})
     ratios: dict[str, Any] = {}
     for kind in ("put", "get", "query"):

@@ -421,8 +421,13 @@ class Replication:
                     rep.task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await rep.task
+        # each table's replication keys (seeds, conflict counters), read once a pass
+        meta = {
+            name: await self.store.engine.meta_with_prefix(meta_prefix(self.namespace, spec))
+            for name, spec in specs.items()
+        }
         for spec in specs.values():
-            mine = dict(settings_of(spec), seeds=await self._seeds(spec))
+            mine = dict(settings_of(spec), seeds=await self._seeds(spec, meta[spec.name]))
             if self._published.get(spec.name) != mine:
                 await publish_settings(self.log, self.namespace, mine)
                 self._published[spec.name] = mine
@@ -436,18 +441,18 @@ class Replication:
                 rep.task = asyncio.create_task(
                     rep.run(), name=f"streamkit-replica-{key[0]}-{key[1]}"
                 )
-        await self._heartbeat(specs)
+        await self._heartbeat(specs, meta)
         now = time.monotonic()
         if now - self._last_prune >= self.options.prune_interval:
             self._last_prune = now
             for spec in specs.values():
                 await self.prune_tombstones(spec)
 
-    async def _seeds(self, spec: TableSpec) -> dict[str, Any]:
-        """This table's seeds for regions added to it: each pending one is published
-        first (see ``_seed``), then ``{region: "pending" | {"id", "seq", "items"}}``."""
+    async def _seeds(self, spec: TableSpec, stored: dict[str, str]) -> dict[str, Any]:
+        """This table's seeds for regions added to it (``stored``: its replication keys):
+        each pending one is published first (see ``_seed``), then
+        ``{region: "pending" | {"id", "seq", "items"}}``."""
         prefix = meta_prefix(self.namespace, spec)
-        stored = await self.store.engine.meta_with_prefix(prefix)
         regions = {r for r, _ in spec.replicas} - {self.region}
         out: dict[str, Any] = {}
         for key, value in stored.items():
@@ -518,7 +523,9 @@ class Replication:
                     )
                 rep.problem = problem
 
-    async def _heartbeat(self, specs: dict[str, TableSpec]) -> None:
+    async def _heartbeat(
+        self, specs: dict[str, TableSpec], meta: dict[str, dict[str, str]]
+    ) -> None:
         values: dict[str, str] = {}
         now_ms = int(time.time() * 1000)
         for rep in self.replicators.values():
@@ -536,7 +543,7 @@ class Replication:
         if values:
             await self.store.write_meta(values)
         for spec in specs.values():
-            stored = await self.store.engine.meta_with_prefix(meta_prefix(self.namespace, spec))
+            stored = meta[spec.name]
             for rep in self.replicators.values():
                 if rep.table == spec.name:
                     rep.conflicts = int(

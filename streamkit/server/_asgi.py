@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from streamkit.exceptions import StreamkitError
+from streamkit.records import DEFAULT_REGION
 from streamkit.server._auth import REQUEST_REGION, signed_region
 from streamkit.server._convert import PREPARED, parameter_error, parse_body, parse_large
 from streamkit.server._errors import DynamoError, from_streamkit, validation
@@ -89,8 +90,6 @@ def service_for(
     """The endpoint's operations on an App's store and change log: the App is the
     facade that wires them (and runs the relay and sweepers); the operations never
     see it. ``peers``: the change logs of the other regions, by region (global tables)."""
-    from streamkit.records import DEFAULT_REGION
-
     return Service(
         app.store,
         app.log,
