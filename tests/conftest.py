@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +17,13 @@ from tests import postgres_env
 # its terminal-summary hook, trips a CPython 3.11.7 parser bug after the Kafka tests).
 settings.register_profile("streamkit", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("streamkit")
+
+# The same bug hits any module compiled late ("AST constructor recursion depth
+# mismatch" importing streamkit.runtime._metrics lazily after the Kafka tests): compile
+# every streamkit module now, while the interpreter is fresh.
+for _module in pkgutil.walk_packages(sk.__path__, "streamkit."):
+    if _module.name != "streamkit.__main__":
+        importlib.import_module(_module.name)
 
 
 @pytest.fixture(
