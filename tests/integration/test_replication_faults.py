@@ -111,3 +111,62 @@ async def test_a_region_down_catches_up_10000_changes_once_in_order_across_kill_
         by_key.setdefault(r.keys["K"], []).append(int(r.new_image["n"]))  # type: ignore[index]
     assert all(ns == list(range(CHANGES_PER_KEY)) for ns in by_key.values())
     assert final == expected
+
+
+@pytest.mark.timeout(300)
+async def test_a_region_killed_while_it_applies_a_seed_ends_with_every_item_once(
+    tmp_path: Path,
+) -> None:
+    """A region joins a table holding 20,000 items; its process is killed with SIGKILL
+    part-way through applying the seed (some items in, not all), twice; the next run
+    applies the seed again (last-writer-wins: what is in already is a duplicate) and
+    then the changes made after it."""
+    apps, logs = region_apps(tmp_path, (EU, US))
+    us, eu = apps[US], apps[EU]
+    t = await us.create_table("Items", partition_key="K")
+    items_n = 20_000
+    for start in range(0, items_n, 25):
+        await t.batch_write(puts=[{"K": f"k{i:05d}", "n": i} for i in range(start, start + 25)])
+    await eu.create_table("Items", partition_key="K", replicas=logs)
+    script = tmp_path / "region.py"
+    script.write_text(_REGION)
+    err = tmp_path / "region.err"
+
+    async def copied() -> int:
+        return len(await items(eu, "Items"))
+
+    kills = 0
+    try:
+        async with us.running(handlers=[]):
+            await us.update_table("Items", replicas=logs)  # publishes the seed
+            for _ in range(2):
+                proc = await _spawn(script, eu, err)
+                deadline = time.monotonic() + 120
+                while (n := await copied()) == 0:
+                    assert time.monotonic() < deadline, "nothing copied"
+                    await asyncio.sleep(0.01)
+                proc.send_signal(signal.SIGKILL)
+                await proc.wait()
+                kills += n < items_n  # killed with the seed part-applied
+            await t.put({"K": "after", "n": -1})  # a change after the seed
+            proc = await _spawn(script, eu, err)
+            try:
+                deadline = time.monotonic() + 180
+                while await copied() < items_n + 1:
+                    assert time.monotonic() < deadline, await copied()
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(1.0)  # anything applied twice would show by now
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                await proc.wait()
+            expected = await items(us, "Items")
+        history = await records(eu, "Items")
+        final = await items(eu, "Items")
+    finally:
+        for app in apps.values():
+            await app.close()
+    assert kills >= 1, "the seed was applied whole before a kill"
+    assert final == expected
+    # each item reached the region once: one INSERT per key
+    assert sorted(r.keys["K"] for r in history) == sorted(expected)
+    assert all(r.event_name == "INSERT" for r in history)
