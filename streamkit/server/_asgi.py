@@ -5,11 +5,16 @@
 ``Content-Type: application/x-amz-json-1.0``, or a DynamoDB error (HTTP 400,
 ``{"__type": ..., "message": ...}``). Malformed requests are 400s, never 500s.
 
+As DynamoDB: ``GET /`` is the health check; another method, path or content type is
+HTTP 404 ``<UnknownOperationException/>``; a body may be gzip-compressed
+(``Content-Encoding: gzip``); every answer has an ``x-amzn-RequestId`` and an
+``x-amz-crc32`` of its body.
+
 Guards: without an authenticator only loopback ``Host`` names are served (a web page
 cannot reach it through DNS rebinding); a body must arrive within ``body_timeout``
-seconds (408) and fit the operation's size limit (16 MB for the batch and transaction
-operations, 4 MB for the others: one item is at most 400 KB); a body over 64 KB is
-parsed and converted in a worker thread, so other clients keep being served.
+seconds (408) and be at most 16 MB (413), as DynamoDB's (decompressed too: DynamoDB
+does not limit that); a body over 64 KB is parsed and converted in a worker thread,
+so other clients keep being served.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import functools
 import ipaddress
 import json
 import logging
-import uuid
 import zlib
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -30,7 +34,17 @@ from streamkit.exceptions import StreamkitError
 from streamkit.records import DEFAULT_REGION
 from streamkit.server._auth import REQUEST_REGION, signed_region
 from streamkit.server._convert import PREPARED, parameter_error, parse_body, parse_large
-from streamkit.server._errors import DynamoError, from_streamkit, validation
+from streamkit.server._errors import DynamoError, from_streamkit
+from streamkit.server._http import (
+    JSON_TYPES,
+    NOT_FOUND,
+    decompress,
+    describe_endpoints,
+    health_text,
+    known_operation,
+    media_type,
+    request_id,
+)
 from streamkit.server._ops import OPERATIONS, Service
 
 if TYPE_CHECKING:
@@ -39,18 +53,16 @@ if TYPE_CHECKING:
 
 __all__ = ("DynamoDBServer", "create_asgi_app", "loopback_host", "service_for")
 
-_MAX_BODY = 16 * 1024 * 1024  # DynamoDB's limit for a request (BatchWriteItem)
-_MAX_ITEM_BODY = 4 * 1024 * 1024  # one item (400 KB) and its expression values
-_BATCH_OPERATIONS = frozenset(
-    ("BatchWriteItem", "BatchGetItem", "TransactWriteItems", "TransactGetItems")
-)
+_MAX_BODY = 16 * 1024 * 1024  # DynamoDB's limit for a request (of any operation)
 # operations DynamoDB answers with an empty body (not even ``{}``) when they succeed
 _EMPTY_ANSWER = frozenset(("TagResource", "UntagResource"))
 _DRAIN = 64 * 1024 * 1024  # read (and drop) an oversized body up to this, then answer
 _IN_THREAD = 64 * 1024  # larger bodies are parsed and converted off the event loop
 _DYNAMO = "DynamoDB_20120810."
 _STREAMS = "DynamoDBStreams_20120810."
-_JSON = b"application/x-amz-json-1.0"
+_JSON = "application/x-amz-json-1.0"
+_TEXT = "text/plain"
+_XML = "application/xml"
 _log = logging.getLogger("streamkit.server")
 
 
@@ -78,10 +90,8 @@ def loopback_host(host: str) -> bool:
         return False
 
 
-def _size_limit(target: str) -> int:
-    if target.startswith(_DYNAMO) and target[len(_DYNAMO) :] in _BATCH_OPERATIONS:
-        return _MAX_BODY
-    return _MAX_ITEM_BODY
+# an answer: status, body (JSON, or bytes as they are), Connection: close, content type
+_Answer = tuple[int, "dict[str, Any] | bytes | None", bool, str]
 
 
 def service_for(
@@ -139,26 +149,29 @@ class DynamoDBServer:
             return
         if scope["type"] != "http":
             return
-        status, body, close = await self._handle(scope, receive)
-        payload = (
-            b""
-            if body is None
-            else json.dumps(body, separators=(",", ":"), default=_default).encode()
-        )
+        status, body, close, content_type = await self._handle(scope, receive)
+        if body is None:
+            payload = b""
+        elif isinstance(body, bytes):
+            payload = body
+        else:
+            payload = json.dumps(body, separators=(",", ":"), default=_default).encode()
         headers = [
-            (b"content-type", _JSON),
             (b"content-length", str(len(payload)).encode()),
-            (b"x-amzn-requestid", uuid.uuid4().hex.encode()),
+            (b"x-amzn-requestid", request_id().encode()),
             (b"x-amz-crc32", str(zlib.crc32(payload)).encode()),
         ]
+        if content_type:
+            headers.insert(0, (b"content-type", content_type.encode()))
         if close:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _health(self) -> tuple[int, dict[str, Any], bool]:
-        """GET: 200 while change capture works; 503 with the reason while a table's
-        capture is set aside (its topic cannot be made) or a background task stopped."""
+    async def _health(self, headers: dict[str, str]) -> _Answer:
+        """GET /: 200 while change capture works (DynamoDB's ``healthy: <host>``); 503
+        with the reason (JSON) while a table's capture is set aside (its topic cannot be
+        made) or a background task stopped."""
         problems: list[str] = []
         for task in list(self.app._tasks):
             if task.done() and not task.cancelled() and task.exception() is not None:
@@ -174,8 +187,9 @@ class DynamoDBServer:
             for f in failing
         ]
         if problems:
-            return 503, {"healthy": False, "reason": "; ".join(problems), "failing": failing}, False
-        return 200, {"healthy": "streamkit"}, False
+            body = {"healthy": False, "reason": "; ".join(problems), "failing": failing}
+            return 503, body, False, _JSON
+        return 200, health_text(headers), False, _TEXT
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -229,15 +243,14 @@ class DynamoDBServer:
             coral=True,
         )
 
-    async def _read(self, receive: Any, headers: dict[str, str], target: str) -> bytes:
-        """The request body, within ``body_timeout`` seconds and the operation's size limit."""
-        limit = _size_limit(target)
+    async def _read(self, receive: Any, headers: dict[str, str]) -> bytes:
+        """The request body, within ``body_timeout`` seconds and DynamoDB's size limit."""
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > _DRAIN:
-            raise self._too_large(int(declared), limit, target, close=True)
+            raise self._too_large(int(declared), close=True)
         try:
             async with asyncio.timeout(self.body_timeout):
-                return await self._body(receive, limit, target)
+                return await self._body(receive)
         except TimeoutError:
             raise DynamoError(
                 "RequestTimeoutException",
@@ -248,23 +261,16 @@ class DynamoDBServer:
             ) from None
 
     @staticmethod
-    def _too_large(size: int, limit: int, target: str, *, close: bool = False) -> DynamoError:
-        if limit == _MAX_BODY:
-            return DynamoError(
-                "RequestEntityTooLarge",
-                f"Request payload is too large: {size} bytes, the limit is {limit}",
-                status=413,
-                close=close,
-            )
-        op = target.rpartition(".")[2] or "this operation"
-        err = validation(
-            f"Request size exceeded the maximum allowed size: {size} bytes, the limit for "
-            f"{op[:60]} is {limit} (an item is at most 400 KB)"
+    def _too_large(size: int, *, close: bool = False) -> DynamoError:
+        return DynamoError(
+            "RequestEntityTooLarge",
+            f"Request payload is too large: {size} bytes, the limit is {_MAX_BODY}",
+            status=413,
+            close=close,
         )
-        err.close = close
-        return err
 
-    async def _body(self, receive: Any, limit: int, target: str) -> bytes:
+    async def _body(self, receive: Any) -> bytes:
+        limit = _MAX_BODY
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -278,57 +284,54 @@ class DynamoDBServer:
             elif chunks:
                 chunks.clear()  # too large: read the rest (the client waits to send it) and drop
             if size > _DRAIN:
-                raise self._too_large(size, limit, target, close=True)
+                raise self._too_large(size, close=True)
             if not message.get("more_body", False):
                 break
         if size > limit:
-            raise self._too_large(size, limit, target)
+            raise self._too_large(size)
         return b"".join(chunks)
 
-    async def _handle(
-        self, scope: dict[str, Any], receive: Any
-    ) -> tuple[int, dict[str, Any] | None, bool]:
+    async def _handle(self, scope: dict[str, Any], receive: Any) -> _Answer:
         token = None
+        answer_type = _JSON  # DynamoDB answers application/json to a request of that type
         try:
             headers = {
                 k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
             }
-            if scope["method"] == "GET":
-                return await self._health()
-            if scope["method"] != "POST":
-                raise DynamoError("UnknownOperationException", "Only POST is supported", coral=True)
+            method, path = scope["method"], scope.get("path") or "/"
+            if method == "GET" and path == "/":
+                return await self._health(headers)
+            if method != "POST":
+                return 404, NOT_FOUND, False, ""
             if self.auth is None:
                 self._check_host(headers)
             target = headers.get("x-amz-target", "")
             REQUEST_REGION.set(signed_region(headers.get("authorization")))
-            raw = await self._read(receive, headers, target)
+            raw = await self._read(receive, headers)
+            content_type = media_type(headers.get("content-type"))
+            if raw and content_type not in JSON_TYPES:
+                return 404, NOT_FOUND, False, ""
+            if content_type == "application/json":
+                answer_type = content_type
             if self.auth is not None:
-                self.auth.verify(scope, headers, raw)
+                self.auth.verify(scope, headers, raw)  # the bytes signed: still compressed
+            encoding = headers.get("content-encoding", "")
+            if encoding:
+                raw = decompress(raw, encoding, _MAX_BODY)
             if len(raw) > _IN_THREAD:
                 body, prepared = await asyncio.to_thread(parse_large, raw)
                 token = PREPARED.set(prepared)
             else:
                 body = parse_body(raw)
-            if target.startswith(_DYNAMO):
-                op = OPERATIONS.get(target[len(_DYNAMO) :])
-                if op is None:
-                    raise DynamoError(
-                        "UnknownOperationException",
-                        f"Operation {target[len(_DYNAMO) :]} is not supported by streamkit",
-                        coral=True,
-                    )
-                answer = await op(self.service, body)
-                if not answer and target[len(_DYNAMO) :] in _EMPTY_ANSWER:
-                    return 200, None, False
-                return 200, answer, False
-            if target.startswith(_STREAMS):
-                return 200, await self.streams.call(target[len(_STREAMS) :], body), False
-            raise DynamoError("UnknownOperationException", f"Unknown target {target!r}", coral=True)
+            answer = await self._dispatch(target, body, headers, empty=not raw)
+            if answer is None:
+                return 200, None, False, answer_type
+            return 200, answer, False, answer_type
         except DynamoError as e:
-            return e.status, e.body(), e.close
+            return e.status, e.body(), e.close, answer_type
         except StreamkitError as e:
             err = from_streamkit(e)
-            return err.status, err.body(), False
+            return err.status, err.body(), False, answer_type
         except (
             TypeError,
             ValueError,
@@ -341,14 +344,43 @@ class DynamoDBServer:
             # inside): still the caller's fault, never a 500
             _log.info("request refused: %r", e)
             err = parameter_error(e)
-            return err.status, err.body(), False
+            return err.status, err.body(), False, answer_type
         except Exception:
             _log.exception("internal error")
             err = DynamoError("InternalServerError", "Internal server error", status=500)
-            return err.status, err.body(), False
+            return err.status, err.body(), False, answer_type
         finally:
             if token is not None:
                 PREPARED.reset(token)
+
+    async def _dispatch(
+        self, target: str, body: dict[str, Any], headers: dict[str, str], *, empty: bool
+    ) -> dict[str, Any] | None:
+        """The answer of the operation ``X-Amz-Target`` names (None: an empty body)."""
+        if target.startswith(_DYNAMO):
+            name = target[len(_DYNAMO) :]
+            op = OPERATIONS.get(name)
+            if op is None and name != "DescribeEndpoints":
+                if not known_operation(name):  # DynamoDB says no more than this
+                    raise DynamoError("UnknownOperationException", "", coral=True)
+                raise DynamoError(
+                    "UnknownOperationException",
+                    f"Operation {name} is not supported by streamkit",
+                    coral=True,
+                )
+            if empty:  # not even "{}": DynamoDB cannot read it as a request
+                raise DynamoError("SerializationException", "The request body is empty", coral=True)
+            if op is None:
+                return describe_endpoints(headers)
+            answer = await op(self.service, body)
+            if not answer and name in _EMPTY_ANSWER:
+                return None
+            return answer
+        if target.startswith(_STREAMS):
+            if empty:
+                raise DynamoError("SerializationException", "The request body is empty", coral=True)
+            return await self.streams.call(target[len(_STREAMS) :], body)  # type: ignore[no-any-return]
+        raise DynamoError("UnknownOperationException", "", coral=True)
 
 
 def create_asgi_app(

@@ -34,6 +34,7 @@ from streamkit.server._errors import INVALID, DynamoError, validation
 
 __all__ = (
     "PREPARED",
+    "check_name",
     "from_dynamodb_json",
     "item_from_dynamodb_json",
     "json_type",
@@ -47,6 +48,10 @@ __all__ = (
 
 ITEM_TOO_LARGE = "Item size has exceeded the maximum allowed size"
 VALUE_TOO_LARGE = INVALID + "An AttributeValue has exceeded the maximum item size (400 KB)"
+MAX_NAME_BYTES = 65535  # an attribute name (or map key): "64 KB", 65536 itself refused
+NAME_TOO_LONG = (
+    "1 validation error detected: Attribute name is too large, must be less than 65536 bytes"
+)
 NESTING = "Nesting Levels have exceeded supported limits"
 
 _TAGS = frozenset(("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"))
@@ -248,6 +253,25 @@ def _text_size(text: str) -> int:
         raise _Bad(f"{INVALID}A string is not valid Unicode (it holds a lone surrogate)") from None
 
 
+def _name_size(name: str) -> int:
+    """An attribute name's (or map key's) size, at most 64 KB as DynamoDB's."""
+    size = len(name) if name.isascii() else _text_size(name)
+    if size > MAX_NAME_BYTES:
+        raise _Bad(NAME_TOO_LONG, with_path=False)
+    return size
+
+
+def check_name(name: str) -> str:
+    """An attribute name of a request (``ExpressionAttributeNames``, legacy parameters):
+    a ValidationException in DynamoDB's words if it is longer than 64 KB."""
+    if len(name) > MAX_NAME_BYTES // 4:  # shorter ones fit whatever their characters
+        try:
+            _name_size(name)
+        except _Bad as e:
+            raise e.error() from None
+    return name
+
+
 def _number(text: Any, tag: str = "N") -> tuple[Decimal, int]:
     """A number's canonical Decimal and its size."""
     if type(text) is not str:
@@ -374,7 +398,7 @@ class _Converter:
         for k, x in v.items():
             if not k:
                 raise _Bad(f"{INVALID}A map key may not be empty")
-            self.left -= len(k) if k.isascii() else _text_size(k)
+            self.left -= _name_size(k)
             try:
                 out[k] = self.value(x, depth + 1)
             except _Bad as e:
@@ -481,7 +505,7 @@ def _item(obj: Any, prepared: Prepared | None) -> Item:
         value, value_size, levels = entry
         if levels >= MAX_DEPTH:  # an item's attributes are one level down already
             raise _Bad(NESTING).under(name)
-        size += _text_size(name) + value_size
+        size += _name_size(name) + value_size
         if size > MAX_ITEM_BYTES:
             raise _Bad(ITEM_TOO_LARGE, with_path=False)
         out[name] = value
@@ -495,7 +519,7 @@ def _item_now(obj: dict[str, Any]) -> Item:
     for name, av in obj.items():
         if not name:
             raise _Bad(f"{INVALID}An attribute name may not be empty")
-        c.left -= len(name) if name.isascii() else _text_size(name)
+        c.left -= _name_size(name)
         try:
             out[name] = c.value(av, 1)  # an item's attributes are one level down already
         except _TooLarge:

@@ -53,6 +53,10 @@ _SAID = {
     re.compile(r"cannot update attribute .+: it is part of the table's key"): (
         INVALID + "Cannot update attribute {name}. This attribute is part of the key"
     ),
+    re.compile(r"index key attribute .+ is a scalar: a nested path under it .*"): (
+        "Key attributes must be scalars; list random access '[]' and map lookup '.' are "
+        "not allowed: IndexKey: {name}"
+    ),
 }
 # an empty string or binary key attribute (DynamoDB says "are not valid" here)
 _EMPTY_KEY = re.compile(r"key attribute .+ must not be empty \(got an empty (string|binary)\b.*")
@@ -90,7 +94,9 @@ class DynamoError(Exception):
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"__type": self.type, "message": self.message}
+        out: dict[str, Any] = {"__type": self.type}
+        if self.message:  # DynamoDB says nothing more of an unknown operation
+            out["message"] = self.message
         # boto3 reads "Message" for some services and "message" for others
         out.update(self.extra)
         return out

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from streamkit.server._convert import shown
 from streamkit.server._errors import INVALID, DynamoError, validation
 from streamkit.server._ops_common import _constraints
+from streamkit.server._shapes import wrong_type
 from streamkit.storage._capacity import Provisioned
 from streamkit.storage._indexes import GlobalIndex, IndexSpec, LocalIndex
 from streamkit.storage._spec import table_name_problems
@@ -94,13 +95,13 @@ def _projection(name: str, p: Any) -> Any:
     if kind == "INCLUDE":
         if not isinstance(extra, list) or not extra:
             raise validation(
-                "One or more parameter values were invalid: NonKeyAttributes must be specified "
-                "when ProjectionType is INCLUDE"
+                "One or more parameter values were invalid: ProjectionType is INCLUDE, but "
+                "NonKeyAttributes is not specified"
             )
         seen: set[Any] = set()
         for a in extra:
             if not isinstance(a, str):
-                raise DynamoError(
+                raise wrong_type("NonKeyAttributes", str, a) or DynamoError(
                     "SerializationException",
                     f"NonKeyAttributes must hold strings, not {shown(a)}",
                 )

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from streamkit.exceptions import ValidationError
+from streamkit.exceptions import ThroughputExceeded, ValidationError
 from streamkit.records._values import item_size, item_to_dynamodb_json
+from streamkit.server import _batch
 from streamkit.server import _transact as _tx
 from streamkit.server._convert import (
     item_from_dynamodb_json,
+    shown,
 )
 from streamkit.server._errors import INVALID, validation
-from streamkit.storage._capacity import measure
+from streamkit.server._key_conditions import check_query_filter, query_key_condition
+from streamkit.storage._capacity import ConsumedCapacity, measure
 from streamkit.storage._expressions import GENERATED
 from streamkit.storage._transaction import Transaction
 
@@ -25,6 +28,7 @@ from streamkit.server._ops_common import (
     ServiceBase,
     _capacities,
     _capacity,
+    _capacity_problem_refused,
     _check_segments,
     _collection_metrics,
     _collection_mode,
@@ -82,6 +86,7 @@ class ItemOps(ServiceBase):
         legacy = _Legacy(_names(body), _values(body))
         args = self._write_args(body, legacy, {"NONE", "ALL_OLD"})
         _collection_mode(body)
+        _capacity_problem_refused(body)
         with measure() as used:
             old = await self._table(spec.name).put(item, **args)
         cap = _capacity(body, spec.name, 1.0, read=False, used=used, spec=spec)
@@ -104,14 +109,18 @@ class ItemOps(ServiceBase):
         consistent = _opt(body, "ConsistentRead", bool, False)
         generated = GENERATED.set("AttributesToGet" in body)  # no 4 KB limit on those
         try:
-            item = await self._table(spec.name).get(
-                key, projection=projection, names=legacy.names or None, consistent=consistent
-            )
+            with measure() as used:
+                item = await self._table(spec.name).get(
+                    key, projection=projection, names=legacy.names or None, consistent=consistent
+                )
         finally:
             GENERATED.reset(generated)
         out: Body = {} if item is None else {"Item": item_to_dynamodb_json(item)}
+        # the units of the whole item read (4 KB blocks), whatever the projection; a
+        # cache hit reads no storage and costs the minimum
         units = 1.0 if consistent else 0.5
-        return {**out, **_capacity(body, spec.name, units, read=True)}
+        meter = used if spec.name in used.by_table else None
+        return {**out, **_capacity(body, spec.name, units, read=True, used=meter)}
 
     async def UpdateItem(self, body: Body) -> Body:
         spec = await self._spec(body)
@@ -135,6 +144,7 @@ class ItemOps(ServiceBase):
             expression = legacy.updates(_need(body, "AttributeUpdates", dict)) or None
         kwargs = self._write_args(body, legacy, _RETURN_VALUES)
         _collection_mode(body)
+        _capacity_problem_refused(body)
         table = self._table(spec.name)
         legacy_updates = "AttributeUpdates" in body
         with measure() as used:
@@ -162,6 +172,7 @@ class ItemOps(ServiceBase):
         legacy = _Legacy(_names(body), _values(body))
         args = self._write_args(body, legacy, {"NONE", "ALL_OLD"})
         _collection_mode(body)
+        _capacity_problem_refused(body)
         with measure() as used:
             old = await self._table(spec.name).delete(key, **args)
         cap = _capacity(body, spec.name, 1.0, read=False, used=used, spec=spec)
@@ -180,7 +191,11 @@ class ItemOps(ServiceBase):
             "SPECIFIC_ATTRIBUTES",
             "COUNT",
         ):
-            raise validation(f"Invalid Select value: {select}")
+            raise validation(
+                f"1 validation error detected: Value '{shown(select)}' at 'select' failed to "
+                "satisfy constraint: Member must satisfy enum value set: [SPECIFIC_ATTRIBUTES, "
+                "COUNT, ALL_ATTRIBUTES, ALL_PROJECTED_ATTRIBUTES]"
+            )
         if select == "ALL_PROJECTED_ATTRIBUTES" and "IndexName" not in body:
             raise validation(
                 "One or more parameter values were invalid: Select type "
@@ -238,12 +253,10 @@ class ItemOps(ServiceBase):
     async def Query(self, body: Body) -> Body:
         spec = await self._spec(body)
         legacy = _Legacy(_names(body), _values(body))
-        key_condition = _combine(body, "KeyConditionExpression", "KeyConditions", legacy)
-        if key_condition is None:
-            raise validation(
-                "Either the KeyConditions or KeyConditionExpression parameter must be specified "
-                "in the request."
-            )
+        index = _opt(body, "IndexName", str)
+        key = spec.key if index is None else spec.index(index).key
+        key_condition = query_key_condition(body, key, legacy)
+        check_query_filter(body, key)
         args = self._page_args(body, legacy, "QueryFilter")
         select = self._select(body, args["projection"])
         forward = _opt(body, "ScanIndexForward", bool, True)
@@ -287,42 +300,31 @@ class ItemOps(ServiceBase):
 
     # --- batches and transactions -----------------------------------------------------------
     async def BatchGetItem(self, body: Body) -> Body:
-        requests = _need(body, "RequestItems", dict)
-        if not requests:
-            raise validation("RequestItems must not be empty")
-        _capacity(body, "", 0.0, read=True)  # a bad ReturnConsumedCapacity: refused first
+        requests = _batch.get_requests(body)
         with measure() as used:
             out, unprocessed = await self._batch_get(requests)
         return {
             "Responses": out,
             "UnprocessedKeys": unprocessed,
-            **_capacities(body, list(requests), used, read=True, store=self.store),
+            **_capacities(body, [r[0] for r in requests], used, read=True, store=self.store),
         }
 
-    async def _batch_get(self, requests: Body) -> tuple[dict[str, list[Any]], Body]:
-        """The items found, and the keys left for another call past 16 MB of items (as
-        DynamoDB: ``UnprocessedKeys``, with the table's other request members)."""
-        total = 0
+    async def _batch_get(
+        self, requests: list[tuple[str, Body, list[Any]]]
+    ) -> tuple[dict[str, list[Any]], Body]:
+        """The items found, and the keys left for another call (as DynamoDB:
+        ``UnprocessedKeys``, with the table's other request members): those past 16 MB of
+        items, and those of a table whose read capacity ran out (the call fails only when
+        it could read nothing at all)."""
+        specs = [await self.store.spec(name) for name, _, _ in requests]  # every table first
         checked: list[tuple[str, Body, list[Any], dict[str, Any]]] = []
-        for name, req in requests.items():  # every table's request is checked first
-            if not isinstance(req, dict):
-                raise validation("RequestItems values must be objects")
-            keys = req.get("Keys")
-            if not isinstance(keys, list) or not keys:
-                raise validation("Keys must be a non-empty list")
-            total += len(keys)
-            if total > 100:
-                raise validation(
-                    "Too many items requested for the BatchGetItem call (the limit is 100)"
-                )
+        for spec, (name, req, parsed) in zip(specs, requests, strict=True):
             legacy = _Legacy(_names(req), None)
             projection = _opt(req, "ProjectionExpression", str)
             if "AttributesToGet" in req:
                 if projection is not None:
                     raise validation(_BOTH_PROJECTIONS)
                 projection = legacy.projection(req["AttributesToGet"])
-            spec = await self.store.spec(name)
-            parsed = [item_from_dynamodb_json(k) for k in keys]
             for k in parsed:
                 _key_types(spec, k)
             _no_duplicates(spec, parsed)
@@ -335,6 +337,8 @@ class ItemOps(ServiceBase):
         out: dict[str, list[Any]] = {}
         unprocessed: Body = {}
         budget = _BATCH_GET_BYTES
+        throttled: ThroughputExceeded | None = None
+        read_any = False
         for name, req, parsed, args in checked:
             table = self._table(name)
             items = out.setdefault(name, [])
@@ -342,7 +346,13 @@ class ItemOps(ServiceBase):
                 if budget <= 0:
                     unprocessed[name] = {**req, "Keys": req["Keys"][i:]}
                     break
-                item = await table.get(k, **args)
+                try:
+                    item = await table.get(k, **args)
+                except ThroughputExceeded as e:
+                    throttled = throttled or e
+                    unprocessed[name] = {**req, "Keys": req["Keys"][i:]}
+                    break
+                read_any = True
                 if item is not None:
                     size = item_size(item)
                     if size > budget:  # the response would pass 16 MB: this one waits too
@@ -351,49 +361,31 @@ class ItemOps(ServiceBase):
                         break
                     budget -= size
                     items.append(item_to_dynamodb_json(item))
+        if throttled is not None and not read_any:
+            raise throttled
         return out, unprocessed
 
     async def BatchWriteItem(self, body: Body) -> Body:
-        from streamkit.exceptions import ThroughputExceeded
-
-        requests = _need(body, "RequestItems", dict)
-        if not requests:
-            raise validation("RequestItems must not be empty")
-        count = sum(len(v) if isinstance(v, list) else 0 for v in requests.values())
-        if count > 25:
-            raise validation(
-                "1 validation error detected: Value at 'requestItems' failed to satisfy "
-                "constraint: Map value must satisfy constraint: [Member must have length less "
-                "than or equal to 25, Member must have length greater than or equal to 1]"
-            )
-        parsed: dict[str, tuple[list[Any], list[Any]]] = {}
-        for name, writes in requests.items():
-            if not isinstance(writes, list) or not writes:
-                raise validation("RequestItems values must be non-empty lists")
-            puts, deletes = [], []
-            for w in writes:
-                if not isinstance(w, dict) or len(w) != 1:
-                    raise validation("each write must hold exactly one PutRequest or DeleteRequest")
-                if "PutRequest" in w:
-                    puts.append(item_from_dynamodb_json(_need(w["PutRequest"], "Item", dict)))
-                elif "DeleteRequest" in w:
-                    deletes.append(item_from_dynamodb_json(_need(w["DeleteRequest"], "Key", dict)))
-                else:
-                    raise validation("each write must hold exactly one PutRequest or DeleteRequest")
-            _no_duplicates(await self.store.spec(name), [*puts, *deletes])
-            parsed[name] = (puts, deletes)
-        _capacity(body, "", 0.0, read=False)  # a bad ReturnConsumedCapacity: refused first
-        _collection_mode(body)
+        parsed = _batch.write_requests(body)
+        specs = [await self.store.spec(name) for name, _, _ in parsed]  # every table first
+        for spec, (_, puts, deletes) in zip(specs, parsed, strict=True):  # then the keys
+            _batch.check_write_keys(spec, puts, deletes)
+            _no_duplicates(spec, [*puts, *deletes])
+        requests = body["RequestItems"]
         unprocessed: dict[str, list[Any]] = {}
+        throttled: ThroughputExceeded | None = None
         with measure() as used:
-            for name, (puts, deletes) in parsed.items():
+            for name, puts, deletes in parsed:
                 try:
                     await self._table(name).batch_write(puts=puts, deletes=deletes)
-                except ThroughputExceeded:
+                except ThroughputExceeded as e:
+                    throttled = throttled or e
                     unprocessed[name] = requests[name]
+        if throttled is not None and len(unprocessed) == len(parsed):
+            raise throttled  # DynamoDB: nothing could be written at all
         return {
             "UnprocessedItems": unprocessed,
-            **_capacities(body, list(parsed), used, read=False, store=self.store),
+            **_capacities(body, [p[0] for p in parsed], used, read=False, store=self.store),
             **_collection_metrics(body, used),
         }
 
@@ -402,6 +394,7 @@ class ItemOps(ServiceBase):
         if not 1 <= len(items) <= 100:
             raise validation(_transact_count(items))
         token = _tx.check_token(body)
+        _tx.check_table_names(items)
         earlier = _tx.replayed(self.store, token, body)
         if earlier is not None:
             return earlier
@@ -429,18 +422,17 @@ class ItemOps(ServiceBase):
                 puts.append(item)
                 problems[-1] = _tx.put_key_problem(await self.store.spec(table), item)
                 tx.put(table, item, condition=cond, **common)
-            elif kind == "Update":
-                tx.update(
-                    table,
-                    _key(spec),
-                    expression=_need(spec, "UpdateExpression"),
-                    condition=cond,
-                    **common,
-                )
-            elif kind == "Delete":
-                tx.delete(table, _key(spec), condition=cond, **common)
-            elif kind == "ConditionCheck":
-                tx.condition_check(table, _key(spec), _need(spec, "ConditionExpression"), **common)
+            elif kind in ("Update", "Delete", "ConditionCheck"):
+                key = _key(spec)
+                problems[-1] = _tx.key_problem(await self.store.spec(table), key)
+                if kind == "Update":
+                    expression = _need(spec, "UpdateExpression")
+                    tx.update(table, key, expression=expression, condition=cond, **common)
+                elif kind == "Delete":
+                    tx.delete(table, key, condition=cond, **common)
+                else:
+                    check = _need(spec, "ConditionExpression")
+                    tx.condition_check(table, key, check, **common)
             else:
                 raise validation(f"Unknown TransactItem action {kind!r}")
             tables.append(table)
@@ -463,31 +455,45 @@ class ItemOps(ServiceBase):
         items = _need(body, "TransactItems", list)
         if not 1 <= len(items) <= 100:
             raise validation(_transact_count(items))
+        _tx.check_table_names(items)
         gets = []
+        problems: list[str | None] = []
+        keys: list[tuple[str, TableSpec, Any]] = []
         for action in items:
             spec = action.get("Get") if isinstance(action, dict) else None
             if not isinstance(spec, dict):
                 raise validation("each TransactItem must hold a Get")
             legacy = _Legacy(_names(spec), None)
-            gets.append(
-                (
-                    _need(spec, "TableName"),
-                    _key(spec),
-                    _opt(spec, "ProjectionExpression", str),
-                    legacy.names or None,
-                )
-            )
+            table, key = _need(spec, "TableName"), _key(spec)
+            gets.append((table, key, _opt(spec, "ProjectionExpression", str), legacy.names or None))
+            schema = await self.store.spec(table)
+            problems.append(_tx.key_problem(schema, key))
+            keys.append((table, schema, key))
         _capacity(body, "", 0.0, read=True)  # a bad ReturnConsumedCapacity: refused first
+        _tx.cancel_invalid(problems)
+        _tx.no_duplicates(keys)
         responses = []
         with measure() as used:
             for table, key, projection, names in gets:
-                item = await self._table(table).get(key, projection=projection, names=names)
+                item = await self._table(table).get(
+                    key, projection=projection, names=names, consistent=True
+                )
                 responses.append({} if item is None else {"Item": item_to_dynamodb_json(item)})
+            _transactional_reads(self.store, used)
         tables = [g[0] for g in gets]
         return {
             "Responses": responses,
             **_capacities(body, tables, used, read=True, store=self.store),
         }
+
+
+def _transactional_reads(store: Any, used: ConsumedCapacity) -> None:
+    """A transactional read costs twice a strongly consistent one (DynamoDB: 2 units per
+    4 KB): charge each table the units its reads consumed once more."""
+    for name, (read, _) in list(used.by_table.items()):
+        spec = store.known(name)
+        if spec is not None and read:
+            store.charge(spec, read=read)
 
 
 def _transact_count(items: list[Any]) -> str:

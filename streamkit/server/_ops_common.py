@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from streamkit.records._values import item_to_dynamodb_json, type_of
 from streamkit.server._auth import REQUEST_REGION
 from streamkit.server._convert import (
+    check_name,
     from_dynamodb_json,
     item_from_dynamodb_json,
     json_type,
@@ -23,6 +24,7 @@ from streamkit.server._convert import (
     shown,
 )
 from streamkit.server._errors import INVALID, validation
+from streamkit.server._shapes import wrong_type
 from streamkit.server._stream_history import spec_label
 from streamkit.storage._capacity import ConsumedCapacity
 from streamkit.storage._keys import order_bytes
@@ -41,14 +43,21 @@ _DEFAULT_REGION = "us-east-1"  # for a request that is not signed (no region giv
 _RETURN_VALUES = {"NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"}
 
 
-def _need(body: Body, name: str, kind: type | tuple[type, ...] = str) -> Any:
-    if name not in body:
+def _need(
+    body: Body, name: str, kind: type | tuple[type, ...] = str, *, java: str | None = None
+) -> Any:
+    """Member ``name`` of ``body``, of Python type ``kind``; ``java``: its Java type when
+    it is a map DynamoDB's words need (see :func:`wrong_type`)."""
+    if body.get(name) is None:  # DynamoDB reads a JSON null as a missing member
         raise validation(
             f"1 validation error detected: Value null at '{name[0].lower() + name[1:]}' "
             "failed to satisfy constraint: Member must not be null"
         )
     value = body[name]
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        wrong = wrong_type(name, kind, value, java)
+        if wrong is not None:
+            raise wrong
         raise validation(
             f"{INVALID}Invalid type for parameter {name}, expected type: "
             f"{parameter_type(kind)}, got: {json_type(value)}"
@@ -82,12 +91,12 @@ def _opt(body: Body, name: str, kind: type | tuple[type, ...], default: Any = No
     return _need(body, name, kind)
 
 
-_EXPRESSIONS = (
-    "ConditionExpression",
+_EXPRESSIONS = (  # in the order DynamoDB lists them in its messages
     "UpdateExpression",
+    "ConditionExpression",
     "ProjectionExpression",
-    "KeyConditionExpression",
     "FilterExpression",
+    "KeyConditionExpression",
 )
 
 
@@ -117,7 +126,10 @@ def _names(body: Body) -> dict[str, str] | None:
     _only_with_expressions(body, "ExpressionAttributeNames")
     for k, v in raw.items():
         if not isinstance(v, str):
-            raise validation(f"ExpressionAttributeNames value for {k} must be a string")
+            raise wrong_type(k, str, v) or validation(
+                f"ExpressionAttributeNames value for {k} must be a string"
+            )
+        check_name(v)
     return dict(raw)
 
 
@@ -146,7 +158,7 @@ class _Legacy:
     def name(self, attr: str) -> str:
         self._n += 1
         ref = f"#legacy{self._n}"
-        self.names[ref] = attr
+        self.names[ref] = check_name(attr) if isinstance(attr, str) else attr
         return ref
 
     def value(self, av: Any) -> str:
@@ -155,11 +167,23 @@ class _Legacy:
         self.values[ref] = from_dynamodb_json(av, ref)
         return ref
 
-    def conditions(self, spec: Mapping[str, Any], joiner: str = "AND") -> str:
+    def conditions(
+        self, spec: Mapping[str, Any], joiner: str = "AND", member: str = "expected"
+    ) -> str:
+        """``member``: the request member's name as DynamoDB spells it in its messages
+        (``expected``, ``keyConditions``, ``queryFilter``, ``scanFilter``)."""
         parts = []
         for attr, cond in spec.items():
             if not isinstance(cond, dict):
                 raise validation(f"condition for {attr} must be an object")
+            op = cond.get("ComparisonOperator")
+            if op is not None and op not in COMPARISON_OPERATORS:
+                raise validation(
+                    f"1 validation error detected: Value '{shown(op)}' at "
+                    f"'{member}.{attr}.member.comparisonOperator' failed to satisfy "
+                    "constraint: Member must satisfy enum value set: "
+                    f"[{', '.join(COMPARISON_OPERATORS)}]"
+                )
             parts.append(self._one(attr, cond))
         return f" {joiner} ".join(parts)
 
@@ -191,7 +215,7 @@ class _Legacy:
             raise validation("AttributeValueList must be a list")
         refs = [self.value(a) for a in args]
         want = {"NULL": 0, "NOT_NULL": 0, "BETWEEN": 2, "IN": None}.get(op, 1)
-        if want is not None and len(refs) != want:
+        if len(refs) != want if want is not None else not refs:
             raise validation(
                 f"One or more parameter values were invalid: Invalid number of argument(s) "
                 f"for the {shown(op)} ComparisonOperator"
@@ -208,14 +232,12 @@ class _Legacy:
         if op == "BETWEEN":
             return f"{n} BETWEEN {refs[0]} AND {refs[1]}"
         if op == "IN":
-            if not refs:
-                raise validation("IN needs at least one value")
             return f"{n} IN ({', '.join(refs)})"
         if op == "NULL":
             return f"attribute_not_exists({n})"
         if op == "NOT_NULL":
             return f"attribute_exists({n})"
-        raise validation(f"Unsupported ComparisonOperator: {shown(op)}")
+        raise AssertionError(op)  # pragma: no cover - conditions() checked the operator
 
     # the types each legacy operator takes (EQ and NE take any)
     _SCALARS: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -249,8 +271,8 @@ class _Legacy:
             )
         if op == "BETWEEN" and order_bytes(args[0]) > order_bytes(args[1]):
             raise validation(
-                "One or more parameter values were invalid: Invalid range for BETWEEN: "
-                "the first value must not be greater than the second"
+                "The BETWEEN condition was provided a range where the lower bound is greater "
+                "than the upper bound"
             )
 
     def projection(self, attrs: list[Any]) -> str:
@@ -306,21 +328,42 @@ class _Legacy:
         return " ".join(clauses)
 
 
-_NON_EXPRESSIONS = (
+# DynamoDB lists them in this order in its messages
+COMPARISON_OPERATORS = (
+    "IN",
+    "NULL",
+    "BETWEEN",
+    "LT",
+    "NOT_CONTAINS",
+    "EQ",
+    "GT",
+    "NOT_NULL",
+    "NE",
+    "LE",
+    "BEGINS_WITH",
+    "GE",
+    "CONTAINS",
+)
+
+_NON_EXPRESSIONS = (  # likewise
     "AttributesToGet",
     "AttributeUpdates",
-    "ConditionalOperator",
     "Expected",
-    "KeyConditions",
     "QueryFilter",
     "ScanFilter",
+    "ConditionalOperator",
+    "KeyConditions",
 )
 
 
 def _no_mixing(body: Body) -> None:
-    """DynamoDB refuses any expression parameter together with any legacy one."""
+    """DynamoDB refuses any expression parameter together with any legacy one, except
+    ``KeyConditions`` without a ``KeyConditionExpression`` (a Query may filter and
+    project with expressions then)."""
     old = [k for k in _NON_EXPRESSIONS if k in body]
     new = [k for k in _EXPRESSIONS if k in body]
+    if "KeyConditions" in old and "KeyConditionExpression" not in body:
+        old.remove("KeyConditions")
     if old and new:
         raise validation(
             "Can not use both expression and non-expression parameters in the same request: "
@@ -341,13 +384,17 @@ def _combine(
             f"Non-expression parameters: {{{legacy_field}}} Expression parameters: "
             f"{{{expr_field}}}"
         )
+    op = _opt(body, "ConditionalOperator", str, joiner)
+    if op not in ("AND", "OR"):
+        raise validation(
+            f"1 validation error detected: Value '{shown(op)}' at 'conditionalOperator' failed "
+            "to satisfy constraint: Member must satisfy enum value set: [OR, AND]"
+        )
     if old is not None:
         if not old:
             return None
-        op = _opt(body, "ConditionalOperator", str, joiner)
-        if op not in ("AND", "OR"):
-            raise validation("ConditionalOperator must be AND or OR")
-        return legacy.conditions(old, op)
+        member = legacy_field[0].lower() + legacy_field[1:]
+        return legacy.conditions(old, op, member)
     return None if expr is None else str(expr)
 
 
@@ -371,6 +418,35 @@ def _check_segments(segment: int, total: int) -> None:
         )
 
 
+def _capacity_problem(body: Body) -> str | None:
+    """A bad ``ReturnConsumedCapacity``, in DynamoDB's constraint words (None: good)."""
+    mode = body.get("ReturnConsumedCapacity", "NONE")
+    if mode in ("NONE", "TOTAL", "INDEXES"):
+        return None
+    return (
+        f"Value '{shown(mode)}' at 'returnConsumedCapacity' failed to satisfy constraint: "
+        "Member must satisfy enum value set: [INDEXES, TOTAL, NONE]"
+    )
+
+
+def _capacity_problem_refused(body: Body) -> None:
+    """Refuse a bad ``ReturnConsumedCapacity`` before the call changes anything."""
+    problem = _capacity_problem(body)
+    if problem is not None:
+        raise validation(f"1 validation error detected: {problem}")
+
+
+def _collection_problem(body: Body) -> str | None:
+    """A bad ``ReturnItemCollectionMetrics``, in DynamoDB's constraint words."""
+    mode = body.get("ReturnItemCollectionMetrics", "NONE")
+    if mode in ("NONE", "SIZE"):
+        return None
+    return (
+        f"Value '{shown(mode)}' at 'returnItemCollectionMetrics' failed to satisfy "
+        "constraint: Member must satisfy enum value set: [SIZE, NONE]"
+    )
+
+
 def _capacity(
     body: Body,
     table: str,
@@ -384,9 +460,8 @@ def _capacity(
     """``ConsumedCapacity`` as DynamoDB returns it. With ``used`` (a meter around the
     call) the units are what the call consumed, its indexes' included; ``index``: a
     read of that index (its units are the index's, not the table's)."""
+    _capacity_problem_refused(body)
     mode = body.get("ReturnConsumedCapacity", "NONE")
-    if mode not in ("NONE", "TOTAL", "INDEXES"):
-        raise validation(f"Invalid ReturnConsumedCapacity: {shown(mode)}")
     if mode == "NONE":
         return {}
     per_index: dict[str, float] = {}
@@ -451,14 +526,10 @@ def _no_duplicates(spec: TableSpec, items: list[Any]) -> None:
 
 def _collection_mode(body: Body) -> bool:
     """Whether the request asks for ``ItemCollectionMetrics`` (refuses a bad value)."""
-    mode = body.get("ReturnItemCollectionMetrics", "NONE")
-    if mode not in ("NONE", "SIZE"):
-        raise validation(
-            f"1 validation error detected: Value '{shown(mode)}' at "
-            "'returnItemCollectionMetrics' failed to satisfy constraint: Member must satisfy "
-            "enum value set: [SIZE, NONE]"
-        )
-    return bool(mode == "SIZE")
+    problem = _collection_problem(body)
+    if problem is not None:
+        raise validation(f"1 validation error detected: {problem}")
+    return bool(body.get("ReturnItemCollectionMetrics", "NONE") == "SIZE")
 
 
 def _collection_metric(key: dict[str, Any], size: int) -> Body:

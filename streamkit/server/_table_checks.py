@@ -20,6 +20,7 @@ __all__ = (
     "check_key_schema",
     "check_list_tables",
     "check_update_members",
+    "check_update_shape",
     "created_capacity",
     "updated_capacity",
 )
@@ -216,6 +217,23 @@ def check_update_members(body: Body) -> None:
     """UpdateTable must change something."""
     if not any(m in body for m in _UPDATE_MEMBERS):
         raise validation(f"At least one of {_or_list(list(_UPDATE_MEMBERS.values()))} is required")
+
+
+def check_update_shape(body: Body) -> None:
+    """UpdateTable's attribute and index key names (at most 255 bytes), reported as
+    CreateTable's are: before any name is looked up."""
+    shape = _Shape()
+    defs = body.get("AttributeDefinitions")
+    for i, d in enumerate(defs if isinstance(defs, list) else (), 1):
+        if isinstance(d, dict):
+            shape.name(d.get("AttributeName"), f"attributeDefinitions.{i}.member.attributeName")
+    updates = body.get("GlobalSecondaryIndexUpdates")
+    for j, u in enumerate(updates if isinstance(updates, list) else (), 1):
+        create = u.get("Create") if isinstance(u, dict) else None
+        if isinstance(create, dict):
+            where = f"globalSecondaryIndexUpdates.{j}.member.create.keySchema"
+            _key_schema_shape(shape, create.get("KeySchema"), where)
+    shape.done()
 
 
 def _or_list(names: list[str]) -> str:

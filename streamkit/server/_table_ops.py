@@ -33,6 +33,7 @@ from streamkit.server._table_checks import (
     check_key_schema,
     check_list_tables,
     check_update_members,
+    check_update_shape,
     created_capacity,
     unchanged_throughput,
     unused_definitions,
@@ -282,6 +283,7 @@ class TableOps(ServiceBase):
 
         spec = await self._spec(body)
         check_update_members(body)
+        check_update_shape(body)
         changed = spec
         stream_change = None
         if "StreamSpecification" in body:

@@ -1,7 +1,7 @@
-"""TransactWriteItems' request rules that DynamoDB applies before any action runs: the
-``ClientRequestToken`` (idempotency for 10 minutes), the 4 MB payload, and a ``Put``
-whose item does not fit the key schema (a cancellation with a ``ValidationError``
-reason, not a ``ValidationException``)."""
+"""The transactions' request rules that DynamoDB applies before any action runs: the
+``ClientRequestToken`` (idempotency for 10 minutes), the 4 MB payload, the actions'
+table names, and an item or key that does not fit the key schema (a cancellation with
+a ``ValidationError`` reason, not a ``ValidationException``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from streamkit.exceptions import CancellationReason, TransactionCanceled
 from streamkit.records._values import item_size, type_of
 from streamkit.server._errors import DynamoError, validation
+from streamkit.server._ops_common import _KEY_TYPES, _constraints
+from streamkit.storage._spec import table_name_problems
 
 if TYPE_CHECKING:
     from streamkit.storage._spec import TableSpec
@@ -24,6 +26,7 @@ Body = dict[str, Any]
 TOKEN_TTL = 600.0  # DynamoDB: a token is remembered for 10 minutes
 PAYLOAD_LIMIT = 4 * 1024 * 1024
 _INVALID = "One or more parameter values were invalid: "
+SCHEMA_MISMATCH = "The provided key element does not match the schema"
 
 # per store: token -> (expiry, request fingerprint, the first response)
 _TOKENS: weakref.WeakKeyDictionary[Store, dict[str, tuple[float, str, Body]]] = (
@@ -99,6 +102,43 @@ def put_key_problem(spec: TableSpec, item: Any) -> str | None:
                 f"actual: {actual}"
             )
     return None
+
+
+def check_table_names(items: list[Any]) -> None:
+    """Every action's ``TableName``, checked as DynamoDB checks it before anything else
+    (its words name the action's position and kind: ``transactItems.2.member.update``)."""
+    for i, action in enumerate(items, 1):
+        if not isinstance(action, dict) or len(action) != 1:
+            continue
+        ((kind, spec),) = action.items()
+        name = spec.get("TableName") if isinstance(spec, dict) else None
+        if isinstance(name, str) and isinstance(kind, str) and kind:
+            member = f"transactItems.{i}.member.{kind[0].lower()}{kind[1:]}.tableName"
+            _constraints(name, member, table_name_problems(name))
+
+
+def key_problem(spec: TableSpec, key: Any) -> str | None:
+    """Why the key of an ``Update``, ``Delete``, ``ConditionCheck`` or ``Get`` does not
+    fit the table's key schema (a missing, extra or wrongly typed key attribute), in
+    DynamoDB's words, if it does not."""
+    if not isinstance(key, dict):
+        return None
+    if set(key) != set(spec.key.names):
+        return SCHEMA_MISMATCH
+    for attr in (spec.key.partition, spec.key.sort):
+        if attr is not None and type(key[attr.name]) is not _KEY_TYPES[attr.type]:
+            return SCHEMA_MISMATCH
+    return None
+
+
+def no_duplicates(keys: list[tuple[str, TableSpec, Any]]) -> None:
+    """TransactGetItems: DynamoDB refuses two reads of one item, as two writes."""
+    seen: set[tuple[str, bytes, bytes]] = set()
+    for table, spec, key in keys:
+        k = (table, *spec.key.extract(key))
+        if k in seen:
+            raise validation("Transaction request cannot include multiple operations on one item")
+        seen.add(k)
 
 
 def cancel_invalid(problems: list[str | None]) -> None:

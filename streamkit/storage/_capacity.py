@@ -19,8 +19,14 @@ import time
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from streamkit.exceptions import ThroughputExceeded, ValidationError
+
+if TYPE_CHECKING:
+    from streamkit.records._values import Item
+    from streamkit.storage._indexes import IndexSpec
+    from streamkit.storage._keys import KeySchema
 
 __all__ = (
     "BURST_SECONDS",
@@ -29,6 +35,7 @@ __all__ = (
     "OnDemand",
     "Provisioned",
     "TokenBucket",
+    "index_entry_unchanged",
     "measure",
     "read_units",
     "record_collection",
@@ -75,6 +82,22 @@ def read_units(size: int, *, consistent: bool) -> float:
     """Read units for ``size`` bytes read (at least one 4 KB block)."""
     units = float(max(1, math.ceil(size / 4096)))
     return units if consistent else units / 2
+
+
+def index_entry_unchanged(
+    ix: IndexSpec,
+    table_key: KeySchema,
+    old: Item | None,
+    new: Item | None,
+    old_at: tuple[bytes, bytes] | None,
+    new_entry: tuple[bytes, bytes, bytes, int],
+) -> bool:
+    """Whether a write leaves an item's entry in a projecting index as it was: same place,
+    same projected attributes (DynamoDB then writes nothing to the index, and charges it
+    nothing)."""
+    if old is None or new is None or old_at != (new_entry[0], new_entry[1]):
+        return False
+    return bool(ix.project(table_key, old) == ix.project(table_key, new))
 
 
 class TokenBucket:

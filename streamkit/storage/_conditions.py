@@ -35,6 +35,7 @@ from typing import Any, Final, Protocol
 
 from streamkit.exceptions import ExpressionError, ValidationError
 from streamkit.records._values import normalize_value, type_of
+from streamkit.storage._expression_words import shown_value
 
 __all__ = (
     "COMPARATORS",
@@ -550,14 +551,15 @@ class Binder:
             if type(lo) is not type(hi):
                 raise self.error(
                     "The BETWEEN operator requires same data type for lower and upper bounds; "
-                    f"lower bound operand: {type_of(lo)}, upper bound operand: {type_of(hi)}",
+                    f"lower bound operand: {shown_value(lo)}, "
+                    f"upper bound operand: {shown_value(hi)}",
                     node.pos,
                 )
             if lo > hi:
                 raise self.error(
                     "The BETWEEN operator requires upper bound to be greater than or equal to "
-                    f"lower bound; lower operand: {type_of(lo)} {lo}, "
-                    f"upper operand: {type_of(hi)} {hi}",
+                    f"lower bound; lower bound operand: {shown_value(lo)}, "
+                    f"upper bound operand: {shown_value(hi)}",
                     node.pos,
                 )
         return Between(operand, low, high, pos=node.pos)
@@ -567,6 +569,8 @@ class Binder:
         if not isinstance(type_operand, Const):
             raise self.error("attribute_type takes its type as a value (:type)", node.pos)
         tag = type_operand.value
+        if type(tag) is not str:
+            raise self.operand_type("attribute_type", tag, node.pos)
         if tag not in _TYPE_TAGS:
             raise self.error(
                 f"Invalid attribute type name found; type: {tag}, "

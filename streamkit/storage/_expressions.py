@@ -98,6 +98,7 @@ from streamkit.storage._evaluate import (
     elements,
     key_condition,
 )
+from streamkit.storage._expression_words import ANY_TYPE
 
 __all__ = (
     "MAX_EXPRESSION_BYTES",
@@ -126,7 +127,7 @@ GENERATED: contextvars.ContextVar[bool] = contextvars.ContextVar("sk_generated",
 legacy ``AttributeUpdates`` / ``AttributesToGet`` (no size limit, as in DynamoDB)."""
 MAX_PATH_DEPTH: Final = 32
 """DynamoDB's limit on the levels of one document path (``a.b[0]``: 3), the top one included."""
-_MAX_PARENS: Final = 50  # keeps the recursive descent far from Python's recursion limit
+_MAX_PARENS: Final = 150  # DynamoDB nests 149 levels of "x or (...)"; far from the recursion limit
 
 RESERVED_WORDS: Final = frozenset(
     """
@@ -302,8 +303,8 @@ class _Parser:
         # DynamoDB caps operators and functions; it also bounds every tree we build
         self.ops += 1
         if self.ops > MAX_OPERATORS:
-            raise self.error(
-                f"the expression has more than {MAX_OPERATORS} operators and functions", pos
+            raise self.error(  # DynamoDB's words (it counts functions too)
+                f"The expression contains too many operators; operator count: {self.ops}", pos
             )
 
     def is_call(self) -> bool:
@@ -408,9 +409,9 @@ class _Parser:
             )
         if name == "attribute_type":
             if not isinstance(args[1], ValueRef):
-                raise self.error(
-                    "the type operand of attribute_type must be an expression attribute "
-                    "value such as :type (holding S, N, B, BOOL, NULL, L, M, SS, NS or BS)",
+                raise self.error(  # DynamoDB's words: a path may hold any type
+                    "Incorrect operand type for operator or function; operator or function: "
+                    f"attribute_type, operand type: {{{ANY_TYPE}}}",
                     pos,
                 )
             return AttributeType(first, args[1], pos=pos)

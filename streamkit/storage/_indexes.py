@@ -225,9 +225,8 @@ class IndexSpec:
                         f"index {name!r}: attribute {attr.name!r} is type {table_attr.type} "
                         f"in the table's key, not {attr.type}"
                     )
+        # a key attribute listed too is kept (DynamoDB accepts and shows it as given)
         projection, include = _projection(index.projection)
-        keys = set(table_key.names) | {part.name} | ({sort.name} if sort else set())
-        include = tuple(n for n in include if n not in keys)
         return cls(name, kind, KeySchema(part, sort), projection, include, status, slot, cap)
 
     # --- storage ------------------------------------------------------------------------
@@ -421,6 +420,22 @@ def build_indexes(
     )
     check_unique(out)
     return out
+
+
+def check_scalar_updates(indexes: Sequence[IndexSpec], update: Any) -> None:
+    """Refuse an update of a nested path under an index key attribute (``SET x.y``,
+    ``REMOVE x[0]``): index keys are scalars, as DynamoDB says. ``update``: the
+    resolved ``UpdateExpr``."""
+    actions = (*update.sets, *update.removes, *update.adds, *update.deletes)
+    nested = {a.path.elements[0] for a in actions if len(a.path.elements) > 1}
+    for ix in indexes:
+        for name in ix.key.names:
+            if name in nested:
+                raise ValidationError(
+                    f"index key attribute {name!r} is a scalar: a nested path under it "
+                    "cannot be updated",
+                    path=name,
+                )
 
 
 def check_unique(indexes: Sequence[IndexSpec]) -> None:

@@ -34,7 +34,8 @@ from streamkit.exceptions import (
 from streamkit.records import StreamView, UserIdentity
 from streamkit.records._avro import decode_image, encode_image, encode_record
 from streamkit.records._values import MAX_ITEM_BYTES, Item, item_size, values_equal
-from streamkit.storage._capacity import write_units
+from streamkit.storage._capacity import index_entry_unchanged, write_units
+from streamkit.storage._indexes import check_scalar_updates
 from streamkit.storage._keys import message_key
 from streamkit.storage._versions import (
     ReplicaOp,
@@ -313,7 +314,8 @@ def _maintain_indexes(rows: Rows, p: _Plan) -> None:
                 used += write_units(p.new_size)
             else:
                 rows.store(sid, new_e[0], new_e[1], new_e[2], new_e[3], None)
-                used += write_units(new_e[3])
+                if not index_entry_unchanged(ix, spec.key, old, p.new, old_k, new_e):
+                    used += write_units(new_e[3])
         if used:
             units[ix.name] = used
     if units:
@@ -549,6 +551,7 @@ def _plan(rows: Rows, op: WriteOp) -> _Plan:
                 raise ValidationError(
                     f"cannot update attribute {name!r}: it is part of the table's key", path=name
                 )
+        check_scalar_updates(spec.indexes, op.update.ast)
     if op.condition is not None:
         old = _decode(old_data)
         decoded = True

@@ -59,11 +59,11 @@ def test_expression_and_legacy_parameters_are_never_mixed(served: Served) -> Non
             "query",
             {
                 "KeyConditions": kc,
-                "FilterExpression": "a = :a",
-                "ExpressionAttributeValues": {":a": {"N": "1"}},
+                "KeyConditionExpression": "id = :p",
+                "ExpressionAttributeValues": {":p": {"S": "u1"}},
             },
             "KeyConditions",
-            "FilterExpression",
+            "KeyConditionExpression",
         ),
         ("scan", {"ScanFilter": eq1, "ProjectionExpression": "a"}, "ScanFilter", "Projection"),
         (

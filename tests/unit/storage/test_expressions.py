@@ -175,14 +175,14 @@ def test_expression_longer_than_4kb_is_refused() -> None:
 def test_operator_limit() -> None:
     ok = " OR ".join(["a = :v"] * 150)  # 150 comparisons + 149 ORs = 299 operators
     assert compiled(ok, {":v": 1}).evaluate({"a": Decimal(1)})
-    with pytest.raises(ExpressionError, match="more than 300 operators"):
+    with pytest.raises(ExpressionError, match="too many operators; operator count: 301"):
         parse_condition(" OR ".join(["a = :v"] * 151))
 
 
 def test_parenthesis_nesting_is_bounded() -> None:
-    assert compiled("(" * 50 + "a = :v" + ")" * 50, {":v": 1}).evaluate({"a": Decimal(1)})
+    assert compiled("(" * 150 + "a = :v" + ")" * 150, {":v": 1}).evaluate({"a": Decimal(1)})
     with pytest.raises(ExpressionError, match="nested deeper"):
-        parse_condition("(" * 51 + "a = :v" + ")" * 51)
+        parse_condition("(" * 151 + "a = :v" + ")" * 151)
     with pytest.raises(ExpressionError):
         parse_condition("(" * 2000)  # no RecursionError, whatever the input
 
@@ -325,7 +325,9 @@ def test_bad_values_name_their_placeholder(value: Any) -> None:
         ),
         pytest.param("size(:v) > :v", {":v": 1}, "requires a document path", id="size-of-value"),
         pytest.param("size(a, b) > :v", {":v": 1}, "number of operands: 2", id="size-arity"),
-        pytest.param("attribute_type(a, b)", {}, "expression attribute value", id="type-as-path"),
+        pytest.param(
+            "attribute_type(a, b)", {}, "attribute_type, operand type: {S,SS,", id="type-as-path"
+        ),
         pytest.param(
             "attribute_type(a, :t)",
             {":t": "DOG"},
