@@ -249,6 +249,18 @@ def _version(conn: sqlite3.Connection) -> str | None:
     return None if row is None else str(row[0])
 
 
+def _deliver_all(out: list[_Result]) -> None:
+    """Hand each result to its future's event loop (worker thread)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+    for r in out:
+        if r[0] is not None:
+            by_loop.setdefault(r[0].get_loop(), []).append(r)
+    for loop, results in by_loop.items():
+        # a closed loop raises RuntimeError: nobody is waiting for these results
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_deliver, results)
+
+
 def _deliver(results: list[_Result]) -> None:
     for fut, value, exc in results:
         if fut is None or fut.cancelled():
@@ -269,7 +281,7 @@ class _Rows:
     sees the writes of the jobs before it.
     """
 
-    __slots__ = ("_changes", "_items", "_slots", "conn", "seq", "writes")
+    __slots__ = ("_changes", "_items", "_slots", "_version", "conn", "seq", "writes")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -279,6 +291,8 @@ class _Rows:
         self._items: dict[tuple[int, bytes, bytes], tuple[bytes, int, float | None] | None] = {}
         self._changes: list[tuple[Any, ...]] = []
         self._slots: dict[int, int | None] = {}  # settings epoch per table, read once per group
+        # the file's PRAGMA data_version when seq and _slots were read (None: read again)
+        self._version: int | None = None
 
     # --- write side (writer thread, inside BEGIN IMMEDIATE) ---
     def load(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
@@ -370,6 +384,7 @@ class _Rows:
         """Forget deferred rows (the transaction is being rolled back)."""
         self._items.clear()
         self._changes.clear()
+        self._version = None
 
     def max_sequence(self) -> int:
         return int(self.conn.execute("SELECT max(seq) FROM sk_changes").fetchone()[0] or 0)
@@ -378,8 +393,19 @@ class _Rows:
         # Read inside every write transaction, so two processes sharing a file never
         # reuse a number. Pruning the archive always keeps the newest row, so the
         # maximum never goes back.
+        # Another connection's commit changes the file's data_version; while it stays,
+        # the number this connection last used and the epochs it read still hold.
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._version:
+            return
         self.seq = self.max_sequence()
         self._slots.clear()  # and the catalog as it is in this transaction
+        self._version = version
+
+    def forget(self) -> None:
+        """Read the sequence and the catalog again at the next write transaction (after a
+        rollback, or work that wrote SQL of its own)."""
+        self._version = None
 
     # --- read side ---
     def get(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
@@ -583,6 +609,9 @@ def _classify(path: str, uri: str) -> str | None:
     return None
 
 
+_NOTHING: Any = object()
+
+
 class _Fallback(Exception):  # a signal, not an error: use the reader thread instead
     """The direct connection cannot serve this read now (busy, or in use by another thread)."""
 
@@ -629,6 +658,9 @@ class _Worker(threading.Thread):
         # a read-only store: a "write" group only reads, and must not take the write lock
         self._begin = "BEGIN" if engine.read_only else "BEGIN IMMEDIATE"
         self.queue: SimpleQueue[_Work | None] = SimpleQueue()
+        # held while the connection is in use: by this thread for each batch, or by the
+        # event loop's thread for a write run in place (see run_here)
+        self.lock = threading.Lock()
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self.rows: _Rows | None = None
@@ -665,13 +697,15 @@ class _Worker(threading.Thread):
                         stop = True
                         break
                     batch.append(nxt)
-                self._run_batch(rows, batch)
+                with self.lock:
+                    out = self._run_batch(rows, batch)
+                _deliver_all(out)  # after the lock: a woken caller may write in place
                 if stop:
                     return
         finally:
             conn.close()
 
-    def _run_batch(self, rows: _Rows, batch: list[_Work]) -> None:
+    def _run_batch(self, rows: _Rows, batch: list[_Work]) -> list[_Result]:
         out: list[_Result] = []
         i = 0
         n = len(batch)
@@ -689,14 +723,7 @@ class _Worker(threading.Thread):
                 except BaseException as e:
                     out.append((fut, None, self._engine.wrap(e)))
                 i += 1
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for r in out:
-            if r[0] is not None:
-                by_loop.setdefault(r[0].get_loop(), []).append(r)
-        for loop, results in by_loop.items():
-            # a closed loop raises RuntimeError: nobody is waiting for these results
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_deliver, results)
+        return out
 
     def _run_writes(
         self,
@@ -712,6 +739,7 @@ class _Worker(threading.Thread):
             for _, fn, fut in group:
                 if not isinstance(fn, _JobRunner):
                     rows.flush()  # catalog work reads and writes SQL directly
+                    rows.forget()
                 before = rows.writes
                 try:
                     done.append((fut, fn(rows), None))
@@ -732,6 +760,41 @@ class _Worker(threading.Thread):
         if any(e is None for _, _, e in done):
             self._engine.notify_commit()
 
+    def run_here(self, runner: Callable[[_Rows], Any]) -> tuple[Any, BaseException | None]:
+        """Run one write job in its own transaction on the calling thread (the caller
+        holds ``lock``, and the queue was empty): no thread hop for a lone writer.
+
+        The connection never waits for another process's write lock here: busy, the job
+        is not run and :class:`_Fallback` is raised, so the caller queues it instead.
+        """
+        rows = self.rows
+        if rows is None:
+            raise _Fallback
+        conn = rows.conn
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            try:
+                conn.execute(self._begin)
+            except sqlite3.OperationalError as e:
+                if getattr(e, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                    raise _Fallback from e
+                raise
+            try:
+                rows.read_sequence()
+                value = runner(rows)
+                rows.flush()
+                conn.execute("COMMIT")
+            except BaseException as e:
+                rows.discard()
+                if conn.in_transaction:
+                    conn.rollback()
+                return None, self._engine.wrap(e)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+        self._engine.committed()
+        self._engine.notify_commit()
+        return value, None
+
     def _run_singly(
         self,
         rows: _Rows,
@@ -744,6 +807,8 @@ class _Worker(threading.Thread):
             try:
                 conn.execute(self._begin)
                 rows.read_sequence()
+                if not isinstance(fn, _JobRunner):
+                    rows.forget()
                 value = fn(rows)
                 rows.flush()
                 conn.execute("COMMIT")
@@ -854,6 +919,9 @@ class SqliteEngine:
         # point reads on the calling thread (file stores; see the module docstring)
         self._direct: sqlite3.Connection | None = None
         self._direct_lock = threading.Lock()
+        # per event loop, the turn's first write while it is alone, None once another
+        # came (see write)
+        self._held: dict[asyncio.AbstractEventLoop, _Work | None] = {}
         self._direct_reads = 0
         self._open_lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
@@ -1034,8 +1102,57 @@ class SqliteEngine:
         return fut
 
     async def write(self, job: WriteJob) -> list[WriteResult]:
-        """Run a write job in the next group commit."""
-        return await self._submit(self._writer, True, _JobRunner(job))  # type: ignore[no-any-return]
+        """Run a write job: in place when it is alone, else in the writer's next group.
+
+        A lone awaiting writer would pay two thread wake-ups per write (the writer
+        thread's, then the event loop's). So the first write a loop asks for in a turn is
+        held to the end of the turn: if it is still alone then and the writer is idle, it
+        runs here, in its own transaction on the writer's connection (under its lock).
+        A second write in the same turn sends both, and the rest of the turn's, to the
+        writer thread at once, which commits them as one group, as before.
+        """
+        writer = self._writer
+        if writer is None:
+            raise StorageError(f"storage {self.url} is not open (or was closed)")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[WriteResult]] = loop.create_future()
+        work: _Work = (True, _JobRunner(job), fut)
+        held = self._held.get(loop, _NOTHING)
+        if held is _NOTHING:  # the turn's first write: hold it
+            self._held[loop] = work
+            loop.call_soon(self._run_held, loop, writer)
+        else:  # not alone: the turn's writes go to the writer thread
+            if held is not None:
+                writer.queue.put(held)
+                self._held[loop] = None
+            writer.queue.put(work)
+        return await fut
+
+    def _run_held(self, loop: asyncio.AbstractEventLoop, writer: _Worker) -> None:
+        """End of the turn: run a held lone write here (or queue it if the writer is busy)."""
+        work = self._held.pop(loop, None)
+        if work is None:
+            return
+        fut = work[2]
+        if fut is None or fut.cancelled():
+            return
+        if self._writer is not writer:
+            fut.set_exception(StorageError(f"storage {self.url} is not open (or was closed)"))
+            return
+        if writer.queue.empty() and writer.lock.acquire(blocking=False):
+            try:
+                value, error = writer.run_here(work[1])
+            except _Fallback:
+                pass
+            else:
+                if error is None:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(error)
+                return
+            finally:
+                writer.lock.release()
+        writer.queue.put(work)
 
     async def write_fn(self, fn: Callable[[_Rows], T]) -> T:
         """Run ``fn(rows)`` inside a write transaction (used for DDL and maintenance)."""
