@@ -435,6 +435,106 @@ async def _figure(work: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
         return {"error": repr(e)}
 
 
+async def raw_produce_to_consume(
+    address: str, *, rate: float, seconds: float, transactional: bool
+) -> dict[str, Any]:
+    """The floor of commit → handler on the same broker: raw aiokafka, no streamkit.
+
+    Messages are made at ``rate`` per second. Transactional: what is waiting is sent
+    as one transaction while the previous one commits (as the relay does), and read by
+    a ``read_committed`` consumer; otherwise each is sent at once (``acks=all``) and
+    read ``read_uncommitted``. Both consumers use ``fetch_max_wait_ms=5``. Latency is
+    from the message being made to the consumer's ``getmany`` returning it.
+    """
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topic = f"bench-floor-{uuid.uuid4()}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=address)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=8, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=address,
+        enable_idempotence=True,
+        acks="all",
+        transactional_id=f"bench-floor-{uuid.uuid4()}" if transactional else None,
+    )
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=address,
+        isolation_level="read_committed" if transactional else "read_uncommitted",
+        fetch_max_wait_ms=5,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    made: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    n = round(rate * seconds)
+    await producer.start()
+    await consumer.start()
+    try:
+        done = asyncio.Event()
+
+        async def consume() -> None:
+            while len(seen) < n:
+                batches = await consumer.getmany(timeout_ms=100)
+                now = time.perf_counter()
+                for msgs in batches.values():
+                    for m in msgs:
+                        seen[int(m.value)] = now
+            done.set()
+
+        reader = asyncio.create_task(consume())
+        waiting: list[int] = []
+        bell = asyncio.Event()
+
+        async def send_transactions() -> None:
+            while True:
+                await bell.wait()
+                bell.clear()
+                batch, waiting[:] = list(waiting), []
+                async with producer.transaction():
+                    for i in batch:
+                        await producer.send(topic, str(i).encode(), partition=i % 8)
+                if batch and batch[-1] == n - 1:
+                    return
+
+        sender = asyncio.create_task(send_transactions()) if transactional else None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for i in range(n):
+            ahead = started + i / rate - loop.time()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            made[i] = time.perf_counter()
+            if transactional:
+                waiting.append(i)
+                bell.set()
+            else:
+                await producer.send(topic, str(i).encode(), partition=i % 8)
+        if sender is not None:
+            await sender
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 30)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await _delete_topics(address, [topic])
+    ms = sorted((seen[i] - made[i]) * 1000 for i in made if i in seen)
+    return {
+        "p50_ms": round(_percentile(ms, 50), 1),
+        "p99_ms": round(_percentile(ms, 99), 1),
+        "max_ms": round(ms[-1], 1) if ms else float("nan"),
+        "missing": n - len(ms),
+    }
+
+
 async def run(
     seconds: float,
     kafka: str | None,
@@ -475,11 +575,15 @@ async def run(
                     root / "local", f"local://{root}/local/log", rate=rate, seconds=seconds
                 )
             )
-            if url:
+            if kafka and url:
                 (root / "kafka").mkdir()
                 latency["kafka"] = await _figure(
                     write_to_handler(root / "kafka", url, rate=rate, seconds=seconds)
                 )
+                for name, txn in (("kafka_floor_transactions", True), ("kafka_floor", False)):
+                    latency[name] = await _figure(
+                        raw_produce_to_consume(kafka, rate=rate, seconds=seconds, transactional=txn)
+                    )
             out["latency"] = latency
             if kafka and url:
                 out["memory"] = await _figure(_memory(root, url, backlog, memory_seconds, created))
