@@ -11,7 +11,8 @@ against raw aiokafka and FastStream, write-to-handler latency, memory under a
 backlog) need Kafka; without it only the local-log latency runs. The PostgreSQL storage
 figures run when ``--postgres`` (or ``STREAMKIT_TEST_POSTGRES``) names a server. The
 scaling figures (``--only scaling``) fill a 200,000-item table (1,000,000 with
-``STREAMKIT_BENCH_BIG=1``).
+``STREAMKIT_BENCH_BIG=1``); their scale-out part needs Kafka (``--kafka``, or
+``STREAMKIT_BENCH_KAFKA``) and is skipped, with a note, without it.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def main() -> None:
     if args.only in (None, "replication"):
         results["replication"] = asyncio.run(replication.run(args.seconds))
     if args.only in (None, "scaling"):
-        results["scaling"] = asyncio.run(scaling.run(args.seconds))
+        results["scaling"] = asyncio.run(scaling.run(args.seconds, kafka=args.kafka or None))
     if args.only in (None, "postgres") and args.postgres:
         results["postgres"] = asyncio.run(postgres.run(args.seconds, url=args.postgres))
     meta = {

@@ -13,23 +13,43 @@
   ``records`` change records already in the log; throughput (records delivered per
   second, all handlers together), then the process's idle CPU and RSS with the
   handlers running and nothing to do.
+* **scale-out** (Kafka; skipped, with a note, when no broker is given): ``records``
+  change records already in a table's topic (8 partitions, the default), then k = 1, 2,
+  3, 4 ``streamkit run`` processes of the same app, one handler (a fresh consumer group
+  per k, so each k reads the whole backlog); the handler does a fixed ~40-60 µs of CPU
+  work per record (``WORK_LOOPS``) and appends the record's sequence number and the
+  time to its process's file. Time until the group has delivered every record, the
+  rate once all k processes deliver, and a check: each record delivered once, none
+  missed. 120,000 records by default.
+* **archive** (embedded log, PITR on, ``recovery_days=1``): ``ARCHIVE_KEYS`` items
+  overwritten at random until the history holds 100,000 and 300,000 changes (and
+  1,000,000 with ``STREAMKIT_BENCH_BIG=1``), each size in a fresh store: the archive's
+  size on disk, what the relay's compaction removes now, what it removes once the
+  changes are older than the recovery window (``now_ms`` a day ahead), and
+  ``restore_to_time`` before and after.
 
-``python -m benchmarks --only scaling`` (about a minute and a half by default; the
-1M-item fill alone takes a few minutes).
+``python -m benchmarks --only scaling [--kafka HOST:PORT]`` (about two and a half
+minutes by default; the 1M-item fill alone takes a few minutes). ``python -m benchmarks.scaling
+scaleout HOST:PORT`` and ``python -m benchmarks.scaling archive`` run one part.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
+import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +58,7 @@ from streamkit.capture import Relay
 from streamkit.cli._bench import _item
 
 BIG_ENV = "STREAMKIT_BENCH_BIG"
+KAFKA_ENV = "STREAMKIT_BENCH_KAFKA"
 SMALL_ITEMS = 10_000
 BIG_ITEMS = 200_000
 HUGE_ITEMS = 1_000_000
@@ -269,11 +290,318 @@ async def handlers_figures(
     return out
 
 
-async def run(seconds: float) -> dict[str, Any]:
-    """Every scaling figure (see the module docstring)."""
+# --- scale-out: k `streamkit run` processes, one consumer group --------------------------------
+WORK_LOOPS = 700  # ~50 µs of pure-Python arithmetic on this machine (measured per run)
+# b"%010d %016d\n" (sequence number, wall clock in µs): a fixed width, so a file's size
+# says how many records it holds
+_SEEN_LINE = 28
+
+SCALE_APP = """
+import os
+import time
+
+import streamkit as sk
+
+app = sk.App(storage={storage!r}, log={log!r}, namespace={namespace!r})
+_fd = os.open(
+    os.path.join({seen!r}, "seen-%d.txt" % os.getpid()), os.O_WRONLY | os.O_APPEND | os.O_CREAT
+)
+
+
+@app.on_insert("Events", name={handler!r})
+async def work(record: sk.ChangeRecord) -> None:
+    x = 1
+    for _ in range({loops}):  # a fixed CPU cost per record
+        x = (x * 31 + 7) % 1000003
+    os.write(_fd, b"%010d %016d\\n" % (record.sequence_number, time.time_ns() // 1000))
+"""
+
+
+def _work_us(loops: int = WORK_LOOPS) -> float:
+    """What the handler's work costs here (µs, the best of 200)."""
+    best = math.inf
+    for _ in range(200):
+        t0 = time.perf_counter()
+        x = 1
+        for _ in range(loops):
+            x = (x * 31 + 7) % 1000003
+        best = min(best, time.perf_counter() - t0)
+    return round(best * 1e6, 1)
+
+
+async def _group_run(
+    d: Path, k: int, records: int, storage: str, log: str, ns: str
+) -> dict[str, Any]:
+    """Start ``k`` processes of a fresh handler; time until every record is delivered."""
+    seen = d / f"seen-k{k}"
+    seen.mkdir()
+    (d / f"scale_k{k}.py").write_text(
+        SCALE_APP.format(
+            storage=storage,
+            log=log,
+            namespace=ns,
+            seen=str(seen),
+            handler=f"work_k{k}",
+            loops=WORK_LOOPS,
+        )
+    )
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    logs = [os.open(d / f"run-k{k}-{i}.log", flags, 0o644) for i in range(k)]
+    t0 = time.time()  # the wall clock: the processes stamp their records with it
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "streamkit",
+            "run",
+            f"scale_k{k}:app",
+            "--no-relay",
+            cwd=d,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
+        for f in logs
+    ]
+    try:
+        while True:
+            delivered = sum(f.stat().st_size for f in seen.iterdir()) // _SEEN_LINE
+            if delivered >= records:
+                break
+            if time.time() - t0 > 600 or any(p.returncode is not None for p in procs):
+                tail = (d / f"run-k{k}-0.log").read_text()[-2000:]
+                raise RuntimeError(f"k={k}: {delivered} of {records} delivered\n{tail}")
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # a late duplicate (a redelivery) would show up by now
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            await p.wait()
+        for fd in logs:
+            os.close(fd)
+    return _group_figures(seen, records, t0, k)
+
+
+def _group_figures(seen: Path, records: int, t0: float, k: int) -> dict[str, Any]:
+    """From the processes' files: time to deliver everything, and the rate once all ``k``
+    processes were delivering (after the group's last rebalance of the start-up)."""
+    firsts: list[float] = []
+    stamps: list[float] = []
+    per_process: list[int] = []
+    seqs: list[int] = []
+    for path in sorted(seen.iterdir()):
+        fields = path.read_bytes().split()
+        got, at = [int(x) for x in fields[::2]], [int(x) / 1e6 for x in fields[1::2]]
+        per_process.append(len(got))
+        seqs.extend(got)
+        stamps.extend(at)
+        firsts.append(min(at, default=math.inf))
+    end, start = max(stamps), min(stamps)
+    distinct = len(set(seqs))
+    out: dict[str, Any] = {
+        "seconds_from_start": round(end - t0, 2),
+        "first_record_after_s": round(start - t0, 2),
+        "records_per_s": round(records / (end - t0)),
+        "per_process": sorted(per_process, reverse=True),
+        "delivered": len(seqs),
+        "duplicates": len(seqs) - distinct,
+        "missed": records - distinct,
+    }
+    if len(firsts) == k and max(firsts) < end:
+        all_in = max(firsts)  # every process had its partitions from here on
+        late = sum(1 for t in stamps if t >= all_in)
+        out["all_delivering_after_s"] = round(all_in - t0, 2)
+        out["records_with_all_delivering"] = late
+        out["records_per_s_all_delivering"] = round(late / (end - all_in))
+    return out
+
+
+async def scaleout_figures(
+    kafka: str, records: int = 120_000, counts: Sequence[int] = (1, 2, 3, 4)
+) -> dict[str, Any]:
+    """1 → 4 ``streamkit run`` processes sharing one handler's consumer group on Kafka."""
+    ns = f"bscale{uuid.uuid4().hex[:8]}"
+    log = f"kafka://{kafka}"
+    out: dict[str, Any] = {"records": records, "partitions": 8, "work_us": _work_us()}
+    with tempfile.TemporaryDirectory(prefix="streamkit-scaling-") as tmp:
+        d = Path(tmp)
+        storage = f"sqlite:///{d}/store.db"
+        app = sk.App(storage=storage, log=log, namespace=ns, topic_partitions=8)
+        try:
+            events = await app.create_table("Events", partition_key="UserID")
+            async with app.running(handlers=[], ttl=False):  # the relay fills the topic
+                await _fill(events, records)
+                await app.drain(timeout=600)
+        finally:
+            await app.close()
+        try:
+            for k in counts:
+                out[f"{k}_processes"] = await _group_run(d, k, records, storage, log, ns)
+        finally:
+            try:
+                from streamkit.log import from_url
+
+                async with from_url(log) as changes:
+                    await changes.delete_topic(f"{ns}.Events")
+            except Exception as e:  # the figures stand; say what was left behind
+                print(f"could not delete the topic {ns}.Events: {e!r}", file=sys.stderr)
+    base = out[f"{counts[0]}_processes"]
+    for k in counts:
+        fig = out[f"{k}_processes"]
+        fig["vs_1"] = round(fig["records_per_s"] / base["records_per_s"], 2)
+        if "records_per_s_all_delivering" in fig:
+            fig["vs_1_all_delivering"] = round(
+                fig["records_per_s_all_delivering"] / base["records_per_s_all_delivering"], 2
+            )
+    return out
+
+
+# --- the PITR archive after many changes ------------------------------------------------------
+ARCHIVE_KEYS = 10_000
+ARCHIVE_CHANGES = (100_000, 300_000)
+_DAY_MS = 86_400_000
+
+
+async def _overwrite(t: sk.Table, keys: int, changes: int, seed: int) -> float:
+    """``changes`` puts of random existing-or-new keys (25 distinct keys per batch write,
+    8 writers); every put changes ``n``, so each is a change record. Returns changes/s."""
+    rng = random.Random(seed)
+    batches = [rng.sample(range(keys), 25) for _ in range(changes // 25)]
+
+    async def worker(w: int) -> None:
+        for b, batch in enumerate(batches[w::8]):
+            n = (b * 8 + w) * 25
+            await t.batch_write(
+                puts=[
+                    {"pk": f"k{key:06d}", "n": n + j, "pad": "x" * 40}
+                    for j, key in enumerate(batch)
+                ]
+            )
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(8)))
+    return changes / (time.perf_counter() - start)
+
+
+def _archive_size(db: str, table: str) -> dict[str, int]:
+    """Read-only look at the file (closed by the app, so the WAL is folded in): the table's
+    archive rows, the archive's B-tree bytes, the file and its free pages."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT count(*) FROM sk_changes WHERE tname=?", (table,)).fetchone()
+        btree = conn.execute("SELECT sum(pgsize) FROM dbstat WHERE name='sk_changes'").fetchone()
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    finally:
+        conn.close()
+    return {
+        "rows": int(rows[0]),
+        "archive_bytes": int(btree[0] or 0),
+        "file_bytes": _file_size(db),
+        "free_bytes": int(free) * int(page),
+    }
+
+
+async def _restore(app: sk.App, target: str, keys: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    restored = await app.restore_to_time("Hist", at=datetime.now(UTC), target=target)
+    took = time.perf_counter() - t0
+    return {"seconds": round(took, 2), "items_per_s": round(keys / took), "table": restored.name}
+
+
+async def _archive_figure(d: str, keys: int, changes: int) -> dict[str, Any]:
+    db, log = f"{d}/archive.db", f"local://{d}/log"
+    app = sk.App(storage=f"sqlite:///{db}", log=log)
+    try:
+        hist = await app.create_table("Hist", partition_key="pk", stream=None, recovery_days=1)
+        rate = await _overwrite(hist, keys, changes, seed=changes)
+        async with app.running(handlers=[], ttl=False):
+            await app.drain(timeout=600)  # the relay settles every row (nothing to publish)
+    finally:
+        await app.close()
+    filled = _archive_size(db, "Hist")
+    app = sk.App(storage=f"sqlite:///{db}", log=log)
+    try:
+        async with app.running(handlers=[], ttl=False):
+            await app.drain(timeout=600)
+            # what the relay runs every minute: rows inside the window stay
+            pruned_now = await app._store.prune_archive(
+                published_upto=await app.relay._slowest_done()
+            )
+            before = await _restore(app, "Before", keys)
+            await app.delete_table(before.pop("table"))
+            await app.drain(timeout=600)
+            # the same call a day later (recovery_days=1): every change is past the window.
+            # The relay makes one call (10,000 rows) a minute; here they run back to back.
+            later = int(time.time() * 1000) + _DAY_MS + 60_000
+            calls = deleted = 0
+            t0 = time.perf_counter()
+            for _ in range(changes // 10_000 + 5):
+                calls += 1
+                n = await app._store.prune_archive(
+                    published_upto=await app.relay._slowest_done(), now_ms=later
+                )
+                deleted += n
+                if not n:
+                    break
+            compact_s = time.perf_counter() - t0
+    finally:
+        await app.close()
+    compacted = _archive_size(db, "Hist")
+    app = sk.App(storage=f"sqlite:///{db}", log=log)
+    try:
+        after = await _restore(app, "After", keys)
+        after.pop("table")
+    finally:
+        await app.close()
+    return {
+        "writes_per_s": round(rate),
+        "rows": filled["rows"],
+        "archive_bytes": filled["archive_bytes"],
+        "archive_bytes_per_change": round(filled["archive_bytes"] / changes),
+        "file_bytes": filled["file_bytes"],
+        "relay_prune_now_deleted": pruned_now,
+        "restore": before,
+        "after_window": {
+            "prune_calls": calls,
+            "deleted": deleted,
+            "seconds": round(compact_s, 2),
+            "rows": compacted["rows"],
+            "archive_bytes": compacted["archive_bytes"],
+            "file_bytes": compacted["file_bytes"],
+            "free_bytes": compacted["free_bytes"],
+            "restore": after,
+        },
+    }
+
+
+async def archive_figures(
+    keys: int = ARCHIVE_KEYS, sizes: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """Archive size and restore time at each history length (a fresh store each)."""
+    if sizes is None:
+        big = os.environ.get(BIG_ENV) == "1"
+        sizes = (*ARCHIVE_CHANGES, 1_000_000) if big else ARCHIVE_CHANGES
+    out: dict[str, Any] = {"keys": keys}
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="streamkit-scaling-") as d:
+            out[f"{n}_changes"] = await _archive_figure(d, keys, n)
+    return out
+
+
+async def run(seconds: float, kafka: str | None = None) -> dict[str, Any]:
+    """Every scaling figure (see the module docstring); scale-out needs a Kafka broker
+    (``kafka``, else ``STREAMKIT_BENCH_KAFKA``)."""
     out: dict[str, Any] = {"items": await items_figures(seconds)}
     out["tables"] = await tables_figures()
     out["handlers"] = await handlers_figures()
+    kafka = kafka or os.environ.get(KAFKA_ENV) or None
+    if kafka:
+        out["scaleout"] = await scaleout_figures(kafka)
+    else:
+        print(f"scaling: scale-out skipped (no Kafka: --kafka HOST:PORT or ${KAFKA_ENV})")
+    out["archive"] = await archive_figures()
     per_s = [out["handlers"][k]["records_per_s"] for k in ("1_handlers", "50_handlers")]
     out["handlers"]["50_vs_1_records_per_s"] = round(per_s[1] / per_s[0], 2)
     relay = [out["tables"][k]["relay_records_per_s"] for k in ("1_tables", "50_tables")]
@@ -288,6 +616,15 @@ def main(argv: Sequence[str]) -> None:
     if argv and argv[0] == "handlers":
         n, records, idle = int(argv[1]), int(argv[2]), float(argv[3])
         print(json.dumps(asyncio.run(_handlers_child(n, records, idle))))
+        return
+    if argv and argv[0] == "scaleout":
+        kafka = argv[1] if len(argv) > 1 else os.environ.get(KAFKA_ENV, "")
+        if not kafka:
+            raise SystemExit(f"scaleout needs a broker: HOST:PORT or ${KAFKA_ENV}")
+        print(json.dumps(asyncio.run(scaleout_figures(kafka)), indent=2))
+        return
+    if argv and argv[0] == "archive":
+        print(json.dumps(asyncio.run(archive_figures()), indent=2))
         return
     print(json.dumps(asyncio.run(run(float(argv[0]) if argv else 3.0)), indent=2))
 
