@@ -72,6 +72,9 @@ __all__ = ("Parked", "Relay", "RelayStatus", "table_topic")
 _TAIL_WINDOW = 64  # records read back from a partition's end to resolve an in-doubt batch
 _RESOLVE_TIMEOUT = 30.0  # seconds to read that tail before giving up (the relay then retries)
 PRUNE_INTERVAL = 60.0  # seconds between archive prunes while relaying
+# ...and while a prune still deletes rows (each examines at most 10,000 archive rows, so
+# once a minute capped compaction at ~167 changes/s: a busy PITR store fell behind)
+PRUNE_CATCHUP = 1.0
 LEASE_SECONDS = 10.0  # a relay that stops renewing is replaced within this long
 
 
@@ -436,8 +439,10 @@ class Relay:
             if time.monotonic() >= next_prune:
                 # the outbox doubles as the PITR archive: drop what is published and
                 # past its table's recovery window
-                await self._store.prune_archive(published_upto=await self._slowest_done())
-                next_prune = time.monotonic() + PRUNE_INTERVAL
+                pruned = await self._store.prune_archive(
+                    published_upto=await self._slowest_done()
+                )
+                next_prune = time.monotonic() + (PRUNE_CATCHUP if pruned else PRUNE_INTERVAL)
             if self._parked and time.monotonic() >= next_retry:
                 await self._retry_parked()
                 next_retry = time.monotonic() + PARKED_RETRY_INTERVAL

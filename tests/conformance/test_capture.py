@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections import defaultdict
@@ -534,3 +535,37 @@ async def test_one_relay_publishes_at_a_time_and_a_standby_takes_over(
     assert sorted(r.keys["UserID"] for r in records) == ["1", "2", "3"]  # each once
     assert len({r.event_id for r in records}) == 3
     await app.close()
+
+
+async def test_the_relay_prunes_again_soon_while_pruning_still_deletes(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prune examines a bounded number of archive rows; while one still deletes rows
+    the next comes after PRUNE_CATCHUP, not PRUNE_INTERVAL (once a minute capped
+    compaction at ~167 changes/s)."""
+    from streamkit.capture import _relay
+
+    monkeypatch.setattr(_relay, "PRUNE_INTERVAL", 60.0)
+    monkeypatch.setattr(_relay, "PRUNE_CATCHUP", 0.02)
+    app = _app(tmp_path, url)
+    await app.create_table("Users", partition_key="UserID")
+    calls: list[int] = []
+    left = [5, 5, 5]  # three prunes that delete rows, then nothing left to delete
+    real = app._store.prune_archive
+
+    async def prune(**kwargs: Any) -> int:
+        await real(**kwargs)
+        calls.append(1)
+        return left.pop() if left else 0
+
+    monkeypatch.setattr(app._store, "prune_archive", prune)
+    relay = Relay(app._store, app.log, app.namespace)
+    task = asyncio.create_task(relay.run(idle_poll=0.01))
+    try:
+        await asyncio.sleep(1.0)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await app.close()
+    assert len(calls) == 4  # 3 that deleted, 1 that did not; the next is a minute away
