@@ -26,6 +26,7 @@ import http.client
 import json
 import multiprocessing as mp
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -39,6 +40,15 @@ PROCESSES = 3
 DEPTH = 2  # connections (threads) per client process
 REQUESTS = 2000  # distinct signed requests per kind
 SERVERS = ("streamkit", "streamkit_cache", "dynalite_memory")
+# the same uvicorn serving an app that only parses and answers JSON: the HTTP floor
+FLOOR = (
+    "uvicorn_floor",
+    [
+        *("{python}", "-m", "uvicorn", "benchmarks.asgi_floor:app", "--port", "{port}"),
+        *("--log-level", "warning", "--no-access-log"),
+    ],
+    {},
+)
 
 
 def _signed(port: int, kind: str, n: int) -> list[tuple[bytes, dict[str, str]]]:
@@ -144,7 +154,9 @@ def _load(port: int, pid: int, kind: str, seconds: float) -> dict[str, Any]:
 
 
 def _servers(tmp: Path) -> list[tuple[str, list[str], dict[str, str]]]:
-    return [s for s in endpoint_servers(tmp) if s[0] in SERVERS]
+    name, argv, env = FLOOR
+    floor = (name, [a.replace("{python}", sys.executable) for a in argv], env)
+    return [*(s for s in endpoint_servers(tmp) if s[0] in SERVERS), floor]
 
 
 def run(seconds: float = 4.0) -> dict[str, Any]:
@@ -167,6 +179,13 @@ def run(seconds: float = 4.0) -> dict[str, Any]:
                     b["server_cpu_us_per_request"] / a["server_cpu_us_per_request"], 2
                 ),
             }
+    floor = results.get("uvicorn_floor", {})
+    for kind in ("put", "get", "query"):
+        a, f = sk.get(kind), floor.get(kind)
+        if a and f:  # how much of streamkit's cost is the HTTP server's own
+            ratios[f"{kind}_http_floor_share_of_cpu"] = round(
+                f["server_cpu_us_per_request"] / a["server_cpu_us_per_request"], 2
+            )
     results["streamkit_ratio"] = ratios
     return results
 

@@ -269,6 +269,8 @@ def register(cli: typer.Typer) -> None:
             port=port,
             log_level="warning",
             access_log=False,
+            # nothing reads the client's address: no X-Forwarded-* rewriting per request
+            proxy_headers=False,
             lifespan="on",
             http=header_timeout_protocol(header_timeout),
             ssl_certfile=ssl_certfile,

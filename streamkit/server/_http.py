@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import itertools
 import secrets
 import zlib
 from typing import Any
@@ -31,9 +32,15 @@ NOT_FOUND = b"<UnknownOperationException/>\n"
 _CACHE_MINUTES = 1440  # DynamoDB's CachePeriodInMinutes
 
 
+# a request id is this process's random prefix and a counter: unique, and no system call
+# per request (32 fresh random bytes a request were ~5% of a GetItem's CPU)
+_ID_PREFIX = base64.b32encode(secrets.token_bytes(20)).decode()  # 32 characters
+_ID_COUNT = itertools.count()
+
+
 def request_id() -> str:
     """A request id shaped as DynamoDB's: 52 characters of ``[0-9A-Z]``."""
-    return base64.b32encode(secrets.token_bytes(32)).decode()[:52]
+    return f"{_ID_PREFIX}{next(_ID_COUNT):020X}"
 
 
 def media_type(header: str | None) -> str:
