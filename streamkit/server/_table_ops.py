@@ -136,14 +136,15 @@ class TableOps(ServiceBase):
         count = await self._decreases_today(spec) + 1
         await self.store.write_meta({self._decreases_key(spec): f"{today}:{count}"})
 
-    async def save_spec(self, spec: TableSpec) -> None:
-        """Store a table's changed settings (the operations of other modules use it)."""
-        await self._save(spec)
+    async def save_spec(self, spec: TableSpec, *, only_if_epoch: int | None = None) -> None:
+        """Store a table's changed settings (the operations of other modules use it);
+        with ``only_if_epoch``, only if they are still at that epoch (else StaleCatalog)."""
+        await self._save(spec, only_if_epoch=only_if_epoch)
 
-    async def _save(self, spec: TableSpec) -> None:
+    async def _save(self, spec: TableSpec, *, only_if_epoch: int | None = None) -> None:
         """Store a table's changed settings (and tell this process's catalog)."""
         store = self.store
-        store.remember(await store.engine.update_table(spec))
+        store.remember(await store.engine.update_table(spec, only_if_epoch=only_if_epoch))
 
     async def _counts(self, spec: TableSpec) -> tuple[int, int]:
         return await self.store.engine.table_stats(spec.table_id)

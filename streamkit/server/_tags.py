@@ -10,12 +10,14 @@ key is not an error. Every broken rule is a ValidationException in DynamoDB's wo
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from streamkit.exceptions import TableNotFound
 from streamkit.server._convert import shown
 from streamkit.server._errors import INVALID, DynamoError, validation
+from streamkit.storage._writes import StaleCatalog
 
 if TYPE_CHECKING:
     from streamkit.server._ops import Service
@@ -25,6 +27,7 @@ __all__ = ("TAG_OPERATIONS", "check_tags")
 
 Body = dict[str, Any]
 MAX_TAGS = 50
+_TAG_RETRIES = 50  # reads of a table's tags before a change gives up (ResourceInUse)
 _PATTERN = re.compile(r"^[\w\s.:/=+\-@]*$")
 
 
@@ -114,10 +117,29 @@ async def _table_of(service: Service, arn: Any) -> TableSpec:
     return spec
 
 
+async def _change_tags(
+    service: Service, arn: Any, change: Callable[[TableSpec], tuple[tuple[str, str], ...]]
+) -> None:
+    """Read the table's tags, change them, store them only if no other change came in
+    between (two concurrent tag requests must not undo each other); else read again."""
+    for _ in range(_TAG_RETRIES):
+        spec = await _table_of(service, arn)
+        tags = change(spec)
+        if tags == spec.tags:
+            return
+        try:
+            await service.save_spec(replace(spec, tags=tags), only_if_epoch=spec.epoch)
+            return
+        except StaleCatalog:
+            await service.store.reload()  # another process's change: read it
+    raise DynamoError(
+        "ResourceInUseException", f"Attempt to change a resource which is still in use: {arn}"
+    )
+
+
 async def TagResource(service: Service, body: Body) -> Body:
     tags = check_tags(body.get("Tags"))
-    spec = await _table_of(service, body.get("ResourceArn"))
-    await service.save_spec(replace(spec, tags=merged(spec, tags)))
+    await _change_tags(service, body.get("ResourceArn"), lambda spec: merged(spec, tags))
     return {}
 
 
@@ -132,11 +154,12 @@ async def UntagResource(service: Service, body: Body) -> Body:
             raise _bad_key(k)
     if len(keys) > MAX_TAGS:
         raise too_many_tags()
-    spec = await _table_of(service, body.get("ResourceArn"))
     drop = set(keys)
-    kept = tuple(t for t in spec.tags if t[0] not in drop)
-    if kept != spec.tags:
-        await service.save_spec(replace(spec, tags=kept))
+    await _change_tags(
+        service,
+        body.get("ResourceArn"),
+        lambda spec: tuple(t for t in spec.tags if t[0] not in drop),
+    )
     return {}
 
 

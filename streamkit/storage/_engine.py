@@ -126,11 +126,15 @@ class StorageEngine(Protocol):
         """Remove a table, its items and its index entries (a PITR table leaves a SYSTEM
         backup first); its change rows stay in the archive. Raises TableNotFound."""
 
-    async def update_table(self, spec: TableSpec, drop: Sequence[int] = ()) -> TableSpec:
+    async def update_table(
+        self, spec: TableSpec, drop: Sequence[int] = (), *, only_if_epoch: int | None = None
+    ) -> TableSpec:
         """Store changed settings of an existing table and delete every item row stored
         under the ids ``drop`` (a deleted index's entries), in one transaction; returns
         the spec as stored, with the next settings ``epoch`` (write jobs prepared with
-        another epoch are refused: ``_writes.StaleCatalog``). Raises TableNotFound."""
+        another epoch are refused: ``_writes.StaleCatalog``). Raises TableNotFound, and
+        ``StaleCatalog`` (nothing stored) when ``only_if_epoch`` is given and the stored
+        epoch is another: a read-modify-write of the settings lost a race."""
 
     async def set_ttl(self, spec: TableSpec) -> int:
         """Store ``spec`` (an existing table whose ``ttl_attribute`` changed) and recompute

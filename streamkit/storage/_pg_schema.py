@@ -26,7 +26,7 @@ from streamkit.exceptions import ConfigurationError, TableExists, TableNotFound
 from streamkit.storage._engine import ArchivedRecord, ArchiveRow, BackupInfo, ItemRow, StoredItem
 from streamkit.storage._indexes import index_rows
 from streamkit.storage._spec import TableSpec
-from streamkit.storage._writes import collection_sizes
+from streamkit.storage._writes import StaleCatalog, collection_sizes
 
 __all__ = (
     "BACKUP_COLUMNS",
@@ -686,7 +686,7 @@ async def _set_position(conn: Any, key: str, value: int) -> None:
     )
 
 
-async def store_spec(conn: Any, spec: TableSpec) -> TableSpec:
+async def store_spec(conn: Any, spec: TableSpec, only_if_epoch: int | None = None) -> TableSpec:
     """Store a table's changed settings with the next settings epoch, holding the table's
     lock exclusively: the group writers hold it shared, so every writer that read the old
     epoch has committed before this does, and every later one reads the new epoch
@@ -700,6 +700,8 @@ async def store_spec(conn: Any, spec: TableSpec) -> TableSpec:
     )
     if current is None:
         raise TableNotFound(f"table {spec.name!r} does not exist", table=spec.name)
+    if only_if_epoch is not None and int(current) != only_if_epoch:
+        raise StaleCatalog(spec.name)
     stored = dataclasses.replace(spec, epoch=int(current) + 1)
     await conn.execute("UPDATE sk_tables SET spec=$1 WHERE id=$2", stored.to_json(), spec.table_id)
     return stored

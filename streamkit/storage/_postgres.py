@@ -620,13 +620,15 @@ class PostgresEngine:
         """Add a table to the catalog. Raises TableExists."""
         return await self._transact(lambda conn: S.insert_table(conn, spec))
 
-    async def update_table(self, spec: TableSpec, drop: Sequence[int] = ()) -> TableSpec:
+    async def update_table(
+        self, spec: TableSpec, drop: Sequence[int] = (), *, only_if_epoch: int | None = None
+    ) -> TableSpec:
         """Store changed settings of an existing table, and delete every row stored
         under the ids ``drop`` (a deleted index's entries), in one transaction. Raises
-        TableNotFound."""
+        TableNotFound, StaleCatalog (see StorageEngine.update_table)."""
 
         async def fn(conn: Any) -> TableSpec:
-            stored = await S.store_spec(conn, spec)
+            stored = await S.store_spec(conn, spec, only_if_epoch)
             if drop:
                 await conn.execute(
                     "DELETE FROM sk_items WHERE tid = ANY($1::integer[])", list(drop)

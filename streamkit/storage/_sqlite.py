@@ -88,6 +88,7 @@ from streamkit.storage._indexes import index_rows
 from streamkit.storage._spec import TableSpec
 from streamkit.storage._writes import (
     Checkpoint,
+    StaleCatalog,
     WriteJob,
     WriteOp,
     WriteResult,
@@ -221,7 +222,7 @@ def _backup(
     return _backup_info((backup_id, name, spec, kind, created, count, size))
 
 
-def _store_spec(rows: _Rows, spec: TableSpec) -> TableSpec:
+def _store_spec(rows: _Rows, spec: TableSpec, only_if_epoch: int | None = None) -> TableSpec:
     """Store a table's changed settings with the next settings epoch (writes prepared
     with the old one are refused and rerun: see ``_writes.StaleCatalog``)."""
     row = rows.conn.execute(
@@ -230,6 +231,8 @@ def _store_spec(rows: _Rows, spec: TableSpec) -> TableSpec:
     ).fetchone()
     if row is None:
         raise TableNotFound(f"table {spec.name!r} does not exist", table=spec.name)
+    if only_if_epoch is not None and int(row[0]) != only_if_epoch:
+        raise StaleCatalog(spec.name)
     stored = dataclasses.replace(spec, epoch=int(row[0]) + 1)
     rows.conn.execute("UPDATE sk_tables SET spec=? WHERE id=?", (stored.to_json(), spec.table_id))
     rows._slots.pop(spec.table_id, None)
@@ -1657,13 +1660,15 @@ class SqliteEngine:
 
         return await self.write_fn(fn)
 
-    async def update_table(self, spec: TableSpec, drop: Sequence[int] = ()) -> TableSpec:
+    async def update_table(
+        self, spec: TableSpec, drop: Sequence[int] = (), *, only_if_epoch: int | None = None
+    ) -> TableSpec:
         """Store changed settings of an existing table, and delete every row stored
         under the ids ``drop`` (a deleted index's entries), in one transaction."""
 
         def fn(rows: _Rows) -> TableSpec:
             rows.writes += 1
-            stored = _store_spec(rows, spec)
+            stored = _store_spec(rows, spec, only_if_epoch)
             for sid in drop:
                 rows.conn.execute("DELETE FROM sk_items WHERE tid=?", (sid,))
             return stored

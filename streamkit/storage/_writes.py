@@ -328,7 +328,7 @@ class StaleCatalog(StorageError):
 
     def __init__(self, table: str) -> None:
         super().__init__(
-            f"the indexes of table {table!r} changed while the write was prepared; retry it",
+            f"the settings of table {table!r} changed while the write was prepared; retry it",
             retriable=True,
         )
         self.table = table

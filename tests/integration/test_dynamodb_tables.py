@@ -469,3 +469,34 @@ def test_tag_and_untag_answer_with_an_empty_body(served: Served) -> None:
     c.tag_resource(ResourceArn=arn, Tags=[{"Key": "a", "Value": "b"}])
     c.untag_resource(ResourceArn=arn, TagKeys=["a"])
     assert c.list_tags_of_resource(ResourceArn=arn)["Tags"] == []
+
+
+def test_concurrent_tag_and_untag_requests_never_undo_each_other(served: Served) -> None:
+    """Two clients each add and remove their own tag, many times, at once: every
+    acknowledged TagResource is visible until its own UntagResource (the change is a
+    read-modify-write of the table's settings, stored only if nothing came in between)."""
+    import threading
+
+    c = served.client()
+    _table(c)
+    arn = _arn(c)
+    lost: list[str] = []
+
+    def worker(key: str) -> None:
+        mine = served.client()
+        for i in range(60):
+            mine.tag_resource(ResourceArn=arn, Tags=[{"Key": key, "Value": str(i)}])
+            tags = {
+                t["Key"]: t["Value"] for t in mine.list_tags_of_resource(ResourceArn=arn)["Tags"]
+            }
+            if tags.get(key) != str(i):
+                lost.append(f"{key}={i}: {tags}")
+            mine.untag_resource(ResourceArn=arn, TagKeys=[key])
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in ("A", "B", "C")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert lost == []
+    assert c.list_tags_of_resource(ResourceArn=arn)["Tags"] == []

@@ -40,6 +40,7 @@ from streamkit.storage._writes import (
     DeleteOp,
     ItemKey,
     PutOp,
+    StaleCatalog,
     UpdateOp,
     WriteJob,
     WriteOp,
@@ -183,9 +184,16 @@ async def test_catalog_create_list_update_delete(engine: StorageEngine) -> None:
     assert stored == replace(changed, epoch=changed.epoch + 1)  # every change: a new epoch
     got = {t.name: t for t in await engine.list_tables()}["Bravo"]
     assert got == stored
-    assert (await engine.update_table(stored)).epoch == stored.epoch + 1
+    again = await engine.update_table(stored)
+    assert again.epoch == stored.epoch + 1
     with pytest.raises(TableNotFound):
         await engine.update_table(users_spec("Nope", table_id=9999))
+    # a read-modify-write that lost a race stores nothing
+    with pytest.raises(StaleCatalog):
+        await engine.update_table(replace(stored, ttl_attribute="lost"), only_if_epoch=stored.epoch)
+    assert {t.name: t for t in await engine.list_tables()}["Bravo"] == again
+    won = await engine.update_table(replace(again, ttl_attribute="won"), only_if_epoch=again.epoch)
+    assert won.epoch == again.epoch + 1 and won.ttl_attribute == "won"
 
     deleted = await engine.delete_table("Bravo")
     assert deleted.name == "Bravo" and deleted.table_id == b.table_id
