@@ -36,6 +36,7 @@ scaleout HOST:PORT`` and ``python -m benchmarks.scaling archive`` run one part.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -54,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import streamkit as sk
+from streamkit._names import table_topic
 from streamkit.capture import Relay
 from streamkit.cli._bench import _item
 
@@ -168,8 +170,14 @@ async def items_figures(seconds: float, big: int | None = None) -> dict[str, Any
 
 
 # --- tables with streams: the relay ------------------------------------------------------------
-async def _relay_figure(d: str, tables: int, records: int) -> dict[str, Any]:
-    app = sk.App(storage=f"sqlite:///{d}/store.db", log=f"local://{d}/log")
+async def _relay_figure(
+    d: str, tables: int, records: int, kafka: str | None = None
+) -> dict[str, Any]:
+    log = f"kafka://{kafka}" if kafka else f"local://{d}/log"
+    app = sk.App(
+        storage=f"sqlite:///{d}/store.db", log=log, namespace=f"scale{uuid.uuid4().hex[:10]}"
+    )
+    topics = [table_topic(app.namespace, f"T{i:03d}") for i in range(tables)]
     try:
         handles = [
             await app.create_table(f"T{i:03d}", partition_key="UserID") for i in range(tables)
@@ -196,24 +204,32 @@ async def _relay_figure(d: str, tables: int, records: int) -> dict[str, Any]:
         elapsed = time.perf_counter() - t0
         await relay._close_producer()
         assert moved == total, (moved, total)
+        configs = [await app.log.describe_topic(topic) for topic in topics]
+        partitions = sum(c.partitions for c in configs if c is not None)
     finally:
+        if kafka:
+            for topic in topics:
+                with contextlib.suppress(Exception):
+                    await app.log.delete_topic(topic)
         await app.close()
     return {
         "first_start_ms": round(starts[0] * 1000, 1),
         "second_start_ms": round(starts[1] * 1000, 1),
         "relay_records_per_s": round(total / elapsed),
         "records": total,
+        "partitions_created": partitions,
     }
 
 
 async def tables_figures(
-    counts: Sequence[int] = (1, 10, 50), records: int = 20_000
+    counts: Sequence[int] = (1, 10, 50, 200), records: int = 20_000, kafka: str | None = None
 ) -> dict[str, Any]:
-    """Relay start-up and throughput with 1, 10, 50 streamed tables (same total records)."""
+    """Relay start-up and throughput with 1 → 200 streamed tables (same total records),
+    on the embedded log, or on Kafka when ``kafka`` is given (its topics deleted after)."""
     out: dict[str, Any] = {}
     for n in counts:
         with tempfile.TemporaryDirectory(prefix="streamkit-scaling-") as d:
-            out[f"{n}_tables"] = await _relay_figure(d, n, records)
+            out[f"{n}_tables"] = await _relay_figure(d, n, records, kafka)
     return out
 
 
@@ -598,6 +614,7 @@ async def run(seconds: float, kafka: str | None = None) -> dict[str, Any]:
     out["handlers"] = await handlers_figures()
     kafka = kafka or os.environ.get(KAFKA_ENV) or None
     if kafka:
+        out["tables_kafka"] = await tables_figures(kafka=kafka)
         out["scaleout"] = await scaleout_figures(kafka)
     else:
         print(f"scaling: scale-out skipped (no Kafka: --kafka HOST:PORT or ${KAFKA_ENV})")
@@ -622,6 +639,10 @@ def main(argv: Sequence[str]) -> None:
         if not kafka:
             raise SystemExit(f"scaleout needs a broker: HOST:PORT or ${KAFKA_ENV}")
         print(json.dumps(asyncio.run(scaleout_figures(kafka)), indent=2))
+        return
+    if argv and argv[0] == "tables":  # tables [HOST:PORT]: on Kafka when a broker is given
+        broker = argv[1] if len(argv) > 1 else None
+        print(json.dumps(asyncio.run(tables_figures(kafka=broker)), indent=2))
         return
     if argv and argv[0] == "archive":
         print(json.dumps(asyncio.run(archive_figures()), indent=2))

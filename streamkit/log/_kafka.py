@@ -247,6 +247,7 @@ class KafkaLog:
         self.fetch_max_wait_ms = opts.get_int("fetch_max_wait_ms", 100)
         rf = opts.get_int("replication_factor", 0)
         self.replication_factor: int | None = rf or None
+        self._cluster_rf: int | None = None  # without replication_factor: from the cluster
         if self.request_timeout_ms < 100 or self.append_timeout <= 0:
             raise ConfigurationError("request_timeout_ms and append_timeout must be positive")
         if self.append_timeout * 1000 >= self.transaction_timeout_ms:
@@ -454,12 +455,15 @@ class KafkaLog:
         """
         check_topic_name(name)
         admin = self._need_admin()
-        rf = self.replication_factor
+        rf = self.replication_factor or self._cluster_rf
         if rf is None:
+            # once per log: aiokafka's describe_cluster fetches (and decodes) the metadata
+            # of every topic in the cluster, which made a relay's start with N tables
+            # cost O(N x topics): 70 ms a table on a broker with a few hundred topics
             with _kafka_errors("read the cluster size"):
                 async with self._deadline():
                     cluster = await admin.describe_cluster()
-            rf = max(1, min(3, len(cluster.get("brokers", ())) or 1))
+            rf = self._cluster_rf = max(1, min(3, len(cluster.get("brokers", ())) or 1))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.request_timeout_ms / 1000
         while True:
