@@ -58,6 +58,7 @@ import streamkit as sk
 from streamkit._names import table_topic
 from streamkit.capture import Relay
 from streamkit.cli._bench import _item
+from streamkit.log import TopicConfig
 
 BIG_ENV = "STREAMKIT_BENCH_BIG"
 KAFKA_ENV = "STREAMKIT_BENCH_KAFKA"
@@ -171,11 +172,14 @@ async def items_figures(seconds: float, big: int | None = None) -> dict[str, Any
 
 # --- tables with streams: the relay ------------------------------------------------------------
 async def _relay_figure(
-    d: str, tables: int, records: int, kafka: str | None = None
+    d: str, tables: int, records: int, kafka: str | None = None, partitions: int = 8
 ) -> dict[str, Any]:
     log = f"kafka://{kafka}" if kafka else f"local://{d}/log"
     app = sk.App(
-        storage=f"sqlite:///{d}/store.db", log=log, namespace=f"scale{uuid.uuid4().hex[:10]}"
+        storage=f"sqlite:///{d}/store.db",
+        log=log,
+        namespace=f"scale{uuid.uuid4().hex[:10]}",
+        topic_partitions=partitions,
     )
     topics = [table_topic(app.namespace, f"T{i:03d}") for i in range(tables)]
     try:
@@ -190,7 +194,9 @@ async def _relay_figure(
         starts = []
         relay: Relay | None = None
         for _ in range(2):  # the first start makes the topics; the second finds them
-            relay = Relay(app._store, app.log, app.namespace)
+            relay = Relay(
+                app._store, app.log, app.namespace, topic_config=TopicConfig(partitions=partitions)
+            )
             t0 = time.perf_counter()
             await relay._start()
             starts.append(time.perf_counter() - t0)
@@ -222,14 +228,18 @@ async def _relay_figure(
 
 
 async def tables_figures(
-    counts: Sequence[int] = (1, 10, 50, 200), records: int = 20_000, kafka: str | None = None
+    counts: Sequence[int] = (1, 10, 50, 200),
+    records: int = 20_000,
+    kafka: str | None = None,
+    partitions: int = 8,
 ) -> dict[str, Any]:
     """Relay start-up and throughput with 1 → 200 streamed tables (same total records),
-    on the embedded log, or on Kafka when ``kafka`` is given (its topics deleted after)."""
+    on the embedded log, or on Kafka when ``kafka`` is given (its topics deleted after);
+    ``partitions`` per table topic (the App's ``topic_partitions``)."""
     out: dict[str, Any] = {}
     for n in counts:
         with tempfile.TemporaryDirectory(prefix="streamkit-scaling-") as d:
-            out[f"{n}_tables"] = await _relay_figure(d, n, records, kafka)
+            out[f"{n}_tables"] = await _relay_figure(d, n, records, kafka, partitions)
     return out
 
 
@@ -615,6 +625,7 @@ async def run(seconds: float, kafka: str | None = None) -> dict[str, Any]:
     kafka = kafka or os.environ.get(KAFKA_ENV) or None
     if kafka:
         out["tables_kafka"] = await tables_figures(kafka=kafka)
+        out["tables_kafka_1_partition"] = await tables_figures(kafka=kafka, partitions=1)
         out["scaleout"] = await scaleout_figures(kafka)
     else:
         print(f"scaling: scale-out skipped (no Kafka: --kafka HOST:PORT or ${KAFKA_ENV})")
@@ -642,7 +653,8 @@ def main(argv: Sequence[str]) -> None:
         return
     if argv and argv[0] == "tables":  # tables [HOST:PORT]: on Kafka when a broker is given
         broker = argv[1] if len(argv) > 1 else None
-        print(json.dumps(asyncio.run(tables_figures(kafka=broker)), indent=2))
+        parts = int(argv[2]) if len(argv) > 2 else 8
+        print(json.dumps(asyncio.run(tables_figures(kafka=broker, partitions=parts)), indent=2))
         return
     if argv and argv[0] == "archive":
         print(json.dumps(asyncio.run(archive_figures()), indent=2))
