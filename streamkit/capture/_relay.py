@@ -439,9 +439,7 @@ class Relay:
             if time.monotonic() >= next_prune:
                 # the outbox doubles as the PITR archive: drop what is published and
                 # past its table's recovery window
-                pruned = await self._store.prune_archive(
-                    published_upto=await self._slowest_done()
-                )
+                pruned = await self._store.prune_archive(published_upto=await self._slowest_done())
                 next_prune = time.monotonic() + (PRUNE_CATCHUP if pruned else PRUNE_INTERVAL)
             if self._parked and time.monotonic() >= next_retry:
                 await self._retry_parked()
