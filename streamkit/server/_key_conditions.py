@@ -19,22 +19,15 @@ from streamkit.server._errors import INVALID, validation
 from streamkit.server._ops_common import Body, _Legacy, _no_mixing, _opt
 from streamkit.storage._conditions import (
     And,
-    AttributeType,
     BeginsWith,
     Between,
     Binder,
     Compare,
     Condition,
     Const,
-    Contains,
-    Exists,
-    In,
-    Not,
-    NotExists,
-    Or,
     PathRef,
 )
-from streamkit.storage._evaluate import KeyCondition
+from streamkit.storage._evaluate import NOT_FOR_KEYS, KeyCondition
 from streamkit.storage._expressions import (
     ExpressionContext,
     compile_condition,
@@ -49,15 +42,6 @@ _Conditions = dict[str, tuple[str, list[Any]]]
 _KIND = "KeyConditionExpression"
 _OPERATORS = {"=": "EQ", "<": "LT", "<=": "LE", ">": "GT", ">=": "GE"}
 _FLIPPED = {"EQ": "EQ", "LT": "GT", "LE": "GE", "GT": "LT", "GE": "LE"}
-_NOT_FOR_KEYS: dict[type, str] = {
-    Or: "OR",
-    Not: "NOT",
-    In: "IN",
-    Exists: "attribute_exists",
-    NotExists: "attribute_not_exists",
-    AttributeType: "attribute_type",
-    Contains: "contains",
-}
 _SORT_OPS = {
     "EQ": "=",
     "LT": "<",
@@ -141,8 +125,8 @@ def _shape(node: Condition, out: _Conditions) -> None:
         _shape(node.left, out)
         _shape(node.right, out)
         return
-    if type(node) in _NOT_FOR_KEYS or (isinstance(node, Compare) and node.op == "<>"):
-        label = _NOT_FOR_KEYS.get(type(node), "<>")
+    if type(node) in NOT_FOR_KEYS or (isinstance(node, Compare) and node.op == "<>"):
+        label = NOT_FOR_KEYS.get(type(node), "<>")
         raise validation(f"Invalid operator used in KeyConditionExpression: {label}")
     args: tuple[Any, ...]
     if isinstance(node, Compare):

@@ -65,6 +65,7 @@ from streamkit.storage._conditions import (
 
 __all__ = (
     "MISSING",
+    "NOT_FOR_KEYS",
     "CompiledCondition",
     "CompiledUpdate",
     "KeyCondition",
@@ -377,7 +378,8 @@ class KeyCondition:
 
 
 _FLIPPED: Final = {"=": "=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
-_NOT_FOR_KEYS: Final = {
+# the conditions a key condition may not use, as DynamoDB names them in its refusal
+NOT_FOR_KEYS: Final = {
     Or: "OR",
     Not: "NOT",
     In: "IN",
@@ -433,8 +435,8 @@ def _key_part(leaf: Condition, fail: Fail) -> tuple[str, str, tuple[Any, ...], i
     pos: int = getattr(leaf, "pos", -1)
     if isinstance(leaf, And):
         raise fail("a key condition holds at most two conditions joined by AND", pos)
-    if type(leaf) in _NOT_FOR_KEYS:
-        label = _NOT_FOR_KEYS[type(leaf)]
+    if type(leaf) in NOT_FOR_KEYS:
+        label = NOT_FOR_KEYS[type(leaf)]
         raise fail(f"Invalid operator used in KeyConditionExpression: {label}", pos)
     operands: tuple[Operand, ...]
     if isinstance(leaf, Compare):

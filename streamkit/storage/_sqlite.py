@@ -615,8 +615,32 @@ def _classify(path: str, uri: str) -> str | None:
 _NOTHING: Any = object()
 
 
-class _Fallback(Exception):  # a signal, not an error: use the reader thread instead
-    """The direct connection cannot serve this read now (busy, or in use by another thread)."""
+class _Fallback(Exception):  # a signal, not an error: use a worker thread instead
+    """The work cannot run on the calling thread now (the file busy, or the connection in
+    use by another thread): the reader or writer thread runs it, waiting as it must."""
+
+
+def _is_busy(e: sqlite3.Error) -> bool:
+    """Another connection holds the lock (the file is busy)."""
+    return getattr(e, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+
+
+def _in_transaction(rows: _Rows, fn: Callable[[_Rows], Any]) -> Any:
+    """``fn(rows)`` in the write transaction just begun, committed; rolled back (and the
+    deferred rows forgotten) if anything raises."""
+    try:
+        rows.read_sequence()
+        if not isinstance(fn, _JobRunner):
+            rows.forget()  # it may write SQL of its own
+        value = fn(rows)
+        rows.flush()
+        rows.conn.execute("COMMIT")
+    except BaseException:
+        rows.discard()
+        if rows.conn.in_transaction:
+            rows.conn.rollback()
+        raise
+    return value
 
 
 def _get_one(conn: sqlite3.Connection, table_id: int, pk: bytes, sk: bytes) -> Any:
@@ -779,18 +803,12 @@ class _Worker(threading.Thread):
             try:
                 conn.execute(self._begin)
             except sqlite3.OperationalError as e:
-                if getattr(e, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                if _is_busy(e):
                     raise _Fallback from e
                 raise
             try:
-                rows.read_sequence()
-                value = runner(rows)
-                rows.flush()
-                conn.execute("COMMIT")
+                value = _in_transaction(rows, runner)
             except BaseException as e:
-                rows.discard()
-                if conn.in_transaction:
-                    conn.rollback()
                 return None, self._engine.wrap(e)
         finally:
             conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
@@ -809,16 +827,10 @@ class _Worker(threading.Thread):
         for _, fn, fut in group:
             try:
                 conn.execute(self._begin)
-                rows.read_sequence()
-                if not isinstance(fn, _JobRunner):
-                    rows.forget()
-                value = fn(rows)
-                rows.flush()
-                conn.execute("COMMIT")
+                value = _in_transaction(rows, fn)
                 committed = True
                 out.append((fut, value, None))
             except BaseException as e:
-                rows.discard()
                 if conn.in_transaction:
                     conn.rollback()
                 out.append((fut, None, self._engine.wrap(e)))
@@ -1181,7 +1193,7 @@ class SqliteEngine:
         except sqlite3.Error as e:
             if conn.in_transaction:
                 conn.rollback()
-            if getattr(e, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            if _is_busy(e):
                 raise _Fallback from e
             raise self.wrap(e) from None
         finally:
