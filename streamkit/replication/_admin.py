@@ -51,6 +51,7 @@ async def set_replicas(
             # not in the set: ignored)
             await store.write_meta({seed_key(namespace, spec, r): PENDING for r in added})
         changed = replace(spec, region=region, replicas=reps)
-    stored = await store.engine.update_table(changed)
-    store.remember(stored)
-    return stored
+    # the replica set is the caller's whole answer; every other setting is the latest
+    return await store.change_spec(
+        name, lambda latest: replace(latest, region=changed.region, replicas=changed.replicas)
+    )

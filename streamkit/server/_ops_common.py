@@ -390,6 +390,15 @@ def _combine(
             f"1 validation error detected: Value '{shown(op)}' at 'conditionalOperator' failed "
             "to satisfy constraint: Member must satisfy enum value set: [OR, AND]"
         )
+    if "ConditionalOperator" in body and body["ConditionalOperator"] is not None:
+        # as DynamoDB: the operator joins two or more legacy conditions, nothing else
+        if old is None:
+            raise validation("ConditionalOperator cannot be used without Filter or Expected")
+        if len(old) < 2:
+            raise validation(
+                "ConditionalOperator can only be used when Filter or Expected has two or more "
+                "elements"
+            )
     if old is not None:
         if not old:
             return None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -136,16 +138,6 @@ class TableOps(ServiceBase):
         count = await self._decreases_today(spec) + 1
         await self.store.write_meta({self._decreases_key(spec): f"{today}:{count}"})
 
-    async def save_spec(self, spec: TableSpec, *, only_if_epoch: int | None = None) -> None:
-        """Store a table's changed settings (the operations of other modules use it);
-        with ``only_if_epoch``, only if they are still at that epoch (else StaleCatalog)."""
-        await self._save(spec, only_if_epoch=only_if_epoch)
-
-    async def _save(self, spec: TableSpec, *, only_if_epoch: int | None = None) -> None:
-        """Store a table's changed settings (and tell this process's catalog)."""
-        store = self.store
-        store.remember(await store.engine.update_table(spec, only_if_epoch=only_if_epoch))
-
     async def _counts(self, spec: TableSpec) -> tuple[int, int]:
         return await self.store.engine.table_stats(spec.table_id)
 
@@ -197,10 +189,8 @@ class TableOps(ServiceBase):
         )
         spec = await self.store.spec(name)
         if tags:
-            from dataclasses import replace
-
-            spec = replace(spec, tags=tuple(sorted(dict(tags).items())))
-            await self._save(spec)
+            given = tuple(sorted(dict(tags).items()))
+            spec = await self.store.change_spec(name, lambda s: replace(s, tags=given))
         desc = await self.describe(spec)
         desc["TableStatus"] = "ACTIVE"
         return {"TableDescription": desc}
@@ -280,8 +270,6 @@ class TableOps(ServiceBase):
         return out
 
     async def UpdateTable(self, body: Body) -> Body:
-        from dataclasses import replace
-
         spec = await self._spec(body)
         check_update_members(body)
         check_update_shape(body)
@@ -331,7 +319,7 @@ class TableOps(ServiceBase):
                 label = await enable_stream(self.store, spec, view.value)
             changed = replace(changed, stream_label=label)
         if changed != spec:
-            await self._save(changed)
+            changed = await self.store.change_spec(spec.name, _apply_update(spec, changed))
         if isinstance(old_cap, Provisioned) and isinstance(new_cap, OnDemand):
             await self.store.write_meta({self._on_demand_key(spec): repr(time.time())})
         if decreased:
@@ -364,11 +352,12 @@ class TableOps(ServiceBase):
                 self._backfills.add(task)  # finished by App.running() if this process stops
                 task.add_done_callback(self._backfills.discard)
             else:  # Update: the index's provisioned throughput
-                from dataclasses import replace
 
-                latest = await self.store.spec(spec.name)
-                indexes = tuple(what if ix.name == what.name else ix for ix in latest.indexes)
-                await self._save(replace(latest, indexes=indexes))
+                def throughput(latest: TableSpec, what: Any = what) -> TableSpec:
+                    indexes = tuple(what if ix.name == what.name else ix for ix in latest.indexes)
+                    return replace(latest, indexes=indexes)
+
+                await self.store.change_spec(spec.name, throughput)
 
     async def UpdateTimeToLive(self, body: Body) -> Body:
         from streamkit.storage._ttl import set_ttl
@@ -392,18 +381,21 @@ class TableOps(ServiceBase):
                 f"failed to satisfy constraint: Member must have length {bound}"
             )
         spec = await self._spec(body)
-        current = spec.ttl_attribute
-        if current is not None and current != attr:
-            raise validation(
-                "TimeToLive is active on a different AttributeName: current AttributeName is "
-                f"{current}"
-            )
-        if enabled and current is not None:
-            raise validation("TimeToLive is already enabled")
-        if not enabled and current is None:
-            raise validation("TimeToLive is already disabled")
+
+        def check(latest: TableSpec) -> None:  # against the settings the change applies to
+            current = latest.ttl_attribute
+            if current is not None and current != attr:
+                raise validation(
+                    "TimeToLive is active on a different AttributeName: current AttributeName "
+                    f"is {current}"
+                )
+            if enabled and current is not None:
+                raise validation("TimeToLive is already enabled")
+            if not enabled and current is None:
+                raise validation("TimeToLive is already disabled")
+
         # a key attribute is allowed, as in DynamoDB (items expire by their key)
-        await set_ttl(self.store, spec.name, attr if enabled else None)
+        await set_ttl(self.store, spec.name, attr if enabled else None, check=check)
         return {"TimeToLiveSpecification": {"Enabled": enabled, "AttributeName": attr}}
 
     async def DescribeTimeToLive(self, body: Body) -> Body:
@@ -522,21 +514,47 @@ class TableOps(ServiceBase):
         return {"TableDescription": await self.describe(await self.store.spec(target))}
 
     async def UpdateContinuousBackups(self, body: Body) -> Body:
-        from dataclasses import replace
-
         spec = await self._spec(body)
         pitr = _need(body, "PointInTimeRecoverySpecification", dict)
         enabled = pitr.get("PointInTimeRecoveryEnabled")
         if not isinstance(enabled, bool):
             raise validation("PointInTimeRecoveryEnabled must be true or false")
-        days = pitr.get("RecoveryPeriodInDays", spec.recovery_days)
-        if not isinstance(days, int) or not 1 <= days <= 35:
-            raise validation("RecoveryPeriodInDays must be between 1 and 35")
-        if enabled and not spec.pitr:
-            raise validation(
-                "Enabling point-in-time recovery on an existing table is not supported by "
-                "streamkit yet: create the table with it (the default)"
-            )
-        changed = replace(spec, pitr=enabled, recovery_days=days)
-        await self._save(changed)
+
+        def change(latest: TableSpec) -> TableSpec:
+            days = pitr.get("RecoveryPeriodInDays", latest.recovery_days)
+            if not isinstance(days, int) or not 1 <= days <= 35:
+                raise validation("RecoveryPeriodInDays must be between 1 and 35")
+            if enabled and not latest.pitr:
+                raise validation(
+                    "Enabling point-in-time recovery on an existing table is not supported by "
+                    "streamkit yet: create the table with it (the default)"
+                )
+            return replace(latest, pitr=enabled, recovery_days=days)
+
+        await self.store.change_spec(spec.name, change)
         return await self.DescribeContinuousBackups({"TableName": spec.name})
+
+
+_UPDATED = ("stream", "stream_label", "capacity")  # the settings UpdateTable itself changes
+
+
+def _apply_update(read: TableSpec, changed: TableSpec) -> Callable[[TableSpec], TableSpec]:
+    """UpdateTable's change as a function of the latest settings (``Store.change_spec``):
+    the stream and capacity it checked against ``read``, applied to settings others may
+    have changed since (tags, indexes, TTL); if those very settings changed meanwhile, the
+    checks no longer hold and the table is busy, as DynamoDB's is while it is UPDATING."""
+    wanted = {f: getattr(changed, f) for f in _UPDATED}
+    checked = tuple(getattr(read, f) for f in _UPDATED)
+
+    def apply(latest: TableSpec) -> TableSpec:
+        if latest.table_id != read.table_id or tuple(getattr(latest, f) for f in _UPDATED) != (
+            checked
+        ):
+            raise DynamoError(
+                "ResourceInUseException",
+                "Attempt to change a resource which is still in use: "
+                f"Table is being updated: {read.name}",
+            )
+        return replace(latest, **wanted)
+
+    return apply

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from streamkit.exceptions import TableNotFound
 from streamkit.server._convert import shown
 from streamkit.server._errors import INVALID, DynamoError, validation
-from streamkit.storage._writes import StaleCatalog
 
 if TYPE_CHECKING:
     from streamkit.server._ops import Service
@@ -27,7 +26,6 @@ __all__ = ("TAG_OPERATIONS", "check_tags")
 
 Body = dict[str, Any]
 MAX_TAGS = 50
-_TAG_RETRIES = 50  # reads of a table's tags before a change gives up (ResourceInUse)
 _PATTERN = re.compile(r"^[\w\s.:/=+\-@]*$")
 
 
@@ -97,9 +95,7 @@ async def _table_of(service: Service, arn: Any) -> TableSpec:
     if ":table/" not in arn:
         raise validation(f"Invalid TableArn: Invalid ResourceArn provided as input {arn}")
     name = arn.split(":table/", 1)[1]
-    missing = DynamoError(
-        "ResourceNotFoundException", f"Requested resource not found: ResourcArn: {arn} not found"
-    )
+    missing = _missing(arn)
     if "/index/" in name:
         # an index's ARN (DynamoDB tags tables only)
         raise validation(
@@ -117,24 +113,31 @@ async def _table_of(service: Service, arn: Any) -> TableSpec:
     return spec
 
 
+def _missing(arn: Any) -> DynamoError:
+    return DynamoError(
+        "ResourceNotFoundException", f"Requested resource not found: ResourcArn: {arn} not found"
+    )
+
+
 async def _change_tags(
     service: Service, arn: Any, change: Callable[[TableSpec], tuple[tuple[str, str], ...]]
 ) -> None:
-    """Read the table's tags, change them, store them only if no other change came in
-    between (two concurrent tag requests must not undo each other); else read again."""
-    for _ in range(_TAG_RETRIES):
-        spec = await _table_of(service, arn)
-        tags = change(spec)
-        if tags == spec.tags:
-            return
-        try:
-            await service.save_spec(replace(spec, tags=tags), only_if_epoch=spec.epoch)
-            return
-        except StaleCatalog:
-            await service.store.reload()  # another process's change: read it
-    raise DynamoError(
-        "ResourceInUseException", f"Attempt to change a resource which is still in use: {arn}"
-    )
+    """Change the table's tags without undoing a concurrent change of its settings (two
+    concurrent tag requests, say): ``Store.change_spec``."""
+    table = await _table_of(service, arn)
+
+    def changed(spec: TableSpec) -> TableSpec:
+        if spec.table_id != table.table_id:  # deleted (and made again) meanwhile
+            raise _missing(arn)
+        return replace(spec, tags=change(spec))
+
+    try:
+        await service.store.change_spec(table.name, changed)
+    except TableNotFound:
+        raise DynamoError(
+            "ResourceNotFoundException",
+            f"Requested resource not found: ResourcArn: {arn} not found",
+        ) from None
 
 
 async def TagResource(service: Service, body: Body) -> Body:

@@ -143,7 +143,9 @@ class StorageEngine(Protocol):
 
         Writes submitted before the call (which carry the old spec) are committed before
         the rows are read, and writes to the table wait until it commits, so no item keeps
-        a TTL computed from the old attribute. Raises TableNotFound."""
+        a TTL computed from the old attribute. Raises TableNotFound, and ``StaleCatalog``
+        (nothing stored) when the stored settings are no longer at ``spec.epoch``: they
+        changed since ``spec`` was read, and the change would undo that."""
 
     async def list_tables(self) -> Sequence[TableSpec]:
         """Every table in the catalog, by name (including other processes' changes)."""

@@ -19,9 +19,10 @@ idempotent. ``App.running()`` resumes the backfills of ``CREATING`` indexes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
-from streamkit.exceptions import ValidationError
+from streamkit.exceptions import TableNotFound, ValidationError
 from streamkit.storage._indexes import (
     MAX_GLOBAL_INDEXES,
     GlobalIndex,
@@ -56,27 +57,29 @@ async def add_index(store: Store, table: str, index: GlobalIndex) -> TableSpec:
             "use sk.GlobalIndex(...)"
         )
     await store.reload()
-    spec = await store.spec(table)
-    if sum(1 for ix in spec.indexes if ix.kind == "GLOBAL") >= MAX_GLOBAL_INDEXES:
-        raise ValidationError(
-            "One or more parameter values were invalid: GlobalSecondaryIndex count exceeds "
-            f"the per-table limit of {MAX_GLOBAL_INDEXES}"
-        )
-    if any(ix.name == index.name for ix in spec.indexes):
-        raise ValidationError(f"Attempting to create an index which already exists: {index.name}")
-    if any(ix.status == "CREATING" for ix in spec.indexes):
-        raise ValidationError(  # DynamoDB: one index creation at a time per table
-            "Subscriber limit exceeded: Only 1 online index can be created or deleted "
-            "simultaneously per table"
-        )
-    slot = next_slot(spec.last_slot)
-    new = IndexSpec.build(index, spec.key, slot, "CREATING")
-    indexes = (*spec.indexes, new)
-    check_unique(indexes)
-    changed = dataclasses.replace(spec, indexes=indexes, last_slot=slot)
-    stored = await store.engine.update_table(changed)
-    store.remember(stored)
-    return stored
+
+    def added(spec: TableSpec) -> TableSpec:
+        if sum(1 for ix in spec.indexes if ix.kind == "GLOBAL") >= MAX_GLOBAL_INDEXES:
+            raise ValidationError(
+                "One or more parameter values were invalid: GlobalSecondaryIndex count exceeds "
+                f"the per-table limit of {MAX_GLOBAL_INDEXES}"
+            )
+        if any(ix.name == index.name for ix in spec.indexes):
+            raise ValidationError(
+                f"Attempting to create an index which already exists: {index.name}"
+            )
+        if any(ix.status == "CREATING" for ix in spec.indexes):
+            raise ValidationError(  # DynamoDB: one index creation at a time per table
+                "Subscriber limit exceeded: Only 1 online index can be created or deleted "
+                "simultaneously per table"
+            )
+        slot = next_slot(spec.last_slot)
+        new = IndexSpec.build(index, spec.key, slot, "CREATING")
+        indexes = (*spec.indexes, new)
+        check_unique(indexes)
+        return dataclasses.replace(spec, indexes=indexes, last_slot=slot)
+
+    return await store.change_spec(table, added)
 
 
 async def backfill(store: Store, table: str, index: str) -> BackfillProgress:
@@ -100,29 +103,36 @@ async def backfill(store: Store, table: str, index: str) -> BackfillProgress:
         progress.written += sum(1 for r in results if r.units == 0)
         after = (rows[-1][0], rows[-1][1])
     await store.reload()
-    latest = await store.spec(table)
-    if latest.table_id != spec.table_id:
-        return progress  # the table was deleted (and maybe made again) meanwhile
-    done = tuple(
-        x.with_status("ACTIVE") if x.name == index and x.slot == ix.slot else x
-        for x in latest.indexes
-    )
-    if done != latest.indexes:
-        changed = dataclasses.replace(latest, indexes=done)
-        store.remember(await store.engine.update_table(changed))
+
+    def active(latest: TableSpec) -> TableSpec | None:
+        if latest.table_id != spec.table_id:
+            return None  # the table was deleted (and maybe made again) meanwhile
+        done = tuple(
+            x.with_status("ACTIVE") if x.name == index and x.slot == ix.slot else x
+            for x in latest.indexes
+        )
+        return dataclasses.replace(latest, indexes=done)
+
+    with contextlib.suppress(TableNotFound):  # the table was deleted meanwhile
+        await store.change_spec(table, active)
     return progress
 
 
 async def drop_index(store: Store, table: str, index: str) -> TableSpec:
     """Delete a global index and its entries."""
     await store.reload()
-    spec = await store.spec(table)
-    ix = spec.index(index)
-    if ix.kind != "GLOBAL":
-        raise ValidationError(
-            f"local secondary index {index} cannot be deleted (as DynamoDB: only with the table)"
-        )
-    changed = dataclasses.replace(spec, indexes=tuple(x for x in spec.indexes if x is not ix))
-    stored = await store.engine.update_table(changed, drop=(ix.storage_id(spec.table_id),))
-    store.remember(stored)
-    return stored
+
+    def dropped(spec: TableSpec) -> TableSpec:
+        ix = spec.index(index)
+        if ix.kind != "GLOBAL":
+            raise ValidationError(
+                f"local secondary index {index} cannot be deleted "
+                "(as DynamoDB: only with the table)"
+            )
+        return dataclasses.replace(spec, indexes=tuple(x for x in spec.indexes if x is not ix))
+
+    async def stored(read: TableSpec, changed: TableSpec) -> TableSpec:
+        gone = read.index(index).storage_id(read.table_id)  # its entries go with it
+        return await store.engine.update_table(changed, drop=(gone,), only_if_epoch=read.epoch)
+
+    return await store.change_spec(table, dropped, store=stored)

@@ -647,7 +647,7 @@ class PostgresEngine:
         await self.write(WriteJob([]))
 
         async def fn(conn: Any) -> int:
-            await S.store_spec(conn, spec)
+            await S.store_spec(conn, spec, spec.epoch)  # StaleCatalog if changed since read
             tid = spec.table_id
             if spec.ttl_attribute is None:
                 await conn.execute(

@@ -1696,7 +1696,7 @@ class SqliteEngine:
         def fn(rows: _Rows) -> int:
             rows.writes += 1
             conn = rows.conn
-            _store_spec(rows, spec)
+            _store_spec(rows, spec, spec.epoch)  # StaleCatalog if changed since it was read
             tid = spec.table_id
             if spec.ttl_attribute is None:
                 conn.execute(

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from streamkit.exceptions import TableNotFound
+from streamkit.exceptions import StorageError, TableNotFound
 from streamkit.storage._capacity import (
     Provisioned,
     TokenBucket,
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ("Store",)
 
 _DAY_MS = 86_400_000
+_SPEC_RETRIES = 20  # reads of a table's settings before a change gives up
 _MAX_WINDOW_MS = 35 * _DAY_MS
 
 
@@ -151,6 +152,49 @@ class Store:
         if old is not None and self.cache is not None:
             self.cache.drop_table(old.table_id)
         self._drop_buckets(name)
+
+    async def change_spec(
+        self,
+        name: str,
+        change: Callable[[TableSpec], TableSpec | None],
+        *,
+        store: Callable[[TableSpec, TableSpec], Awaitable[TableSpec]] | None = None,
+    ) -> TableSpec:
+        """Change a table's settings without undoing anyone else's: read them, apply
+        ``change`` (it returns the new spec, or None for "nothing to change"; its errors
+        go to the caller), and store the result only if the stored settings are still
+        the ones read (their ``epoch``); if another request or process stored settings
+        in between, read them again and re-apply ``change`` to those. This is the one
+        read-modify-write of table settings (tags, capacity, streams, indexes, TTL,
+        PITR, replicas); returns the spec as stored (or as it is, when unchanged).
+
+        ``store(read, changed)`` stores ``changed`` instead of a plain
+        ``engine.update_table(changed, only_if_epoch=read.epoch)`` (it must raise
+        StaleCatalog in the same case).
+
+        Raises:
+            TableNotFound: no such table.
+            StorageError: (retriable) the settings changed under each of 20 attempts.
+        """
+        for _ in range(_SPEC_RETRIES):
+            spec = await self.spec(name)
+            changed = change(spec)
+            if changed is None or changed == spec:
+                return spec
+            try:
+                if store is not None:
+                    stored = await store(spec, changed)
+                else:
+                    stored = await self.engine.update_table(changed, only_if_epoch=spec.epoch)
+            except StaleCatalog:
+                await self.reload()  # another request's or process's change: read it
+                continue
+            self.remember(stored)
+            return stored
+        raise StorageError(
+            f"the settings of table {name!r} kept changing under this change; retry it",
+            retriable=True,
+        )
 
     def _drop_buckets(self, name: str) -> None:
         for key in [k for k in self._buckets if k[0] == name or k[0].startswith(name + "\0")]:

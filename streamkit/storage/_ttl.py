@@ -10,6 +10,7 @@ items until they are swept unless ``hide_expired=True``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -41,7 +42,13 @@ def check_ttl_attribute(name: object) -> str:
     return name
 
 
-async def set_ttl(store: Store, name: str, attribute: str | None) -> TableSpec:
+async def set_ttl(
+    store: Store,
+    name: str,
+    attribute: str | None,
+    *,
+    check: Callable[[TableSpec], None] | None = None,
+) -> TableSpec:
     """Turn a table's TTL on (``attribute``), switch it to another attribute, or off (None).
 
     Items already in the table get their expiry from the new attribute at once, so an
@@ -56,16 +63,21 @@ async def set_ttl(store: Store, name: str, attribute: str | None) -> TableSpec:
     """
     if attribute is not None:
         check_ttl_attribute(attribute)
-    spec = await store.spec(name)
-    if spec.ttl_attribute == attribute:
-        return spec
-    changed = replace(spec, ttl_attribute=attribute)
-    store.remember(changed)
-    try:
-        await store.engine.set_ttl(changed)
-    finally:
-        await store.reload()  # the catalog as it really is (with the new settings epoch)
-    return await store.spec(name)
+
+    async def stored(read: TableSpec, changed: TableSpec) -> TableSpec:
+        store.remember(changed)
+        try:  # the engine refuses it (StaleCatalog) if the settings changed since `read`
+            await store.engine.set_ttl(changed)
+        finally:
+            await store.reload()  # the catalog as it really is (with the new settings epoch)
+        return await store.spec(name)
+
+    def change(spec: TableSpec) -> TableSpec:
+        if check is not None:
+            check(spec)  # the caller's rules, against the settings it changes
+        return replace(spec, ttl_attribute=attribute)
+
+    return await store.change_spec(name, change, store=stored)
 
 
 _BATCH = 500

@@ -222,6 +222,56 @@ def test_an_unknown_conditional_operator_is_refused_as_a_bad_enum_value(served: 
         )
 
 
+def test_conditional_operator_needs_two_legacy_conditions(served: Served) -> None:
+    """As DynamoDB (found by Alternator's test_update_expected_empty): ConditionalOperator
+    joins two or more conditions of Expected / QueryFilter / ScanFilter; without them, or
+    with fewer, it is refused and nothing is written."""
+    c = served.client()
+    _table(c, sort=True)
+    key = {"id": {"S": "u1"}, "n": {"N": "1"}}
+    without = (
+        "ValidationException",
+        "ConditionalOperator cannot be used without Filter or Expected",
+    )
+    fewer = (
+        "ValidationException",
+        "ConditionalOperator can only be used when Filter or Expected has two or more elements",
+    )
+    put = {"TableName": "Users", "Item": {**key, "a": {"N": "1"}}}
+    one = {"a": {"Exists": False}}
+    for op in ("AND", "OR"):
+        assert _error(lambda op=op: c.put_item(**put, ConditionalOperator=op)) == without
+        assert _error(lambda op=op: c.put_item(**put, Expected={}, ConditionalOperator=op)) == fewer
+        assert (
+            _error(lambda op=op: c.put_item(**put, Expected=one, ConditionalOperator=op)) == fewer
+        )
+        assert _error(lambda op=op: c.scan(TableName="Users", ConditionalOperator=op)) == without
+        flt = {"a": _eq({"N": "1"})}
+        assert (
+            _error(
+                lambda op=op, f=flt: c.scan(TableName="Users", ScanFilter=f, ConditionalOperator=op)
+            )
+            == fewer
+        )
+        assert (
+            _error(
+                lambda op=op, f=flt: c.query(
+                    TableName="Users",
+                    KeyConditions={"id": _eq({"S": "u1"})},
+                    QueryFilter=f,
+                    ConditionalOperator=op,
+                )
+            )
+            == fewer
+        )
+    assert "Item" not in c.get_item(TableName="Users", Key=key)
+    # an empty Expected alone is no condition; two conditions with an operator work
+    c.put_item(**put, Expected={})
+    two = {"a": {"Exists": False}, "b": {"Exists": False}}
+    c.put_item(**put, Expected=two, ConditionalOperator="OR")
+    assert c.get_item(TableName="Users", Key=key)["Item"] == put["Item"]
+
+
 def test_conditional_operator_joins_the_query_filter_not_the_key_conditions(
     served: Served,
 ) -> None:

@@ -500,3 +500,57 @@ def test_concurrent_tag_and_untag_requests_never_undo_each_other(served: Served)
         t.join()
     assert lost == []
     assert c.list_tags_of_resource(ResourceArn=arn)["Tags"] == []
+
+
+def test_concurrent_ttl_backup_and_tag_changes_never_undo_each_other(served: Served) -> None:
+    """UpdateTimeToLive, UpdateContinuousBackups and TagResource change different settings
+    of one table at once: none of them stores settings read before another's change (each
+    is re-applied to the latest settings, as ``Store.change_spec``)."""
+    import threading
+
+    c = served.client()
+    _table(c)
+    arn = _arn(c)
+    errors: list[str] = []
+
+    def ttl() -> None:
+        mine = served.client()
+        for _ in range(15):
+            for enabled in (True, False):
+                mine.update_time_to_live(
+                    TableName="Users",
+                    TimeToLiveSpecification={"Enabled": enabled, "AttributeName": "exp"},
+                )
+                status = mine.describe_time_to_live(TableName="Users")["TimeToLiveDescription"]
+                if status["TimeToLiveStatus"] != ("ENABLED" if enabled else "DISABLED"):
+                    errors.append(f"ttl {enabled}: {status}")
+
+    def tags() -> None:
+        mine = served.client()
+        for i in range(30):
+            mine.tag_resource(ResourceArn=arn, Tags=[{"Key": f"k{i}", "Value": "v"}])
+
+    def pitr() -> None:
+        mine = served.client()
+        for days in range(1, 31):
+            mine.update_continuous_backups(
+                TableName="Users",
+                PointInTimeRecoverySpecification={
+                    "PointInTimeRecoveryEnabled": True,
+                    "RecoveryPeriodInDays": days,
+                },
+            )
+
+    threads = [threading.Thread(target=f) for f in (ttl, tags, pitr)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    listed = c.list_tags_of_resource(ResourceArn=arn)["Tags"]
+    assert sorted(t["Key"] for t in listed) == sorted(f"k{i}" for i in range(30))
+    described = c.describe_continuous_backups(TableName="Users")["ContinuousBackupsDescription"]
+    assert described["PointInTimeRecoveryDescription"]["RecoveryPeriodInDays"] == 30
+    assert c.describe_time_to_live(TableName="Users")["TimeToLiveDescription"] == {
+        "TimeToLiveStatus": "DISABLED"
+    }

@@ -529,11 +529,21 @@ async def test_set_ttl_recomputes_every_item(engine: StorageEngine) -> None:
     assert await engine.set_ttl(on) == 2
     got = [decode_image(d)["id"] for d in await engine.expired(ops.spec.table_id, now, 10)]
     assert got == ["a", "b"]
-    assert next(s for s in await engine.list_tables() if s.name == "Users").ttl_attribute == "exp"
-    assert await engine.set_ttl(replace(on, ttl_attribute="other")) == 1
+    stored = next(s for s in await engine.list_tables() if s.name == "Users")
+    assert stored.ttl_attribute == "exp" and stored.epoch == on.epoch + 1
+    # settings read before that change are stale: storing them would undo it
+    with pytest.raises(StaleCatalog):
+        await engine.set_ttl(replace(on, ttl_attribute="other"))
+    assert next(s for s in await engine.list_tables() if s.name == "Users") == stored
+    assert [decode_image(d)["id"] for d in await engine.expired(stored.table_id, now, 10)] == [
+        "a",
+        "b",
+    ]
+    assert await engine.set_ttl(replace(stored, ttl_attribute="other")) == 1
     got = [decode_image(d)["id"] for d in await engine.expired(ops.spec.table_id, now, 10)]
     assert got == ["c"]
-    assert await engine.set_ttl(replace(on, ttl_attribute=None)) == 0
+    stored = next(s for s in await engine.list_tables() if s.name == "Users")
+    assert await engine.set_ttl(replace(stored, ttl_attribute=None)) == 0
     assert await engine.expired(ops.spec.table_id, now, 10) == []
     with pytest.raises(TableNotFound):
         await engine.set_ttl(replace(on, name="Nope", table_id=999))
