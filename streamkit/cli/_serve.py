@@ -271,6 +271,7 @@ def register(cli: typer.Typer) -> None:
             access_log=False,
             # nothing reads the client's address: no X-Forwarded-* rewriting per request
             proxy_headers=False,
+            server_header=False,  # the endpoint sends DynamoDB's own ("Server: Server")
             lifespan="on",
             http=header_timeout_protocol(header_timeout),
             ssl_certfile=ssl_certfile,

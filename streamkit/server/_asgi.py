@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gzip
 import ipaddress
 import json
 import logging
@@ -63,6 +64,30 @@ _STREAMS = "DynamoDBStreams_20120810."
 _JSON = "application/x-amz-json-1.0"
 _TEXT = "text/plain"
 _XML = "application/xml"
+_GZIP_FROM = 4096  # answers this large are gzipped for a client that accepts it (DynamoDB's ~4 KB)
+
+
+def _accepts_gzip(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether the request's Accept-Encoding allows gzip (not with ``q=0``)."""
+    for name, value in headers:
+        if name.lower() == b"accept-encoding":
+            for coding in value.lower().split(b","):
+                token, _, params = coding.strip().partition(b";")
+                if token.strip() in (b"gzip", b"*") and not _refused(params.strip()):
+                    return True
+    return False
+
+
+def _refused(params: bytes) -> bool:
+    """``q=0`` (or a malformed weight, read as no)."""
+    if not params.startswith(b"q="):
+        return False
+    try:
+        return float(params[2:]) == 0
+    except ValueError:
+        return True
+
+
 _log = logging.getLogger("streamkit.server")
 
 
@@ -156,7 +181,13 @@ class DynamoDBServer:
             payload = body
         else:
             payload = json.dumps(body, separators=(",", ":"), default=_default).encode()
-        headers = [
+        headers = [(b"server", b"Server")]  # DynamoDB's own Server header
+        if len(payload) >= _GZIP_FROM and _accepts_gzip(scope["headers"]):
+            # as DynamoDB: a large answer is gzipped when the client asks, and the CRC is
+            # of the bytes sent
+            payload = gzip.compress(payload, compresslevel=1, mtime=0)
+            headers.append((b"content-encoding", b"gzip"))
+        headers += [
             (b"content-length", str(len(payload)).encode()),
             (b"x-amzn-requestid", request_id().encode()),
             (b"x-amz-crc32", str(zlib.crc32(payload)).encode()),

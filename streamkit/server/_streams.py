@@ -23,7 +23,7 @@ from streamkit.server._errors import DynamoError, validation
 from streamkit.server._stream_history import label_ms, load_streams, spec_label
 
 if TYPE_CHECKING:
-    from streamkit.log import LogReader
+    from streamkit.log import LogReader, LogRecord
     from streamkit.server._ops import Service
     from streamkit.storage._spec import TableSpec
 
@@ -33,6 +33,7 @@ Body = dict[str, Any]
 _ITERATOR_TTL = 15 * 60  # seconds, as DynamoDB Streams' shard iterators
 _MAX_BYTES = 1 << 20  # GetRecords returns at most 1 MB of records (SizeBytes)
 _KINDS = ("TRIM_HORIZON", "LATEST", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER")
+_EMPTY_FETCHES = 8  # reads of an offset that holds no record before giving up on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,57 @@ def _stream_order(s: Body) -> tuple[str, str]:
     return str(s["TableName"]), str(s["StreamLabel"])
 
 
+def _trimmed() -> DynamoError:
+    return DynamoError(
+        "TrimmedDataAccessException", "The data you are trying to access has been trimmed."
+    )
+
+
+def _seq_of(rec: LogRecord) -> int:
+    """A record's change sequence number (its header; else from the record itself)."""
+    for k, v in rec.headers:
+        if k == SEQUENCE_HEADER:
+            return int(v)
+    return decode_record(rec.value).sequence_number
+
+
+async def _record_at(reader: LogReader, p: int, offset: int, end: int) -> LogRecord | None:
+    """The shard's first record at or past ``offset`` and before ``end`` (None: none)."""
+    await reader.seek(p, offset)
+    for _ in range(_EMPTY_FETCHES):  # Kafka's transaction markers hold offsets, no record
+        if await reader.position(p) >= end:
+            return None
+        got = await reader.fetch(max_records=1, timeout=0.5)
+        if got:
+            return got[0] if got[0].offset < end else None
+    return None
+
+
+async def _position_after(reader: LogReader, p: int, seq: int, begin: int, end: int) -> int:
+    """The position in ``[begin, end]`` from which the shard's next record is its first
+    with a sequence number past ``seq`` (``end``: none yet). A shard's numbers grow with
+    its offsets (the relay publishes in sequence order), so this is a binary search:
+    ~log2(records) reads, not a scan of the shard."""
+    lo, hi = begin, end
+    while lo < hi:
+        mid = (lo + hi) // 2
+        rec = await _record_at(reader, p, mid, end)
+        if rec is None or _seq_of(rec) > seq:
+            hi = mid
+        else:
+            lo = rec.offset + 1
+    return lo
+
+
+async def _last_before(reader: LogReader, p: int, position: int, begin: int) -> LogRecord | None:
+    """The shard's last record before ``position`` (None: none; a few markers apart)."""
+    for o in range(position - 1, max(begin, position - _EMPTY_FETCHES) - 1, -1):
+        rec = await _record_at(reader, p, o, position)
+        if rec is not None:
+            return rec
+    return None
+
+
 class StreamsService:
     """ListStreams, DescribeStream, GetShardIterator, GetRecords."""
 
@@ -116,6 +168,9 @@ class StreamsService:
         self.service = service
         self._readers: dict[tuple[str, int], tuple[LogReader, int]] = {}
         self._lock = asyncio.Lock()
+        # a shard's SequenceNumberRange once it can no longer change, by (stream ARN, shard,
+        # the stream's end: None while it is enabled)
+        self._ranges: dict[tuple[str, int, int | None], Body] = {}
 
     async def call(self, operation: str, body: Body) -> Body:
         fn = {
@@ -221,15 +276,19 @@ class StreamsService:
             if p is None or parent != _shard_id(stream, p) or not 0 <= p < n:
                 raise _not_found(f"Shard: {parent} in Stream: {stream.arn}")
             only = set()  # shards never split: a shard has no children
-        shards = []
+        chosen: list[tuple[str, int]] = []
         for p in range(n):
             sid = _shard_id(stream, p)
             if (start is not None and sid <= start) or (only is not None and sid not in only):
                 continue
-            numbers = {"StartingSequenceNumber": _seq(stream.start + 1)}
-            if stream.end is not None:
-                numbers["EndingSequenceNumber"] = _seq(max(stream.end, stream.start + 1))
-            shards.append({"ShardId": sid, "SequenceNumberRange": numbers})
+            chosen.append((sid, p))
+            if len(chosen) > limit:
+                break
+        topic_exists = await self._topic_exists(spec)
+        shards = [
+            {"ShardId": sid, "SequenceNumberRange": await self._range(stream, p, topic_exists)}
+            for sid, p in chosen[:limit]
+        ]
         desc: Body = {
             "StreamArn": stream.arn,
             "StreamLabel": stream.label,
@@ -240,9 +299,72 @@ class StreamsService:
             "KeySchema": (await self.service.describe(spec))["KeySchema"],
             "Shards": shards[:limit],
         }
-        if len(shards) > limit:
-            desc["LastEvaluatedShardId"] = shards[limit - 1]["ShardId"]
+        if len(chosen) > limit:
+            desc["LastEvaluatedShardId"] = chosen[limit - 1][0]
         return {"StreamDescription": desc}
+
+    async def _topic_exists(self, spec: TableSpec) -> bool:
+        log = self.service.log
+        await log.open()
+        return await log.describe_topic(table_topic(self.service.namespace, spec.name)) is not None
+
+    async def _borrow(self, spec: TableSpec, partition: int) -> LogReader:
+        """The shard's kept reader (or a new one); hold ``_lock``, and ``_give_back``."""
+        cached = self._readers.pop((spec.name, partition), None)
+        if cached is not None:
+            return cached[0]
+        return self.service.log.reader(
+            table_topic(self.service.namespace, spec.name), partitions=[partition]
+        )
+
+    async def _give_back(self, spec: TableSpec, partition: int, reader: LogReader) -> None:
+        try:
+            at = await reader.position(partition)
+        except BaseException:
+            await reader.close()
+            raise
+        old = self._readers.pop((spec.name, partition), None)
+        if old is not None and old[0] is not reader:
+            await old[0].close()
+        self._readers[(spec.name, partition)] = (reader, at)
+
+    async def _range(self, stream: _Stream, p: int, topic_exists: bool) -> Body:
+        """A shard's ``SequenceNumberRange``: the numbers of its first record of the stream
+        and (once closed) its last, as DynamoDB shows them. A shard with no record of the
+        stream shows the stream's first number (and last, when closed)."""
+        cached = self._ranges.get((stream.arn, p, stream.end))
+        if cached is not None:
+            return dict(cached)
+        empty_end = max(stream.end or 0, stream.start + 1)
+        first_seq = last_seq = None
+        if topic_exists:
+            async with self._lock:
+                reader = await self._borrow(stream.spec, p)
+                try:
+                    begin = (await reader.beginning_offsets())[p]
+                    end = (await reader.end_offsets())[p]
+                    pos = await _position_after(reader, p, stream.start, begin, end)
+                    first = await _record_at(reader, p, pos, end)
+                    if first is not None:
+                        first_seq = _seq_of(first)
+                        if stream.end is not None and first_seq > stream.end:
+                            first_seq = None  # the shard's next record is a later stream's
+                    if first_seq is not None and stream.end is not None:
+                        stop = await _position_after(reader, p, stream.end, pos, end)
+                        last = await _last_before(reader, p, stop, pos)
+                        last_seq = None if last is None else _seq_of(last)
+                finally:
+                    await self._give_back(stream.spec, p, reader)
+        numbers = {"StartingSequenceNumber": _seq(first_seq or stream.start + 1)}
+        if stream.end is not None:
+            numbers["EndingSequenceNumber"] = _seq(last_seq or empty_end)
+        if (
+            first_seq is not None
+            if stream.end is None
+            else await self._relay_done() >= stream.end  # every record of it is published
+        ):
+            self._ranges[(stream.arn, p, stream.end)] = dict(numbers)
+        return numbers
 
     def _iterator(self, stream: _Stream, partition: int, offset: int) -> str:
         raw = json.dumps([stream.arn, partition, offset, int(time.time())], separators=(",", ":"))
@@ -302,44 +424,46 @@ class StreamsService:
         p = _partition_of(shard)
         if p is None or shard != _shard_id(stream, p) or not 0 <= p < await self._partitions(spec):
             raise _not_found(f"Shard: {shard} in Stream: {stream.arn}")
-        topic = table_topic(self.service.namespace, spec.name)
-        log = self.service.log
-        await log.open()
-        if await log.describe_topic(topic) is None:
+        seq = 0
+        if by_number:
+            assert isinstance(seq_text, str)
+            seq = int(seq_text)
+            if seq <= stream.start or (stream.end is not None and seq > stream.end):
+                raise validation(f"Invalid SequenceNumber {seq_text} for this shard")
+        if not await self._topic_exists(spec):
             return {"ShardIterator": self._iterator(stream, p, 0)}
-        reader = log.reader(topic, partitions=[p])
-        try:
-            if kind == "TRIM_HORIZON" and stream.start == 0:
-                offset = (await reader.beginning_offsets())[p]
-            elif kind == "TRIM_HORIZON":  # a later stream: its shards start after the earlier's
-                offset = await self._find(reader, p, stream.start, after=True)
-            elif kind == "LATEST":
-                offset = (await reader.end_offsets())[p]
-            else:
-                assert isinstance(seq_text, str)
-                seq = int(seq_text)
-                if seq <= stream.start or (stream.end is not None and seq > stream.end):
-                    raise validation(f"Invalid SequenceNumber {seq_text} for this shard")
-                offset = await self._find(reader, p, seq, kind == "AFTER_SEQUENCE_NUMBER")
-        finally:
-            await reader.close()
+        async with self._lock:
+            reader = await self._borrow(spec, p)
+            try:
+                begin = (await reader.beginning_offsets())[p]
+                end = (await reader.end_offsets())[p]
+                if kind == "TRIM_HORIZON" and stream.start == 0:
+                    offset = begin
+                elif kind == "TRIM_HORIZON":  # a later stream: its shards start after the last
+                    offset = await _position_after(reader, p, stream.start, begin, end)
+                elif kind == "LATEST":
+                    offset = end
+                else:
+                    # the first record at (or past) the number; sequence numbers are the
+                    # table's, so the shard need not hold it: it reads on from there
+                    after = kind == "AFTER_SEQUENCE_NUMBER"
+                    offset = await _position_after(reader, p, seq if after else seq - 1, begin, end)
+                    if begin > 0 and await self._trimmed_before(reader, p, seq, begin, end):
+                        raise _trimmed()
+            finally:
+                await self._give_back(spec, p, reader)
         return {"ShardIterator": self._iterator(stream, p, offset)}
 
-    async def _find(self, reader: LogReader, p: int, seq: int, after: bool) -> int:
-        """The offset of the shard's first record with a sequence number at (or, with
-        ``after``, past) ``seq``: the shard's end if there is none yet. Sequence numbers
-        are the table's, so a shard need not hold ``seq`` itself (its
-        ``StartingSequenceNumber`` among them): DynamoDB Streams reads on from there."""
-        end = (await reader.end_offsets())[p]
-        await reader.seek_to_beginning(p)
-        while await reader.position(p) < end:
-            for rec in await reader.fetch(max_records=1000, timeout=0.5):
-                s = next((int(v) for k, v in rec.headers if k == SEQUENCE_HEADER), None)
-                if s is None:
-                    s = decode_record(rec.value).sequence_number
-                if s > seq or (s == seq and not after):
-                    return rec.offset
-        return end
+    async def _trimmed_before(
+        self, reader: LogReader, p: int, seq: int, begin: int, end: int
+    ) -> bool:
+        """Whether records of the shard up to ``seq`` may have been deleted by the log's
+        retention (its first offset is past 0): ``seq`` is older than its oldest record
+        kept, or none is kept and ``seq`` was published (DynamoDB's trim horizon)."""
+        oldest = await _record_at(reader, p, begin, end)
+        if oldest is None:
+            return seq <= await self._relay_done()
+        return seq < _seq_of(oldest)
 
     async def _relay_done(self) -> int:
         key = relay_done_key(self.service.namespace)
@@ -361,6 +485,12 @@ class StreamsService:
                 records = []
                 if offset < end:
                     records = await reader.fetch(max_records=limit, timeout=0.2)
+                    # a gap (Kafka's markers take offsets), or records deleted by retention
+                    # since the iterator was made: DynamoDB's "trimmed" for the latter
+                    if (not records or records[0].offset > offset) and offset < (
+                        await reader.beginning_offsets()
+                    )[p]:
+                        raise _trimmed()
                 position = await reader.position(p)
             except BaseException:
                 await reader.close()

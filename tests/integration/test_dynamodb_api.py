@@ -38,6 +38,7 @@ class Served:
                 port=self.port,
                 log_level="warning",
                 lifespan="on",
+                server_header=False,  # as `streamkit serve`: the endpoint sends its own
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)

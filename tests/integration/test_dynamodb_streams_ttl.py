@@ -206,3 +206,112 @@ def test_stream_specification_is_checked_as_dynamodb_checks_it(served: Served) -
     _table(c, "Plain")
     assert _error(lambda: raw.update_table(TableName="Plain", StreamSpecification=fisk)) == enum
     assert "StreamSpecification" not in c.describe_table(TableName="Plain")["Table"]
+
+
+def _all_records(streams: Any, arn: str) -> dict[str, list[Any]]:
+    """Each shard's records from TRIM_HORIZON, by shard id."""
+    return {
+        s["ShardId"]: _read_shard(
+            streams,
+            streams.get_shard_iterator(
+                StreamArn=arn, ShardId=s["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"],
+        )
+        for s in _shards(streams, arn)
+    }
+
+
+def test_each_shards_sequence_number_range_is_its_own_records(served: Served) -> None:
+    """As DynamoDB: a shard's StartingSequenceNumber is its first record's, and once the
+    stream is disabled its EndingSequenceNumber is its last record's (not the stream's
+    first and last numbers on every shard)."""
+    c, streams = served.client(), served.client("dynamodbstreams")
+    _table(c, StreamSpecification=_KEYS_ONLY)
+    for i in range(12):
+        c.put_item(TableName="Users", Item={"id": {"S": f"k{i}"}})
+    arn = c.describe_table(TableName="Users")["Table"]["LatestStreamArn"]
+    _eventually(lambda: sum(len(r) for r in _all_records(streams, arn).values()) == 12)
+    records = _all_records(streams, arn)
+    assert sum(1 for r in records.values() if r) == 2  # both shards hold records
+    numbers = {s["ShardId"]: s["SequenceNumberRange"] for s in _shards(streams, arn)}
+    for sid, got in records.items():
+        first = got[0]["dynamodb"]["SequenceNumber"]
+        assert numbers[sid] == {"StartingSequenceNumber": first}
+    c.update_table(TableName="Users", StreamSpecification={"StreamEnabled": False})
+    c.put_item(TableName="Users", Item={"id": {"S": "after"}})  # in no stream
+
+    def closed() -> dict[str, Any]:
+        return {s["ShardId"]: s["SequenceNumberRange"] for s in _shards(streams, arn)}
+
+    _eventually(lambda: all("EndingSequenceNumber" in r for r in closed().values()))
+    for sid, got in records.items():
+        assert closed()[sid] == {
+            "StartingSequenceNumber": got[0]["dynamodb"]["SequenceNumber"],
+            "EndingSequenceNumber": got[-1]["dynamodb"]["SequenceNumber"],
+        }
+    starts = {r["StartingSequenceNumber"] for r in closed().values()}
+    assert len(starts) == 2  # two shards, two ranges
+
+
+def test_reading_records_the_log_no_longer_keeps_is_trimmed_data_access(tmp_path: Any) -> None:
+    """Records past the log's retention are gone: a shard iterator at an older number, or
+    an iterator made before they went, is DynamoDB's TrimmedDataAccessException, not a
+    silent skip; TRIM_HORIZON reads on from the oldest record kept."""
+    import time
+    import uuid
+
+    import streamkit as sk
+
+    app = sk.App(
+        storage=f"sqlite:///{tmp_path}/api.db",
+        log=f"local://{tmp_path}/log?poll_interval=0.02&prune_interval=0.05",
+        namespace=f"trim{uuid.uuid4().hex[:8]}",
+        topic_partitions=1,
+        topic_retention_ms=1500,
+    )
+    with Served(app) as s:
+        c, streams = s.client(), s.client("dynamodbstreams")
+        _table(c, StreamSpecification=_KEYS_ONLY)
+        for i in range(3):
+            c.put_item(TableName="Users", Item={"id": {"S": f"old{i}"}})
+        arn = c.describe_table(TableName="Users")["Table"]["LatestStreamArn"]
+        _eventually(lambda: sum(len(r) for r in _all_records(streams, arn).values()) == 3)
+        ((sid, old),) = _all_records(streams, arn).items()
+        early = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=sid, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        time.sleep(2.0)  # past the retention: the prune deletes the three
+        c.put_item(TableName="Users", Item={"id": {"S": "new"}})
+
+        def kept() -> list[str]:
+            return [r["dynamodb"]["Keys"]["id"]["S"] for r in _all_records(streams, arn)[sid]]
+
+        _eventually(lambda: kept() == ["new"])
+        for kind, record in (("AT_SEQUENCE_NUMBER", old[0]), ("AFTER_SEQUENCE_NUMBER", old[1])):
+            code, _ = _error(
+                lambda kind=kind, record=record: streams.get_shard_iterator(
+                    StreamArn=arn,
+                    ShardId=sid,
+                    ShardIteratorType=kind,
+                    SequenceNumber=record["dynamodb"]["SequenceNumber"],
+                )
+            )
+            assert code == "TrimmedDataAccessException"
+        code, _ = _error(lambda: streams.get_records(ShardIterator=early))
+        assert code == "TrimmedDataAccessException"
+        # any number older than the oldest record kept is past the trim point, even the
+        # newest of the deleted ones read AFTER (DynamoDB: "older than the trim point")
+        code, _ = _error(
+            lambda: streams.get_shard_iterator(
+                StreamArn=arn,
+                ShardId=sid,
+                ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                SequenceNumber=old[-1]["dynamodb"]["SequenceNumber"],
+            )
+        )
+        assert code == "TrimmedDataAccessException"
+        new = _all_records(streams, arn)[sid][0]["dynamodb"]["SequenceNumber"]
+        it = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=sid, ShardIteratorType="AT_SEQUENCE_NUMBER", SequenceNumber=new
+        )["ShardIterator"]
+        assert [r["dynamodb"]["Keys"]["id"]["S"] for r in _read_shard(streams, it)] == ["new"]
