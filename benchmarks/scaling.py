@@ -170,6 +170,88 @@ async def items_figures(seconds: float, big: int | None = None) -> dict[str, Any
     return out
 
 
+class _LazyItems(Sequence[Any]):
+    """Items 0..n-1 of ``_item`` as stored rows (pk, sk, image, size, expires), made as
+    they are read: the bulk load of a 10M-item table holds none of them in memory."""
+
+    def __init__(self, spec: Any, n: int) -> None:
+        self.spec, self.n = spec, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        from streamkit.records import normalize_item
+        from streamkit.records._avro import encode_image
+        from streamkit.records._values import item_size
+
+        if isinstance(i, slice) or not 0 <= i < self.n:
+            raise IndexError(i)
+        item = normalize_item(_item(i))
+        pk, sk = self.spec.key.extract({"UserID": item["UserID"]})
+        return (pk, sk, encode_image(item), item_size(item), None)
+
+
+async def _bulk_table(app: sk.App, n: int) -> tuple[sk.Table, float]:
+    """A ``Users`` table of ``n`` items made by the engine's bulk load (``load_table``,
+    the path restores take: one transaction, no change records); returns items/s."""
+    from dataclasses import replace
+
+    seed = await app.create_table("Seed", partition_key="UserID", stream=None, pitr=False)
+    spec = replace(await seed.spec(), name="Users", table_id=0, created_at=None)
+    await app.delete_table("Seed")
+    store = app.store
+    start = time.perf_counter()
+    store.remember(await store.engine.load_table(spec, _LazyItems(spec, n), None))
+    return app.table("Users"), n / (time.perf_counter() - start)
+
+
+async def items_curve(sizes: Sequence[int], seconds: float) -> dict[str, Any]:
+    """Gets and overwriting puts of random existing keys in tables of each size, all open
+    at once and measured in alternating slices; the bulk load's rate and the file size
+    per item (WAL checkpointed). ``python -m benchmarks.scaling items 10000 1000000
+    10000000``: the 10M-item file is ~4 GB and its load takes several minutes."""
+    out: dict[str, Any] = {"items": list(sizes)}
+    with tempfile.TemporaryDirectory(prefix="streamkit-items-") as d:
+        apps: dict[int, sk.App] = {}
+        tables: dict[int, sk.Table] = {}
+        try:
+            for n in sizes:
+                app = apps[n] = sk.App(storage=f"sqlite:///{d}/{n}.db", log=f"local://{d}/{n}-log")
+                tables[n], rate = await _bulk_table(app, n)
+                out[f"load_{n}_items_per_s"] = round(rate)
+                print(f"loaded {n:,} items at {rate:,.0f}/s", file=sys.stderr)
+            rng = random.Random(7)
+            ops: dict[str, Callable[[int], Awaitable[Any]]] = {}
+            for n in sizes:
+                t = tables[n]
+
+                async def get(_: int, t: sk.Table = t, n: int = n) -> None:
+                    assert await t.get({"UserID": f"user-{rng.randrange(n):08d}"}) is not None
+
+                async def put(i: int, t: sk.Table = t, n: int = n) -> None:
+                    item = _item(rng.randrange(n))
+                    item["Age"] = i  # a real change: a MODIFY, not a no-op
+                    await t.put(item)
+
+                ops[f"get_{n}"] = get
+                ops[f"put_{n}"] = put
+            samples = await _alternate(ops, 2 * len(sizes) * seconds)
+        finally:
+            for app in apps.values():
+                await app.close()  # the last connection checkpoints the WAL into the file
+        for op, lat in samples.items():
+            out[op] = _summary(lat)
+        for n in sizes:
+            out[f"file_{n}_bytes_per_item"] = round(_file_size(f"{d}/{n}.db") / n)
+        first = sizes[0]
+        for n in sizes[1:]:
+            for what in ("get", "put"):
+                ratio = out[f"{what}_{n}"]["per_s"] / out[f"{what}_{first}"]["per_s"]
+                out[f"{what}_{n}_vs_{first}_per_s"] = round(ratio, 2)
+    return out
+
+
 # --- tables with streams: the relay ------------------------------------------------------------
 async def _relay_figure(
     d: str, tables: int, records: int, kafka: str | None = None, partitions: int = 8
@@ -655,6 +737,16 @@ def main(argv: Sequence[str]) -> None:
         broker = argv[1] if len(argv) > 1 else None
         parts = int(argv[2]) if len(argv) > 2 else 8
         print(json.dumps(asyncio.run(tables_figures(kafka=broker, partitions=parts)), indent=2))
+        return
+    if argv and argv[0] == "items":  # items N1 N2 ... [--seconds S]
+        rest = list(argv[1:])
+        secs = 3.0
+        if "--seconds" in rest:
+            i = rest.index("--seconds")
+            secs = float(rest[i + 1])
+            del rest[i : i + 2]
+        sizes = [int(x) for x in rest] or [SMALL_ITEMS, HUGE_ITEMS]
+        print(json.dumps(asyncio.run(items_curve(sizes, secs)), indent=2))
         return
     if argv and argv[0] == "archive":
         print(json.dumps(asyncio.run(archive_figures()), indent=2))
