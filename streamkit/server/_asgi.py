@@ -26,6 +26,7 @@ import gzip
 import ipaddress
 import json
 import logging
+import re
 import zlib
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -64,18 +65,84 @@ _STREAMS = "DynamoDBStreams_20120810."
 _JSON = "application/x-amz-json-1.0"
 _TEXT = "text/plain"
 _XML = "application/xml"
-_GZIP_FROM = 4096  # answers this large are gzipped for a client that accepts it (DynamoDB's ~4 KB)
+_COMPRESS_FROM = 4096  # answers this large are compressed for a client that asks (DynamoDB's)
 
 
-def _accepts_gzip(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """Whether the request's Accept-Encoding allows gzip (not with ``q=0``)."""
-    for name, value in headers:
-        if name.lower() == b"accept-encoding":
-            for coding in value.lower().split(b","):
-                token, _, params = coding.strip().partition(b";")
-                if token.strip() in (b"gzip", b"*") and not _refused(params.strip()):
-                    return True
-    return False
+_CODINGS = ("gzip", "deflate")  # DynamoDB's answer codings; gzip wins a tie of wildcards
+_Q_VALUE = re.compile(r"-?(?:\d+\.?\d*|\.\d+)")
+
+
+_EXPOSED = b"x-amzn-RequestId,x-amzn-ErrorType,x-amzn-ErrorMessage,x-amz-crc32,Date"
+_PREFLIGHT_MAX_AGE = b"172800"  # seconds a browser may keep a preflight's answer
+
+
+def _cors(scope: dict[str, Any]) -> list[tuple[bytes, bytes]] | None:
+    """DynamoDB's CORS headers for a request that carries an ``Origin`` (None: none): any
+    origin may call and read the answer's headers; a preflight (OPTIONS) is allowed the
+    method and headers it asks for, and told how long to keep that answer."""
+    origin = method = asked = None
+    for name, value in scope["headers"]:
+        lower = name.lower()
+        if lower == b"origin":
+            origin = value
+        elif lower == b"access-control-request-method":
+            method = value
+        elif lower == b"access-control-request-headers":
+            asked = value
+    if origin is None:
+        return None
+    out = [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", _EXPOSED)]
+    if scope["method"] == "OPTIONS":
+        out.append((b"access-control-max-age", _PREFLIGHT_MAX_AGE))
+        if method is not None:
+            out.append((b"access-control-allow-methods", method))
+        if asked is not None:
+            out.append((b"access-control-allow-headers", asked))
+    return out
+
+
+def _quality(params: str) -> float:
+    """An Accept-Encoding element's weight as DynamoDB reads it: the first ``q=`` in its
+    parameters (even inside another name, as ``nq=0``), clamped to 0..1; malformed: 1."""
+    i = params.find("q=")
+    if i < 0:
+        return 1.0
+    raw = params[i + 2 :].split(";", 1)[0].strip()
+    if not _Q_VALUE.fullmatch(raw):
+        return 1.0
+    return min(max(float(raw), 0.0), 1.0)
+
+
+def response_coding(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The coding of a large answer, from the request's *first* Accept-Encoding header,
+    chosen as DynamoDB chooses: gzip or deflate, the highest weight (of an element naming
+    it, else ``*``'s), a named one before a wildcard one, then the first named; weight
+    0, or neither accepted: None (plain). ``identity`` and other codings are ignored."""
+    value = next((v for k, v in headers if k.lower() == b"accept-encoding"), None)
+    if value is None:
+        return None
+    named: dict[str, tuple[float, int]] = {}
+    star: float | None = None
+    for index, element in enumerate(value.decode("latin-1").split(",")):
+        token, _, params = element.partition(";")
+        token = token.strip().lower()
+        q = _quality(params)
+        if token in _CODINGS:
+            best = named.get(token)
+            named[token] = (q, index) if best is None else (max(best[0], q), best[1])
+        elif token == "*":
+            star = q if star is None else max(star, q)
+    ranked = []
+    for order, coding in enumerate(_CODINGS):
+        if coding in named:
+            q, index = named[coding]
+            ranked.append((-q, 0, index, coding))
+        elif star is not None:
+            ranked.append((-star, 1, order, coding))
+    if not ranked:
+        return None
+    q, _, _, coding = min(ranked)
+    return coding if q < 0 else None
 
 
 def _refused(params: bytes) -> bool:
@@ -174,6 +241,12 @@ class DynamoDBServer:
             return
         if scope["type"] != "http":
             return
+        cors = _cors(scope)
+        if cors is not None and scope["method"] == "OPTIONS":  # a browser's preflight
+            preflight = [(b"server", b"Server"), (b"content-length", b"0"), *cors]
+            await send({"type": "http.response.start", "status": 200, "headers": preflight})
+            await send({"type": "http.response.body", "body": b""})
+            return
         status, body, close, content_type = await self._handle(scope, receive)
         if body is None:
             payload = b""
@@ -182,11 +255,15 @@ class DynamoDBServer:
         else:
             payload = json.dumps(body, separators=(",", ":"), default=_default).encode()
         headers = [(b"server", b"Server")]  # DynamoDB's own Server header
-        if len(payload) >= _GZIP_FROM and _accepts_gzip(scope["headers"]):
-            # as DynamoDB: a large answer is gzipped when the client asks, and the CRC is
-            # of the bytes sent
-            payload = gzip.compress(payload, compresslevel=1, mtime=0)
-            headers.append((b"content-encoding", b"gzip"))
+        coding = response_coding(scope["headers"]) if len(payload) >= _COMPRESS_FROM else None
+        if coding is not None:
+            # as DynamoDB: a large answer is compressed when the client asks, and the CRC
+            # is of the bytes sent
+            if coding == "gzip":
+                payload = gzip.compress(payload, compresslevel=1, mtime=0)
+            else:
+                payload = zlib.compress(payload, 1)
+            headers.append((b"content-encoding", coding.encode()))
         headers += [
             (b"content-length", str(len(payload)).encode()),
             (b"x-amzn-requestid", request_id().encode()),
@@ -196,6 +273,8 @@ class DynamoDBServer:
             headers.insert(0, (b"content-type", content_type.encode()))
         if close:
             headers.append((b"connection", b"close"))
+        if cors is not None:
+            headers += cors
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 

@@ -88,27 +88,33 @@ def _failed_decoding() -> DynamoError:
 
 def decompress(raw: bytes, encoding: str, limit: int) -> bytes:
     """The body of a request with ``Content-Encoding``: ``gzip`` (one or more members,
-    as the gzip format allows) is decompressed, ``identity`` kept; another encoding or a
-    body that is not gzip is HTTP 500, as DynamoDB answers. ``limit``: the largest
-    decompressed size served (a 413 past it)."""
+    as the gzip format allows) and ``deflate`` (one zlib stream, RFC 1950) are
+    decompressed, ``identity`` kept; another encoding or a body that is not what it
+    says is HTTP 500, as DynamoDB answers. ``limit``: the largest decompressed size
+    served (a 413 past it)."""
     codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
     for coding in reversed(codings):  # applied in order, so undone in reverse
         if coding == "identity":
             continue
-        if coding != "gzip":
+        if coding not in _WBITS:
             raise _failed_decoding()
-        raw = _gunzip(raw, limit)
+        raw = _inflate(raw, limit, coding)
     return raw
 
 
-def _gunzip(raw: bytes, limit: int) -> bytes:
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def _inflate(raw: bytes, limit: int, coding: str) -> bytes:
     out: list[bytes] = []
     size = 0
     data = raw
     if not data:
         raise _failed_decoding()
     while data:
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        if out and coding != "gzip":
+            raise _failed_decoding()  # junk after the one zlib stream
+        d = zlib.decompressobj(_WBITS[coding])
         try:
             while data:
                 chunk = d.decompress(data, limit + 1 - size)
@@ -127,5 +133,5 @@ def _gunzip(raw: bytes, limit: int) -> bytes:
             raise _failed_decoding() from None
         if not d.eof:
             raise _failed_decoding()  # cut short
-        data = d.unused_data  # another member follows (or junk: refused as it starts)
+        data = d.unused_data  # another gzip member follows (or junk: refused as it starts)
     return b"".join(out)
