@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from streamkit.capture._tables import check_stream_change, create_table
+from streamkit.exceptions import TableNotFound
 from streamkit.history import _backups
 from streamkit.history._archive import restore_to_time
 from streamkit.records import StreamView
@@ -40,6 +41,13 @@ from streamkit.server._table_checks import (
     unchanged_throughput,
     unused_definitions,
     updated_capacity,
+)
+from streamkit.server._table_extras import (
+    created_extras,
+    describe_extras,
+    load_extras,
+    save_extras,
+    updated_extras,
 )
 from streamkit.server._tags import check_tags
 from streamkit.storage._capacity import OnDemand, Provisioned
@@ -96,6 +104,7 @@ class TableOps(ServiceBase):
             },
             "DeletionProtectionEnabled": False,
         }
+        out.update(describe_extras(await load_extras(self.store, spec)))
         out.update(
             await describe_indexes(spec, self.arn(spec.name), self.store.engine.table_stats,
                                    provisioned)
@@ -170,6 +179,7 @@ class TableOps(ServiceBase):
         provisioned = isinstance(capacity, Provisioned)
         # an empty Tags list is no tags (as DynamoDB: TagResource refuses one)
         tags = check_tags(body["Tags"]) if body.get("Tags") not in (None, []) else []
+        extras = created_extras(body)  # TableClass, WarmThroughput: checked before creating
         await create_table(
             self.store,
             self.namespace,
@@ -188,6 +198,8 @@ class TableOps(ServiceBase):
             ],
         )
         spec = await self.store.spec(name)
+        if extras is not None:
+            await save_extras(self.store, spec, extras)
         if tags:
             given = tuple(sorted(dict(tags).items()))
             spec = await self.store.change_spec(name, lambda s: replace(s, tags=given))
@@ -273,6 +285,7 @@ class TableOps(ServiceBase):
         spec = await self._spec(body)
         check_update_members(body)
         check_update_shape(body)
+        extras = updated_extras(body, await load_extras(self.store, spec))  # checked first
         changed = spec
         stream_change = None
         if "StreamSpecification" in body:
@@ -337,6 +350,8 @@ class TableOps(ServiceBase):
                 replica_plan,
                 namespace=self.namespace,
             )
+        if extras is not None:
+            await save_extras(self.store, spec, extras)
         return {"TableDescription": await self.describe(changed)}
 
     async def _index_update(self, spec: TableSpec, plan: list[tuple[str, Any]]) -> None:
@@ -409,10 +424,18 @@ class TableOps(ServiceBase):
             }
         }
 
+    async def _backups_spec(self, body: Body) -> TableSpec:
+        """The table of a continuous-backups call: a missing one is DynamoDB's
+        ``TableNotFoundException`` there, not ``ResourceNotFoundException``."""
+        try:
+            return await self._spec(body)
+        except TableNotFound as e:
+            raise DynamoError("TableNotFoundException", f"Table not found: {e.table}") from None
+
     async def DescribeContinuousBackups(self, body: Body) -> Body:
         from streamkit.history._archive import archive_window
 
-        spec = await self._spec(body)
+        spec = await self._backups_spec(body)
         window = archive_window(spec)
         pitr: Body = {"PointInTimeRecoveryStatus": "ENABLED" if window else "DISABLED"}
         if window:
@@ -514,7 +537,7 @@ class TableOps(ServiceBase):
         return {"TableDescription": await self.describe(await self.store.spec(target))}
 
     async def UpdateContinuousBackups(self, body: Body) -> Body:
-        spec = await self._spec(body)
+        spec = await self._backups_spec(body)
         pitr = _need(body, "PointInTimeRecoverySpecification", dict)
         enabled = pitr.get("PointInTimeRecoveryEnabled")
         if not isinstance(enabled, bool):

@@ -554,3 +554,91 @@ def test_concurrent_ttl_backup_and_tag_changes_never_undo_each_other(served: Ser
     assert c.describe_time_to_live(TableName="Users")["TimeToLiveDescription"] == {
         "TimeToLiveStatus": "DISABLED"
     }
+
+
+def test_table_class_is_kept_and_shown_as_dynamodb_does(served: Served) -> None:
+    """Found by Alternator's test_tableclass: no TableClassSummary unless a class was
+    given; the class given at creation is shown (without LastUpdateDateTime); UpdateTable
+    changes it and records when; a class that is not DynamoDB's is refused."""
+    c = served.client()
+    _table(c)
+    assert "TableClassSummary" not in c.describe_table(TableName="Users")["Table"]
+    _table(c, "Cold", TableClass="STANDARD_INFREQUENT_ACCESS")
+    assert c.describe_table(TableName="Cold")["Table"]["TableClassSummary"] == {
+        "TableClass": "STANDARD_INFREQUENT_ACCESS"
+    }
+    _table(c, "Plain", TableClass="STANDARD")
+    assert c.describe_table(TableName="Plain")["Table"]["TableClassSummary"] == {
+        "TableClass": "STANDARD"
+    }
+    c.update_table(TableName="Plain", TableClass="STANDARD_INFREQUENT_ACCESS")
+    summary = c.describe_table(TableName="Plain")["Table"]["TableClassSummary"]
+    assert summary["TableClass"] == "STANDARD_INFREQUENT_ACCESS"
+    assert isinstance(summary["LastUpdateDateTime"], datetime)
+    message = (
+        "Invalid table-class parameter provided. Please try again with a valid table-class "
+        "value: [STANDARD, STANDARD_INFREQUENT_ACCESS]."
+    )
+    for bad in ("junk", "standard"):
+        assert _error(lambda bad=bad: _table(c, "Bad", TableClass=bad)) == (
+            "ValidationException",
+            message,
+        )
+        assert _error(lambda bad=bad: c.update_table(TableName="Plain", TableClass=bad)) == (
+            "ValidationException",
+            message,
+        )
+    assert "Bad" not in c.list_tables()["TableNames"]
+    assert c.describe_table(TableName="Plain")["Table"]["TableClassSummary"] == summary
+
+
+def test_warm_throughput_is_kept_checked_and_shown(served: Served) -> None:
+    """Found by Alternator's test_warm_throughput: every table shows its WarmThroughput
+    (DynamoDB's 12,000 reads / 4,000 writes a second for a new one); CreateTable and
+    UpdateTable set it, one unit alone too; below DynamoDB's minimum, or lower than the
+    table's current figure, is refused and changes nothing."""
+    c = served.client()
+    _table(c)
+    assert c.describe_table(TableName="Users")["Table"]["WarmThroughput"] == {
+        "ReadUnitsPerSecond": 12000,
+        "WriteUnitsPerSecond": 4000,
+        "Status": "ACTIVE",
+    }
+    made = c.create_table(
+        TableName="Warm",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        WarmThroughput={"ReadUnitsPerSecond": 15000, "WriteUnitsPerSecond": 5000},
+    )["TableDescription"]
+    assert made["WarmThroughput"]["ReadUnitsPerSecond"] == 15000
+    assert made["WarmThroughput"]["WriteUnitsPerSecond"] == 5000
+    c.update_table(TableName="Users", WarmThroughput={"WriteUnitsPerSecond": 6000})
+    warm = c.describe_table(TableName="Users")["Table"]["WarmThroughput"]
+    assert (warm["ReadUnitsPerSecond"], warm["WriteUnitsPerSecond"]) == (12000, 6000)
+    code, msg = _error(
+        lambda: c.update_table(TableName="Users", WarmThroughput={"WriteUnitsPerSecond": 5000})
+    )
+    assert code == "ValidationException" and "lower than current WarmThroughput" in msg
+    code, msg = _error(lambda: _table(c, "Cold", WarmThroughput={"ReadUnitsPerSecond": 11999}))
+    assert code == "ValidationException" and "ReadUnitsPerSecond" in msg and "lower than" in msg
+    assert "Cold" not in c.list_tables()["TableNames"]
+    assert c.describe_table(TableName="Users")["Table"]["WarmThroughput"] == warm
+
+
+def test_continuous_backups_of_a_missing_table_is_table_not_found(served: Served) -> None:
+    """As DynamoDB (Alternator's test_backup): these two say TableNotFoundException."""
+    c = served.client()
+    assert _error(lambda: c.describe_continuous_backups(TableName="Nope")) == (
+        "TableNotFoundException",
+        "Table not found: Nope",
+    )
+    spec = {"PointInTimeRecoveryEnabled": False}
+    assert (
+        _error(
+            lambda: c.update_continuous_backups(
+                TableName="Nope", PointInTimeRecoverySpecification=spec
+            )
+        )[0]
+        == "TableNotFoundException"
+    )
