@@ -28,6 +28,18 @@ __all__ = (
 Body = dict[str, Any]
 
 
+def _repeats(schema: Any) -> bool:
+    """Whether a two-element KeySchema names two HASH or two RANGE keys of different
+    attributes (a multi-attribute key; the same attribute twice is refused as before)."""
+    if not isinstance(schema, list) or len(schema) != 2:
+        return False
+    if not all(isinstance(k, dict) for k in schema):
+        return False
+    (a, b) = schema
+    same_type = a.get("KeyType") == b.get("KeyType") in ("HASH", "RANGE")
+    return bool(same_type and a.get("AttributeName") != b.get("AttributeName"))
+
+
 def parse_key_schema(
     schema: Any, types: dict[str, str], *, index: str | None = None, local: bool = False
 ) -> tuple[tuple[str, str], tuple[str, str] | None]:
@@ -44,6 +56,17 @@ def parse_key_schema(
             f"Index KeySchema of {index} must have one or two elements",
             f"Invalid KeySchema of index {index}: one HASH and at most one RANGE",
             f"Invalid KeySchema of index {index}: The first KeySchemaElement is not a HASH key",
+        )
+    if (
+        index is not None
+        and not local
+        and isinstance(schema, list)
+        and (2 < len(schema) <= 8 or _repeats(schema))
+    ):
+        raise validation(
+            f"Global secondary index {index} has a key of {len(schema)} attributes: "
+            "multi-attribute index keys (more than one HASH or RANGE attribute) are not "
+            "supported by streamkit yet"
         )
     if not isinstance(schema, list) or not 1 <= len(schema) <= 2:
         raise validation(size)

@@ -108,11 +108,13 @@ def _units(shape: _Shape, pt: Any, member: str = "provisionedThroughput") -> Non
             shape.add(str(value), where, "Member must have value greater than or equal to 1")
 
 
-def _key_schema_shape(shape: _Shape, schema: Any, member: str) -> None:
+def _key_schema_shape(shape: _Shape, schema: Any, member: str, most: int = 2) -> None:
+    """``most``: 2 for a table's or local index's key, 8 for a global index's (DynamoDB's
+    multi-attribute keys: up to four HASH and four RANGE attributes)."""
     if not isinstance(schema, list):
         return
-    if not 1 <= len(schema) <= 2:
-        bound = "greater than or equal to 1" if not schema else "less than or equal to 2"
+    if not 1 <= len(schema) <= most:
+        bound = "greater than or equal to 1" if not schema else f"less than or equal to {most}"
         shape.add(schema, member, f"Member must have length {bound}")
     for i, k in enumerate(schema, 1):
         if isinstance(k, dict):
@@ -146,7 +148,8 @@ def check_create_shape(body: Body) -> dict[str, str]:
         for j, ix in enumerate(indexes if isinstance(indexes, list) else (), 1):
             if isinstance(ix, dict):
                 where = f"{member[0].lower()}{member[1:]}.{j}.member.keySchema"
-                _key_schema_shape(shape, ix.get("KeySchema"), where)
+                most = 8 if member == "GlobalSecondaryIndexes" else 2
+                _key_schema_shape(shape, ix.get("KeySchema"), where, most)
     _billing_mode(shape, body.get("BillingMode"))
     _units(shape, body.get("ProvisionedThroughput"))
     shape.done()
@@ -232,7 +235,7 @@ def check_update_shape(body: Body) -> None:
         create = u.get("Create") if isinstance(u, dict) else None
         if isinstance(create, dict):
             where = f"globalSecondaryIndexUpdates.{j}.member.create.keySchema"
-            _key_schema_shape(shape, create.get("KeySchema"), where)
+            _key_schema_shape(shape, create.get("KeySchema"), where, 8)
     shape.done()
 
 

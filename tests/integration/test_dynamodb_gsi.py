@@ -400,3 +400,64 @@ def test_index_filter_on_attributes_it_does_not_project_is_refused(served: Serve
     # fetch an attribute it does not project from the table
     local["FilterExpression"] = "c = :v"
     assert c.query(**local, ProjectionExpression="d")["Items"] == [{"d": {"S": "1"}}]
+
+
+def test_multi_attribute_index_keys_are_refused_as_not_yet_supported(served: Served) -> None:
+    """DynamoDB's multi-attribute GSI keys (up to four HASH and four RANGE attributes)
+    are not built: CreateTable and UpdateTable say so in a ValidationException and
+    create nothing (not a shape error about two elements)."""
+    c = served.client()
+    defs = [{"AttributeName": n, "AttributeType": "S"} for n in ("id", "a", "b", "c")]
+    for schema in (
+        [{"AttributeName": "a", "KeyType": "HASH"}, {"AttributeName": "b", "KeyType": "HASH"}],
+        [
+            {"AttributeName": "a", "KeyType": "HASH"},
+            {"AttributeName": "b", "KeyType": "RANGE"},
+            {"AttributeName": "c", "KeyType": "RANGE"},
+        ],
+    ):
+        code, msg = _error(
+            lambda schema=schema: c.create_table(
+                TableName="Users",
+                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                AttributeDefinitions=defs[: len(schema) + 1],
+                BillingMode="PAY_PER_REQUEST",
+                GlobalSecondaryIndexes=[
+                    {
+                        "IndexName": "Multi",
+                        "KeySchema": schema,
+                        "Projection": {"ProjectionType": "ALL"},
+                    }
+                ],
+            )
+        )
+        assert code == "ValidationException" and "not supported by streamkit yet" in msg, msg
+    assert c.list_tables()["TableNames"] == []
+    c.create_table(
+        TableName="Users",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    three = [
+        {"AttributeName": "a", "KeyType": "HASH"},
+        {"AttributeName": "b", "KeyType": "HASH"},
+        {"AttributeName": "c", "KeyType": "RANGE"},
+    ]
+    code, msg = _error(
+        lambda: c.update_table(
+            TableName="Users",
+            AttributeDefinitions=defs,
+            GlobalSecondaryIndexUpdates=[
+                {
+                    "Create": {
+                        "IndexName": "Multi",
+                        "KeySchema": three,
+                        "Projection": {"ProjectionType": "ALL"},
+                    }
+                }
+            ],
+        )
+    )
+    assert code == "ValidationException" and "not supported by streamkit yet" in msg, msg
+    assert "GlobalSecondaryIndexes" not in c.describe_table(TableName="Users")["Table"]
