@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from streamkit.server._convert import shown
 from streamkit.server._errors import validation
+from streamkit.storage._spec import TableSpec
 
 if TYPE_CHECKING:
-    from streamkit.storage._spec import TableSpec
     from streamkit.storage._store import Store
 
 __all__ = (
@@ -28,8 +28,10 @@ __all__ = (
     "STREAM_VIEWS",
     "StreamEntry",
     "check_view_type",
+    "deleted_tables",
     "disable_stream",
     "enable_stream",
+    "keep_deleted_streams",
     "label_ms",
     "load_streams",
     "new_label",
@@ -138,3 +140,43 @@ async def enable_stream(store: Store, spec: TableSpec, view: str) -> str:
     entries.append(StreamEntry(label, view, await store.read_changes_tail()))
     await _save(store, spec, entries)
     return label
+
+
+_DELETED = "dynamodb.deleted-tables"  # tables deleted with streams readable for 24 hours
+
+
+async def keep_deleted_streams(store: Store, spec: TableSpec) -> None:
+    """Before a table is deleted, as DynamoDB: its stream (if on) ends now, and its streams
+    stay readable, DISABLED, for 24 hours under their ARNs (the records stay in the
+    table's topic); the table's settings are kept for that long so the Streams API can
+    find them. A table with no stream and no disabled stream keeps nothing."""
+    if spec.stream is not None:
+        await disable_stream(store, spec)
+    if not await load_streams(store, spec):
+        return
+    now = time.time_ns() // 1_000_000
+    kept = [
+        d
+        for d in await _deleted(store)
+        if now - d["deleted_ms"] < RETENTION_MS and d["id"] != spec.table_id
+    ]
+    closed = replace(spec, stream=None)  # every stream of it is disabled now
+    kept.append(
+        {"name": spec.name, "id": spec.table_id, "spec": closed.to_json(), "deleted_ms": now}
+    )
+    await store.write_meta({_DELETED: json.dumps(kept)})
+
+
+async def _deleted(store: Store) -> list[dict[str, Any]]:
+    raw = (await store.read_meta((_DELETED,))).get(_DELETED)
+    return list(json.loads(raw)) if raw else []
+
+
+async def deleted_tables(store: Store) -> list[TableSpec]:
+    """The tables deleted less than 24 hours ago whose streams are still readable."""
+    now = time.time_ns() // 1_000_000
+    return [
+        TableSpec.from_json(d["name"], d["id"], d["spec"])
+        for d in await _deleted(store)
+        if now - d["deleted_ms"] < RETENTION_MS
+    ]

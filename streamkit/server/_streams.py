@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from streamkit.exceptions import TableNotFound
 from streamkit.records._avro import decode_record
 from streamkit.server._convert import shown
 from streamkit.server._errors import DynamoError, validation
-from streamkit.server._stream_history import label_ms, load_streams, spec_label
+from streamkit.server._stream_history import deleted_tables, label_ms, load_streams, spec_label
 
 if TYPE_CHECKING:
     from streamkit.log import LogReader, LogRecord
@@ -194,15 +195,17 @@ class StreamsService:
         table, label = arn.split(":table/", 1)[1].split("/stream/", 1)
         spec = self.service.store.known(table)
         if spec is None:
-            try:
+            with contextlib.suppress(TableNotFound):
                 spec = await self.service.store.spec(table)
-            except TableNotFound:
-                raise _not_found(f"Stream: {arn} not found") from None
-        if self.service.stream_arn(spec, label) != arn:
-            raise _not_found(f"Stream: {arn} not found")
-        for s in await self._streams_of(spec):
-            if s.label == label:
-                return s
+        # the table's streams, then those of a table of that name deleted in the last 24 h
+        specs = [] if spec is None else [spec]
+        specs += [d for d in await deleted_tables(self.service.store) if d.name == table]
+        for candidate in specs:
+            if self.service.stream_arn(candidate, label) != arn:
+                continue
+            for s in await self._streams_of(candidate):
+                if s.label == label:
+                    return s
         raise _not_found(f"Stream: {arn} not found")
 
     async def _streams_of(self, spec: TableSpec) -> list[_Stream]:
@@ -239,13 +242,15 @@ class StreamsService:
         store = self.service.store
         names = await store.table_names() if table is None else [table]
         streams: list[Body] = []
+        specs = []
         for name in names:
-            try:
-                spec = await store.spec(name)
-            except TableNotFound:
-                continue  # deleted meanwhile (or never there): it has no stream to list
+            with contextlib.suppress(TableNotFound):  # deleted meanwhile, or never there
+                specs.append(await store.spec(name))
+        # as DynamoDB: a deleted table's streams are listed (DISABLED) for 24 hours
+        specs += [d for d in await deleted_tables(store) if table is None or d.name == table]
+        for spec in specs:
             for s in await self._streams_of(spec):
-                streams.append({"StreamArn": s.arn, "TableName": name, "StreamLabel": s.label})
+                streams.append({"StreamArn": s.arn, "TableName": spec.name, "StreamLabel": s.label})
         streams.sort(key=lambda s: (s["TableName"], s["StreamLabel"]))
         if start is not None:
             streams = [s for s in streams if _stream_order(s) > _arn_order(start)]
@@ -296,7 +301,10 @@ class StreamsService:
             "StreamViewType": stream.view,
             "CreationRequestDateTime": label_ms(stream.label) / 1000,
             "TableName": spec.name,
-            "KeySchema": (await self.service.describe(spec))["KeySchema"],
+            "KeySchema": [
+                {"AttributeName": name, "KeyType": kind}
+                for name, kind in zip(spec.key.names, ("HASH", "RANGE"), strict=False)
+            ],
             "Shards": shards[:limit],
         }
         if len(chosen) > limit:

@@ -30,7 +30,12 @@ from streamkit.server._indexes import (
     plan_index_updates,
 )
 from streamkit.server._replicas import describe_replicas, plan_replica_updates
-from streamkit.server._stream_history import check_view_type, disable_stream, enable_stream
+from streamkit.server._stream_history import (
+    check_view_type,
+    disable_stream,
+    enable_stream,
+    keep_deleted_streams,
+)
 from streamkit.server._table_checks import (
     check_create_shape,
     check_key_schema,
@@ -264,6 +269,7 @@ class TableOps(ServiceBase):
     async def DeleteTable(self, body: Body) -> Body:
         spec = await self._spec(body)
         desc = await self.describe(spec)
+        await keep_deleted_streams(self.store, spec)  # readable for 24 h, as DynamoDB's
         await self.store.delete_table(spec.name)
         desc["TableStatus"] = "DELETING"
         # as DynamoDB: the description of a deleted table leaves out its schema

@@ -296,7 +296,7 @@ def _put(c: Any, key: str, table: str = "Users") -> None:
     c.put_item(TableName=table, Item={"id": {"S": key}})
 
 
-def test_list_streams_pages_and_skips_deleted_tables(served: Served) -> None:
+def test_list_streams_pages_and_keeps_a_deleted_tables_stream(served: Served) -> None:
     c, streams = served.client(), served.client("dynamodbstreams")
     spec = {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}
     for name in ("Aaa", "Bbb", "Ccc"):
@@ -309,9 +309,41 @@ def test_list_streams_pages_and_skips_deleted_tables(served: Served) -> None:
     assert [s["TableName"] for s in rest["Streams"]] == ["Ccc"]
     assert "LastEvaluatedStreamArn" not in rest
     assert streams.list_streams(TableName="NoStream")["Streams"] == []
+    bbb = first["Streams"][1]["StreamArn"]
+    _put(c, "last", "Bbb")
     c.delete_table(TableName="Bbb")
-    assert [s["TableName"] for s in streams.list_streams()["Streams"]] == ["Aaa", "Ccc"]
-    assert streams.list_streams(TableName="Bbb")["Streams"] == []
+    # as DynamoDB: a deleted table's stream goes DISABLED and stays for 24 hours
+    assert [s["TableName"] for s in streams.list_streams()["Streams"]] == ["Aaa", "Bbb", "Ccc"]
+    assert [s["StreamArn"] for s in streams.list_streams(TableName="Bbb")["Streams"]] == [bbb]
+    desc = streams.describe_stream(StreamArn=bbb)["StreamDescription"]
+    assert desc["StreamStatus"] == "DISABLED" and desc["TableName"] == "Bbb"
+    assert desc["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert all("EndingSequenceNumber" in s["SequenceNumberRange"] for s in desc["Shards"])
+
+    def last_records() -> list[str]:
+        got = []
+        for shard in streams.describe_stream(StreamArn=bbb)["StreamDescription"]["Shards"]:
+            it: Any = streams.get_shard_iterator(
+                StreamArn=bbb, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            while it:
+                page = streams.get_records(ShardIterator=it)
+                got += [r["dynamodb"]["Keys"]["id"]["S"] for r in page["Records"]]
+                it = page.get("NextShardIterator")
+        return got
+
+    _eventually(lambda: last_records() == ["last"])  # read to the end: closed shards
+    # a table made again under the name has its own stream; the old one stays listed
+    _table(c, "Bbb", StreamSpecification=spec)
+    again = c.describe_table(TableName="Bbb")["Table"]["LatestStreamArn"]
+    listed = [s["StreamArn"] for s in streams.list_streams(TableName="Bbb")["Streams"]]
+    assert sorted(listed) == sorted([bbb, again]) and again != bbb
+    assert streams.describe_stream(StreamArn=again)["StreamDescription"]["StreamStatus"] == (
+        "ENABLED"
+    )
+    c.delete_table(TableName="Aaa")
+    c.delete_table(TableName="NoStream")  # no stream: nothing kept
+    assert "NoStream" not in {s["TableName"] for s in streams.list_streams()["Streams"]}
     raw = served.client("dynamodbstreams", config=Config(parameter_validation=False))
     code, msg = _error(lambda: raw.list_streams(Limit=0))
     assert code == "ValidationException"
