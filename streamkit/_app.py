@@ -403,8 +403,37 @@ class App(Registrar):
 
         return (await set_ttl(self._store, name, attribute)).describe()
 
+    async def set_pitr(
+        self, name: str, enabled: bool = True, *, recovery_days: int | None = None
+    ) -> dict[str, Any]:
+        """Turn a table's point-in-time recovery on or off (and set its recovery period);
+        returns the table's description.
+
+        Turning it on for a table in use enters every item already there in the archive
+        (while writes go on) before it returns: restores then reach back to that moment,
+        not earlier, as in DynamoDB. Turning it off lets the archive go (the relay prunes
+        it); turned on again, restores start afresh.
+
+        Raises:
+            TableNotFound: no such table.
+            ValidationError: a recovery period that is not 1 to 35 days.
+        """
+        from streamkit.history._archive import enable_pitr, set_recovery
+
+        if recovery_days is not None and (
+            isinstance(recovery_days, bool)
+            or not isinstance(recovery_days, int)
+            or not 1 <= recovery_days <= 35
+        ):
+            raise ValidationError(f"recovery_days must be 1 to 35, not {recovery_days!r}")
+        if enabled:
+            return (await enable_pitr(self._store, name, recovery_days)).describe()
+        return (await set_recovery(self._store, name, False, recovery_days)).describe()
+
     async def _resume_backfills(self) -> None:
-        """Finish the backfills of indexes left CREATING (by this or another process)."""
+        """Finish the backfills of indexes left CREATING, and the archive seeding of tables
+        whose point-in-time recovery was left ENABLING (by this or another process)."""
+        from streamkit.history._archive import seed_archive
         from streamkit.storage._index_admin import backfill
 
         await self._store.reload()
@@ -412,6 +441,8 @@ class App(Registrar):
             for ix in spec.indexes:
                 if ix.status == "CREATING":
                     await backfill(self._store, spec.name, ix.name)
+            if spec.pitr_enabling:
+                await seed_archive(self._store, spec.name)
 
     def table(self, name: str) -> Table:
         """A handle to an existing table (calls raise TableNotFound if it does not exist)."""

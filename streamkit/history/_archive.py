@@ -28,7 +28,7 @@ from streamkit.records._avro import (
 from streamkit.records._values import Item, item_size
 from streamkit.storage._engine import ArchivedRecord, ItemRow, StoredItem
 from streamkit.storage._keys import message_key
-from streamkit.storage._spec import TableSpec, check_table_name
+from streamkit.storage._spec import PITR_ENABLING, TableSpec, check_table_name
 from streamkit.storage._table import Table
 from streamkit.storage._writes import ttl_expiry
 
@@ -38,9 +38,13 @@ if TYPE_CHECKING:
 __all__ = (
     "archive_window",
     "changes_between",
+    "enable_pitr",
     "items_at",
     "load_items",
     "restore_to_time",
+    "seed_archive",
+    "set_recovery",
+    "start_pitr",
     "to_ms",
 )
 
@@ -62,17 +66,23 @@ def _iso(ms: int) -> str:
 
 def archive_window(spec: TableSpec, now_ms: int | None = None) -> tuple[int, int] | None:
     """The instants (epoch ms) the archive can rebuild a table at: from the start of its
-    recovery window (or its creation, if later) to now; None without PITR."""
-    if not spec.pitr:
+    recovery window (or its creation, or when PITR was turned on, if later) to now; None
+    without PITR, or while it is being turned on."""
+    if not spec.pitr or spec.pitr_enabling:
         return None
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     created = 0 if spec.created_at is None else int(spec.created_at.timestamp() * 1000)
-    return max(created, now - spec.recovery_days * _DAY_MS), now
+    return max(created, spec.pitr_from or 0, now - spec.recovery_days * _DAY_MS), now
 
 
 def check_instant(spec: TableSpec, at_ms: int, what: str = "at") -> None:
     """Refuse an instant the archive cannot rebuild, saying what it can."""
     window = archive_window(spec)
+    if spec.pitr_enabling:
+        raise HistoryUnavailable(
+            f"point-in-time recovery of table {spec.name!r} is being turned on: the items "
+            "already there are being entered in its archive; restores start when it is done"
+        )
     if window is None:
         raise HistoryUnavailable(
             f"table {spec.name!r} has point-in-time recovery off (pitr=False): "
@@ -245,3 +255,82 @@ async def restore_to_time(
 
         raise TableExists(f"table {target!r} already exists", table=target)
     return await load_items(store, spec, target, await _state(store, spec, at_ms))
+
+
+# --- turning point-in-time recovery on for a table in use -------------------------------------
+_SEED_CHUNK = 256
+
+
+async def enable_pitr(store: Store, name: str, recovery_days: int | None = None) -> TableSpec:
+    """Turn point-in-time recovery on for an existing table (as DynamoDB's
+    ``UpdateContinuousBackups``): from now on every change is kept, and every item already
+    there is entered in the archive as it is (``seed_archive``), so that restores can
+    reach back to the moment that is done — not before, as in DynamoDB. Until then the
+    table's PITR is ENABLING and restores are refused. Already on: only the recovery
+    period changes. Returns the spec as stored.
+
+    Raises:
+        TableNotFound: no such table.
+    """
+
+    spec = await start_pitr(store, name, recovery_days)
+    if spec.pitr_enabling:
+        spec = await seed_archive(store, name)
+    return spec
+
+
+async def start_pitr(store: Store, name: str, recovery_days: int | None = None) -> TableSpec:
+    """The first half of ``enable_pitr``: PITR on and ENABLING (already on: only the
+    recovery period changes); ``seed_archive`` finishes it."""
+
+    def turn_on(spec: TableSpec) -> TableSpec:
+        days = spec.recovery_days if recovery_days is None else recovery_days
+        if spec.pitr and not spec.pitr_enabling:
+            return replace(spec, recovery_days=days)
+        return replace(spec, pitr=True, pitr_from=PITR_ENABLING, recovery_days=days)
+
+    return await store.change_spec(name, turn_on)
+
+
+async def seed_archive(store: Store, name: str) -> TableSpec:
+    """Enter every item of a table whose PITR is ENABLING in its archive (an ``ArchiveOp``
+    per item, chunk by chunk, while writes go on), then make PITR reach back to now. Run
+    again after a crash it enters the items again: harmless (the newest row per item at
+    an instant is the same image)."""
+    from streamkit.storage._writes import ArchiveOp, ItemKey, WriteJob
+
+    spec = await store.spec(name)
+    after: tuple[bytes, bytes] | None = None
+    while spec.pitr_enabling:
+        spec = store.known(name) or spec  # turned off meanwhile: stop
+        rows = await store.engine.scan(
+            spec.table_id, after=after, limit=_SEED_CHUNK, segment=0, total_segments=1
+        )
+        if not rows:
+            break
+        ops = [ArchiveOp(spec, ItemKey({}, pk, sk, b"", 0, b"")) for pk, sk, _ in rows]
+        await store.write(WriteJob(list(ops)))
+        after = (rows[-1][0], rows[-1][1])
+    done_ms = time.time_ns() // 1_000_000
+
+    def enabled(latest: TableSpec) -> TableSpec | None:
+        if latest.table_id != spec.table_id or not latest.pitr_enabling:
+            return None  # deleted, or turned off meanwhile
+        return replace(latest, pitr_from=done_ms)
+
+    return await store.change_spec(name, enabled)
+
+
+async def set_recovery(
+    store: Store, name: str, enabled: bool, recovery_days: int | None = None
+) -> TableSpec:
+    """Keep PITR as it is (``enabled``) or turn it off, and set the recovery period
+    (None: unchanged). Turning it *on* is ``enable_pitr``'s (the archive must be seeded)."""
+
+    def change(spec: TableSpec) -> TableSpec:
+        days = spec.recovery_days if recovery_days is None else recovery_days
+        if enabled:
+            return replace(spec, recovery_days=days)
+        return replace(spec, pitr=False, pitr_from=None, recovery_days=days)
+
+    return await store.change_spec(name, change)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from streamkit.capture._tables import check_stream_change, create_table
 from streamkit.exceptions import TableNotFound
 from streamkit.history import _backups
-from streamkit.history._archive import restore_to_time
+from streamkit.history._archive import restore_to_time, set_recovery
 from streamkit.records import StreamView
 from streamkit.replication._admin import set_replicas
 from streamkit.server._convert import (
@@ -443,7 +443,8 @@ class TableOps(ServiceBase):
 
         spec = await self._backups_spec(body)
         window = archive_window(spec)
-        pitr: Body = {"PointInTimeRecoveryStatus": "ENABLED" if window else "DISABLED"}
+        status = "ENABLING" if spec.pitr_enabling else "ENABLED" if window else "DISABLED"
+        pitr: Body = {"PointInTimeRecoveryStatus": status}
         if window:
             pitr["EarliestRestorableDateTime"] = window[0] / 1000
             pitr["LatestRestorableDateTime"] = window[1] / 1000
@@ -549,19 +550,29 @@ class TableOps(ServiceBase):
         if not isinstance(enabled, bool):
             raise validation("PointInTimeRecoveryEnabled must be true or false")
 
-        def change(latest: TableSpec) -> TableSpec:
-            days = pitr.get("RecoveryPeriodInDays", latest.recovery_days)
-            if not isinstance(days, int) or not 1 <= days <= 35:
-                raise validation("RecoveryPeriodInDays must be between 1 and 35")
-            if enabled and not latest.pitr:
-                raise validation(
-                    "Enabling point-in-time recovery on an existing table is not supported by "
-                    "streamkit yet: create the table with it (the default)"
-                )
-            return replace(latest, pitr=enabled, recovery_days=days)
+        days = pitr.get("RecoveryPeriodInDays")
+        if days is not None and (
+            not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 35
+        ):
+            raise validation("RecoveryPeriodInDays must be between 1 and 35")
 
-        await self.store.change_spec(spec.name, change)
+        if enabled and (not spec.pitr or spec.pitr_enabling):
+            await self._enable_pitr(spec.name, days)
+        else:
+            await set_recovery(self.store, spec.name, enabled, days)
         return await self.DescribeContinuousBackups({"TableName": spec.name})
+
+    async def _enable_pitr(self, name: str, days: int | None) -> None:
+        """Turn PITR on (ENABLING) and enter the table's items in its archive in the
+        background, as DynamoDB answers at once and enables within minutes; a process
+        that stops meanwhile leaves it ENABLING, finished by ``App.running()``."""
+        from streamkit.history._archive import seed_archive, start_pitr
+
+        spec = await start_pitr(self.store, name, days)
+        if spec.pitr_enabling:
+            task = asyncio.create_task(seed_archive(self.store, name), name=f"pitr-{name}")
+            self._backfills.add(task)
+            task.add_done_callback(self._backfills.discard)
 
 
 _UPDATED = ("stream", "stream_label", "capacity")  # the settings UpdateTable itself changes

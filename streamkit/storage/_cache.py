@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 from streamkit.exceptions import StreamkitError, ValidationError
 from streamkit.records._avro import decode_record
 from streamkit.records._values import Item, item_size
-from streamkit.storage._writes import CheckOp, DeleteOp, IndexOp, PutOp, UpdateOp
+from streamkit.storage._writes import ArchiveOp, CheckOp, DeleteOp, IndexOp, PutOp, UpdateOp
 
 if TYPE_CHECKING:
     from streamkit.storage._engine import ChangeRow
@@ -459,7 +459,7 @@ class CacheEngine:
         (else it is dropped: the newer state is not known here)."""
         now = time.monotonic()
         for op, result, token in zip(ops, results, tokens, strict=True):
-            if result.event is None or isinstance(op, (CheckOp, IndexOp)):
+            if result.event is None or isinstance(op, (CheckOp, IndexOp, ArchiveOp)):
                 continue
             spec = op.spec
             tid, pk, sk = spec.table_id, op.k.pk, op.k.sk
@@ -502,7 +502,7 @@ class CacheEngine:
         """Writes committed whose results are unknown here (a handler's effects): drop
         their items and move the counters."""
         for op in ops:
-            if isinstance(op, (CheckOp, IndexOp)):
+            if isinstance(op, (CheckOp, IndexOp, ArchiveOp)):
                 continue
             tid, pk = op.spec.table_id, op.k.pk
             self._bump(tid, pk)

@@ -14,7 +14,7 @@ from streamkit.storage._capacity import Capacity, OnDemand, Provisioned
 from streamkit.storage._indexes import IndexSpec
 from streamkit.storage._keys import KeyAttribute, KeySchema
 
-__all__ = ("TableSpec", "check_table_name", "table_name_problems")
+__all__ = ("PITR_ENABLING", "TableSpec", "check_table_name", "table_name_problems")
 
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _NAME_CHARS = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -44,6 +44,9 @@ def check_table_name(name: object) -> str:
     return name
 
 
+PITR_ENABLING = -1  # TableSpec.pitr_from while PITR is being turned on
+
+
 @dataclass(frozen=True, slots=True)
 class TableSpec:
     """A table's settings, as stored and as ``describe_table`` reports them."""
@@ -70,6 +73,15 @@ class TableSpec:
     # region (empty: not replicated); see streamkit/replication/
     region: str | None = None
     replicas: tuple[tuple[str, str], ...] = ()
+    # point-in-time recovery turned on after creation: restores reach back to this instant
+    # (epoch ms; None: to the table's creation); PITR_ENABLING while the items already
+    # there are being entered in the archive (no restore yet)
+    pitr_from: int | None = None
+
+    @property
+    def pitr_enabling(self) -> bool:
+        """Whether PITR was turned on and the archive is still being seeded."""
+        return self.pitr and self.pitr_from == PITR_ENABLING
 
     def index(self, name: str) -> IndexSpec:
         """One of the table's indexes (ValidationError, as DynamoDB, when it has none
@@ -123,6 +135,8 @@ class TableSpec:
             d["tags"] = [list(t) for t in self.tags]
         if self.replicas:
             d["replication"] = {"region": self.region, "replicas": [list(r) for r in self.replicas]}
+        if self.pitr_from is not None:
+            d["pitr_from"] = self.pitr_from
         return json.dumps(d)
 
     @classmethod
@@ -160,6 +174,7 @@ class TableSpec:
             replicas=tuple(
                 (str(r), str(u)) for r, u in d.get("replication", {}).get("replicas", ())
             ),
+            pitr_from=d.get("pitr_from"),
         )
 
     def describe(self) -> dict[str, Any]:

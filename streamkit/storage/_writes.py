@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "ITEM_COLLECTION_LIMIT",
+    "ArchiveOp",
     "CheckOp",
     "Checkpoint",
     "DeleteOp",
@@ -225,7 +226,21 @@ class IndexOp:
     old_on_failure: bool = False
 
 
-WriteOp = PutOp | UpdateOp | DeleteOp | CheckOp | IndexOp | ReplicaOp | TombstonePruneOp
+@dataclass(slots=True)
+class ArchiveOp:
+    """Enter one item, as it is now, in its table's point-in-time archive (PITR turned
+    on for a table in use): an unpublished INSERT row, as a restore's are, and no change
+    record handlers see. Read inside the transaction like ``IndexOp``: a write racing it
+    either came before (its image is the one entered) or after (its own row is newer).
+    """
+
+    spec: TableSpec
+    k: ItemKey
+    condition: CompiledCondition | None = None
+    old_on_failure: bool = False
+
+
+WriteOp = PutOp | UpdateOp | DeleteOp | CheckOp | IndexOp | ArchiveOp | ReplicaOp | TombstonePruneOp
 
 
 @dataclass(slots=True)
@@ -622,6 +637,10 @@ def _plan(rows: Rows, op: WriteOp) -> _Plan:
         result = WriteResult(None, 0.0, None)
         return _Plan(op, old_data, old_size, old, old, old_data, old_size, None, result, [entry])
 
+    if isinstance(op, ArchiveOp):
+        result = WriteResult(None, 0.0, None)
+        return _Plan(op, old_data, old_size, None, None, old_data, old_size, None, result)
+
     if isinstance(op, ReplicaOp):
         return _plan_replica(rows, op, old_data, old_size)
     if isinstance(op, TombstonePruneOp):
@@ -747,6 +766,35 @@ _VIEW_NEW = frozenset({StreamView.NEW_IMAGE, StreamView.NEW_AND_OLD_IMAGES})
 _VIEW_OLD = frozenset({StreamView.OLD_IMAGE, StreamView.NEW_AND_OLD_IMAGES})
 
 
+def _archive_row(
+    rows: Rows, spec: TableSpec, k: ItemKey, data: bytes, size: int, now_ms: int, origin: str | None
+) -> None:
+    """An item's unpublished INSERT row in the archive (see ``ArchiveOp``)."""
+    item = decode_image(data)
+    key = {name: item[name] for name in spec.key.names}
+    keys = encode_image(key)
+    seq = rows.next_sequence()
+    record = encode_record(
+        event_id=os.urandom(16).hex(),
+        event_name="INSERT",
+        table=spec.name,
+        keys=keys,
+        new_image=data,
+        old_image=None,
+        changed=None,
+        sequence_number=seq,
+        created_at_ms=now_ms,
+        size_bytes=item_size(key) + size,
+        view_type=(spec.record_view or StreamView.NEW_AND_OLD_IMAGES).value,
+        user_identity=None,
+        origin=origin,
+    )
+    mkey = message_key(key[spec.key.partition.name])
+    rows.append_change(
+        seq, spec.table_id, spec.name, "INSERT", None, mkey, record, now_ms, False, None, k.pk, k.sk
+    )
+
+
 def _apply(rows: Rows, plans: list[_Plan], job: WriteJob) -> None:
     now_ms = time.time_ns() // 1_000_000
     txn: int | None = None
@@ -771,6 +819,10 @@ def _apply(rows: Rows, plans: list[_Plan], job: WriteJob) -> None:
                     rows.store(sid, e[0], e[1], p.new_data, p.new_size, None)
                 else:
                     rows.store(sid, e[0], e[1], e[2], e[3], None)
+            continue
+        if isinstance(op, ArchiveOp):
+            if p.new_data is not None:
+                _archive_row(rows, op.spec, op.k, p.new_data, p.new_size, now_ms, job.origin)
             continue
         if event is None:
             continue

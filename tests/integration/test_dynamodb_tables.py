@@ -12,7 +12,7 @@ from typing import Any
 from botocore.config import Config
 
 from tests.integration.test_dynamodb_api import Served
-from tests.integration.test_dynamodb_conformance import _error, _table, served
+from tests.integration.test_dynamodb_conformance import _error, _eventually, _table, served
 
 __all__ = ("served",)
 
@@ -642,3 +642,44 @@ def test_continuous_backups_of_a_missing_table_is_table_not_found(served: Served
         )[0]
         == "TableNotFoundException"
     )
+
+
+def test_point_in_time_recovery_turned_on_for_a_table_in_use(served: Served) -> None:
+    """As DynamoDB: UpdateContinuousBackups turns PITR on for a table that has items (it
+    answers at once; the status is ENABLING until every item is in the archive, then
+    ENABLED from that moment); a restore then holds the items written before."""
+    import time
+    from datetime import UTC, datetime
+
+    c = served.client()
+    _table(c)
+    c.update_continuous_backups(
+        TableName="Users", PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": False}
+    )
+    for i in range(40):
+        c.put_item(TableName="Users", Item={"id": {"S": f"k{i}"}, "v": {"N": str(i)}})
+
+    def status() -> dict[str, Any]:
+        got = c.describe_continuous_backups(TableName="Users")["ContinuousBackupsDescription"]
+        return dict(got["PointInTimeRecoveryDescription"])
+
+    assert status()["PointInTimeRecoveryStatus"] == "DISABLED"
+    turned_on = datetime.now(UTC)
+    answer = c.update_continuous_backups(
+        TableName="Users",
+        PointInTimeRecoverySpecification={
+            "PointInTimeRecoveryEnabled": True,
+            "RecoveryPeriodInDays": 7,
+        },
+    )["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]
+    assert answer["PointInTimeRecoveryStatus"] in ("ENABLING", "ENABLED")
+    _eventually(lambda: status()["PointInTimeRecoveryStatus"] == "ENABLED")
+    got = status()
+    assert got["RecoveryPeriodInDays"] == 7
+    assert got["EarliestRestorableDateTime"] >= turned_on
+    time.sleep(0.01)
+    c.restore_table_to_point_in_time(
+        SourceTableName="Users", TargetTableName="Restored", UseLatestRestorableTime=True
+    )
+    items = c.scan(TableName="Restored")["Items"]
+    assert sorted(int(i["v"]["N"]) for i in items) == list(range(40))
