@@ -30,7 +30,9 @@
 
 ``python -m benchmarks --only scaling [--kafka HOST:PORT]`` (about two and a half
 minutes by default; the 1M-item fill alone takes a few minutes). ``python -m benchmarks.scaling
-scaleout HOST:PORT`` and ``python -m benchmarks.scaling archive`` run one part.
+scaleout HOST:PORT``, ``python -m benchmarks.scaling archive [CHANGES ...]`` and
+``python -m benchmarks.scaling items N1 N2 ... [--seconds S]`` (tables of N items each,
+filled by the engine's bulk load; e.g. 10000 1000000 10000000) run one part.
 """
 
 from __future__ import annotations
@@ -748,8 +750,9 @@ def main(argv: Sequence[str]) -> None:
         sizes = [int(x) for x in rest] or [SMALL_ITEMS, HUGE_ITEMS]
         print(json.dumps(asyncio.run(items_curve(sizes, secs)), indent=2))
         return
-    if argv and argv[0] == "archive":
-        print(json.dumps(asyncio.run(archive_figures()), indent=2))
+    if argv and argv[0] == "archive":  # archive [CHANGES ...]: the history lengths
+        sizes = [int(x) for x in argv[1:]] or None
+        print(json.dumps(asyncio.run(archive_figures(sizes=sizes)), indent=2))
         return
     print(json.dumps(asyncio.run(run(float(argv[0]) if argv else 3.0)), indent=2))
 
