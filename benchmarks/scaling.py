@@ -118,6 +118,28 @@ async def _alternate(
     return samples
 
 
+def _get_put_ops(
+    tables: dict[str, tuple[sk.Table, int]],
+) -> dict[str, Callable[[int], Awaitable[Any]]]:
+    """``get_<name>`` and ``put_<name>`` of each table of ``n`` items ``_item(0..n-1)``:
+    a get of a random existing key, an overwrite (a real MODIFY) of one."""
+    rng = random.Random(7)
+    ops: dict[str, Callable[[int], Awaitable[Any]]] = {}
+    for name, (t, n) in tables.items():
+
+        async def get(_: int, t: sk.Table = t, n: int = n) -> None:
+            assert await t.get({"UserID": f"user-{rng.randrange(n):08d}"}) is not None
+
+        async def put(i: int, t: sk.Table = t, n: int = n) -> None:
+            item = _item(rng.randrange(n))
+            item["Age"] = i  # a real change: a MODIFY, not a no-op
+            await t.put(item)
+
+        ops[f"get_{name}"] = get
+        ops[f"put_{name}"] = put
+    return ops
+
+
 def _summary(latencies: list[float]) -> dict[str, Any]:
     s = sorted(latencies)
     return {
@@ -143,21 +165,7 @@ async def items_figures(seconds: float, big: int | None = None) -> dict[str, Any
                 )
                 tables[name] = await app.create_table("Users", partition_key="UserID", stream=None)
                 out[f"fill_{name}_items_per_s"] = round(await _fill(tables[name], n))
-            rng = random.Random(7)
-            ops: dict[str, Callable[[int], Awaitable[Any]]] = {}
-            for name, n in sizes.items():
-                t = tables[name]
-
-                async def get(_: int, t: sk.Table = t, n: int = n) -> None:
-                    assert await t.get({"UserID": f"user-{rng.randrange(n):08d}"}) is not None
-
-                async def put(i: int, t: sk.Table = t, n: int = n) -> None:
-                    item = _item(rng.randrange(n))
-                    item["Age"] = i  # a real change: a MODIFY, not a no-op
-                    await t.put(item)
-
-                ops[f"get_{name}"] = get
-                ops[f"put_{name}"] = put
+            ops = _get_put_ops({name: (tables[name], n) for name, n in sizes.items()})
             samples = await _alternate(ops, 4 * seconds)
         finally:
             for app in apps.values():
@@ -223,21 +231,7 @@ async def items_curve(sizes: Sequence[int], seconds: float) -> dict[str, Any]:
                 tables[n], rate = await _bulk_table(app, n)
                 out[f"load_{n}_items_per_s"] = round(rate)
                 print(f"loaded {n:,} items at {rate:,.0f}/s", file=sys.stderr)
-            rng = random.Random(7)
-            ops: dict[str, Callable[[int], Awaitable[Any]]] = {}
-            for n in sizes:
-                t = tables[n]
-
-                async def get(_: int, t: sk.Table = t, n: int = n) -> None:
-                    assert await t.get({"UserID": f"user-{rng.randrange(n):08d}"}) is not None
-
-                async def put(i: int, t: sk.Table = t, n: int = n) -> None:
-                    item = _item(rng.randrange(n))
-                    item["Age"] = i  # a real change: a MODIFY, not a no-op
-                    await t.put(item)
-
-                ops[f"get_{n}"] = get
-                ops[f"put_{n}"] = put
+            ops = _get_put_ops({str(n): (tables[n], n) for n in sizes})
             samples = await _alternate(ops, 2 * len(sizes) * seconds)
         finally:
             for app in apps.values():

@@ -21,7 +21,6 @@ from streamkit.records import ChangeRecord
 from streamkit.records._avro import (
     decode_image,
     encode_image,
-    encode_record,
     lazy_record,
     record_new_image,
 )
@@ -30,7 +29,7 @@ from streamkit.storage._engine import ArchivedRecord, ItemRow, StoredItem
 from streamkit.storage._keys import message_key
 from streamkit.storage._spec import PITR_ENABLING, TableSpec, check_table_name
 from streamkit.storage._table import Table
-from streamkit.storage._writes import ttl_expiry
+from streamkit.storage._writes import archive_record, ttl_expiry
 
 if TYPE_CHECKING:
     from streamkit.storage._store import Store
@@ -207,27 +206,13 @@ async def load_items(
     await store.ensure_open()
     spec = replace(source, name=target, table_id=0, created_at=None, region=None, replicas=())
     items, item_keys = await asyncio.to_thread(_stored, spec, images)
-    view = spec.record_view
     event_ids = os.urandom(16 * len(items)).hex()
 
     def archive(done: TableSpec, i: int, seq: int, now_ms: int) -> tuple[bytes, bytes]:
         data, size = items[i][2], items[i][3]
         keys, key = item_keys[i]
-        record = encode_record(
-            event_id=event_ids[32 * i : 32 * i + 32],
-            event_name="INSERT",
-            table=done.name,
-            keys=keys,
-            new_image=data,
-            old_image=None,
-            changed=None,
-            sequence_number=seq,
-            created_at_ms=now_ms,
-            size_bytes=size,
-            view_type=(view.value if view is not None else "NEW_AND_OLD_IMAGES"),
-            user_identity=None,
-            origin=store.origin,
-        )
+        event_id = event_ids[32 * i : 32 * i + 32]
+        record = archive_record(done, keys, data, size, seq, now_ms, store.origin, event_id)
         return key, record
 
     done = await store.engine.load_table(spec, items, archive if spec.pitr else None)

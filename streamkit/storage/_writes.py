@@ -67,6 +67,7 @@ __all__ = (
     "WriteJob",
     "WriteOp",
     "WriteResult",
+    "archive_record",
     "collection_key",
     "collection_meta_keys",
     "collection_sizes",
@@ -766,16 +767,21 @@ _VIEW_NEW = frozenset({StreamView.NEW_IMAGE, StreamView.NEW_AND_OLD_IMAGES})
 _VIEW_OLD = frozenset({StreamView.OLD_IMAGE, StreamView.NEW_AND_OLD_IMAGES})
 
 
-def _archive_row(
-    rows: Rows, spec: TableSpec, k: ItemKey, data: bytes, size: int, now_ms: int, origin: str | None
-) -> None:
-    """An item's unpublished INSERT row in the archive (see ``ArchiveOp``)."""
-    item = decode_image(data)
-    key = {name: item[name] for name in spec.key.names}
-    keys = encode_image(key)
-    seq = rows.next_sequence()
-    record = encode_record(
-        event_id=os.urandom(16).hex(),
+def archive_record(
+    spec: TableSpec,
+    keys: bytes,
+    data: bytes,
+    size: int,
+    seq: int,
+    now_ms: int,
+    origin: str | None,
+    event_id: str | None = None,
+) -> bytes:
+    """The record of an item entered in the archive as it is (a restore's items, a PITR
+    seed): an INSERT with its whole image, whatever the table's stream view, that no
+    handler sees (the row is never published)."""
+    return encode_record(
+        event_id=os.urandom(16).hex() if event_id is None else event_id,
         event_name="INSERT",
         table=spec.name,
         keys=keys,
@@ -784,10 +790,22 @@ def _archive_row(
         changed=None,
         sequence_number=seq,
         created_at_ms=now_ms,
-        size_bytes=item_size(key) + size,
+        size_bytes=size,
         view_type=(spec.record_view or StreamView.NEW_AND_OLD_IMAGES).value,
         user_identity=None,
         origin=origin,
+    )
+
+
+def _archive_row(
+    rows: Rows, spec: TableSpec, k: ItemKey, data: bytes, size: int, now_ms: int, origin: str | None
+) -> None:
+    """An item's unpublished INSERT row in the archive (see ``ArchiveOp``)."""
+    item = decode_image(data)
+    key = {name: item[name] for name in spec.key.names}
+    seq = rows.next_sequence()
+    record = archive_record(
+        spec, encode_image(key), data, item_size(key) + size, seq, now_ms, origin
     )
     mkey = message_key(key[spec.key.partition.name])
     rows.append_change(
