@@ -90,6 +90,14 @@ class Authenticator:
             raise _denied(
                 "MissingAuthenticationTokenException", "Request is missing Authentication Token"
             )
+        # as DynamoDB: the request's time is judged before the header's details or the key
+        stamp = headers.get("x-amz-date", "")
+        try:
+            when: datetime | None = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            when = None
+        if when is not None:
+            _check_skew(stamp, when)
         m = _AUTH.match(header)
         if m is None:
             raise _denied("IncompleteSignatureException", "Authorization header is malformed")
@@ -116,18 +124,8 @@ class Authenticator:
                 "UnrecognizedClientException",
                 "The security token included in the request is invalid.",
             )
-        stamp = headers.get("x-amz-date", "")
-        try:
-            when = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-        except ValueError:
-            raise _denied(
-                "IncompleteSignatureException", "X-Amz-Date is missing or malformed"
-            ) from None
-        if abs(datetime.now(UTC) - when) > _SKEW:
-            raise _denied(
-                "InvalidSignatureException",
-                "Signature expired: " + stamp + " is now earlier than the allowed skew",
-            )
+        if when is None:
+            raise _denied("IncompleteSignatureException", "X-Amz-Date is missing or malformed")
         host = headers.get("host", "")
         path = scope.get("raw_path", b"/").decode("latin-1") or "/"
         query = scope.get("query_string", b"").decode("latin-1")
@@ -150,3 +148,25 @@ class Authenticator:
                 "Check your AWS Secret Access Key and signing method. Consult the service "
                 "documentation for details.",
             )
+
+
+def _stamp(at: datetime) -> str:
+    return at.strftime("%Y%m%dT%H%M%SZ")
+
+
+def _check_skew(stamp: str, when: datetime) -> None:
+    """A request signed more than 15 minutes before or after now is refused, in
+    DynamoDB's words for each side."""
+    now = datetime.now(UTC)
+    if when < now - _SKEW:
+        raise _denied(
+            "InvalidSignatureException",
+            f"Signature expired: {stamp} is now earlier than {_stamp(now - _SKEW)} "
+            f"({_stamp(now)} - 15 min.)",
+        )
+    if when > now + _SKEW:
+        raise _denied(
+            "InvalidSignatureException",
+            f"Signature not yet current: {stamp} is still later than {_stamp(now + _SKEW)} "
+            f"({_stamp(now)} + 15 min.)",
+        )

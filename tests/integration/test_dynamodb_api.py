@@ -855,6 +855,43 @@ def test_sigv4_scope_must_be_dynamodb_and_the_target_signed(tmp_path: Path) -> N
         assert _sign(s.port, service="sqs")[0] == 400
 
 
+def test_a_request_signed_too_long_ago_or_ahead_is_refused_first(tmp_path: Path) -> None:
+    """As DynamoDB (found by Alternator's test_authorization): the request's X-Amz-Date
+    is judged before the Authorization header's details and the key, and each side of
+    the 15 minutes is said in DynamoDB's words."""
+    app = sk.App(storage="memory://", log=f"local://{tmp_path}/log")
+    auth = Authenticator({"AKIDGOOD": "right-secret"}, region="us-east-1")
+    target = "DynamoDB_20120810.ListTables"
+    with Served(app, auth=auth) as s:
+        for stamp, words in (
+            ("20170101T010101Z", "Signature expired: 20170101T010101Z is now earlier than "),
+            (
+                "30200101T010101Z",
+                "Signature not yet current: 30200101T010101Z is still later than ",
+            ),
+        ):
+            # a dummy header (spaces, not commas; an unknown key; no real signature)
+            headers = {
+                "Authorization": "AWS4-HMAC-SHA256 Credential=nobody/2/3/4/aws4_request "
+                "SignedHeaders=x-amz-date;host Signature=123",
+                "X-Amz-Date": stamp,
+                "Content-Type": "application/x-amz-json-1.0",
+            }
+            status, body = _post(s.port, target, b"{}", headers=headers)
+            assert (status, body["__type"]) == (
+                400,
+                "com.amazon.coral.service#InvalidSignatureException",
+            ), body
+            assert body["message"].startswith(words), body["message"]
+            assert body["message"].endswith(" min.)"), body["message"]
+        # in time, the same header is malformed; a well-formed one with an unknown key
+        now = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        headers["X-Amz-Date"] = now
+        status, body = _post(s.port, target, b"{}", headers=headers)
+        assert body["__type"].endswith("#IncompleteSignatureException"), body
+        assert _sign(s.port) == (200, {"TableNames": []})
+
+
 def test_a_trickled_body_gets_408_and_the_connection_closes(tmp_path: Path) -> None:
     app = sk.App(storage="memory://", log=f"local://{tmp_path}/log")
     with (
