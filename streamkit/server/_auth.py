@@ -130,11 +130,15 @@ class Authenticator:
         path = scope.get("raw_path", b"/").decode("latin-1") or "/"
         query = scope.get("query_string", b"").decode("latin-1")
         url = f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
+        # a header sent more than once is signed as its values joined by commas (SigV4)
+        sent: dict[str, list[str]] = {}
+        for name, value in scope.get("headers", ()):
+            sent.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
         request = AWSRequest(
             method=scope["method"],
             url=url,
             data=body,
-            headers={h: headers.get(h, "") for h in signed},
+            headers={h: ",".join(sent[h]) if h in sent else headers.get(h, "") for h in signed},
         )
         auth = SigV4Auth(Credentials(m["key"], secret), m["service"], m["region"])
         request.context["timestamp"] = stamp

@@ -892,6 +892,53 @@ def test_a_request_signed_too_long_ago_or_ahead_is_refused_first(tmp_path: Path)
         assert _sign(s.port) == (200, {"TableNames": []})
 
 
+def test_a_signed_header_sent_twice_is_signed_as_its_joined_values(tmp_path: Path) -> None:
+    """SigV4 signs a repeated header as its values joined by commas, and DynamoDB checks
+    it so (found by Alternator's test_multiple_accept_encoding_headers); the answer's
+    coding follows the first Accept-Encoding header only."""
+    import http.client
+    import json as _json
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    app = sk.App(storage="memory://", log=f"local://{tmp_path}/log")
+    auth = Authenticator({"AKIDGOOD": "right-secret"}, region="us-east-1")
+    with Served(app, auth=auth) as s:
+        host = f"127.0.0.1:{s.port}"
+        target = "DynamoDB_20120810.ListTables"
+        headers = {
+            "Content-Type": "application/x-amz-json-1.0",
+            "Host": host,
+            "X-Amz-Target": target,
+            "Accept-Encoding": "identity,gzip",
+        }
+        request = AWSRequest(method="POST", url=f"http://{host}/", data=b"{}", headers=headers)
+        SigV4Auth(Credentials("AKIDGOOD", "right-secret"), "dynamodb", "us-east-1").add_auth(
+            request
+        )
+        assert "accept-encoding" in request.headers["Authorization"]
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        try:
+            conn.putrequest("POST", "/", skip_host=True, skip_accept_encoding=True)
+            for name, value in request.headers.items():
+                if name.lower() == "accept-encoding":
+                    conn.putheader(name, "identity")  # the same header twice
+                    conn.putheader(name, "gzip")
+                else:
+                    conn.putheader(name, value)
+            conn.putheader("Content-Length", "2")
+            conn.endheaders(b"{}")
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+        assert response.status == 200, body
+        assert response.getheader("content-encoding") is None  # the first: identity
+        assert _json.loads(body) == {"TableNames": []}
+
+
 def test_a_trickled_body_gets_408_and_the_connection_closes(tmp_path: Path) -> None:
     app = sk.App(storage="memory://", log=f"local://{tmp_path}/log")
     with (
