@@ -11,6 +11,8 @@ import zlib
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streamkit.server._asgi import response_coding
 from tests.integration.test_dynamodb_api import Served
@@ -181,3 +183,17 @@ def test_cors_headers_answer_a_browsers_requests(served: Served) -> None:
         ):
             assert h not in headers, (method, h)
     assert json.loads(body) == {"TableNames": ["Users"]}
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([b"accept-encoding", b"Accept-Encoding", b"origin", b"x-other"]),
+            st.binary(max_size=60),
+        ),
+        max_size=4,
+    )
+)
+def test_any_accept_encoding_is_answered_without_error(headers: list[tuple[bytes, bytes]]) -> None:
+    """Whatever bytes the headers hold, the choice is made (never an exception: a 500)."""
+    assert response_coding(headers) in (None, "gzip", "deflate")
