@@ -1,14 +1,16 @@
-"""A table's settings that only the DynamoDB endpoint knows: its table class and warm
-throughput. Streamkit stores and shows them as DynamoDB does (they change no behaviour:
-there is one storage class, and every table is as warm as the machine), kept in the
-store's settings under ``dynamodb.extras/<table>/<table id>`` so they go with the table.
+"""A table's settings that only the DynamoDB endpoint knows: its table class, warm
+throughput and deletion protection. Streamkit stores and shows them as DynamoDB does
+(the first two change no behaviour: there is one storage class, and every table is as
+warm as the machine; deletion protection refuses the endpoint's DeleteTable), kept in
+the store's settings under ``dynamodb.extras/<table>/<table id>`` so they go with the
+table.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from streamkit.server._convert import shown
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "Extras",
+    "check_deletable",
     "created_extras",
     "describe_extras",
     "load_extras",
@@ -45,6 +48,7 @@ class Extras:
         WARM_DEFAULT["ReadUnitsPerSecond"],
         WARM_DEFAULT["WriteUnitsPerSecond"],
     )
+    protected: bool = False  # DeletionProtectionEnabled
 
 
 def _key(spec: TableSpec) -> str:
@@ -57,12 +61,14 @@ async def load_extras(store: Store, spec: TableSpec) -> Extras:
         return Extras()
     d = json.loads(raw)
     read, write = d["warm"]
-    return Extras(d.get("class"), d.get("class_updated"), (int(read), int(write)))
+    warm = (int(read), int(write))
+    return Extras(d.get("class"), d.get("class_updated"), warm, bool(d.get("protected")))
 
 
 async def save_extras(store: Store, spec: TableSpec, extras: Extras) -> None:
-    value = {"class": extras.table_class, "class_updated": extras.class_updated}
-    await store.write_meta({_key(spec): json.dumps({**value, "warm": list(extras.warm)})})
+    value: dict[str, Any] = {"class": extras.table_class, "class_updated": extras.class_updated}
+    value |= {"warm": list(extras.warm), "protected": extras.protected}
+    await store.write_meta({_key(spec): json.dumps(value)})
 
 
 def _table_class(value: Any) -> str:
@@ -105,43 +111,58 @@ def _warm(value: Any, current: tuple[int, int], *, created: bool) -> tuple[int, 
     return out[0], out[1]
 
 
+_MEMBERS = ("TableClass", "WarmThroughput", "DeletionProtectionEnabled")
+
+
+def _protected(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise validation(f"Invalid DeletionProtectionEnabled: {shown(value)}")
+    return value
+
+
 def created_extras(body: Body) -> Extras | None:
-    """CreateTable's ``TableClass`` and ``WarmThroughput``, checked (None: neither given)."""
-    if body.get("TableClass") is None and body.get("WarmThroughput") is None:
+    """CreateTable's ``TableClass``, ``WarmThroughput`` and ``DeletionProtectionEnabled``,
+    checked (None: none given)."""
+    if all(body.get(m) is None for m in _MEMBERS):
         return None
     extras = Extras()
     if body.get("TableClass") is not None:
-        extras = Extras(_table_class(body["TableClass"]), None, extras.warm)
+        extras = replace(extras, table_class=_table_class(body["TableClass"]))
     if body.get("WarmThroughput") is not None:
-        warm = _warm(body["WarmThroughput"], extras.warm, created=True)
-        extras = Extras(extras.table_class, None, warm)
+        extras = replace(extras, warm=_warm(body["WarmThroughput"], extras.warm, created=True))
+    if body.get("DeletionProtectionEnabled") is not None:
+        extras = replace(extras, protected=_protected(body["DeletionProtectionEnabled"]))
     return extras
 
 
 def updated_extras(body: Body, current: Extras) -> Extras | None:
-    """UpdateTable's ``TableClass`` and ``WarmThroughput`` applied to ``current``, checked
-    (None: neither given). A changed class records when (``LastUpdateDateTime``)."""
-    if body.get("TableClass") is None and body.get("WarmThroughput") is None:
+    """UpdateTable's ``TableClass``, ``WarmThroughput`` and ``DeletionProtectionEnabled``
+    applied to ``current``, checked (None: none given). A changed class records when
+    (``LastUpdateDateTime``)."""
+    if all(body.get(m) is None for m in _MEMBERS):
         return None
-    table_class, updated, warm = current.table_class, current.class_updated, current.warm
+    extras = current
     if body.get("TableClass") is not None:
         wanted = _table_class(body["TableClass"])
-        if wanted != (table_class or "STANDARD"):
-            updated = time.time()
-        table_class = wanted
+        if wanted != (current.table_class or "STANDARD"):
+            extras = replace(extras, class_updated=time.time())
+        extras = replace(extras, table_class=wanted)
     if body.get("WarmThroughput") is not None:
-        warm = _warm(body["WarmThroughput"], warm, created=False)
-    return Extras(table_class, updated, warm)
+        extras = replace(extras, warm=_warm(body["WarmThroughput"], current.warm, created=False))
+    if body.get("DeletionProtectionEnabled") is not None:
+        extras = replace(extras, protected=_protected(body["DeletionProtectionEnabled"]))
+    return extras
 
 
 def describe_extras(extras: Extras) -> Body:
     """The members of a table description these settings give."""
     out: Body = {
+        "DeletionProtectionEnabled": extras.protected,
         "WarmThroughput": {
             "ReadUnitsPerSecond": extras.warm[0],
             "WriteUnitsPerSecond": extras.warm[1],
             "Status": "ACTIVE",
-        }
+        },
     }
     if extras.table_class is not None:
         summary: Body = {"TableClass": extras.table_class}
@@ -149,3 +170,12 @@ def describe_extras(extras: Extras) -> Body:
             summary["LastUpdateDateTime"] = extras.class_updated
         out["TableClassSummary"] = summary
     return out
+
+
+async def check_deletable(store: Store, spec: TableSpec) -> None:
+    """DeleteTable of a table with deletion protection on: DynamoDB's ValidationException."""
+    if (await load_extras(store, spec)).protected:
+        raise validation(
+            "Resource cannot be deleted as it is currently protected against deletion. "
+            "Disable deletion protection first."
+        )

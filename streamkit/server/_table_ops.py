@@ -48,6 +48,7 @@ from streamkit.server._table_checks import (
     updated_capacity,
 )
 from streamkit.server._table_extras import (
+    check_deletable,
     created_extras,
     describe_extras,
     load_extras,
@@ -107,7 +108,6 @@ class TableOps(ServiceBase):
                 "WriteCapacityUnits": cap.write if isinstance(cap, Provisioned) else 0,
                 "NumberOfDecreasesToday": await self._decreases_today(spec),
             },
-            "DeletionProtectionEnabled": False,
         }
         out.update(describe_extras(await load_extras(self.store, spec)))
         out.update(
@@ -268,6 +268,7 @@ class TableOps(ServiceBase):
 
     async def DeleteTable(self, body: Body) -> Body:
         spec = await self._spec(body)
+        await check_deletable(self.store, spec)
         desc = await self.describe(spec)
         await keep_deleted_streams(self.store, spec)  # readable for 24 h, as DynamoDB's
         await self.store.delete_table(spec.name)

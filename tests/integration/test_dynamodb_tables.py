@@ -683,3 +683,27 @@ def test_point_in_time_recovery_turned_on_for_a_table_in_use(served: Served) -> 
     )
     items = c.scan(TableName="Restored")["Items"]
     assert sorted(int(i["v"]["N"]) for i in items) == list(range(40))
+
+
+def test_deletion_protection_refuses_delete_table_until_turned_off(served: Served) -> None:
+    """As DynamoDB: DeletionProtectionEnabled (CreateTable, UpdateTable) is shown by
+    DescribeTable and makes DeleteTable a ValidationException that deletes nothing."""
+    c = served.client()
+    _table(c, DeletionProtectionEnabled=True)
+    c.put_item(TableName="Users", Item={"id": {"S": "a"}})
+    assert c.describe_table(TableName="Users")["Table"]["DeletionProtectionEnabled"] is True
+    refused = (
+        "ValidationException",
+        "Resource cannot be deleted as it is currently protected against deletion. "
+        "Disable deletion protection first.",
+    )
+    assert _error(lambda: c.delete_table(TableName="Users")) == refused
+    assert c.get_item(TableName="Users", Key={"id": {"S": "a"}})["Item"] == {"id": {"S": "a"}}
+    c.update_table(TableName="Users", DeletionProtectionEnabled=False)
+    assert c.describe_table(TableName="Users")["Table"]["DeletionProtectionEnabled"] is False
+    c.delete_table(TableName="Users")
+    assert c.list_tables()["TableNames"] == []
+    _table(c)  # the default: unprotected
+    assert c.describe_table(TableName="Users")["Table"]["DeletionProtectionEnabled"] is False
+    c.update_table(TableName="Users", DeletionProtectionEnabled=True)
+    assert _error(lambda: c.delete_table(TableName="Users")) == refused
