@@ -270,8 +270,10 @@ class TableOps(ServiceBase):
         spec = await self._spec(body)
         await check_deletable(self.store, spec)
         desc = await self.describe(spec)
-        await keep_deleted_streams(self.store, spec)  # readable for 24 h, as DynamoDB's
         await self.store.delete_table(spec.name)
+        # its streams stay readable for 24 h, as DynamoDB's (kept once it is gone: a
+        # delete that fails leaves the table's streams as they were)
+        await keep_deleted_streams(self.store, spec)
         desc["TableStatus"] = "DELETING"
         # as DynamoDB: the description of a deleted table leaves out its schema
         for member in _NOT_IN_DELETED:
