@@ -297,15 +297,22 @@ async def export_table(
     since: datetime | None = None,
     until: datetime | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    export_id: str | None = None,
+    export_arn: str | None = None,
+    new_image_only: bool = False,
 ) -> ExportResult:
-    """Export ``table`` (see :meth:`streamkit.App.export`)."""
+    """Export ``table`` (see :meth:`streamkit.App.export`). ``export_id`` / ``export_arn``
+    name it (the endpoint's ExportTableToPointInTime gives its own); ``new_image_only``:
+    an incremental export's rows without their ``OldImage`` (DynamoDB's ``NEW_IMAGE``
+    export view)."""
     from streamkit.history._archive import changes_between, items_at
 
     since_ms, until_ms = _check(format, since, until)
     spec = await store.spec(table)  # TableNotFound before anything is written
     dest = open_destination(to)
     started = datetime.now(UTC)
-    export_id = f"{int(started.timestamp() * 1000):013d}-{uuid.uuid4().hex[:8]}"
+    if export_id is None:
+        export_id = f"{int(started.timestamp() * 1000):013d}-{uuid.uuid4().hex[:8]}"
     base = f"AWSDynamoDB/{export_id}"
     incremental = since is not None
     files: list[dict[str, Any]] = []
@@ -333,6 +340,9 @@ async def export_table(
         assert since is not None
         records = [r async for r in changes_between(store, table, since, until)]
         rows = _net(records)
+        if new_image_only:  # a deleted item's row keeps its Keys, as DynamoDB's
+            for row in rows:
+                row.pop("OldImage", None)
         for i in range(0, len(rows), ITEMS_PER_FILE):
             await flush(rows[i : i + ITEMS_PER_FILE])
     else:
@@ -356,7 +366,7 @@ async def export_table(
     finished = datetime.now(UTC)
     summary = {
         "version": "2023-08-01",
-        "exportArn": f"streamkit:export:{table}:{export_id}",
+        "exportArn": export_arn or f"streamkit:export:{table}:{export_id}",
         "tableName": table,
         "startTime": started.isoformat(),
         "endTime": finished.isoformat(),

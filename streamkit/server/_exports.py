@@ -1,0 +1,294 @@
+"""DynamoDB's export API on the endpoint: ``ExportTableToPointInTime``, ``DescribeExport``
+and ``ListExports``, run by streamkit's own export (``history/_export.py``) to the S3
+bucket named (any S3-compatible server: the endpoint and credentials are found the usual
+AWS way, ``AWS_ENDPOINT_URL_S3`` first).
+
+As in DynamoDB, the call answers at once with the export ``IN_PROGRESS``; the export runs
+in the background of the serving process and its description (kept in the store's
+settings under ``dynamodb.export/<id>``, listed under ``dynamodb.exports``) turns
+``COMPLETED`` with its manifest, item count and size, or ``FAILED`` with the reason. A
+process that stops meanwhile leaves it ``IN_PROGRESS``; run the export again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from streamkit.exceptions import TableNotFound
+from streamkit.server._convert import shown
+from streamkit.server._errors import DynamoError, validation
+
+if TYPE_CHECKING:
+    from streamkit.server._ops import Service
+
+__all__ = ("EXPORT_OPERATIONS",)
+
+Body = dict[str, Any]
+_INDEX = "dynamodb.exports"
+_KEEP = 1000  # exports listed (the oldest are forgotten past this)
+
+
+def _key(export_id: str) -> str:
+    return f"dynamodb.export/{export_id}"
+
+
+def _time(value: Any, member: str) -> datetime:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise validation(f"Invalid {member}: {shown(value)}")
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+async def _load(service: Service, export_id: str) -> Body | None:
+    raw = (await service.store.read_meta((_key(export_id),))).get(_key(export_id))
+    return None if not raw else dict(json.loads(raw))
+
+
+async def _save(service: Service, export_id: str, desc: Body) -> None:
+    await service.store.write_meta({_key(export_id): json.dumps(desc)})
+
+
+def _shown(desc: Body) -> Body:
+    """The stored description as DynamoDB's ExportDescription (times as epoch seconds)."""
+    return {k: v for k, v in desc.items() if not k.startswith("_")}
+
+
+async def ExportTableToPointInTime(service: Service, body: Body) -> Body:
+    from streamkit.history._archive import archive_window
+
+    table_arn = body.get("TableArn")
+    bucket = body.get("S3Bucket")
+    if not isinstance(table_arn, str) or not table_arn:
+        raise validation(
+            "1 validation error detected: Value null at 'tableArn' failed to "
+            "satisfy constraint: Member must not be null"
+        )
+    if not isinstance(bucket, str) or not bucket:
+        raise validation(
+            "1 validation error detected: Value null at 's3Bucket' failed to "
+            "satisfy constraint: Member must not be null"
+        )
+    prefix = body.get("S3Prefix") or ""
+    if not isinstance(prefix, str):
+        raise validation(f"Invalid S3Prefix: {shown(prefix)}")
+    fmt = body.get("ExportFormat", "DYNAMODB_JSON")
+    if fmt == "ION":
+        raise validation("ExportFormat ION is not supported by streamkit yet: use DYNAMODB_JSON")
+    if fmt != "DYNAMODB_JSON":
+        raise validation(
+            f"1 validation error detected: Value '{shown(fmt)}' at 'exportFormat' failed to "
+            "satisfy constraint: Member must satisfy enum value set: [DYNAMODB_JSON, ION]"
+        )
+    kind = body.get("ExportType", "FULL_EXPORT")
+    if kind not in ("FULL_EXPORT", "INCREMENTAL_EXPORT"):
+        raise validation(
+            f"1 validation error detected: Value '{shown(kind)}' at 'exportType' failed to "
+            "satisfy constraint: Member must satisfy enum value set: "
+            "[FULL_EXPORT, INCREMENTAL_EXPORT]"
+        )
+    name = table_arn.rsplit(":table/", 1)[-1] if ":table/" in table_arn else ""
+    try:
+        spec = await service.store.spec(name) if name else None
+    except TableNotFound:
+        spec = None
+    if spec is None or service.arn(spec.name) != table_arn:
+        raise DynamoError("TableNotFoundException", f"Table not found: {table_arn}")
+    window = archive_window(spec)
+    if window is None:
+        raise DynamoError(
+            "PointInTimeRecoveryUnavailableException",
+            f"Point in time recovery is not enabled for table '{spec.name}'",
+        )
+    since: datetime | None = None
+    until: datetime | None = None
+    view = "NEW_AND_OLD_IMAGES"
+    if kind == "INCREMENTAL_EXPORT":
+        inc = body.get("IncrementalExportSpecification")
+        if not isinstance(inc, dict) or "ExportFromTime" not in inc:
+            raise validation(
+                "IncrementalExportSpecification with ExportFromTime is required for an "
+                "INCREMENTAL_EXPORT"
+            )
+        since = _time(inc["ExportFromTime"], "ExportFromTime")
+        if inc.get("ExportToTime") is not None:
+            until = _time(inc["ExportToTime"], "ExportToTime")
+        view = inc.get("ExportViewType", view)
+        if view not in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
+            raise validation(f"Invalid ExportViewType: {shown(view)}")
+        if body.get("ExportTime") is not None:
+            raise validation("ExportTime cannot be given for an INCREMENTAL_EXPORT")
+    elif body.get("ExportTime") is not None:
+        until = _time(body["ExportTime"], "ExportTime")
+    for instant in (since, until):
+        if instant is not None and not window[0] <= instant.timestamp() * 1000 <= window[1]:
+            raise DynamoError(
+                "InvalidExportTimeException",
+                "Export time must be within the point in time recovery window: "
+                f"{datetime.fromtimestamp(window[0] / 1000, UTC).isoformat()} to now",
+            )
+    token = body.get("ClientToken")
+    if token is not None:
+        same = await _by_token(service, str(token))
+        if same is not None:
+            if (same["TableArn"], same["S3Bucket"], same.get("S3Prefix", "")) != (
+                table_arn,
+                bucket,
+                prefix,
+            ):
+                raise DynamoError(
+                    "ExportConflictException",
+                    "There was a conflict when writing to the specified S3 bucket.",
+                )
+            return {"ExportDescription": _shown(same)}
+    now = time.time()
+    export_id = f"{int(now * 1000):013d}-{uuid.uuid4().hex[:8]}"
+    arn = f"{table_arn}/export/{export_id}"
+    desc: Body = {
+        "ExportArn": arn,
+        "ExportStatus": "IN_PROGRESS",
+        "StartTime": now,
+        "TableArn": table_arn,
+        "TableId": str(uuid.UUID(int=spec.table_id)),
+        "S3Bucket": bucket,
+        "ExportFormat": fmt,
+        "ExportType": kind,
+        "ExportTime": (until.timestamp() if until is not None else now),
+    }
+    if prefix:
+        desc["S3Prefix"] = prefix
+    if token is not None:
+        desc["ClientToken"] = str(token)
+    if kind == "INCREMENTAL_EXPORT":
+        assert since is not None
+        desc["IncrementalExportSpecification"] = {
+            "ExportFromTime": since.timestamp(),
+            "ExportToTime": (until.timestamp() if until is not None else now),
+            "ExportViewType": view,
+        }
+    await _save(service, export_id, desc)
+    await _index(service, export_id)
+    to = f"s3://{bucket}/{prefix.strip('/')}" if prefix.strip("/") else f"s3://{bucket}"
+    task = asyncio.create_task(
+        _run(service, export_id, desc, spec.name, to, since, until, view),
+        name=f"export-{export_id}",
+    )
+    service._backfills.add(task)
+    task.add_done_callback(service._backfills.discard)
+    return {"ExportDescription": _shown(desc)}
+
+
+async def _index(service: Service, export_id: str) -> None:
+    raw = (await service.store.read_meta((_INDEX,))).get(_INDEX)
+    ids = [] if not raw else list(json.loads(raw))
+    ids.append(export_id)
+    await service.store.write_meta({_INDEX: json.dumps(ids[-_KEEP:])})
+
+
+async def _all(service: Service) -> list[Body]:
+    raw = (await service.store.read_meta((_INDEX,))).get(_INDEX)
+    ids = [] if not raw else list(json.loads(raw))
+    stored = await service.store.read_meta(tuple(_key(i) for i in ids))
+    return [json.loads(stored[_key(i)]) for i in ids if stored.get(_key(i))]
+
+
+async def _by_token(service: Service, token: str) -> Body | None:
+    return next((d for d in await _all(service) if d.get("ClientToken") == token), None)
+
+
+async def _run(
+    service: Service,
+    export_id: str,
+    desc: Body,
+    table: str,
+    to: str,
+    since: datetime | None,
+    until: datetime | None,
+    view: str,
+) -> None:
+    from streamkit.history._export import export_table
+
+    try:
+        result = await export_table(
+            service.store,
+            table,
+            to=to,
+            format="dynamodb-json",
+            since=since,
+            until=until,
+            export_id=export_id,
+            export_arn=desc["ExportArn"],
+            new_image_only=view == "NEW_IMAGE",
+        )
+    except Exception as e:  # a storage, S3 or configuration error: the export failed
+        desc = {
+            **desc,
+            "ExportStatus": "FAILED",
+            "EndTime": time.time(),
+            "FailureCode": type(e).__name__,
+            "FailureMessage": str(e)[:1000],
+        }
+    else:
+        manifest = f"AWSDynamoDB/{result.export_id}/manifest-summary.json"
+        prefix = str(desc.get("S3Prefix", "")).strip("/")
+        desc = {
+            **desc,
+            "ExportStatus": "COMPLETED",
+            "EndTime": (result.finished or datetime.now(UTC)).timestamp(),
+            "ExportManifest": f"{prefix}/{manifest}" if prefix else manifest,
+            "ItemCount": result.item_count,
+            "BilledSizeBytes": sum(f["sizeBytes"] for f in result.files),
+        }
+    await _save(service, export_id, desc)
+
+
+async def DescribeExport(service: Service, body: Body) -> Body:
+    arn = body.get("ExportArn")
+    if not isinstance(arn, str) or "/export/" not in arn:
+        raise DynamoError("ExportNotFoundException", f"Export not found: {shown(arn)}")
+    desc = await _load(service, arn.rsplit("/export/", 1)[1])
+    if desc is None or desc.get("ExportArn") != arn:
+        raise DynamoError("ExportNotFoundException", f"Export not found: {arn}")
+    return {"ExportDescription": _shown(desc)}
+
+
+async def ListExports(service: Service, body: Body) -> Body:
+    table_arn = body.get("TableArn")
+    limit = body.get("MaxResults", 25)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 25:
+        raise validation(
+            f"1 validation error detected: Value '{shown(limit)}' at 'maxResults' failed to "
+            "satisfy constraint: Member must have value between 1 and 25"
+        )
+    start = body.get("NextToken")
+    exports = [d for d in await _all(service) if table_arn is None or d["TableArn"] == table_arn]
+    if start is not None:
+        arns = [d["ExportArn"] for d in exports]
+        if start not in arns:
+            raise validation(f"Invalid NextToken: {shown(start)}")
+        exports = exports[arns.index(start) + 1 :]
+    page = exports[:limit]
+    out: Body = {
+        "ExportSummaries": [
+            {
+                "ExportArn": d["ExportArn"],
+                "ExportStatus": d["ExportStatus"],
+                "ExportType": d["ExportType"],
+            }
+            for d in page
+        ]
+    }
+    if len(exports) > limit:
+        out["NextToken"] = page[-1]["ExportArn"]
+    return out
+
+
+EXPORT_OPERATIONS = {
+    "ExportTableToPointInTime": ExportTableToPointInTime,
+    "DescribeExport": DescribeExport,
+    "ListExports": ListExports,
+}
