@@ -4,8 +4,11 @@ Parquet, with a manifest.
 
 Layout (DynamoDB's own)::
 
+    <prefix>/AWSDynamoDB/<export id>/_started                 empty, before the data
     <prefix>/AWSDynamoDB/<export id>/data/<n>-<random>.json.gz | .avro | .parquet
     <prefix>/AWSDynamoDB/<export id>/manifest-files.json     one JSON line per data file
+    <prefix>/AWSDynamoDB/<export id>/manifest-files.md5      its base64 MD5
+    <prefix>/AWSDynamoDB/<export id>/manifest-summary.md5    the summary's base64 MD5
     <prefix>/AWSDynamoDB/<export id>/manifest-summary.json   written last: its presence
                                                              means the export is complete
 """
@@ -47,6 +50,11 @@ __all__ = (
 FORMATS = ("dynamodb-json", "avro", "parquet")
 _EXTENSIONS = {"dynamodb-json": ".json.gz", "avro": ".avro", "parquet": ".parquet"}
 ITEMS_PER_FILE = 100_000
+
+
+def _md5(data: bytes) -> bytes:
+    """A manifest's ``.md5`` companion, as DynamoDB writes it: the base64 MD5 digest."""
+    return base64.b64encode(hashlib.md5(data).digest())
 
 
 def _dumps(value: Any) -> str:
@@ -300,6 +308,7 @@ async def export_table(
     export_id: str | None = None,
     export_arn: str | None = None,
     new_image_only: bool = False,
+    table_arn: str | None = None,
 ) -> ExportResult:
     """Export ``table`` (see :meth:`streamkit.App.export`). ``export_id`` / ``export_arn``
     name it (the endpoint's ExportTableToPointInTime gives its own); ``new_image_only``:
@@ -320,6 +329,8 @@ async def export_table(
 
     async def flush(rows: list[dict[str, Any]]) -> None:
         nonlocal count
+        if not files:  # as DynamoDB's: an empty _started object marks an export under way
+            await asyncio.to_thread(dest.put, f"{base}/_started", b"")
         data = await asyncio.to_thread(encode_rows, format, rows, changes=incremental)
         key = f"{base}/data/{len(files):05d}-{uuid.uuid4().hex[:8]}{_EXTENSIONS[format]}"
         await asyncio.to_thread(dest.put, key, data)
@@ -329,6 +340,7 @@ async def export_table(
                 "itemCount": len(rows),
                 "sizeBytes": len(data),
                 "md5Checksum": base64.b64encode(hashlib.md5(data).digest()).decode(),
+                "etag": hashlib.md5(data).hexdigest(),
                 "sha256": hashlib.sha256(data).hexdigest(),
             }
         )
@@ -363,11 +375,18 @@ async def export_table(
             await flush(pending)
     lines = "".join(_dumps(f) + "\n" for f in files).encode()
     await asyncio.to_thread(dest.put, f"{base}/manifest-files.json", lines)
+    await asyncio.to_thread(dest.put, f"{base}/manifest-files.md5", _md5(lines))
     finished = datetime.now(UTC)
     summary = {
         "version": "2023-08-01",
         "exportArn": export_arn or f"streamkit:export:{table}:{export_id}",
         "tableName": table,
+        "tableArn": table_arn or f"streamkit:table:{table}",
+        "tableId": str(uuid.UUID(int=spec.table_id)),
+        "s3Bucket": getattr(dest, "bucket", None),
+        "s3Prefix": getattr(dest, "prefix", None) or None,
+        "s3SseAlgorithm": None,
+        "s3SseKmsKeyId": None,
         "startTime": started.isoformat(),
         "endTime": finished.isoformat(),
         "exportTime": (
@@ -387,9 +406,9 @@ async def export_table(
         "manifestFilesS3Key": f"{base}/manifest-files.json",
         "manifestFilesSha256": hashlib.sha256(lines).hexdigest(),
     }
-    await asyncio.to_thread(
-        dest.put, f"{base}/manifest-summary.json", json.dumps(summary, indent=2).encode()
-    )
+    summary_bytes = json.dumps(summary, indent=2).encode()
+    await asyncio.to_thread(dest.put, f"{base}/manifest-summary.md5", _md5(summary_bytes))
+    await asyncio.to_thread(dest.put, f"{base}/manifest-summary.json", summary_bytes)
     return ExportResult(
         export_id=export_id,
         location=dest.location(base),

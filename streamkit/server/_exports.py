@@ -32,6 +32,24 @@ __all__ = ("EXPORT_OPERATIONS",)
 Body = dict[str, Any]
 _INDEX = "dynamodb.exports"
 _KEEP = 1000  # exports listed (the oldest are forgotten past this)
+_MIN_INCREMENTAL = 15 * 60  # seconds: DynamoDB's shortest incremental export period
+# what a ClientToken's request is compared on (DynamoDB: all of it)
+_REQUEST = (
+    "TableArn",
+    "S3Bucket",
+    "S3BucketOwner",
+    "S3Prefix",
+    "S3SseAlgorithm",
+    "S3SseKmsKeyId",
+    "ExportFormat",
+    "ExportType",
+    "ExportTime",
+    "IncrementalExportSpecification",
+)
+
+
+def _fingerprint(body: Body) -> str:
+    return json.dumps({k: body.get(k) for k in _REQUEST}, sort_keys=True, default=str)
 
 
 def _key(export_id: str) -> str:
@@ -73,9 +91,30 @@ async def ExportTableToPointInTime(service: Service, body: Body) -> Body:
             "1 validation error detected: Value null at 's3Bucket' failed to "
             "satisfy constraint: Member must not be null"
         )
-    prefix = body.get("S3Prefix") or ""
-    if not isinstance(prefix, str):
-        raise validation(f"Invalid S3Prefix: {shown(prefix)}")
+    prefix = body.get("S3Prefix", "")
+    if not isinstance(prefix, str) or ("S3Prefix" in body and not prefix):
+        raise validation(
+            f"1 validation error detected: Value '{shown(prefix)}' at 's3Prefix' failed to "
+            "satisfy constraint: Member must have length greater than or equal to 1"
+        )
+    token = body.get("ClientToken")
+    if token is not None and (not isinstance(token, str) or not token or "$" in token):
+        raise validation(
+            f"1 validation error detected: Value '{shown(token)}' at 'clientToken' failed to "
+            "satisfy constraint: Member must satisfy regular expression pattern: ^[^\\$]+$"
+        )
+    if token is not None:
+        # as DynamoDB: the token is looked up first; the same one with any other
+        # parameter is a conflict, the same request is the export it started
+        same = await _by_token(service, token)
+        if same is not None:
+            if same["_request"] != _fingerprint(body):
+                raise DynamoError(
+                    "ExportConflictException",
+                    "Duplicate request detected with conflicting parameters for the same "
+                    "client token",
+                )
+            return {"ExportDescription": _shown(same)}
     fmt = body.get("ExportFormat", "DYNAMODB_JSON")
     if fmt == "ION":
         raise validation("ExportFormat ION is not supported by streamkit yet: use DYNAMODB_JSON")
@@ -120,6 +159,13 @@ async def ExportTableToPointInTime(service: Service, body: Body) -> Body:
         view = inc.get("ExportViewType", view)
         if view not in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
             raise validation(f"Invalid ExportViewType: {shown(view)}")
+        span = (until.timestamp() if until is not None else time.time()) - since.timestamp()
+        if span < _MIN_INCREMENTAL:
+            raise DynamoError(
+                "InvalidExportTimeException",
+                "Difference between export period from time and export period to time must "
+                "be at least 15 minutes",
+            )
         if body.get("ExportTime") is not None:
             raise validation("ExportTime cannot be given for an INCREMENTAL_EXPORT")
     elif body.get("ExportTime") is not None:
@@ -128,23 +174,9 @@ async def ExportTableToPointInTime(service: Service, body: Body) -> Body:
         if instant is not None and not window[0] <= instant.timestamp() * 1000 <= window[1]:
             raise DynamoError(
                 "InvalidExportTimeException",
-                "Export time must be within the point in time recovery window: "
+                "ExportTime must be within the point in time recovery window: "
                 f"{datetime.fromtimestamp(window[0] / 1000, UTC).isoformat()} to now",
             )
-    token = body.get("ClientToken")
-    if token is not None:
-        same = await _by_token(service, str(token))
-        if same is not None:
-            if (same["TableArn"], same["S3Bucket"], same.get("S3Prefix", "")) != (
-                table_arn,
-                bucket,
-                prefix,
-            ):
-                raise DynamoError(
-                    "ExportConflictException",
-                    "There was a conflict when writing to the specified S3 bucket.",
-                )
-            return {"ExportDescription": _shown(same)}
     now = time.time()
     export_id = f"{int(now * 1000):013d}-{uuid.uuid4().hex[:8]}"
     arn = f"{table_arn}/export/{export_id}"
@@ -162,7 +194,8 @@ async def ExportTableToPointInTime(service: Service, body: Body) -> Body:
     if prefix:
         desc["S3Prefix"] = prefix
     if token is not None:
-        desc["ClientToken"] = str(token)
+        desc["ClientToken"] = token
+    desc["_request"] = _fingerprint(body)
     if kind == "INCREMENTAL_EXPORT":
         assert since is not None
         desc["IncrementalExportSpecification"] = {
@@ -197,7 +230,15 @@ async def _all(service: Service) -> list[Body]:
 
 
 async def _by_token(service: Service, token: str) -> Body | None:
-    return next((d for d in await _all(service) if d.get("ClientToken") == token), None)
+    """The export a ClientToken started (a FAILED one does not hold its token)."""
+    return next(
+        (
+            d
+            for d in await _all(service)
+            if d.get("ClientToken") == token and d.get("ExportStatus") != "FAILED"
+        ),
+        None,
+    )
 
 
 async def _run(
@@ -229,7 +270,7 @@ async def _run(
             **desc,
             "ExportStatus": "FAILED",
             "EndTime": time.time(),
-            "FailureCode": type(e).__name__,
+            "FailureCode": _failure_code(e),
             "FailureMessage": str(e)[:1000],
         }
     else:
@@ -246,11 +287,35 @@ async def _run(
     await _save(service, export_id, desc)
 
 
+def _failure_code(e: BaseException) -> str:
+    """DynamoDB's FailureCode: an S3 error's code prefixed ``S3`` (``S3NoSuchBucket``),
+    else the error's kind."""
+    response = getattr(e, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        if code:
+            return f"S3{code}"
+    return type(e).__name__
+
+
+def _check_export_arn(service: Service, arn: Any) -> str:
+    """An export ARN as DynamoDB checks it: not an ARN of ours, AccessDeniedException;
+    not an export's, ValidationException; returns the export id."""
+    parts = arn.split(":", 5) if isinstance(arn, str) else []
+    if len(parts) != 6 or parts[0] != "arn":
+        raise validation(f"Invalid Export ARN: {shown(arn)}")
+    ours = service.arn("x").split(":", 5)
+    if parts[1:5] != ours[1:5]:  # another partition, service, region or account
+        raise DynamoError("AccessDeniedException", "Access is denied")
+    resource = parts[5]
+    if not resource.startswith("table/") or "/export/" not in resource:
+        raise validation(f"Invalid Export ARN: {arn}")
+    return resource.rsplit("/export/", 1)[1]
+
+
 async def DescribeExport(service: Service, body: Body) -> Body:
     arn = body.get("ExportArn")
-    if not isinstance(arn, str) or "/export/" not in arn:
-        raise DynamoError("ExportNotFoundException", f"Export not found: {shown(arn)}")
-    desc = await _load(service, arn.rsplit("/export/", 1)[1])
+    desc = await _load(service, _check_export_arn(service, arn))
     if desc is None or desc.get("ExportArn") != arn:
         raise DynamoError("ExportNotFoundException", f"Export not found: {arn}")
     return {"ExportDescription": _shown(desc)}

@@ -4,16 +4,22 @@ STREAMKIT_TEST_S3), driven by boto3 as a DynamoDB user would."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import gzip
+import hashlib
 import json
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import streamkit as sk
+from streamkit.history._export import export_table
 from tests import s3_env
 from tests.integration.test_dynamodb_api import Served
 from tests.integration.test_dynamodb_conformance import _error, _eventually, _table, served
@@ -91,43 +97,64 @@ def test_a_full_export_lands_in_the_bucket_as_dynamodbs(
     ]
 
 
-def test_an_incremental_export_holds_the_changes_of_its_period(
-    served: Served, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", os.environ[s3_env.S3_ENV])
-    s3, bucket = _bucket()
+def test_an_incremental_export_needs_fifteen_minutes(served: Served) -> None:
+    """As DynamoDB: an incremental export's period is at least 15 minutes."""
     c = served.client()
     _table(c)
-    for i in range(5):
-        c.put_item(TableName="Users", Item={"id": {"S": f"k{i}"}, "v": {"N": "0"}})
-    time.sleep(0.05)
-    since = datetime.now(UTC)
-    time.sleep(0.05)
-    c.put_item(TableName="Users", Item={"id": {"S": "k1"}, "v": {"N": "1"}})
-    c.delete_item(TableName="Users", Key={"id": {"S": "k2"}})
-    c.put_item(TableName="Users", Item={"id": {"S": "new"}, "v": {"N": "9"}})
     time.sleep(0.05)
     arn = c.describe_table(TableName="Users")["Table"]["TableArn"]
-    out = c.export_table_to_point_in_time(
-        TableArn=arn,
-        S3Bucket=bucket,
-        ExportType="INCREMENTAL_EXPORT",
-        IncrementalExportSpecification={
-            "ExportFromTime": since,
-            "ExportToTime": datetime.now(UTC),
-            "ExportViewType": "NEW_IMAGE",
-        },
-    )["ExportDescription"]
-    _eventually(lambda: _described(c, out["ExportArn"])["ExportStatus"] == "COMPLETED")
-    done = _described(c, out["ExportArn"])
-    _, rows = _rows(s3, bucket, done["ExportManifest"])
+    code, msg = _error(
+        lambda: c.export_table_to_point_in_time(
+            TableArn=arn,
+            S3Bucket="b",
+            ExportType="INCREMENTAL_EXPORT",
+            IncrementalExportSpecification={
+                "ExportFromTime": datetime.now(UTC) - timedelta(seconds=1),
+                "ExportToTime": datetime.now(UTC),
+                "ExportViewType": "NEW_IMAGE",
+            },
+        )
+    )
+    assert code == "InvalidExportTimeException"
+    assert msg.startswith("Difference between export period")
+
+
+async def test_an_incremental_export_of_new_images_keeps_deleted_keys(tmp_path: Path) -> None:
+    """The NEW_IMAGE view (``new_image_only``): each changed item's new image, a deleted
+    item's keys, never an OldImage (the export the endpoint runs, to a directory here)."""
+    app = sk.App(storage=f"sqlite:///{tmp_path}/t.db", log=f"local://{tmp_path}/log")
+    try:
+        t = await app.create_table("Users", partition_key="id")
+        for i in range(5):
+            await t.put({"id": f"k{i}", "v": 0})
+        await asyncio.sleep(0.01)
+        since = datetime.now(UTC)
+        await asyncio.sleep(0.01)
+        await t.put({"id": "k1", "v": 1})
+        await t.delete({"id": "k2"})
+        await t.put({"id": "new", "v": 9})
+        await asyncio.sleep(0.01)
+        result = await export_table(
+            app.store, "Users", to=f"file://{tmp_path}/out", since=since, new_image_only=True
+        )
+    finally:
+        await app.close()
+    rows = []
+    for f in result.files:
+        data = (tmp_path / "out" / f["dataFileS3Key"]).read_bytes()
+        rows += [json.loads(x) for x in gzip.decompress(data).splitlines()]
     got = {r["Keys"]["id"]["S"]: r.get("NewImage") for r in rows}
     assert got == {
         "k1": {"id": {"S": "k1"}, "v": {"N": "1"}},
         "k2": None,  # deleted in the period: its keys, no image
         "new": {"id": {"S": "new"}, "v": {"N": "9"}},
     }
-    assert all("OldImage" not in r for r in rows)  # the NEW_IMAGE view
+    assert all("OldImage" not in r for r in rows)
+    base = tmp_path / "out" / "AWSDynamoDB" / result.export_id
+    assert (base / "_started").read_bytes() == b""
+    for name in ("manifest-files", "manifest-summary"):
+        digest = base64.b64encode(hashlib.md5((base / f"{name}.json").read_bytes()).digest())
+        assert (base / f"{name}.md5").read_bytes() == digest
 
 
 def test_export_errors_are_dynamodbs(served: Served) -> None:
@@ -163,4 +190,16 @@ def test_export_errors_are_dynamodbs(served: Served) -> None:
     assert _error(lambda: c.describe_export(ExportArn=arn + "/export/123-abc"))[0] == (
         "ExportNotFoundException"
     )
+    assert _error(lambda: c.describe_export(ExportArn=arn))[0] == "ValidationException"
+    other_account = arn.replace(arn.split(":")[4], "111111111111")
+    assert _error(lambda: c.describe_export(ExportArn=other_account + "/export/1-a"))[0] == (
+        "AccessDeniedException"
+    )
+    for bad in ({"S3Prefix": ""}, {"ClientToken": ""}, {"ClientToken": "a$b"}):
+        assert (
+            _error(
+                lambda bad=bad: c.export_table_to_point_in_time(TableArn=arn, S3Bucket="b", **bad)
+            )[0]
+            == "ValidationException"
+        ), bad
     assert c.list_exports()["ExportSummaries"] == []
