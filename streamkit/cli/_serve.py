@@ -138,9 +138,11 @@ def register(cli: typer.Typer) -> None:
             typer.Option(
                 "--timeout-keep-alive",
                 min=1,
-                help="Close idle connections after this many seconds.",
+                help="Close idle connections after this many seconds (longer than an SDK's "
+                "polling interval, so a client that polls every few seconds is never "
+                "answered by a connection closed under it).",
             ),
-        ] = 5,
+        ] = 75,
         limit_concurrency: Annotated[
             int,
             typer.Option(

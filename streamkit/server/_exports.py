@@ -264,6 +264,7 @@ async def _run(
             export_id=export_id,
             export_arn=desc["ExportArn"],
             new_image_only=view == "NEW_IMAGE",
+            table_arn=desc["TableArn"],
         )
     except Exception as e:  # a storage, S3 or configuration error: the export failed
         desc = {

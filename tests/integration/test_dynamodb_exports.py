@@ -79,6 +79,11 @@ def test_a_full_export_lands_in_the_bucket_as_dynamodbs(
     assert done["ExportManifest"].startswith("exports/AWSDynamoDB/")
     summary, rows = _rows(s3, bucket, done["ExportManifest"])
     assert summary["itemCount"] == 30 and summary["exportArn"] == out["ExportArn"]
+    assert (summary["tableArn"], summary["s3Bucket"], summary["s3Prefix"]) == (
+        arn,
+        bucket,
+        "exports",
+    )
     assert sorted(int(r["Item"]["v"]["N"]) for r in rows) == list(range(30))
     # the same ClientToken: the same export, not a second one
     again = c.export_table_to_point_in_time(
