@@ -147,6 +147,7 @@ async def test_workers_killed_and_rebalanced_lose_nothing_and_apply_once(
     tmp_path: Path, backend: str
 ) -> None:
     rng = random.Random(SEED)
+    print(f"seed={SEED} (STREAMKIT_FAULT_SEED reruns it)")  # shown when the test fails
     url = log_url(
         backend,
         tmp_path,
