@@ -223,11 +223,15 @@ class StreamsService:
             out.append(_Stream(spec, arn, current, spec.stream.value, start, None))
         return out
 
-    async def _partitions(self, spec: TableSpec) -> int:
+    async def _topic(self, spec: TableSpec) -> tuple[bool, int]:
+        """Whether the table's topic exists yet, and its partitions (the shards): one
+        look at the log (a topic not made yet will have the App's default count)."""
         log = self.service.log
         await log.open()
         described = await log.describe_topic(table_topic(self.service.namespace, spec.name))
-        return self.service.partitions if described is None else described.partitions
+        if described is None:
+            return False, self.service.partitions
+        return True, described.partitions
 
     async def ListStreams(self, body: Body) -> Body:
         table = body.get("TableName")
@@ -266,7 +270,7 @@ class StreamsService:
         start = body.get("ExclusiveStartShardId")
         if start is not None:
             _check_length(start, "exclusiveStartShardId", 28, 65)
-        n = await self._partitions(spec)
+        topic_exists, n = await self._topic(spec)
         shard_filter = body.get("ShardFilter")
         only: set[str] | None = None
         if shard_filter is not None:
@@ -289,7 +293,6 @@ class StreamsService:
             chosen.append((sid, p))
             if len(chosen) > limit:
                 break
-        topic_exists = await self._topic_exists(spec)
         shards = [
             {"ShardId": sid, "SequenceNumberRange": await self._range(stream, p, topic_exists)}
             for sid, p in chosen[:limit]
@@ -310,11 +313,6 @@ class StreamsService:
         if len(chosen) > limit:
             desc["LastEvaluatedShardId"] = chosen[limit - 1][0]
         return {"StreamDescription": desc}
-
-    async def _topic_exists(self, spec: TableSpec) -> bool:
-        log = self.service.log
-        await log.open()
-        return await log.describe_topic(table_topic(self.service.namespace, spec.name)) is not None
 
     async def _borrow(self, spec: TableSpec, partition: int) -> LogReader:
         """The shard's kept reader (or a new one); hold ``_lock``, and ``_give_back``."""
@@ -392,17 +390,10 @@ class StreamsService:
 
     async def _reader(self, spec: TableSpec, partition: int, offset: int) -> LogReader:
         """A reader of the shard positioned at ``offset`` (kept between calls)."""
-        key = (spec.name, partition)
-        cached = self._readers.pop(key, None)
-        if cached is not None:
-            reader, at = cached
-            if at != offset:
-                await reader.seek(partition, offset)
-            return reader
-        reader = self.service.log.reader(
-            table_topic(self.service.namespace, spec.name), partitions=[partition]
-        )
-        await reader.seek(partition, offset)
+        cached = self._readers.get((spec.name, partition))
+        reader = await self._borrow(spec, partition)
+        if cached is None or cached[1] != offset:
+            await reader.seek(partition, offset)
         return reader
 
     async def GetShardIterator(self, body: Body) -> Body:
@@ -430,7 +421,8 @@ class StreamsService:
         stream = await self._stream(body.get("StreamArn"))
         spec = stream.spec
         p = _partition_of(shard)
-        if p is None or shard != _shard_id(stream, p) or not 0 <= p < await self._partitions(spec):
+        topic_exists, n = await self._topic(spec)
+        if p is None or shard != _shard_id(stream, p) or not 0 <= p < n:
             raise _not_found(f"Shard: {shard} in Stream: {stream.arn}")
         seq = 0
         if by_number:
@@ -438,7 +430,7 @@ class StreamsService:
             seq = int(seq_text)
             if seq <= stream.start or (stream.end is not None and seq > stream.end):
                 raise validation(f"Invalid SequenceNumber {seq_text} for this shard")
-        if not await self._topic_exists(spec):
+        if not topic_exists:
             return {"ShardIterator": self._iterator(stream, p, 0)}
         async with self._lock:
             reader = await self._borrow(spec, p)
@@ -481,10 +473,7 @@ class StreamsService:
         stream, p, offset = await self._decode_iterator(body.get("ShardIterator"))
         spec = stream.spec
         limit = _limit(body, 1000, 1000)
-        topic = table_topic(self.service.namespace, spec.name)
-        log = self.service.log
-        await log.open()
-        if await log.describe_topic(topic) is None:
+        if not (await self._topic(spec))[0]:
             return {"Records": [], "NextShardIterator": self._iterator(stream, p, offset)}
         async with self._lock:
             reader = await self._reader(spec, p, offset)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from streamkit.server._asgi import response_coding
 from tests.integration.test_dynamodb_api import Served
-from tests.integration.test_dynamodb_conformance import served
+from tests.integration.test_dynamodb_conformance import _table, served
 from tests.integration.test_dynamodb_limits import _post, _raw
 
 __all__ = ("served",)
@@ -88,12 +88,7 @@ def _get(served: Served, key: str, **headers: str) -> tuple[int, dict[str, str],
 
 def _users(served: Served) -> Any:
     c = served.client()
-    c.create_table(
-        TableName="Users",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    _table(c)
     c.put_item(TableName="Users", Item={"id": {"S": "a"}, "big": {"S": "x" * 6000}})
     return c
 
