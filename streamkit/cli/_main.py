@@ -642,7 +642,15 @@ def query(
         t = app.table(table)
         spec = await t.spec()
         if index is not None:  # the index's key, as the table's key below
-            spec = replace(spec, key=spec.index(index).key)
+            ix = spec.index(index)
+            if ix.composite:
+                _fail(
+                    f"--index {index}: its key has several attributes "
+                    f"({', '.join(ix.key_names)}); query it with `streamkit sql` or the "
+                    "Python API (table.query(key_condition=..., index=...))",
+                    code=EXIT_USAGE,
+                )
+            spec = replace(spec, key=ix.key)
         pv = _key_value(partition, spec.key.partition.type, "PARTITION")
         value_map = _placeholders(values, dynamodb_json=ddb)
         name_map = _names(names)

@@ -11,7 +11,7 @@ from streamkit.server._errors import INVALID, DynamoError, validation
 from streamkit.server._ops_common import _constraints
 from streamkit.server._shapes import wrong_type
 from streamkit.storage._capacity import Provisioned
-from streamkit.storage._indexes import GlobalIndex, IndexSpec, LocalIndex
+from streamkit.storage._indexes import MAX_KEY_ATTRIBUTES, GlobalIndex, IndexSpec, LocalIndex
 from streamkit.storage._spec import table_name_problems
 
 if TYPE_CHECKING:
@@ -20,24 +20,13 @@ if TYPE_CHECKING:
 __all__ = (
     "describe_indexes",
     "parse_global",
+    "parse_global_key_schema",
     "parse_key_schema",
     "parse_local",
     "plan_index_updates",
 )
 
 Body = dict[str, Any]
-
-
-def _repeats(schema: Any) -> bool:
-    """Whether a two-element KeySchema names two HASH or two RANGE keys of different
-    attributes (a multi-attribute key; the same attribute twice is refused as before)."""
-    if not isinstance(schema, list) or len(schema) != 2:
-        return False
-    if not all(isinstance(k, dict) for k in schema):
-        return False
-    (a, b) = schema
-    same_type = a.get("KeyType") == b.get("KeyType") in ("HASH", "RANGE")
-    return bool(same_type and a.get("AttributeName") != b.get("AttributeName"))
 
 
 def parse_key_schema(
@@ -56,17 +45,6 @@ def parse_key_schema(
             f"Index KeySchema of {index} must have one or two elements",
             f"Invalid KeySchema of index {index}: one HASH and at most one RANGE",
             f"Invalid KeySchema of index {index}: The first KeySchemaElement is not a HASH key",
-        )
-    if (
-        index is not None
-        and not local
-        and isinstance(schema, list)
-        and (2 < len(schema) <= 8 or _repeats(schema))
-    ):
-        raise validation(
-            f"Global secondary index {index} has a key of {len(schema)} attributes: "
-            "multi-attribute index keys (more than one HASH or RANGE attribute) are not "
-            "supported by streamkit yet"
         )
     if not isinstance(schema, list) or not 1 <= len(schema) <= 2:
         raise validation(size)
@@ -99,6 +77,58 @@ def parse_key_schema(
             f"key for index: {index}"
         )
     return hash_key, range_key
+
+
+def parse_global_key_schema(
+    schema: Any, types: dict[str, str], index: str
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """A global index's ``KeySchema`` as its HASH and RANGE ``(name, type)`` pairs: one
+    to four of each (DynamoDB's multi-attribute keys), every HASH before every RANGE."""
+    if not isinstance(schema, list) or not 1 <= len(schema) <= 2 * MAX_KEY_ATTRIBUTES:
+        raise validation(
+            f"Index KeySchema of {index} must have one to {2 * MAX_KEY_ATTRIBUTES} elements: "
+            f"one to {MAX_KEY_ATTRIBUTES} HASH and up to {MAX_KEY_ATTRIBUTES} RANGE"
+        )
+    hashes: list[tuple[str, str]] = []
+    ranges: list[tuple[str, str]] = []
+    for i, k in enumerate(schema):
+        if not isinstance(k, dict):
+            raise validation("KeySchema members must be objects")
+        attr, kind = k.get("AttributeName"), k.get("KeyType")
+        if attr not in types:
+            raise validation(
+                "One or more parameter values were invalid: Some index key attributes are not "
+                f"defined in AttributeDefinitions. Keys: [{shown(attr)}], AttributeDefinitions: "
+                f"[{', '.join(types)}]"
+            )
+        if i == 0 and kind != "HASH":
+            raise validation(
+                f"Invalid KeySchema of index {index}: The first KeySchemaElement is not a HASH key"
+            )
+        if kind == "HASH" and ranges:
+            raise validation(
+                f"Invalid KeySchema of index {index}: every HASH key element must precede "
+                "every RANGE key element"
+            )
+        if kind not in ("HASH", "RANGE"):
+            raise validation(f"Invalid KeySchema of index {index}: KeyType must be HASH or RANGE")
+        if any(n == attr for n, _ in (*hashes, *ranges)):
+            if len(schema) == 2 and kind == "RANGE" and len(hashes) == 1:
+                raise validation(
+                    "Both the Hash Key and the Range Key element in the KeySchema have the "
+                    "same name"
+                )
+            raise validation(
+                f"Invalid KeySchema of index {index}: two key elements have the same name: {attr}"
+            )
+        (hashes if kind == "HASH" else ranges).append((attr, types[attr]))
+    for kind, got in (("HASH", hashes), ("RANGE", ranges)):
+        if len(got) > MAX_KEY_ATTRIBUTES:
+            raise validation(
+                f"Invalid KeySchema of index {index}: at most {MAX_KEY_ATTRIBUTES} {kind} key "
+                f"elements are allowed, got {len(got)}"
+            )
+    return hashes, ranges
 
 
 def _projection(name: str, p: Any) -> Any:
@@ -179,12 +209,12 @@ def parse_global(
 ) -> GlobalIndex:
     """One ``GlobalSecondaryIndexes`` member (or an UpdateTable ``Create``)."""
     name = _name(d, member)
-    hash_key, range_key = parse_key_schema(d.get("KeySchema"), types, index=name)
+    hashes, ranges = parse_global_key_schema(d.get("KeySchema"), types, name)
     capacity = _throughput(name, d.get("ProvisionedThroughput"), provisioned)
     return GlobalIndex(
         name,
-        partition_key=hash_key,
-        sort_key=range_key,
+        partition_key=hashes[0] if len(hashes) == 1 else list(hashes),
+        sort_key=None if not ranges else ranges[0] if len(ranges) == 1 else list(ranges),
         projection=_projection(name, d.get("Projection")),
         capacity=capacity,
     )
@@ -221,10 +251,9 @@ def index_key_names(body: Body) -> set[str]:
 
 
 def _schema(ix: IndexSpec) -> list[Body]:
-    out = [{"AttributeName": ix.key.partition.name, "KeyType": "HASH"}]
-    if ix.key.sort is not None:
-        out.append({"AttributeName": ix.key.sort.name, "KeyType": "RANGE"})
-    return out
+    return [{"AttributeName": a.name, "KeyType": "HASH"} for a in ix.hash_attrs] + [
+        {"AttributeName": a.name, "KeyType": "RANGE"} for a in ix.range_attrs
+    ]
 
 
 def _projection_out(ix: IndexSpec) -> Body:
@@ -239,7 +268,7 @@ def attribute_definitions(spec: TableSpec) -> list[Body]:
     seen: dict[str, str] = {}
     attrs = [spec.key.partition, spec.key.sort]
     for ix in spec.indexes:
-        attrs += [ix.key.partition, ix.key.sort]
+        attrs += [*ix.hash_attrs, *ix.range_attrs]
     for a in attrs:
         if a is not None and a.name not in seen:
             seen[a.name] = a.type
@@ -298,11 +327,14 @@ def _schema_words(schema: list[tuple[str, str, str]]) -> str:
 
 def _key_schemas(spec: TableSpec) -> list[list[tuple[str, str, str]]]:
     """The key schemas of the table and of its indexes, as (name, type, HASH|RANGE)."""
-    out = []
-    for key in (spec.key, *(ix.key for ix in spec.indexes)):
-        schema: list[tuple[str, str, str]] = [(key.partition.name, key.partition.type, "HASH")]
-        if key.sort is not None:
-            schema.append((key.sort.name, key.sort.type, "RANGE"))
+    key = spec.key
+    table: list[tuple[str, str, str]] = [(key.partition.name, key.partition.type, "HASH")]
+    if key.sort is not None:
+        table.append((key.sort.name, key.sort.type, "RANGE"))
+    out = [table]
+    for ix in spec.indexes:
+        schema: list[tuple[str, str, str]] = [(a.name, a.type, "HASH") for a in ix.hash_attrs]
+        schema += [(a.name, a.type, "RANGE") for a in ix.range_attrs]
         out.append(schema)
     return out
 
@@ -320,9 +352,10 @@ def _new_global(spec: TableSpec, d: Any, body: Body, member: str) -> GlobalIndex
         defs[str(a.get("AttributeName"))] = str(a["AttributeType"])
     index = parse_global(d, defs, isinstance(spec.capacity, Provisioned), member)
     new: list[tuple[str, str, str]] = []
-    for attr, kind in ((index.partition_key, "HASH"), (index.sort_key, "RANGE")):
-        if isinstance(attr, tuple):
-            new.append((attr[0], attr[1], kind))
+    for given, kind in ((index.partition_key, "HASH"), (index.sort_key, "RANGE")):
+        for attr in given if isinstance(given, list) else [given]:
+            if isinstance(attr, tuple):
+                new.append((attr[0], attr[1], kind))
     for schema in _key_schemas(spec):
         for name, t, _ in schema:
             if any(n == name and nt != t for n, nt, _ in new):

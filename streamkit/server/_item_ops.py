@@ -254,9 +254,10 @@ class ItemOps(ServiceBase):
         spec = await self._spec(body)
         legacy = _Legacy(_names(body), _values(body))
         index = _opt(body, "IndexName", str)
-        key = spec.key if index is None else spec.index(index).key
-        key_condition = query_key_condition(body, key, legacy)
-        check_query_filter(body, key)
+        ix = None if index is None else spec.index(index)
+        key = spec.key if ix is None else ix.key
+        key_condition = query_key_condition(body, key, legacy, ix)
+        check_query_filter(body, key.names if ix is None else ix.key_names)
         args = self._page_args(body, legacy, "QueryFilter")
         select = self._select(body, args["projection"])
         forward = _opt(body, "ScanIndexForward", bool, True)

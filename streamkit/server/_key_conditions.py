@@ -34,6 +34,7 @@ from streamkit.storage._expressions import (
     compile_projection,
     parse_condition,
 )
+from streamkit.storage._indexes import IndexSpec
 from streamkit.storage._keys import KeySchema
 
 __all__ = ("check_query_filter", "query_key_condition")
@@ -54,9 +55,12 @@ _SORT_OPS = {
 _NOT_INDEXABLE = {"NULL", "NOT_NULL", "NE", "CONTAINS", "NOT_CONTAINS", "IN"}
 
 
-def query_key_condition(body: Body, key: KeySchema, legacy: _Legacy) -> str:
+def query_key_condition(
+    body: Body, key: KeySchema, legacy: _Legacy, index: IndexSpec | None = None
+) -> str:
     """The request's key condition as expression text (``KeyConditions`` rewritten),
-    once it passed DynamoDB's checks against ``key``."""
+    once it passed DynamoDB's checks against ``key`` (the key of ``index``, when it
+    is queried; one with a multi-attribute key is checked further as it is compiled)."""
     _no_mixing(body)
     text = _opt(body, _KIND, str)
     old = _opt(body, "KeyConditions", dict)
@@ -70,6 +74,9 @@ def query_key_condition(body: Body, key: KeySchema, legacy: _Legacy) -> str:
             "Either the KeyConditions or KeyConditionExpression parameter must be specified "
             "in the request."
         )
+    if index is not None and index.composite:
+        _check_composite(conditions, index)
+        return str(text)
     _check_schema(conditions, key)
     start = _opt(body, "ExclusiveStartKey", dict)
     if start is not None:
@@ -77,11 +84,11 @@ def query_key_condition(body: Body, key: KeySchema, legacy: _Legacy) -> str:
     return str(text)
 
 
-def check_query_filter(body: Body, key: KeySchema) -> None:
-    """A ``QueryFilter`` may not name a key attribute."""
+def check_query_filter(body: Body, key_names: tuple[str, ...]) -> None:
+    """A ``QueryFilter`` may not name a key attribute (of the table or index queried)."""
     spec = body.get("QueryFilter")
     for attr in spec if isinstance(spec, dict) else ():
-        if attr in key.names:
+        if attr in key_names:
             raise validation(
                 "QueryFilter can only contain non-primary key attributes: "
                 f"Primary key attribute: {attr}"
@@ -189,6 +196,17 @@ def _check_schema(conditions: _Conditions, key: KeySchema) -> None:
         types[key.sort.name] = key.sort.type
     for name, (_, values) in conditions.items():
         if any(type_of(v) != types[name] for v in values):
+            raise validation(f"{INVALID}Condition parameter type does not match schema type")
+
+
+def _check_composite(conditions: _Conditions, index: IndexSpec) -> None:
+    """What DynamoDB checks of a condition on a multi-attribute key before its form
+    (every HASH attribute ``=``, RANGE attributes left to right: the compiler's rules)."""
+    if any(op in _NOT_INDEXABLE for op, _ in conditions.values()):
+        raise validation("Attempted conditional constraint is not an indexable operation")
+    types = {a.name: a.type for a in (*index.hash_attrs, *index.range_attrs)}
+    for name, (_, values) in conditions.items():
+        if name in types and any(type_of(v) != types[name] for v in values):
             raise validation(f"{INVALID}Condition parameter type does not match schema type")
 
 

@@ -68,8 +68,10 @@ __all__ = (
     "NOT_FOR_KEYS",
     "CompiledCondition",
     "CompiledUpdate",
+    "CompositeKeyCondition",
     "KeyCondition",
     "Projection",
+    "composite_key_condition",
     "elements",
     "get_path",
     "key_condition",
@@ -428,6 +430,96 @@ def key_condition(
                 pos,
             )
     return KeyCondition(values[0], op, sort_values)
+
+
+@dataclass(frozen=True, slots=True)
+class CompositeKeyCondition:
+    """A checked key condition on an index with a multi-attribute key.
+
+    Attributes:
+        hash_values: the value of each partition key attribute, in key order.
+        equal: the values of the leading sort key attributes compared with ``=``.
+        sort_op: None, or the condition on the sort key attribute after those
+            (as :class:`KeyCondition`'s), with ``sort_values``.
+    """
+
+    hash_values: tuple[Any, ...]
+    equal: tuple[Any, ...] = ()
+    sort_op: str | None = None
+    sort_values: tuple[Any, ...] = ()
+
+
+def _leaves(tree: Condition) -> list[Condition]:
+    return [*_leaves(tree.left), *_leaves(tree.right)] if isinstance(tree, And) else [tree]
+
+
+def composite_key_condition(
+    tree: Condition, *, hash_keys: Sequence[str], range_keys: Sequence[str], fail: Fail
+) -> CompositeKeyCondition:
+    """The :class:`CompositeKeyCondition` a resolved tree states: every partition key
+    attribute with ``=``, then sort key attributes left to right with no gap, each ``=``
+    but the last conditioned one (DynamoDB's rules for multi-attribute keys)."""
+    parts: dict[str, tuple[str, tuple[Any, ...], int]] = {}
+    for leaf in _leaves(tree):
+        name, op, values, pos = _key_part(leaf, fail)
+        if name in parts:
+            raise fail("KeyConditionExpressions must only contain one condition per key", pos)
+        parts[name] = (op, values, pos)
+    for name, (_, _, pos) in parts.items():
+        if name not in hash_keys and name not in range_keys:
+            raise fail(
+                f"Query key condition not supported: {name} is not a key attribute of the "
+                "index (its HASH attributes: "
+                f"{', '.join(hash_keys)}; its RANGE attributes: {', '.join(range_keys) or 'none'})",
+                pos,
+            )
+    hash_values = []
+    for name in hash_keys:
+        if name not in parts:
+            raise fail(
+                "Query key condition not supported: every HASH attribute of the index key "
+                f"needs an equality condition; {name} has none",
+                -1,
+            )
+        op, values, pos = parts[name]
+        if op != "=":
+            raise fail(
+                f"Query key condition not supported: the HASH attribute {name} takes only an "
+                f"equality condition (got {op})",
+                pos,
+            )
+        hash_values.append(values[0])
+    given = [n for n in range_keys if n in parts]
+    expected = list(range_keys[: len(given)])
+    if given != expected:
+        missing = next(n for n in expected if n not in parts)
+        raise fail(
+            "Query key condition not supported: RANGE attributes are conditioned left to "
+            f"right, each with an equality condition before the last; {missing} has none",
+            -1,
+        )
+    equal: list[Any] = []
+    for i, name in enumerate(given):
+        op, values, pos = parts[name]
+        if op == "=" and i < len(given) - 1:
+            equal.append(values[0])
+            continue
+        if i < len(given) - 1:
+            raise fail(
+                f"Query key condition not supported: the RANGE attribute {name} has {op}, but "
+                "only the last conditioned RANGE attribute may have other than an equality "
+                "condition",
+                pos,
+            )
+        for v in values:
+            if type(v) not in _ORDERED or (op == "begins_with" and type(v) is Decimal):
+                raise fail(
+                    "Incorrect operand type for operator or function; "
+                    f"operator or function: {op}, operand type: {type_of(v)}",
+                    pos,
+                )
+        return CompositeKeyCondition(tuple(hash_values), tuple(equal), op, values)
+    return CompositeKeyCondition(tuple(hash_values), tuple(equal))
 
 
 def _key_part(leaf: Condition, fail: Fail) -> tuple[str, str, tuple[Any, ...], int]:

@@ -93,8 +93,10 @@ from streamkit.storage._conditions import (
 from streamkit.storage._evaluate import (
     CompiledCondition,
     CompiledUpdate,
+    CompositeKeyCondition,
     KeyCondition,
     Projection,
+    composite_key_condition,
     elements,
     key_condition,
 )
@@ -111,6 +113,7 @@ __all__ = (
     "ExpressionContext",
     "KeyCondition",
     "Projection",
+    "compile_composite_key_condition",
     "compile_condition",
     "compile_key_condition",
     "compile_projection",
@@ -873,3 +876,31 @@ def compile_key_condition(
     else:
         raise _not_a_condition(cond)
     return key_condition(bound, partition_key=partition_key, sort_key=sort_key, fail=binder.error)
+
+
+def compile_composite_key_condition(
+    cond: Condition | str,
+    ctx: ExpressionContext,
+    *,
+    hash_keys: Sequence[str],
+    range_keys: Sequence[str],
+) -> CompositeKeyCondition:
+    """Compile a key condition on an index with a multi-attribute key: ``=`` on every
+    partition key attribute, then sort key attributes left to right, each ``=`` but the
+    last (which may be any sort key condition), all joined by AND.
+
+    Raises:
+        ExpressionError: anything else, with what is wrong and where.
+    """
+    kind = "KeyConditionExpression"
+    if isinstance(cond, str):
+        binder = Binder(ctx, kind, cond)
+        bound = binder.condition(parse_condition(cond, kind))
+    elif isinstance(cond, Condition):
+        binder = builder_binder(cond, "key condition")
+        bound = binder.condition(cond)
+    else:
+        raise _not_a_condition(cond)
+    return composite_key_condition(
+        bound, hash_keys=hash_keys, range_keys=range_keys, fail=binder.error
+    )

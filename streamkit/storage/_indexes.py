@@ -4,8 +4,10 @@ An index is stored like a table, in the engine's item rows, under a storage id o
 its own (negative, derived from the table id and the index's slot, so it can never
 be a table's id). An entry's key is:
 
-* partition bytes: the order bytes of the item's index partition key value;
-* sort bytes: ``esc(index sort bytes)`` (when the index has a sort key), then
+* partition bytes: the order bytes of the item's index partition key value (of a
+  multi-attribute partition key: ``esc`` of each attribute's order bytes, in key order);
+* sort bytes: ``esc(index sort bytes)`` (when the index has a sort key; of a
+  multi-attribute sort key, ``esc`` of each attribute's in key order), then
   ``esc(table partition bytes)``, then the table sort bytes, where ``esc`` doubles
   every zero byte as ``00 FF`` and ends with ``00 01``. The escaping keeps entries in
   index-sort-key order and makes every entry unique (index keys need not be), and a
@@ -33,6 +35,7 @@ from streamkit.storage._keys import KeyAttribute, KeySchema, order_bytes
 
 __all__ = (
     "MAX_GLOBAL_INDEXES",
+    "MAX_KEY_ATTRIBUTES",
     "MAX_LOCAL_INDEXES",
     "GlobalIndex",
     "IndexSpec",
@@ -44,6 +47,7 @@ __all__ = (
 
 MAX_GLOBAL_INDEXES = 20
 MAX_LOCAL_INDEXES = 5
+MAX_KEY_ATTRIBUTES = 4  # of a global index's partition key, and of its sort key (DynamoDB)
 # storage ids per table: slots 1..1023, never reused (a process that has not yet seen an
 # index dropped may still write an entry under its slot; a new index must not see it)
 _SLOTS = 1024
@@ -52,6 +56,19 @@ _INDEX_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _PY_TYPE: dict[str, type] = {"S": str, "N": Decimal, "B": bytes}
 
 Projection = Literal["ALL", "KEYS_ONLY", "INCLUDE"]
+KeyGiven = str | tuple[str, str] | list[str | tuple[str, str]]
+
+
+def _key_attrs(given: KeyGiven, role: str) -> tuple[KeyAttribute, ...]:
+    """A key as given (one attribute, or a list of 1-4) as its attributes in order."""
+    if not isinstance(given, list):
+        return (KeyAttribute.parse(given, role),)
+    if not 1 <= len(given) <= MAX_KEY_ATTRIBUTES:
+        raise ValidationError(
+            f"{role}: a multi-attribute key holds 1 to {MAX_KEY_ATTRIBUTES} attributes, "
+            f"got {len(given)}"
+        )
+    return tuple(KeyAttribute.parse(g, role) for g in given)
 
 
 def esc(b: bytes) -> bytes:
@@ -64,9 +81,26 @@ def _esc_open(b: bytes) -> bytes:
 
 
 def entry_sort_bytes(index_sort: bytes | None, table_pk: bytes, table_sk: bytes) -> bytes:
-    """The sort bytes of an index entry."""
-    head = b"" if index_sort is None else esc(index_sort)
+    """The sort bytes of an index entry (``index_sort``: already escaped, or None)."""
+    head = b"" if index_sort is None else index_sort
     return head + esc(table_pk) + table_sk
+
+
+def prefix_bounds(
+    prefix: bytes, bounds: tuple[bytes | None, bool, bytes | None, bool]
+) -> tuple[bytes | None, bool, bytes | None, bool]:
+    """Entry bounds (:func:`entry_bounds`) under a prefix of whole escaped components
+    (the equal leading attributes of a multi-attribute sort key)."""
+    if not prefix:
+        return bounds
+    lo, lo_inc, hi, hi_inc = bounds
+    # every entry under the prefix sorts below the prefix with its final 00 01 made 00 02
+    return (
+        prefix if lo is None else prefix + lo,
+        True if lo is None else lo_inc,
+        prefix[:-1] + b"\x02" if hi is None else prefix + hi,
+        False if hi is None else hi_inc,
+    )
 
 
 def entry_bounds(
@@ -128,9 +162,14 @@ class GlobalIndex:
                        projection="ALL")        # or "KEYS_ONLY", or ["Item", "Qty"]
         ```
 
+    A key of several attributes (DynamoDB's multi-attribute keys: up to four each) is a
+    list: ``partition_key=["Tenant", ("Region", "S")], sort_key=[("Year", "N"), "Id"]``.
+    A query then gives every partition key attribute with ``=``, and sort key attributes
+    left to right, each ``=`` but the last.
+
     Args:
         name: 3-255 characters of ``A-Z a-z 0-9 _ - .``, unique in the table.
-        partition_key: a name (type S) or ``(name, "S"|"N"|"B")``.
+        partition_key: a name (type S) or ``(name, "S"|"N"|"B")``, or a list of 1-4 such.
         sort_key: optional, the same form.
         projection: ``"ALL"``, ``"KEYS_ONLY"`` or a list of attribute names (INCLUDE).
         capacity: ``sk.Provisioned(read=, write=)`` for a provisioned index of a
@@ -138,8 +177,8 @@ class GlobalIndex:
     """
 
     name: str
-    partition_key: str | tuple[str, str]
-    sort_key: str | tuple[str, str] | None = None
+    partition_key: KeyGiven
+    sort_key: KeyGiven | None = None
     projection: str | Sequence[str] = "ALL"
     capacity: Capacity | None = None
 
@@ -174,6 +213,29 @@ class IndexSpec:
     status: str = "ACTIVE"
     slot: int = 1
     capacity: Provisioned | None = None
+    # a multi-attribute key's attributes after the first (``key`` holds the first of each)
+    more_hash: tuple[KeyAttribute, ...] = ()
+    more_range: tuple[KeyAttribute, ...] = ()
+
+    @property
+    def hash_attrs(self) -> tuple[KeyAttribute, ...]:
+        """The partition key's attributes, in key order."""
+        return (self.key.partition, *self.more_hash)
+
+    @property
+    def range_attrs(self) -> tuple[KeyAttribute, ...]:
+        """The sort key's attributes, in key order (none without a sort key)."""
+        return () if self.key.sort is None else (self.key.sort, *self.more_range)
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        """Every key attribute's name: the partition key's, then the sort key's."""
+        return tuple(a.name for a in (*self.hash_attrs, *self.range_attrs))
+
+    @property
+    def composite(self) -> bool:
+        """Whether a key of the index has more than one attribute."""
+        return bool(self.more_hash or self.more_range)
 
     # --- building -----------------------------------------------------------------------
     @classmethod
@@ -183,12 +245,10 @@ class IndexSpec:
         """Check a user's index definition against the table's key."""
         if isinstance(index, GlobalIndex):
             name = _check_index_name(index.name)
-            part = KeyAttribute.parse(index.partition_key, "index partition_key")
-            sort = (
-                None
-                if index.sort_key is None
-                else KeyAttribute.parse(index.sort_key, "index sort_key")
-            )
+            hashes = _key_attrs(index.partition_key, "index partition_key")
+            ranges = () if index.sort_key is None else _key_attrs(index.sort_key, "index sort_key")
+            part, sort = hashes[0], (ranges[0] if ranges else None)
+            more_hash, more_range = hashes[1:], ranges[1:]
             cap = index.capacity
             if cap is not None and not isinstance(cap, Provisioned):
                 cap = None
@@ -197,6 +257,7 @@ class IndexSpec:
             name = _check_index_name(index.name)
             part = table_key.partition
             sort = KeyAttribute.parse(index.sort_key, "index sort_key")
+            more_hash = more_range = ()
             if table_key.sort is None:
                 raise ValidationError(
                     "One or more parameter values were invalid: Table KeySchema does not have "
@@ -208,13 +269,15 @@ class IndexSpec:
             raise ValidationError(
                 f"indexes must be sk.GlobalIndex(...) or sk.LocalIndex(...), got {index!r}"
             )
-        if sort is not None and sort.name == part.name:
+        attrs = [part, *more_hash, *([] if sort is None else [sort]), *more_range]
+        names = [a.name for a in attrs]
+        if len(set(names)) < len(names):
             raise ValidationError(
                 f"index {name!r}: its sort key must differ from its partition key"
+                if not (more_hash or more_range)
+                else f"index {name!r}: two of its key attributes have the same name"
             )
-        for attr in (part, sort):
-            if attr is None:
-                continue
+        for attr in attrs:
             for table_attr in (table_key.partition, table_key.sort):
                 if (
                     table_attr is not None
@@ -227,7 +290,18 @@ class IndexSpec:
                     )
         # a key attribute listed too is kept (DynamoDB accepts and shows it as given)
         projection, include = _projection(index.projection)
-        return cls(name, kind, KeySchema(part, sort), projection, include, status, slot, cap)
+        return cls(
+            name,
+            kind,
+            KeySchema(part, sort),
+            projection,
+            include,
+            status,
+            slot,
+            cap,
+            tuple(more_hash),
+            tuple(more_range),
+        )
 
     # --- storage ------------------------------------------------------------------------
     def storage_id(self, table_id: int) -> int:
@@ -238,7 +312,7 @@ class IndexSpec:
         """The attributes an entry holds, or an empty set for ALL."""
         if self.projection == "ALL":
             return frozenset()
-        return frozenset(table_key.names) | frozenset(self.key.names) | frozenset(self.include)
+        return frozenset(table_key.names) | frozenset(self.key_names) | frozenset(self.include)
 
     def check_read(
         self, held: frozenset[str], filtered: frozenset[str], returned: frozenset[str]
@@ -288,7 +362,7 @@ class IndexSpec:
                 path=attr.name,
             )
         b = order_bytes(v)
-        limit = 2048 if attr is self.key.partition else 1024
+        limit = 2048 if attr in self.hash_attrs else 1024
         if len(b) > limit:
             raise ValidationError(
                 f"One or more parameter values were invalid: Size of hashkey has exceeded the "
@@ -301,12 +375,25 @@ class IndexSpec:
     def entry_key(self, item: Item, table_pk: bytes, table_sk: bytes) -> tuple[bytes, bytes] | None:
         """The entry's (partition, sort) bytes, or None when the item is not in the index
         (sparse). Raises ValidationError for an index key of the wrong type or size."""
-        pb = self._value(self.key.partition, item)
-        sort = self.key.sort
-        sb = None if sort is None else self._value(sort, item)
-        if pb is None or (sort is not None and sb is None):
-            return None
-        return pb, entry_sort_bytes(sb, table_pk, table_sk)
+        if not self.composite:  # the common case, kept short
+            pb = self._value(self.key.partition, item)
+            sort = self.key.sort
+            sb = None if sort is None else self._value(sort, item)
+            if pb is None or (sort is not None and sb is None):
+                return None
+            return pb, entry_sort_bytes(None if sb is None else esc(sb), table_pk, table_sk)
+        hashes = [self._value(a, item) for a in self.hash_attrs]
+        ranges = [self._value(a, item) for a in self.range_attrs]
+        if any(b is None for b in hashes) or any(b is None for b in ranges):
+            return None  # sparse: an item without any one key attribute is not in the index
+        pb = self.hash_bytes(hashes)  # type: ignore[arg-type]
+        head = b"".join(esc(b) for b in ranges if b is not None) if ranges else None
+        return pb, entry_sort_bytes(head, table_pk, table_sk)
+
+    def hash_bytes(self, parts: Sequence[bytes]) -> bytes:
+        """The partition bytes of an entry whose partition key attributes have these
+        order bytes."""
+        return parts[0] if not self.more_hash else b"".join(esc(b) for b in parts)
 
     def entry(
         self, table_key: KeySchema, item: Item, table_pk: bytes, table_sk: bytes
@@ -347,6 +434,14 @@ class IndexSpec:
             "capacity": None
             if self.capacity is None
             else {"read": self.capacity.read, "write": self.capacity.write},
+            **(
+                {
+                    "more_hash": [[a.name, a.type] for a in self.more_hash],
+                    "more_range": [[a.name, a.type] for a in self.more_range],
+                }
+                if self.composite
+                else {}
+            ),
         }
 
     @classmethod
@@ -364,6 +459,8 @@ class IndexSpec:
             status=d["status"],
             slot=d["slot"],
             capacity=None if cap is None else Provisioned(read=cap["read"], write=cap["write"]),
+            more_hash=tuple(KeyAttribute(n, t) for n, t in d.get("more_hash", ())),
+            more_range=tuple(KeyAttribute(n, t) for n, t in d.get("more_range", ())),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -377,6 +474,14 @@ class IndexSpec:
             "projection": self.projection,
             "include": list(self.include),
             "status": self.status,
+            **(
+                {
+                    "partition_keys": [{"name": a.name, "type": a.type} for a in self.hash_attrs],
+                    "sort_keys": [{"name": a.name, "type": a.type} for a in self.range_attrs],
+                }
+                if self.composite
+                else {}
+            ),
         }
 
     def with_status(self, status: str) -> IndexSpec:
@@ -429,7 +534,7 @@ def check_scalar_updates(indexes: Sequence[IndexSpec], update: Any) -> None:
     actions = (*update.sets, *update.removes, *update.adds, *update.deletes)
     nested = {a.path.elements[0] for a in actions if len(a.path.elements) > 1}
     for ix in indexes:
-        for name in ix.key.names:
+        for name in ix.key_names:
             if name in nested:
                 raise ValidationError(
                     f"index key attribute {name!r} is a scalar: a nested path under it "
@@ -449,9 +554,7 @@ def check_unique(indexes: Sequence[IndexSpec]) -> None:
         seen.add(ix.name)
     types: dict[str, tuple[str, IndexSpec]] = {}
     for ix in indexes:  # an attribute is a key of one type only (DynamoDB checks writes by it)
-        for attr in ix.key.partition, ix.key.sort:
-            if attr is None:
-                continue
+        for attr in (*ix.hash_attrs, *ix.range_attrs):
             t, first = types.setdefault(attr.name, (attr.type, ix))
             if t != attr.type:
                 raise ValidationError(

@@ -403,10 +403,12 @@ async def _select(
             out.items = [] if item is None else [item]
             return out
     # FROM "Table"."Index": the index's key decides query or scan, as the table's does
-    schema = spec.key if stmt.index is None else spec.index(stmt.index).key
+    ix = None if stmt.index is None else spec.index(stmt.index)
+    schema = spec.key if ix is None else ix.key
     idx: dict[str, Any] = {} if stmt.index is None else {"index": stmt.index}
     pk = schema.partition.name
-    partitions = None if where is None else _partitions(where, pk)
+    # (an index with a multi-attribute key is read by a filtered scan)
+    partitions = None if where is None or (ix and ix.composite) else _partitions(where, pk)
     _check_order(schema, stmt, where, partitions)
     if partitions is None:
         scanned = await table.scan_page(

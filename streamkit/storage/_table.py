@@ -21,13 +21,14 @@ from streamkit.storage._cache import MISS, copy_item
 from streamkit.storage._capacity import read_units
 from streamkit.storage._expressions import (
     ExpressionContext,
+    compile_composite_key_condition,
     compile_condition,
     compile_key_condition,
     compile_projection,
     compile_update,
 )
-from streamkit.storage._indexes import entry_bounds
-from streamkit.storage._keys import KeySchema, order_bytes
+from streamkit.storage._indexes import entry_bounds, esc, prefix_bounds
+from streamkit.storage._keys import KeyAttribute, KeySchema, order_bytes
 from streamkit.storage._writes import (
     DeleteOp,
     ItemKey,
@@ -821,6 +822,8 @@ class _QueryPlan:
         from streamkit.storage._conditions import key as key_builder
 
         schema = reader.key
+        ix = reader.index
+        composite = ix is not None and ix.composite
         pname = schema.partition.name
         sname = None if schema.sort is None else schema.sort.name
         ctx = ExpressionContext(names, values)
@@ -833,9 +836,16 @@ class _QueryPlan:
         else:
             if partition is None:
                 raise ValidationError("query needs the partition key value (or key_condition=)")
-            cond = key_builder(pname).eq(partition)
+            if composite:
+                assert ix is not None
+                cond = _composite_partition(ix, partition)
+            else:
+                cond = key_builder(pname).eq(partition)
             if sort is not None:
                 cond = cond & sort
+        if composite:
+            assert ix is not None
+            return cls._composite(spec, ix, cond, filter, projection, ctx, reader)
         kc = compile_key_condition(cond, ctx, partition_key=pname, sort_key=sname)
         flt = compile_condition(filter, ctx, kind="FilterExpression")
         if flt is not None:
@@ -850,35 +860,7 @@ class _QueryPlan:
         reader.check_attributes(flt, proj)
         pv = schema.check_value(schema.partition, kc.partition_value)
         pk = order_bytes(pv)
-        low = high = None
-        low_inc = high_inc = True
-        op = kc.sort_op
-        if op is not None:
-            assert schema.sort is not None
-            vals = [order_bytes(schema.check_value(schema.sort, v)) for v in kc.sort_values]
-            if op == "=":
-                low = high = vals[0]
-            elif op == "<":
-                high, high_inc = vals[0], False
-            elif op == "<=":
-                high = vals[0]
-            elif op == ">":
-                low, low_inc = vals[0], False
-            elif op == ">=":
-                low = vals[0]
-            elif op == "between":
-                low, high = vals[0], vals[1]
-                if low > high:
-                    raise ValidationError(
-                        "BETWEEN bounds are reversed: the first must not be greater than the second"
-                    )
-            elif op == "begins_with":
-                if schema.sort.type == "N":
-                    raise ValidationError("begins_with is not allowed on a number sort key")
-                low = vals[0]
-                high, high_inc = _successor(vals[0]), False
-            else:  # pragma: no cover - the compiler only returns the ops above
-                raise ValidationError(f"unsupported sort key operator {op!r}")
+        low, low_inc, high, high_inc = _sort_range(schema, schema.sort, kc.sort_op, kc.sort_values)
         if reader.index is not None:
             if reader.index.key.sort is None:
                 low = high = None
@@ -886,6 +868,106 @@ class _QueryPlan:
             else:
                 low, low_inc, high, high_inc = entry_bounds(low, low_inc, high, high_inc)
         return cls(pk, low, low_inc, high, high_inc, flt, proj, reader)
+
+    @classmethod
+    def _composite(
+        cls,
+        spec: TableSpec,
+        ix: IndexSpec,
+        cond: Condition | str,
+        filter: Condition | str | None,
+        projection: str | Sequence[str] | None,
+        ctx: ExpressionContext,
+        reader: _Reader,
+    ) -> _QueryPlan:
+        """The plan of a query on an index with a multi-attribute key: the partition
+        bytes of every partition key value, then a byte range under the escaped bytes of
+        the sort key attributes compared with ``=``."""
+        hashes, ranges = ix.hash_attrs, ix.range_attrs
+        kc = compile_composite_key_condition(
+            cond, ctx, hash_keys=[a.name for a in hashes], range_keys=[a.name for a in ranges]
+        )
+        flt = compile_condition(filter, ctx, kind="FilterExpression")
+        if flt is not None:
+            keys_used = [n for n in ix.key_names if n in flt.attributes]
+            if keys_used:  # DynamoDB's words
+                raise ValidationError(
+                    "Filter Expression can only contain non-primary key attributes: "
+                    f"Primary key attribute: {keys_used[0]}"
+                )
+        proj = compile_projection(projection, ctx)
+        ctx.check_all_used()
+        reader.check_attributes(flt, proj)
+        schema = reader.key
+        pk = ix.hash_bytes(
+            [
+                order_bytes(schema.check_value(a, v))
+                for a, v in zip(hashes, kc.hash_values, strict=True)
+            ]
+        )
+        prefix = b"".join(
+            esc(order_bytes(schema.check_value(a, v)))
+            for a, v in zip(ranges, kc.equal, strict=False)
+        )
+        bounds: tuple[bytes | None, bool, bytes | None, bool] = (None, True, None, True)
+        if kc.sort_op is not None:
+            attr = ranges[len(kc.equal)]
+            bounds = entry_bounds(*_sort_range(schema, attr, kc.sort_op, kc.sort_values))
+        return cls(pk, *prefix_bounds(prefix, bounds), flt, proj, reader)
+
+
+def _composite_partition(ix: IndexSpec, partition: Any) -> Condition:
+    """``query(partition, index=)`` of an index whose partition key has several
+    attributes: ``partition`` holds their values, in key order."""
+    from streamkit.storage._conditions import key as key_builder
+
+    names = [a.name for a in ix.hash_attrs]
+    if not isinstance(partition, (tuple, list)) or len(partition) != len(names):
+        raise ValidationError(
+            f"index {ix.name!r} has a partition key of {len(names)} attributes "
+            f"({', '.join(names)}): give their values as a tuple, in that order"
+        )
+    cond: Condition = key_builder(names[0]).eq(partition[0])
+    for n, v in zip(names[1:], partition[1:], strict=True):
+        cond = cond & key_builder(n).eq(v)
+    return cond
+
+
+def _sort_range(
+    schema: KeySchema, attr: KeyAttribute | None, op: str | None, values: Sequence[Any]
+) -> tuple[bytes | None, bool, bytes | None, bool]:
+    """The range of order bytes a sort key condition reads: (low, inclusive, high,
+    inclusive); None bounds are open."""
+    low = high = None
+    low_inc = high_inc = True
+    if op is None:
+        return low, low_inc, high, high_inc
+    assert attr is not None
+    vals = [order_bytes(schema.check_value(attr, v)) for v in values]
+    if op == "=":
+        low = high = vals[0]
+    elif op == "<":
+        high, high_inc = vals[0], False
+    elif op == "<=":
+        high = vals[0]
+    elif op == ">":
+        low, low_inc = vals[0], False
+    elif op == ">=":
+        low = vals[0]
+    elif op == "between":
+        low, high = vals[0], vals[1]
+        if low > high:
+            raise ValidationError(
+                "BETWEEN bounds are reversed: the first must not be greater than the second"
+            )
+    elif op == "begins_with":
+        if attr.type == "N":
+            raise ValidationError("begins_with is not allowed on a number sort key")
+        low = vals[0]
+        high, high_inc = _successor(vals[0]), False
+    else:  # pragma: no cover - the compiler only returns the ops above
+        raise ValidationError(f"unsupported sort key operator {op!r}")
+    return low, low_inc, high, high_inc
 
 
 _BAD_START = (
@@ -967,7 +1049,7 @@ class _Reader:
                 raise ValidationError(_BAD_START) from None
         if not isinstance(start_key, Mapping):
             raise ValidationError("start_key must be a mapping")
-        wanted = set(spec.key.names) | set(self.index.key.names)
+        wanted = set(spec.key.names) | set(self.index.key_names)
         norm = {str(k): normalize_value(v, str(k)) for k, v in start_key.items()}
         if set(norm) != wanted:
             raise ValidationError(
@@ -980,7 +1062,7 @@ class _Reader:
         """``LastEvaluatedKey`` of a page that ended at ``item`` (as read, unprojected)."""
         key = spec.key.key_of(item)
         if self.index is not None:
-            for n in self.index.key.names:
+            for n in self.index.key_names:
                 key[n] = item[n]
         return key
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.integration.test_dynamodb_api import Served
-from tests.integration.test_dynamodb_conformance import _error, served
+from tests.integration.test_dynamodb_conformance import _error, _eventually, served
 
 __all__ = ("served",)
 
@@ -402,62 +402,185 @@ def test_index_filter_on_attributes_it_does_not_project_is_refused(served: Serve
     assert c.query(**local, ProjectionExpression="d")["Items"] == [{"d": {"S": "1"}}]
 
 
-def test_multi_attribute_index_keys_are_refused_as_not_yet_supported(served: Served) -> None:
-    """DynamoDB's multi-attribute GSI keys (up to four HASH and four RANGE attributes)
-    are not built: CreateTable and UpdateTable say so in a ValidationException and
-    create nothing (not a shape error about two elements)."""
+def _multi(name: str, hashes: list[str], ranges: list[str]) -> dict[str, Any]:
+    return {
+        "IndexName": name,
+        "KeySchema": [{"AttributeName": n, "KeyType": "HASH"} for n in hashes]
+        + [{"AttributeName": n, "KeyType": "RANGE"} for n in ranges],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+
+
+def test_multi_attribute_index_keys_are_created_described_and_checked(served: Served) -> None:
+    """DynamoDB's multi-attribute GSI keys: up to four HASH and four RANGE attributes,
+    every HASH first, each attribute once and defined; shown as given."""
     c = served.client()
-    defs = [{"AttributeName": n, "AttributeType": "S"} for n in ("id", "a", "b", "c")]
-    for schema in (
-        [{"AttributeName": "a", "KeyType": "HASH"}, {"AttributeName": "b", "KeyType": "HASH"}],
-        [
-            {"AttributeName": "a", "KeyType": "HASH"},
-            {"AttributeName": "b", "KeyType": "RANGE"},
-            {"AttributeName": "c", "KeyType": "RANGE"},
-        ],
+    _create(
+        c,
+        "Games",
+        ("id",),
+        {"id": "S", "player": "S", "season": "N", "round": "N", "opp": "S"},
+        GlobalSecondaryIndexes=[_multi("ByPlayer", ["player", "season"], ["round", "opp"])],
+    )
+    table = c.describe_table(TableName="Games")["Table"]
+    assert (
+        table["GlobalSecondaryIndexes"][0]["KeySchema"]
+        == _multi("ByPlayer", ["player", "season"], ["round", "opp"])["KeySchema"]
+    )
+    assert {d["AttributeName"] for d in table["AttributeDefinitions"]} == {
+        "id",
+        "player",
+        "season",
+        "round",
+        "opp",
+    }
+    for schema, words in (
+        (_multi("Many", [f"a{i}" for i in range(5)], [])["KeySchema"], "at most 4 HASH"),
+        (_multi("Many", ["id"], [f"a{i}" for i in range(5)])["KeySchema"], "at most 4 RANGE"),
+        (
+            [
+                {"AttributeName": "a0", "KeyType": "HASH"},
+                {"AttributeName": "a1", "KeyType": "RANGE"},
+                {"AttributeName": "a2", "KeyType": "HASH"},
+            ],
+            "every HASH key element must precede every RANGE",
+        ),
+        (_multi("Many", ["a0", "a0"], [])["KeySchema"], "same name"),
+        (_multi("Many", ["a0", "zz"], [])["KeySchema"], "not defined in AttributeDefinitions"),
     ):
         code, msg = _error(
             lambda schema=schema: c.create_table(
-                TableName="Users",
-                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                AttributeDefinitions=defs[: len(schema) + 1],
+                TableName="Refused",
+                KeySchema=_key("id"),
+                AttributeDefinitions=_defs(
+                    **{"id": "S"}
+                    | {k["AttributeName"]: "S" for k in schema if k["AttributeName"] != "zz"}
+                ),
                 BillingMode="PAY_PER_REQUEST",
-                GlobalSecondaryIndexes=[
-                    {
-                        "IndexName": "Multi",
-                        "KeySchema": schema,
-                        "Projection": {"ProjectionType": "ALL"},
-                    }
-                ],
+                GlobalSecondaryIndexes=[{**_multi("Many", [], []), "KeySchema": schema}],
             )
         )
-        assert code == "ValidationException" and "not supported by streamkit yet" in msg, msg
-    assert c.list_tables()["TableNames"] == []
-    c.create_table(
-        TableName="Users",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
+        assert code == "ValidationException" and words in msg, msg
+    assert c.list_tables()["TableNames"] == ["Games"]
+
+
+def test_multi_attribute_index_queries_as_dynamodb(served: Served) -> None:
+    """Every HASH attribute with =, RANGE attributes left to right, each = but the last;
+    a filter may not name a key attribute of the index; pages carry every key attribute;
+    legacy KeyConditions work too; an index added later is backfilled."""
+    c = served.client()
+    _create(
+        c,
+        "Games",
+        ("id",),
+        {"id": "S", "player": "S", "season": "N", "round": "N", "opp": "S"},
+        GlobalSecondaryIndexes=[_multi("ByPlayer", ["player", "season"], ["round", "opp"])],
     )
-    three = [
-        {"AttributeName": "a", "KeyType": "HASH"},
-        {"AttributeName": "b", "KeyType": "HASH"},
-        {"AttributeName": "c", "KeyType": "RANGE"},
+    for i, (rnd, opp) in enumerate([(1, "zed"), (1, "amy"), (2, "bob"), (10, "amy")]):
+        c.put_item(
+            TableName="Games",
+            Item={
+                "id": {"S": f"g{i}"},
+                "player": {"S": "p"},
+                "season": {"N": "2026"},
+                "round": {"N": str(rnd)},
+                "opp": {"S": opp},
+                "score": {"N": str(i)},
+            },
+        )
+    c.put_item(
+        TableName="Games",
+        Item={
+            "id": {"S": "sparse"},
+            "player": {"S": "p"},
+            "season": {"N": "2026"},
+            "round": {"N": "1"},
+        },
+    )
+    values = {":p": {"S": "p"}, ":s": {"N": "2026"}, ":r": {"N": "1"}, ":o": {"S": "b"}}
+
+    def query(text: str, **kw: Any) -> Any:
+        used = {k: v for k, v in values.items() if k in text + kw.get("FilterExpression", "")}
+        return c.query(
+            TableName="Games",
+            IndexName="ByPlayer",
+            KeyConditionExpression=text,
+            ExpressionAttributeValues=used,
+            **kw,
+        )
+
+    got = query("player = :p AND season = :s")["Items"]
+    assert [(i["round"]["N"], i["opp"]["S"]) for i in got] == [
+        ("1", "amy"),
+        ("1", "zed"),
+        ("2", "bob"),
+        ("10", "amy"),
     ]
-    code, msg = _error(
-        lambda: c.update_table(
-            TableName="Users",
-            AttributeDefinitions=defs,
-            GlobalSecondaryIndexUpdates=[
-                {
-                    "Create": {
-                        "IndexName": "Multi",
-                        "KeySchema": three,
-                        "Projection": {"ProjectionType": "ALL"},
-                    }
-                }
-            ],
+    assert [
+        i["opp"]["S"]
+        for i in query("player = :p AND season = :s AND round = :r AND opp > :o")["Items"]
+    ] == ["zed"]
+    back = query("player = :p AND season = :s AND round <= :r", ScanIndexForward=False)
+    assert [i["opp"]["S"] for i in back["Items"]] == ["zed", "amy"]
+    for text, words in (
+        ("player = :p", "every HASH attribute of the index key needs an equality"),
+        ("player = :p AND season > :s", "HASH attribute season takes only an equality"),
+        (
+            "player = :p AND season = :s AND opp = :o",
+            "RANGE attributes are conditioned left to right",
+        ),
+        (
+            "player = :p AND season = :s AND round > :r AND opp = :o",
+            "only the last conditioned RANGE",
+        ),
+    ):
+        code, msg = _error(lambda text=text: query(text))
+        assert code == "ValidationException" and words in msg, msg
+    code, msg = _error(lambda: query("player = :p AND season = :s", FilterExpression="opp = :o"))
+    assert (code, msg) == (
+        "ValidationException",
+        "Filter Expression can only contain non-primary key attributes: Primary key attribute: opp",
+    )
+    # paging: LastEvaluatedKey holds the table's and every index key attribute
+    seen, start = [], None
+    while True:
+        page = query(
+            "player = :p AND season = :s",
+            Limit=1,
+            **({"ExclusiveStartKey": start} if start else {}),
+        )
+        seen += [i["id"]["S"] for i in page["Items"]]
+        start = page.get("LastEvaluatedKey")
+        if start is None:
+            break
+        assert set(start) == {"id", "player", "season", "round", "opp"}
+    assert seen == ["g1", "g0", "g2", "g3"]
+    legacy = c.query(
+        TableName="Games",
+        IndexName="ByPlayer",
+        KeyConditions={
+            "player": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "p"}]},
+            "season": {"ComparisonOperator": "EQ", "AttributeValueList": [{"N": "2026"}]},
+            "round": {"ComparisonOperator": "GT", "AttributeValueList": [{"N": "1"}]},
+        },
+    )
+    assert [i["id"]["S"] for i in legacy["Items"]] == ["g2", "g3"]
+    # added to a table in use: backfilled, then queryable
+    c.update_table(
+        TableName="Games",
+        AttributeDefinitions=_defs(opp="S", season="N", round="N"),
+        GlobalSecondaryIndexUpdates=[{"Create": _multi("ByOpp", ["opp", "season"], ["round"])}],
+    )
+    _eventually(
+        lambda: all(
+            g["IndexStatus"] == "ACTIVE"
+            for g in c.describe_table(TableName="Games")["Table"]["GlobalSecondaryIndexes"]
         )
     )
-    assert code == "ValidationException" and "not supported by streamkit yet" in msg, msg
-    assert "GlobalSecondaryIndexes" not in c.describe_table(TableName="Users")["Table"]
+    got = c.query(
+        TableName="Games",
+        IndexName="ByOpp",
+        KeyConditionExpression="opp = :o AND season = :s",
+        ExpressionAttributeValues={":o": {"S": "amy"}, ":s": {"N": "2026"}},
+    )["Items"]
+    assert [i["id"]["S"] for i in got] == ["g1", "g3"]

@@ -23,14 +23,21 @@ from tests import postgres_env
 GSI = sk.GlobalIndex("ByStatus", partition_key="Status", sort_key=("Total", "N"))
 GSI_KEYS = sk.GlobalIndex("ByItem", partition_key="Item", projection="KEYS_ONLY")
 LSI = sk.LocalIndex("ByTotal", sort_key=("Total", "N"), projection=["Item"])
+# DynamoDB's multi-attribute keys: two partition key and two sort key attributes
+PAIR = sk.GlobalIndex(
+    "ByPair",
+    partition_key=["Status", "Item"],
+    sort_key=[("Total", "N"), "OrderDate"],
+    projection=["Other"],
+)
 
 
-async def orders_table(app: sk.App, **kw: Any) -> sk.Table:
+async def orders_table(app: sk.App, *, composite: bool = False, **kw: Any) -> sk.Table:
     return await app.create_table(
         "Orders",
         partition_key="UserID",
         sort_key="OrderDate",
-        global_indexes=[GSI, GSI_KEYS],
+        global_indexes=[GSI, GSI_KEYS, *([PAIR] if composite else [])],
         local_indexes=[LSI],
         ttl_attribute="Expires",
         **kw,
@@ -40,6 +47,8 @@ async def orders_table(app: sk.App, **kw: Any) -> sk.Table:
 def expected_entries(items: list[dict[str, Any]], index: str) -> list[dict[str, Any]]:
     """The model: what an index must hold, in the order a scan of it returns."""
     table_keys = ("UserID", "OrderDate")
+    if index == "ByPair":
+        return _expected_pairs(items)
     if index == "ByStatus":
         pk, sk_, attrs = "Status", "Total", None
     elif index == "ByItem":
@@ -69,6 +78,19 @@ def expected_entries(items: list[dict[str, Any]], index: str) -> list[dict[str, 
     return sorted(out, key=order)
 
 
+def _expected_pairs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The model of ByPair: items with all four key attributes, in the order of their
+    partition key attributes, then sort key attributes, then the table's key."""
+    keys = ("Status", "Item", "Total", "OrderDate")
+    attrs = {"UserID", "OrderDate", "Status", "Item", "Total", "Other"}
+    out = [
+        {k: v for k, v in it.items() if k in attrs}
+        for it in items
+        if all(k in it for k in keys) and isinstance(it["Total"], Decimal)
+    ]
+    return sorted(out, key=lambda it: tuple(order_bytes(it[k]) for k in (*keys, "UserID")))
+
+
 async def index_contents(t: sk.Table, index: str) -> list[dict[str, Any]]:
     return [x async for x in t.scan(index=index)]
 
@@ -83,6 +105,11 @@ async def assert_indexes_match(t: sk.Table) -> None:
         # the segment; compare as sorted lists of the model's order
         assert sorted(got, key=repr) == sorted(want, key=repr), name
         # and per partition, a query returns them in index sort order
+        if name == "ByPair":  # a partition is the values of both partition key attributes
+            for pair in {(w["Status"], w["Item"]) for w in want}:
+                q = [x async for x in t.query(pair, index=name)]
+                assert q == [w for w in want if (w["Status"], w["Item"]) == pair], pair
+            continue
         key = {"ByStatus": "Status", "ByItem": "Item", "ByOther": "Other"}.get(name, "UserID")
         for part in {w[key] for w in want}:
             q = [x async for x in t.query(part, index=name)]
@@ -366,7 +393,7 @@ _op = st.one_of(
 def test_an_index_always_equals_the_table_projected(engine: str, ops: list[Any]) -> None:
     async def main() -> None:
         async with postgres_env.throwaway_store(engine) as url, sk.App(storage=url) as app:
-            t = await orders_table(app)
+            t = await orders_table(app, composite=True)
             for kind, arg in ops:
                 await _apply(app, t, kind, arg)
             await assert_indexes_match(t)
@@ -621,3 +648,209 @@ async def test_a_reader_with_an_old_catalog_sees_a_new_index(shared_storage_url:
     finally:
         await a.close()
         await b.close()
+
+
+# --- multi-attribute keys (DynamoDB's composite GSI keys) ---------------------------------------
+_pair_item = st.fixed_dictionaries(
+    {"UserID": st.sampled_from(["u1", "u2"]), "OrderDate": st.sampled_from(["d1", "d2", "d3"])},
+    optional={  # mostly present, so most items are in the index
+        "Status": st.sampled_from(["A", "B"]),
+        "Item": st.sampled_from(["i1", "i2", "i\x00", "i"]),
+        "Total": st.integers(-3, 3),
+        "Other": st.integers(0, 9),
+    },
+)
+_pair_op = st.one_of(
+    st.tuples(st.just("put"), _pair_item),
+    st.tuples(st.just("delete"), _pair_item),
+    st.tuples(st.just("update"), _pair_item),
+    st.tuples(st.just("txn"), st.lists(_pair_item, min_size=1, max_size=3)),
+)
+# a sort key condition: equal Total and a condition on OrderDate, or one on Total alone
+_pair_cond = st.one_of(
+    st.none(),
+    st.tuples(st.sampled_from(["=", "<", "<=", ">", ">="]), st.integers(-3, 3)),
+    st.tuples(st.just("between"), st.integers(-3, 0), st.integers(0, 3)),
+    st.tuples(
+        st.just("eq+"),
+        st.integers(-3, 3),
+        st.sampled_from(["=", "<", ">=", "begins_with"]),
+        st.sampled_from(["d", "d1", "d2"]),
+    ),
+)
+_OPS = {
+    "=": lambda a, b: a == b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _pair_query(cond: Any) -> tuple[str, dict[str, Any], Any]:
+    """A key condition on ByPair's sort key as (text, values, model predicate)."""
+    head = "#s = :s AND #i = :i"  # (Status, Item and Total are reserved words)
+    if cond is None:
+        return head, {}, lambda it: True
+    if cond[0] == "between":
+        return (
+            f"{head} AND #t BETWEEN :lo AND :hi",
+            {":lo": cond[1], ":hi": cond[2]},
+            lambda it: cond[1] <= it["Total"] <= cond[2],
+        )
+    if cond[0] == "eq+":
+        _, total, op, date = cond
+        if op == "begins_with":
+            text, pred = "begins_with(OrderDate, :d)", lambda d: d.startswith(date)
+        else:
+            text, pred = f"OrderDate {op} :d", lambda d: _OPS[op](d, date)
+        return (
+            f"{head} AND #t = :t AND {text}",
+            {":t": total, ":d": date},
+            lambda it: it["Total"] == total and pred(it["OrderDate"]),
+        )
+    op, v = cond
+    return f"{head} AND #t {op} :t", {":t": v}, lambda it: _OPS[op](it["Total"], v)
+
+
+@pytest.mark.parametrize("engine", postgres_env.ENGINES)
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    ops=st.lists(_pair_op, min_size=1, max_size=25),
+    queries=st.lists(st.tuples(_pair_cond, st.booleans()), min_size=1, max_size=4),
+)
+def test_a_multi_attribute_index_always_equals_the_table_projected(
+    engine: str, ops: list[Any], queries: list[Any]
+) -> None:
+    """Whatever the writes, ByPair holds exactly the items with all four key attributes,
+    in (partition key attributes, sort key attributes, table key) order, and a query
+    with any allowed key condition returns the model's items in order (and reversed)."""
+
+    async def main() -> None:
+        async with postgres_env.throwaway_store(engine) as url, sk.App(storage=url) as app:
+            t = await app.create_table(
+                "Orders", partition_key="UserID", sort_key="OrderDate", global_indexes=[PAIR]
+            )
+            for kind, arg in ops:
+                await _apply(app, t, kind, arg)
+            await assert_indexes_match(t)
+            want = _expected_pairs([x async for x in t.scan()])
+            for cond, reverse in queries:
+                for pair in [("A", "i1"), ("B", "i\x00"), ("A", "i")]:
+                    text, values, pred = _pair_query(cond)
+                    q = t.query(
+                        key_condition=text,
+                        values={":s": pair[0], ":i": pair[1], **values},
+                        names={
+                            "#s": "Status",
+                            "#i": "Item",
+                            **({"#t": "Total"} if "#t" in text else {}),
+                        },
+                        index="ByPair",
+                        reverse=reverse,
+                    )
+                    got = [x async for x in q]
+                    model = [w for w in want if (w["Status"], w["Item"]) == pair and pred(w)]
+                    assert got == (model[::-1] if reverse else model), (pair, cond)
+
+    asyncio.run(main())
+
+
+async def test_multi_attribute_keys_are_checked_and_queried_in_their_order(app: sk.App) -> None:
+    t = await app.create_table(
+        "Matches",
+        partition_key="Id",
+        global_indexes=[
+            sk.GlobalIndex(
+                "ByPlayer",
+                partition_key=["Player", ("Season", "N")],
+                sort_key=[("Round", "N"), "Opponent", ("Score", "B")],
+                projection="KEYS_ONLY",
+            )
+        ],
+    )
+    desc = (await t.spec()).indexes[0]
+    assert desc.key_names == ("Player", "Season", "Round", "Opponent", "Score")
+    rows = [(1, "zed", b"\x01"), (1, "amy", b"\x00"), (2, "bob", b"\x02"), (10, "amy", b"")]
+    for i, (rnd, opp, score) in enumerate(rows):
+        item = {"Id": f"m{i}", "Player": "p", "Season": 2026, "Round": rnd, "Opponent": opp}
+        if score:
+            item["Score"] = score
+        await t.put(item)
+    await t.put(
+        {
+            "Id": "other",
+            "Player": "p",
+            "Season": 2025,
+            "Round": 1,
+            "Opponent": "x",
+            "Score": b"\x05",
+        }
+    )  # another partition
+    got = [x async for x in t.query(("p", 2026), index="ByPlayer")]
+    # numbers by value, not text (10 after 2); the item without Score is not indexed
+    assert [(x["Round"], x["Opponent"]) for x in got] == [(1, "amy"), (1, "zed"), (2, "bob")]
+    assert set(got[0]) == {"Id", "Player", "Season", "Round", "Opponent", "Score"}
+    vals = {":p": "p", ":s": 2026, ":r": 1, ":o": "b"}
+    q = t.query(
+        key_condition="Player = :p AND Season = :s AND #r = :r AND Opponent > :o",
+        names={"#r": "Round"},
+        values=vals,
+        index="ByPlayer",
+    )
+    assert [x["Opponent"] async for x in q] == ["zed"]
+    bad = {
+        # a partition key attribute missing, or compared with other than =
+        "Player = :p AND #r = :r": "every HASH attribute",
+        "Player = :p AND Season > :s": "the HASH attribute Season takes only",
+        # a gap in the sort key attributes, or an inequality before the last
+        "Player = :p AND Season = :s AND Opponent = :o": "Round has none",
+        "Player = :p AND Season = :s AND #r > :r AND Opponent = :o": "only the last",
+        # a filter-only attribute in the key condition
+        "Player = :p AND Season = :s AND Id = :o": "Id is not a key attribute",
+    }
+    for text, words in bad.items():
+        used = {k: v for k, v in vals.items() if k in text}
+        with pytest.raises(sk.ValidationError, match=words):
+            [
+                x
+                async for x in t.query(
+                    key_condition=text,
+                    values=used,
+                    index="ByPlayer",
+                    names={"#r": "Round"} if "#r" in text else None,
+                )
+            ]
+    with pytest.raises(sk.ValidationError, match="give their values as a tuple"):
+        [x async for x in t.query("p", index="ByPlayer")]
+    with pytest.raises(sk.ValidationError, match="Filter Expression can only contain non-primary"):
+        [
+            x
+            async for x in t.query(
+                ("p", 2026), index="ByPlayer", filter="Opponent = :o", values={":o": "x"}
+            )
+        ]
+    # an item whose key attribute has the wrong type is refused, and nothing is written
+    with pytest.raises(sk.ValidationError, match="Type mismatch for Index Key Season"):
+        await t.put(
+            {
+                "Id": "bad",
+                "Player": "p",
+                "Season": "2026",
+                "Round": 1,
+                "Opponent": "x",
+                "Score": b"\x01",
+            }
+        )
+    assert await t.get({"Id": "bad"}) is None
+    for wrong in (["a", "b", "c", "d", "e"], ["a", "a"]):
+        with pytest.raises(sk.ValidationError):
+            await app.create_table(
+                "Refused",
+                partition_key="Id",
+                global_indexes=[sk.GlobalIndex("Many", partition_key=wrong)],
+            )
+    with pytest.raises(sk.TableNotFound):
+        await app.table("Refused").spec()
