@@ -65,9 +65,11 @@ OPERATIONS: dict[str, Operation] = {
 # PartiQL: ExecuteStatement, BatchExecuteStatement, ExecuteTransaction (they use the helpers
 # above, so they are imported once those exist)
 from streamkit.server._exports import EXPORT_OPERATIONS  # noqa: E402
+from streamkit.server._imports import IMPORT_OPERATIONS  # noqa: E402
 from streamkit.server._partiql_ops import PARTIQL_OPERATIONS  # noqa: E402
 from streamkit.server._tags import TAG_OPERATIONS  # noqa: E402
 
 OPERATIONS.update(PARTIQL_OPERATIONS)
 OPERATIONS.update(EXPORT_OPERATIONS)
+OPERATIONS.update(IMPORT_OPERATIONS)
 OPERATIONS.update(TAG_OPERATIONS)

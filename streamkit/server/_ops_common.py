@@ -607,6 +607,9 @@ class ServiceBase:
         self.log_url = log_url
         self.peers = dict(peers or {})
         self._backfills: set[asyncio.Task[Any]] = set()
+        # tables this process is still filling (ImportTable): name -> import id. Such a
+        # table is CREATING and cannot be deleted, as DynamoDB's
+        self.creating: dict[str, str] = {}
 
     # --- helpers ---------------------------------------------------------------------------
     @property

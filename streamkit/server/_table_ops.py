@@ -264,10 +264,19 @@ class TableOps(ServiceBase):
         return (None,)
 
     async def DescribeTable(self, body: Body) -> Body:
-        return {"Table": await self.describe(await self._spec(body))}
+        desc = await self.describe(await self._spec(body))
+        if desc["TableName"] in self.creating:  # an import still fills it
+            desc["TableStatus"] = "CREATING"
+        return {"Table": desc}
 
     async def DeleteTable(self, body: Body) -> Body:
         spec = await self._spec(body)
+        if spec.name in self.creating:
+            raise DynamoError(
+                "ResourceInUseException",
+                "Attempt to change a resource which is still in use: Table is being created: "
+                f"{spec.name}",
+            )
         await check_deletable(self.store, spec)
         desc = await self.describe(spec)
         await self.store.delete_table(spec.name)
