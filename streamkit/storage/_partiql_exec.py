@@ -233,6 +233,35 @@ def _attr_const(node: Compare, name: str) -> Any:
     return None
 
 
+def _key_lookup(
+    names: tuple[str, ...], where: Condition, params: Sequence[Any]
+) -> dict[str, Any] | None:
+    """The key a WHERE (not yet bound) names with exactly one ``key = value`` term per
+    key attribute and nothing else, or None (then the bound tree decides)."""
+    terms = _conjuncts(where)
+    if len(terms) != len(names):
+        return None
+    found: dict[str, Any] = {}
+    for term in terms:
+        if not isinstance(term, Compare) or term.op != "=":
+            return None
+        for path, other in ((term.left, term.right), (term.right, term.left)):
+            if (
+                isinstance(path, PathRef)
+                and len(path.elements) == 1
+                and path.elements[0] in names
+                and isinstance(other, Value)
+            ):
+                name = str(path.elements[0])
+                if name in found:
+                    return None
+                found[name] = _value(other.expr, params)
+                break
+        else:
+            return None
+    return found if len(found) == len(names) else None
+
+
 def _full_key(spec: TableSpec, where: Condition) -> tuple[dict[str, Any], Condition | None]:
     """The item key a write's WHERE fixes, and the rest of the WHERE as its condition."""
     names = spec.key.names
@@ -388,11 +417,20 @@ async def _select(
 ) -> StatementPage:
     table = Table(store, stmt.table)
     spec = await table.spec()
-    where = _Bound(params).node(stmt.where) if stmt.where is not None else None
     projection, names = _projection(stmt.projection)
-    start, cursor = (0, None) if next_token is None else _untoken(text, next_token)
     out = StatementPage(table=stmt.table)
-    if stmt.index is None and where is not None and not stmt.order and next_token is None:
+    plain = stmt.index is None and not stmt.order and next_token is None
+    if plain and stmt.where is not None:
+        # the common case first, read from the tree as parsed: `k = ? AND ...` over
+        # exactly the whole key is one get, with only its values bound
+        whole = _key_lookup(spec.key.names, stmt.where, params)
+        if whole is not None:
+            item = await table.get(whole, consistent=consistent, projection=projection, names=names)
+            out.items = [] if item is None else [item]
+            return out
+    where = _Bound(params).node(stmt.where) if stmt.where is not None else None
+    start, cursor = (0, None) if next_token is None else _untoken(text, next_token)
+    if plain and where is not None:
         # a WHERE that is exactly the whole key: one get (what a query of it reads)
         try:
             k, leftover = _full_key(spec, where)
