@@ -233,15 +233,34 @@ def _attr_const(node: Compare, name: str) -> Any:
     return None
 
 
+_KEY_TERMS: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, ValueExpr], ...] | None] = {}
+
+
 def _key_lookup(
-    names: tuple[str, ...], where: Condition, params: Sequence[Any]
+    text: str, names: tuple[str, ...], where: Condition, params: Sequence[Any]
 ) -> dict[str, Any] | None:
     """The key a WHERE (not yet bound) names with exactly one ``key = value`` term per
-    key attribute and nothing else, or None (then the bound tree decides)."""
+    key attribute and nothing else, or None (then the bound tree decides). Which terms
+    those are is found once per statement text and key."""
+    cache_key = (text, names)
+    if cache_key in _KEY_TERMS:
+        terms = _KEY_TERMS[cache_key]
+    else:
+        if len(_KEY_TERMS) >= 1024:
+            _KEY_TERMS.clear()
+        terms = _KEY_TERMS[cache_key] = _key_terms(names, where)
+    if terms is None:
+        return None
+    return {name: _value(expr, params) for name, expr in terms}
+
+
+def _key_terms(
+    names: tuple[str, ...], where: Condition
+) -> tuple[tuple[str, ValueExpr], ...] | None:
     terms = _conjuncts(where)
     if len(terms) != len(names):
         return None
-    found: dict[str, Any] = {}
+    found: dict[str, ValueExpr] = {}
     for term in terms:
         if not isinstance(term, Compare) or term.op != "=":
             return None
@@ -255,11 +274,11 @@ def _key_lookup(
                 name = str(path.elements[0])
                 if name in found:
                     return None
-                found[name] = _value(other.expr, params)
+                found[name] = other.expr
                 break
         else:
             return None
-    return found if len(found) == len(names) else None
+    return tuple(found.items()) if len(found) == len(names) else None
 
 
 def _full_key(spec: TableSpec, where: Condition) -> tuple[dict[str, Any], Condition | None]:
@@ -423,7 +442,7 @@ async def _select(
     if plain and stmt.where is not None:
         # the common case first, read from the tree as parsed: `k = ? AND ...` over
         # exactly the whole key is one get, with only its values bound
-        whole = _key_lookup(spec.key.names, stmt.where, params)
+        whole = _key_lookup(text, spec.key.names, stmt.where, params)
         if whole is not None:
             item = await table.get(whole, consistent=consistent, projection=projection, names=names)
             out.items = [] if item is None else [item]
