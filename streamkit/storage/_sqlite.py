@@ -677,11 +677,13 @@ class _Worker(threading.Thread):
         engine: SqliteEngine,
         *,
         idle: bool = False,
+        in_place: bool = False,
     ):
         super().__init__(name=name, daemon=True)
         self._connect = connect
         self._engine = engine
         self._idle = idle  # the writer of a file: tell the engine when it has been idle
+        self._in_place = in_place  # the writer: lone writes also run on the loop's thread
         # a read-only store: a "write" group only reads, and must not take the write lock
         self._begin = "BEGIN" if engine.read_only else "BEGIN IMMEDIATE"
         self.queue: SimpleQueue[_Work | None] = SimpleQueue()
@@ -700,6 +702,11 @@ class _Worker(threading.Thread):
             self.ready.set()
             return
         rows = self.rows = _Rows(conn)
+        # the writer's connection at rest never waits for another process's lock: a
+        # write run in place on the loop's thread (run_here) must not block the loop.
+        # This thread waits up to _BUSY_MS while it holds the connection for a batch.
+        rest = f"PRAGMA busy_timeout={0 if self._in_place else _BUSY_MS}"
+        conn.execute(rest)
         self.ready.set()
         q = self.queue
         engine = self._engine
@@ -725,7 +732,14 @@ class _Worker(threading.Thread):
                         break
                     batch.append(nxt)
                 with self.lock:
-                    out = self._run_batch(rows, batch)
+                    if not self._in_place:
+                        out = self._run_batch(rows, batch)
+                    else:
+                        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+                        try:
+                            out = self._run_batch(rows, batch)
+                        finally:
+                            conn.execute(rest)
                 _deliver_all(out)  # after the lock: a woken caller may write in place
                 if stop:
                     return
@@ -797,21 +811,17 @@ class _Worker(threading.Thread):
         rows = self.rows
         if rows is None:
             raise _Fallback
-        conn = rows.conn
-        conn.execute("PRAGMA busy_timeout=0")
+        conn = rows.conn  # (busy_timeout is 0 while this thread does not hold it)
         try:
-            try:
-                conn.execute(self._begin)
-            except sqlite3.OperationalError as e:
-                if _is_busy(e):
-                    raise _Fallback from e
-                raise
-            try:
-                value = _in_transaction(rows, runner)
-            except BaseException as e:
-                return None, self._engine.wrap(e)
-        finally:
-            conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+            conn.execute(self._begin)
+        except sqlite3.OperationalError as e:
+            if _is_busy(e):
+                raise _Fallback from e
+            raise
+        try:
+            value = _in_transaction(rows, runner)
+        except BaseException as e:
+            return None, self._engine.wrap(e)
         self._engine.committed()
         self._engine.notify_commit()
         return value, None
@@ -1055,7 +1065,11 @@ class SqliteEngine:
             # a WAL left large by an earlier run shrinks too, once the writer is idle
             self._wal_due, self._wal_wait, self._shrinking = two, _IDLE_S, False
             writer = _Worker(
-                "streamkit-sqlite-writer", lambda: self._connect(write=True), self, idle=two
+                "streamkit-sqlite-writer",
+                lambda: self._connect(write=True),
+                self,
+                idle=two,
+                in_place=True,
             )
             writer.start()
             await asyncio.to_thread(writer.ready.wait)
