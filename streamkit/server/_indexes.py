@@ -29,6 +29,20 @@ __all__ = (
 Body = dict[str, Any]
 
 
+def _element(k: Any, types: dict[str, str]) -> tuple[str, Any]:
+    """One KeySchema element's attribute name (defined in ``types``) and key type."""
+    if not isinstance(k, dict):
+        raise validation("KeySchema members must be objects")
+    attr, kind = k.get("AttributeName"), k.get("KeyType")
+    if attr not in types:
+        raise validation(
+            "One or more parameter values were invalid: Some index key attributes are not "
+            f"defined in AttributeDefinitions. Keys: [{shown(attr)}], AttributeDefinitions: "
+            f"[{', '.join(types)}]"
+        )
+    return str(attr), kind
+
+
 def parse_key_schema(
     schema: Any, types: dict[str, str], *, index: str | None = None, local: bool = False
 ) -> tuple[tuple[str, str], tuple[str, str] | None]:
@@ -50,15 +64,7 @@ def parse_key_schema(
         raise validation(size)
     hash_key = range_key = None
     for k in schema:
-        if not isinstance(k, dict):
-            raise validation("KeySchema members must be objects")
-        attr, kind = k.get("AttributeName"), k.get("KeyType")
-        if attr not in types:
-            raise validation(
-                "One or more parameter values were invalid: Some index key attributes are not "
-                f"defined in AttributeDefinitions. Keys: [{shown(attr)}], AttributeDefinitions: "
-                f"[{', '.join(types)}]"
-            )
+        attr, kind = _element(k, types)
         if kind == "HASH" and hash_key is None:
             hash_key = (attr, types[attr])
         elif kind == "RANGE" and range_key is None:
@@ -92,15 +98,7 @@ def parse_global_key_schema(
     hashes: list[tuple[str, str]] = []
     ranges: list[tuple[str, str]] = []
     for i, k in enumerate(schema):
-        if not isinstance(k, dict):
-            raise validation("KeySchema members must be objects")
-        attr, kind = k.get("AttributeName"), k.get("KeyType")
-        if attr not in types:
-            raise validation(
-                "One or more parameter values were invalid: Some index key attributes are not "
-                f"defined in AttributeDefinitions. Keys: [{shown(attr)}], AttributeDefinitions: "
-                f"[{', '.join(types)}]"
-            )
+        attr, kind = _element(k, types)
         if i == 0 and kind != "HASH":
             raise validation(
                 f"Invalid KeySchema of index {index}: The first KeySchemaElement is not a HASH key"

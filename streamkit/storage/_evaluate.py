@@ -422,14 +422,19 @@ def key_condition(
             "use filter= for other attributes",
             pos,
         )
-    for v in sort_values:
+    _check_sort_operands(op, sort_values, pos, fail)
+    return KeyCondition(values[0], op, sort_values)
+
+
+def _check_sort_operands(op: str, values: Sequence[Any], pos: int, fail: Fail) -> None:
+    """A sort key condition compares S, N or B values (begins_with: S or B only)."""
+    for v in values:
         if type(v) not in _ORDERED or (op == "begins_with" and type(v) is Decimal):
             raise fail(
                 "Incorrect operand type for operator or function; "
                 f"operator or function: {op}, operand type: {type_of(v)}",
                 pos,
             )
-    return KeyCondition(values[0], op, sort_values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,13 +516,7 @@ def composite_key_condition(
                 "condition",
                 pos,
             )
-        for v in values:
-            if type(v) not in _ORDERED or (op == "begins_with" and type(v) is Decimal):
-                raise fail(
-                    "Incorrect operand type for operator or function; "
-                    f"operator or function: {op}, operand type: {type_of(v)}",
-                    pos,
-                )
+        _check_sort_operands(op, values, pos, fail)
         return CompositeKeyCondition(tuple(hash_values), tuple(equal), op, values)
     return CompositeKeyCondition(tuple(hash_values), tuple(equal))
 

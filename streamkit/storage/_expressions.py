@@ -866,16 +866,20 @@ def compile_key_condition(
     Raises:
         ExpressionError: anything else, with what is wrong and where.
     """
+    bound, binder = _bind_key_condition(cond, ctx)
+    return key_condition(bound, partition_key=partition_key, sort_key=sort_key, fail=binder.error)
+
+
+def _bind_key_condition(cond: Condition | str, ctx: ExpressionContext) -> tuple[Condition, Binder]:
+    """A key condition (text or built) resolved against ``ctx``, with its binder."""
     kind = "KeyConditionExpression"
     if isinstance(cond, str):
         binder = Binder(ctx, kind, cond)
-        bound = binder.condition(parse_condition(cond, kind))
-    elif isinstance(cond, Condition):
+        return binder.condition(parse_condition(cond, kind)), binder
+    if isinstance(cond, Condition):
         binder = builder_binder(cond, "key condition")
-        bound = binder.condition(cond)
-    else:
-        raise _not_a_condition(cond)
-    return key_condition(bound, partition_key=partition_key, sort_key=sort_key, fail=binder.error)
+        return binder.condition(cond), binder
+    raise _not_a_condition(cond)
 
 
 def compile_composite_key_condition(
@@ -892,15 +896,7 @@ def compile_composite_key_condition(
     Raises:
         ExpressionError: anything else, with what is wrong and where.
     """
-    kind = "KeyConditionExpression"
-    if isinstance(cond, str):
-        binder = Binder(ctx, kind, cond)
-        bound = binder.condition(parse_condition(cond, kind))
-    elif isinstance(cond, Condition):
-        binder = builder_binder(cond, "key condition")
-        bound = binder.condition(cond)
-    else:
-        raise _not_a_condition(cond)
+    bound, binder = _bind_key_condition(cond, ctx)
     return composite_key_condition(
         bound, hash_keys=hash_keys, range_keys=range_keys, fail=binder.error
     )

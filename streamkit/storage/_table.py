@@ -847,14 +847,7 @@ class _QueryPlan:
             assert ix is not None
             return cls._composite(spec, ix, cond, filter, projection, ctx, reader)
         kc = compile_key_condition(cond, ctx, partition_key=pname, sort_key=sname)
-        flt = compile_condition(filter, ctx, kind="FilterExpression")
-        if flt is not None:
-            keys_used = [n for n in schema.names if n in flt.attributes]
-            if keys_used:  # DynamoDB's words
-                raise ValidationError(
-                    "Filter Expression can only contain non-primary key attributes: "
-                    f"Primary key attribute: {keys_used[0]}"
-                )
+        flt = _query_filter(filter, ctx, schema.names)
         proj = compile_projection(projection, ctx)
         ctx.check_all_used()
         reader.check_attributes(flt, proj)
@@ -887,14 +880,7 @@ class _QueryPlan:
         kc = compile_composite_key_condition(
             cond, ctx, hash_keys=[a.name for a in hashes], range_keys=[a.name for a in ranges]
         )
-        flt = compile_condition(filter, ctx, kind="FilterExpression")
-        if flt is not None:
-            keys_used = [n for n in ix.key_names if n in flt.attributes]
-            if keys_used:  # DynamoDB's words
-                raise ValidationError(
-                    "Filter Expression can only contain non-primary key attributes: "
-                    f"Primary key attribute: {keys_used[0]}"
-                )
+        flt = _query_filter(filter, ctx, ix.key_names)
         proj = compile_projection(projection, ctx)
         ctx.check_all_used()
         reader.check_attributes(flt, proj)
@@ -914,6 +900,21 @@ class _QueryPlan:
             attr = ranges[len(kc.equal)]
             bounds = entry_bounds(*_sort_range(schema, attr, kc.sort_op, kc.sort_values))
         return cls(pk, *prefix_bounds(prefix, bounds), flt, proj, reader)
+
+
+def _query_filter(
+    filter: Condition | str | None, ctx: ExpressionContext, key_names: Sequence[str]
+) -> CompiledCondition | None:
+    """A query's filter, which may not name a key attribute of what it reads."""
+    flt = compile_condition(filter, ctx, kind="FilterExpression")
+    if flt is not None:
+        keys_used = [n for n in key_names if n in flt.attributes]
+        if keys_used:  # DynamoDB's words
+            raise ValidationError(
+                "Filter Expression can only contain non-primary key attributes: "
+                f"Primary key attribute: {keys_used[0]}"
+            )
+    return flt
 
 
 def _composite_partition(ix: IndexSpec, partition: Any) -> Condition:
