@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -181,8 +181,22 @@ class ConsumedCapacity:
 _meters: ContextVar[tuple[ConsumedCapacity, ...]] = ContextVar("streamkit_meters", default=())
 
 
-@contextlib.contextmanager
-def measure() -> Iterator[ConsumedCapacity]:
+class _Measure:
+    """``with measure() as used``: a meter open for the block (a class, not a generator:
+    every endpoint request and PartiQL statement opens one)."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> ConsumedCapacity:
+        meter = ConsumedCapacity()
+        self._token = _meters.set((*_meters.get(), meter))
+        return meter
+
+    def __exit__(self, *exc: object) -> None:
+        _meters.reset(self._token)
+
+
+def measure() -> contextlib.AbstractContextManager[ConsumedCapacity]:
     """Count the capacity units consumed by the calls made in this block (this task only).
 
     Example:
@@ -192,12 +206,7 @@ def measure() -> Iterator[ConsumedCapacity]:
         print(used.write_units)  # 1.0
         ```
     """
-    meter = ConsumedCapacity()
-    token = _meters.set((*_meters.get(), meter))
-    try:
-        yield meter
-    finally:
-        _meters.reset(token)
+    return _Measure()
 
 
 def record_collection(table: str, pk: bytes, key: dict[str, object], size: int) -> None:
