@@ -179,6 +179,19 @@ class ConsumedCapacity:
 
 
 _meters: ContextVar[tuple[ConsumedCapacity, ...]] = ContextVar("streamkit_meters", default=())
+_unmetered: ContextVar[bool] = ContextVar("streamkit_unmetered", default=False)
+
+
+def unmetered() -> bool:
+    """Whether the current task's calls use no provisioned capacity (see :func:`free`)."""
+    return _unmetered.get()
+
+
+def free() -> None:
+    """From now on, the current task's calls neither wait for nor take provisioned
+    capacity (DynamoDB's import from S3 uses none). Call it at the top of a task of its
+    own: a context variable, it ends with the task."""
+    _unmetered.set(True)
 
 
 class _Measure:

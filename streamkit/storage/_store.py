@@ -18,6 +18,7 @@ from streamkit.storage._capacity import (
     TokenBucket,
     record_collection,
     record_consumed,
+    unmetered,
 )
 from streamkit.storage._engine import ChangeRow, StorageEngine, engine_for
 from streamkit.storage._spec import TableSpec
@@ -285,6 +286,8 @@ class Store:
         """Raise ThroughputExceeded unless the table has the units a call needs (a write
         also needs a unit on every provisioned global index: an index whose write
         capacity is used up throttles the table's writes, as DynamoDB's do)."""
+        if unmetered():
+            return
         if read:
             b = self._bucket(spec, "read")
             if b is not None:
@@ -308,6 +311,8 @@ class Store:
     ) -> None:
         """Take the units a call consumed (``indexes``: write units per index), and
         report them to open meters."""
+        if unmetered():
+            return
         if read:
             b = self._bucket(spec, "read")
             if b is not None:

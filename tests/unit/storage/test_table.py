@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -310,6 +311,25 @@ async def test_provisioned_capacity_throttles_and_reports(app: sk.App) -> None:
         for i in range(50):
             await free.put({"k": str(i)})
     assert used.write_units == 50.0
+
+
+async def test_a_task_made_free_uses_no_provisioned_capacity(app: sk.App) -> None:
+    """What ImportTable's writes run under: no waiting for and no taking of a provisioned
+    table's units, in that task only."""
+    from streamkit.storage._capacity import free
+
+    t = await app.create_table("Slow", partition_key="k", capacity=sk.Provisioned(read=1, write=1))
+
+    async def load() -> None:
+        free()
+        for i in range(10):
+            await t.batch_write(puts=[{"k": f"{i}-{j}", "v": "x" * 2000} for j in range(25)])
+
+    await asyncio.create_task(load())
+    assert len([i async for i in t.scan()]) == 250
+    await t.put({"k": "mine"})  # the table's own unit is still there for this task
+    with pytest.raises(sk.ThroughputExceeded):
+        await t.put({"k": "more"})
 
 
 async def test_ttl_sweep_and_hide_expired(app: sk.App) -> None:
