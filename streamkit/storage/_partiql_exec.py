@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -82,6 +83,7 @@ from streamkit.storage._table import Page, Table, check_limit
 from streamkit.storage._transaction import Transaction
 
 if TYPE_CHECKING:
+    from streamkit.storage._indexes import IndexSpec
     from streamkit.storage._spec import TableSpec
     from streamkit.storage._store import Store
 
@@ -334,6 +336,28 @@ def _partitions(node: Condition, pk: str) -> list[Any] | None:
     return None
 
 
+_MOST_PARTITIONS = 100  # of a multi-attribute partition key: more, and PartiQL scans
+
+
+def _composite_partitions(node: Condition, ix: IndexSpec) -> list[Any] | None:
+    """The partitions (tuples of the partition key attributes' values) of an index with
+    a multi-attribute partition key that a WHERE restricts the result to, or None (a
+    scan). Combinations the WHERE rules out are read and dropped by it."""
+    values = [_partitions(node, a.name) for a in ix.hash_attrs]
+    if any(v is None for v in values):
+        return None
+    combos = list(itertools.product(*values))  # type: ignore[arg-type]
+    return combos if len(combos) <= _MOST_PARTITIONS else None
+
+
+def _composite_condition(ix: IndexSpec, values: Sequence[Any]) -> Condition:
+    names = [a.name for a in ix.hash_attrs]
+    kc: Condition = key(names[0]).eq(values[0])
+    for n, v in zip(names[1:], values[1:], strict=True):
+        kc = kc & key(n).eq(v)
+    return kc
+
+
 def _only_partitions(node: Condition, pk: str) -> bool:
     """Whether a term says nothing but which partitions (``pk = v``, ``pk IN``, their OR)."""
     stack = [node]
@@ -464,8 +488,14 @@ async def _select(
     schema = spec.key if ix is None else ix.key
     idx: dict[str, Any] = {} if stmt.index is None else {"index": stmt.index}
     pk = schema.partition.name
-    # (an index with a multi-attribute key is read by a filtered scan)
-    partitions = None if where is None or (ix and ix.composite) else _partitions(where, pk)
+    composite = ix is not None and ix.composite
+    partitions: list[Any] | None = None
+    if where is not None:
+        # an index whose partition key has several attributes: a query when the WHERE
+        # fixes every one of them (each partition a tuple of their values)
+        partitions = (
+            _composite_partitions(where, ix) if ix and composite else _partitions(where, pk)
+        )
     _check_order(schema, stmt, where, partitions)
     if partitions is None:
         scanned = await table.scan_page(
@@ -482,7 +512,7 @@ async def _select(
             out.next_token = _token(text, 0, scanned.last_key)
         return out
     assert where is not None
-    if any(name == pk for name, _ in stmt.order):
+    if not composite and any(name == pk for name, _ in stmt.order):
         descending = next(d for name, d in stmt.order if name == pk)
         ordered = [(order_bytes(schema.check_value(schema.partition, v)), v) for v in partitions]
         ordered.sort(key=lambda pair: pair[0], reverse=descending)
@@ -491,13 +521,14 @@ async def _select(
     terms = _conjuncts(where)
     sort_cond = None
     sk = schema.sort
-    if sk is not None:
+    if sk is not None and not composite:
         sort_cond = next((t for t in terms if _sort_term(t, sk.name, sk.type)), None)
     # terms that only name partitions hold for every partition visited
     rest = [t for t in terms if t is not sort_cond and not _only_partitions(t, pk)]
     residual = _and(rest)
     local = None
-    if residual is not None and top_level_names(residual) & set(schema.names):
+    key_names = set(schema.names) if ix is None else set(ix.key_names)
+    if composite or (residual is not None and top_level_names(residual) & key_names):
         # a query filter may not read key attributes: evaluate the whole WHERE here
         local = compile_condition(where, ExpressionContext(None, None))
         residual = None
@@ -507,7 +538,10 @@ async def _select(
     budget = limit
     index = start
     while index < len(partitions):
-        kc: Condition = key(pk).eq(partitions[index])
+        if ix is not None and composite:
+            kc = _composite_condition(ix, partitions[index])
+        else:
+            kc = key(pk).eq(partitions[index])
         if sort_cond is not None:
             kc = kc & sort_cond
         page: Page = await table.query_page(

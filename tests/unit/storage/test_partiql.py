@@ -600,3 +600,47 @@ async def test_a_where_that_fixes_an_index_partition_key_is_a_query_of_the_index
         rows = await app.execute('SELECT UserID FROM "Orders"."ByStatus" WHERE Total = 2')
     assert rows == [{"UserID": "s2"}]
     assert used.read_units > 10  # no partition key: a scan of the index
+
+
+async def test_a_where_that_fixes_every_attribute_of_a_multi_attribute_partition_key_is_a_query(
+    app: sk.App,
+) -> None:
+    """An index whose partition key has several attributes: a query when the WHERE fixes
+    each (with = or IN), the rest of the WHERE applied to what it reads; else a scan."""
+    orders = await app.create_table(
+        "Orders",
+        partition_key="UserID",
+        global_indexes=[
+            sk.GlobalIndex(
+                "ByPair",
+                partition_key=["Status", ("Year", "N")],
+                sort_key=[("Total", "N"), "UserID"],
+            )
+        ],
+    )
+    for i in range(40):  # 4 KB each: a scan of them all would cost 20 read units
+        await orders.put(
+            {"UserID": f"u{i}", "Status": "NEW", "Year": 2026, "Total": i, "Pad": "x" * 4000}
+        )
+    for t in (3, 1, 2):
+        await orders.put({"UserID": f"s{t}", "Status": "SHIPPED", "Year": 2026, "Total": t})
+    await orders.put({"UserID": "old", "Status": "SHIPPED", "Year": 2025, "Total": 9})
+    with sk.measure_capacity() as used:
+        rows = await app.execute(
+            'SELECT UserID FROM "Orders"."ByPair" WHERE Status = ? AND "Year" = ? AND Total > 1',
+            ["SHIPPED", 2026],
+        )
+    assert rows == [{"UserID": "s2"}, {"UserID": "s3"}]  # in the index's sort order
+    assert used.read_units == 0.5  # one partition of the index read
+    rows = await app.execute(
+        'SELECT UserID FROM "Orders"."ByPair" WHERE Status = ? AND "Year" IN [2025, 2026] '
+        "AND Total >= 3",
+        ["SHIPPED"],
+    )
+    assert sorted(r["UserID"] for r in rows) == ["old", "s3"]
+    with sk.measure_capacity() as used:
+        rows = await app.execute(
+            'SELECT UserID FROM "Orders"."ByPair" WHERE Status = ?', ["SHIPPED"]
+        )
+    assert sorted(r["UserID"] for r in rows) == ["old", "s1", "s2", "s3"]
+    assert used.read_units > 10  # Year not fixed: a scan of the index
