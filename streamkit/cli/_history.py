@@ -184,7 +184,7 @@ def register(cli: typer.Typer) -> None:
             typer.Option("--to", help="A directory (./exports), file:///dir or s3://bucket/prefix"),
         ],
         fmt: Annotated[
-            str, typer.Option("--format", help="dynamodb-json (gzip), avro or parquet")
+            str, typer.Option("--format", help="dynamodb-json (gzip), ion (gzip), avro or parquet")
         ] = "dynamodb-json",
         since: Annotated[
             str | None,

@@ -1,11 +1,11 @@
 """Export: a table as of an instant (full), or the changes between two instants
-(incremental), to a directory or any S3-compatible store, as DynamoDB JSON, Avro or
-Parquet, with a manifest.
+(incremental), to a directory or any S3-compatible store, as DynamoDB JSON, Amazon Ion,
+Avro or Parquet, with a manifest.
 
 Layout (DynamoDB's own)::
 
     <prefix>/AWSDynamoDB/<export id>/_started                 empty, before the data
-    <prefix>/AWSDynamoDB/<export id>/data/<n>-<random>.json.gz | .avro | .parquet
+    <prefix>/AWSDynamoDB/<export id>/data/<n>-<random>.json.gz | .ion.gz | .avro | .parquet
     <prefix>/AWSDynamoDB/<export id>/manifest-files.json     one JSON line per data file
     <prefix>/AWSDynamoDB/<export id>/manifest-files.md5      its base64 MD5
     <prefix>/AWSDynamoDB/<export id>/manifest-summary.md5    the summary's base64 MD5
@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Context, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -47,8 +48,19 @@ __all__ = (
     "open_destination",
 )
 
-FORMATS = ("dynamodb-json", "avro", "parquet")
-_EXTENSIONS = {"dynamodb-json": ".json.gz", "avro": ".avro", "parquet": ".parquet"}
+FORMATS = ("dynamodb-json", "ion", "avro", "parquet")
+_EXTENSIONS = {
+    "dynamodb-json": ".json.gz",
+    "ion": ".ion.gz",
+    "avro": ".avro",
+    "parquet": ".parquet",
+}
+_OUTPUT_FORMATS = {
+    "dynamodb-json": "DYNAMODB_JSON",
+    "ion": "ION",
+    "avro": "AVRO",
+    "parquet": "PARQUET",
+}
 ITEMS_PER_FILE = 100_000
 
 
@@ -160,15 +172,72 @@ _CHANGE_AVRO = {
 }
 
 
+# DynamoDB's Ion export: N as an Ion decimal, B as a blob, S, BOOL, NULL, L and M as
+# string, bool, null, list and struct, and the sets as lists with these annotations
+_ION_SETS = {"SS": "$dynamodb_SS", "NS": "$dynamodb_NS", "BS": "$dynamodb_BS"}
+_ION_DIGITS = Context(prec=40)  # more than a number's 38: normalize() never rounds
+_ITEM_PARTS = ("Item", "Keys", "NewImage", "OldImage")
+
+
+def _ion_number(text: str) -> Decimal:
+    """A number as DynamoDB writes it in Ion: without trailing zeros (600 is ``6d2``)."""
+    return Decimal(text).normalize(_ION_DIGITS)
+
+
+def _ion_value(av: Mapping[str, Any]) -> Any:
+    """A DynamoDB JSON AttributeValue as the value amazon.ion writes in DynamoDB's mapping."""
+    ((tag, v),) = av.items()
+    if tag in ("S", "BOOL"):
+        return v
+    if tag == "N":
+        return _ion_number(v)
+    if tag == "B":
+        return base64.b64decode(v)
+    if tag == "NULL":
+        return None
+    if tag == "M":
+        return _ion_struct(v)
+    if tag == "L":
+        return [_ion_value(x) for x in v]
+    from amazon.ion.core import IonType
+    from amazon.ion.simple_types import IonPyList
+
+    members: list[Any] = list(v)  # SS: the strings
+    if tag == "NS":
+        members = [_ion_number(x) for x in v]
+    elif tag == "BS":
+        members = [base64.b64decode(x) for x in v]
+    return IonPyList.from_value(IonType.LIST, members, annotations=(_ION_SETS[tag],))
+
+
+def _ion_struct(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _ion_value(attributes[name]) for name in sorted(attributes)}
+
+
+def _ion_lines(rows: Sequence[Mapping[str, Any]]) -> Iterable[bytes]:
+    """Each row as DynamoDB writes it: one line, an Ion version marker and then the row
+    (``$ion_1_0 {Item:{...}}``); a row's other members (``Metadata``) as they are."""
+    from amazon.ion import simpleion
+
+    for r in rows:
+        row = {k: _ion_struct(v) if k in _ITEM_PARTS else v for k, v in r.items()}
+        yield simpleion.dumps(row, binary=False).encode() + b"\n"
+
+
 def encode_rows(fmt: str, rows: Sequence[Mapping[str, Any]], *, changes: bool) -> bytes:
     """One data file. ``rows``: ``{"Item": ...}`` (full) or the incremental shape
     ``{"Metadata": {"WriteTimestampMicros"}, "Keys", "NewImage"?, "OldImage"?}`` (plus
     optional ``event`` / ``sequence_number``), attribute values in DynamoDB JSON."""
-    if fmt == "dynamodb-json":
+    if fmt in ("dynamodb-json", "ion"):
+        lines = (
+            (_dumps(r).encode() + b"\n" for r in rows)
+            if fmt == "dynamodb-json"
+            else _ion_lines(rows)
+        )
         buf = io.BytesIO()
         with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
-            for r in rows:
-                gz.write(_dumps(r).encode() + b"\n")
+            for line in lines:
+                gz.write(line)
         return buf.getvalue()
     flat = [_flat(r, changes=changes) for r in rows]
     if fmt == "avro":
@@ -244,7 +313,7 @@ class ExportResult:
         export_id: the export's id (its directory name).
         location: the URL of the export's directory.
         manifest: the URL of ``manifest-summary.json`` (written last).
-        format, export_type: "dynamodb-json" | "avro" | "parquet"; "FULL_EXPORT" or
+        format, export_type: "dynamodb-json" | "ion" | "avro" | "parquet"; "FULL_EXPORT" or
             "INCREMENTAL_EXPORT".
         item_count: items (full) or changed items (incremental) written.
         files: per data file: key, item count, size, md5 (base64), sha256 (hex).
@@ -365,7 +434,7 @@ async def export_table(
                 ddb = item_to_dynamodb_json(item)
                 pending.append(
                     {"Item": ddb, "Keys": {n: ddb[n] for n in key_names}}
-                    if format != "dynamodb-json"
+                    if format in ("avro", "parquet")
                     else {"Item": ddb}
                 )
             if len(pending) >= ITEMS_PER_FILE:
@@ -398,9 +467,7 @@ async def export_table(
         if since_ms is None
         else datetime.fromtimestamp(since_ms / 1000, UTC).isoformat(),
         "exportType": "INCREMENTAL_EXPORT" if incremental else "FULL_EXPORT",
-        "outputFormat": {"dynamodb-json": "DYNAMODB_JSON", "avro": "AVRO", "parquet": "PARQUET"}[
-            format
-        ],
+        "outputFormat": _OUTPUT_FORMATS[format],
         "itemCount": count,
         "billedSizeBytes": sum(f["sizeBytes"] for f in files),
         "manifestFilesS3Key": f"{base}/manifest-files.json",

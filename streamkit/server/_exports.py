@@ -1,7 +1,7 @@
 """DynamoDB's export API on the endpoint: ``ExportTableToPointInTime``, ``DescribeExport``
 and ``ListExports``, run by streamkit's own export (``history/_export.py``) to the S3
 bucket named (any S3-compatible server: the endpoint and credentials are found the usual
-AWS way, ``AWS_ENDPOINT_URL_S3`` first).
+AWS way, ``AWS_ENDPOINT_URL_S3`` first), as ``DYNAMODB_JSON`` or ``ION``.
 
 As in DynamoDB, the call answers at once with the export ``IN_PROGRESS``; the export runs
 in the background of the serving process and its description (kept in the store's
@@ -33,6 +33,7 @@ Body = dict[str, Any]
 _INDEX = "dynamodb.exports"
 _KEEP = 1000  # exports listed (the oldest are forgotten past this)
 _MIN_INCREMENTAL = 15 * 60  # seconds: DynamoDB's shortest incremental export period
+_FORMATS = {"DYNAMODB_JSON": "dynamodb-json", "ION": "ion"}  # ExportFormat -> export_table's
 # what a ClientToken's request is compared on (DynamoDB: all of it)
 _REQUEST = (
     "TableArn",
@@ -116,9 +117,7 @@ async def ExportTableToPointInTime(service: Service, body: Body) -> Body:
                 )
             return {"ExportDescription": _shown(same)}
     fmt = body.get("ExportFormat", "DYNAMODB_JSON")
-    if fmt == "ION":
-        raise validation("ExportFormat ION is not supported by streamkit yet: use DYNAMODB_JSON")
-    if fmt != "DYNAMODB_JSON":
+    if not isinstance(fmt, str) or fmt not in _FORMATS:
         raise validation(
             f"1 validation error detected: Value '{shown(fmt)}' at 'exportFormat' failed to "
             "satisfy constraint: Member must satisfy enum value set: [DYNAMODB_JSON, ION]"
@@ -258,7 +257,7 @@ async def _run(
             service.store,
             table,
             to=to,
-            format="dynamodb-json",
+            format=_FORMATS[desc["ExportFormat"]],
             since=since,
             until=until,
             export_id=export_id,

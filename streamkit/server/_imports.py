@@ -10,17 +10,19 @@ provisioned table's writes wait for its write capacity, which DynamoDB's import 
 use), and
 its description (kept in the store's settings under ``dynamodb.import/<id>``, listed under
 ``dynamodb.imports``) gets its counters only when it ends. The objects are read one after
-the other; the first line of an object that cannot become an item abandons the rest of
-that object (one error) and the import ends ``FAILED`` with ``ItemValidationError``, its
-table kept with what was imported; a source that cannot be read (no such bucket) fails
-the import and its table is deleted. ``DYNAMODB_JSON`` and ``CSV``, uncompressed or
-``GZIP``; ``ION`` and ``ZSTD`` are refused. A process that stops meanwhile leaves the
-import ``IN_PROGRESS``.
+the other; the first line (in ION, the first value) of an object that cannot become an
+item abandons the rest of that object (one error) and the import ends ``FAILED`` with
+``ItemValidationError``, its table kept with what was imported; a source that cannot be
+read (no such bucket) fails the import and its table is deleted. ``DYNAMODB_JSON``,
+``ION`` (each top-level value an ``{Item:{...}}`` struct, in DynamoDB's Ion mapping) and
+``CSV``, uncompressed or ``GZIP``; ``ZSTD`` is refused. A process that stops meanwhile
+leaves the import ``IN_PROGRESS``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import csv
 import gzip
@@ -59,6 +61,14 @@ _VALIDATION_FAILED = "ItemValidationError"
 _FORMATS = ("DYNAMODB_JSON", "ION", "CSV")
 _COMPRESSIONS = ("GZIP", "ZSTD", "NONE")
 _DELIMITERS = ",;:|\t "  # CsvOptions.Delimiter's pattern: [,;:|\t ]
+# DynamoDB's Ion mapping of sets: annotation -> (set type, the Ion types of its members)
+_ION_SETS = {
+    "$dynamodb_SS": ("SS", ("string",)),
+    "$dynamodb_NS": ("NS", ("decimal", "int")),
+    "$dynamodb_BS": ("BS", ("blob",)),
+}
+_ION_TEXT = 8 << 20  # the longest Ion text value read (a 400 KB item's string, escaped)
+_ION_DEPTH = 40  # deeper than an item may be (32): the item's own check says so first
 _BUCKET = re.compile(r"^[a-z0-9A-Z]+[\.\-\w]*[a-z0-9A-Z]+$")
 _OWNER = re.compile(r"[0-9]{12}")
 _TOKEN = re.compile(r"^[^\$]+$")
@@ -131,10 +141,6 @@ def _check(body: Body) -> tuple[str, Body, str, str, Body | None, Body]:
         raise validation("S3BucketSource must be an object")
     if not isinstance(params, dict):
         raise validation("TableCreationParameters must be an object")
-    if fmt == "ION":
-        raise validation(
-            "InputFormat ION is not supported by streamkit yet: use DYNAMODB_JSON or CSV"
-        )
     if compression == "ZSTD":
         raise validation(
             "InputCompressionType ZSTD is not supported by streamkit yet: use GZIP or NONE"
@@ -270,7 +276,9 @@ async def ImportTable(service: Service, body: Body) -> Body:
     except BaseException:
         _running(service).pop(spec.name, None)
         raise
-    parse = _csv_items(csv_options or {}, _key_types(params)) if fmt == "CSV" else _json_items
+    parse: Parse = _ion_items if fmt == "ION" else _json_items
+    if fmt == "CSV":
+        parse = _csv_items(csv_options or {}, _key_types(params))
     task = asyncio.create_task(
         _run(service, import_id, desc, spec, parse), name=f"import-{import_id}"
     )
@@ -308,6 +316,104 @@ def _json_items(lines: Iterator[bytes]) -> Generator[Item, None, None]:
         if not isinstance(obj, dict) or not isinstance(obj.get("Item"), dict):
             raise _Unusable("a JSON object without an Item member")
         yield item_from_dynamodb_json(obj["Item"])
+
+
+class _Stream(io.RawIOBase):
+    """Lines as a raw stream (for the Ion reader). An error reading them is kept: the
+    reader's C extension reports any as its own ``IERR_READ_ERROR``."""
+
+    def __init__(self, lines: Iterator[bytes]) -> None:
+        self.lines = lines
+        self.line, self.at = b"", 0
+        self.error: Exception | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self.at == len(self.line):
+            try:
+                self.line, self.at = next(self.lines), 0
+            except StopIteration:
+                return 0
+            except Exception as e:
+                self.error = e
+                raise
+        n = min(len(buffer), len(self.line) - self.at)
+        buffer[:n] = self.line[self.at : self.at + n]
+        self.at += n
+        return n
+
+
+def _ion_items(lines: Iterator[bytes]) -> Generator[Item, None, None]:
+    """ION (text, as DynamoDB writes it: one ``$ion_1_0 {Item:{...}}`` a line; or binary):
+    each top-level value a struct whose ``Item`` is the item."""
+    from amazon.ion import simpleion
+    from amazon.ion.exceptions import IonException
+
+    ion = _Ion()
+    stream = _Stream(lines)
+    try:
+        values = simpleion.load(
+            io.BufferedReader(stream, 1 << 16),
+            single_value=False,
+            parse_eagerly=False,
+            text_buffer_size_limit=_ION_TEXT,
+        )
+        for value in values:
+            item: Any = value.get("Item") if ion.kind(value) == "struct" else None
+            if ion.kind(item) != "struct" or value.ion_annotations or item.ion_annotations:
+                raise _Unusable("an Ion value that is not a struct with an Item struct")
+            yield item_from_dynamodb_json({k: ion.attribute(v, 1) for k, v in item.items()})
+    except IonException as e:
+        if stream.error is not None:  # reading the object failed, not parsing it
+            raise stream.error from None
+        raise _Unusable(f"not Ion: {e}") from None
+
+
+class _Ion:
+    """DynamoDB's Ion mapping read back: an Ion value as a DynamoDB JSON AttributeValue
+    (which the item's checks then read as any request's)."""
+
+    def __init__(self) -> None:
+        from amazon.ion.simple_types import IonPyNull
+
+        self.null = IonPyNull
+
+    def kind(self, value: Any) -> str:
+        """An Ion value's type (``struct``, ``list``, ``decimal``, ...; any null: ``null``)."""
+        if value is None or isinstance(value, self.null):
+            return "null"
+        kind = getattr(value, "ion_type", None)
+        return "" if kind is None else str(kind.name).lower()
+
+    def attribute(self, value: Any, depth: int) -> dict[str, Any]:
+        kind = self.kind(value)
+        annotations = [a.text for a in getattr(value, "ion_annotations", ())]
+        if depth > _ION_DEPTH:
+            raise _Unusable(f"Ion values nested deeper than {_ION_DEPTH} levels")
+        if kind == "list" and len(annotations) == 1 and annotations[0] in _ION_SETS:
+            tag, types = _ION_SETS[annotations[0]]
+            if any(self.kind(m) not in types or m.ion_annotations for m in value):
+                raise _Unusable(f"a {annotations[0]} list with a member that is not {types[0]}")
+            return {tag: [self.attribute(m, depth + 1)[tag[0]] for m in value]}
+        if annotations:
+            raise _Unusable(f"an Ion {kind} annotated {'::'.join(annotations)}")
+        if kind == "null":
+            return {"NULL": True}
+        if kind == "string":
+            return {"S": str(value)}
+        if kind in ("decimal", "int"):
+            return {"N": str(value)}
+        if kind == "blob":
+            return {"B": base64.b64encode(value).decode("ascii")}
+        if kind == "bool":
+            return {"BOOL": bool(value)}
+        if kind == "list":
+            return {"L": [self.attribute(v, depth + 1) for v in value]}
+        if kind == "struct":
+            return {"M": {k: self.attribute(v, depth + 1) for k, v in value.items()}}
+        raise _Unusable(f"an Ion {kind or type(value).__name__}, which no DynamoDB type reads")
 
 
 def _csv_items(options: Body, types: dict[str, str]) -> Parse:

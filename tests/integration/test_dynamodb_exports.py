@@ -13,16 +13,21 @@ import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from amazon.ion import simpleion
+from amazon.ion.core import IonType
+from boto3.dynamodb.types import Binary, TypeSerializer
 
 import streamkit as sk
 from streamkit.history._export import export_table
 from tests import s3_env
 from tests.integration.test_dynamodb_api import Served
 from tests.integration.test_dynamodb_conformance import _error, _eventually, _table, served
+from tests.integration.test_dynamodb_imports import ITEMS, SCHEMA
 
 __all__ = ("served",)
 
@@ -40,17 +45,66 @@ def _described(c: Any, arn: str) -> dict[str, Any]:
     return dict(c.describe_export(ExportArn=arn)["ExportDescription"])
 
 
-def _rows(s3: Any, bucket: str, manifest_key: str) -> tuple[dict[str, Any], list[Any]]:
+def _files(s3: Any, bucket: str, manifest_key: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """An export's summary and its data files (key: uncompressed content)."""
     summary = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
     files_key = summary["manifestFilesS3Key"]
     prefix = manifest_key[: -len("AWSDynamoDB/" + manifest_key.split("AWSDynamoDB/", 1)[1])]
     lines = s3.get_object(Bucket=bucket, Key=prefix + files_key)["Body"].read().splitlines()
-    rows = []
+    files = {}
     for line in lines:
         key = json.loads(line)["dataFileS3Key"]
         data = s3.get_object(Bucket=bucket, Key=prefix + key)["Body"].read()
-        rows += [json.loads(x) for x in gzip.decompress(data).splitlines()]
-    return summary, rows
+        files[key] = gzip.decompress(data)
+    return summary, files
+
+
+def _rows(s3: Any, bucket: str, manifest_key: str) -> tuple[dict[str, Any], list[Any]]:
+    summary, files = _files(s3, bucket, manifest_key)
+    return summary, [json.loads(x) for data in files.values() for x in data.splitlines()]
+
+
+_ION_SETS = {"$dynamodb_SS": IonType.STRING, "$dynamodb_NS": IonType.DECIMAL}
+
+
+def _from_ion(v: Any) -> Any:
+    """An Ion value read by DynamoDB's documented mapping, as boto3's resource types."""
+    annotations = [a.text for a in v.ion_annotations]
+    if annotations:
+        (annotation,) = annotations
+        assert v.ion_type is IonType.LIST
+        assert annotation in ("$dynamodb_SS", "$dynamodb_NS", "$dynamodb_BS")
+        assert all(m.ion_type is _ION_SETS.get(annotation, IonType.BLOB) for m in v)
+        return {_from_ion(m) for m in v}
+    kind = v.ion_type
+    if kind is IonType.NULL:
+        return None
+    if kind is IonType.BLOB:
+        return Binary(bytes(v))
+    if kind is IonType.LIST:
+        return [_from_ion(x) for x in v]
+    if kind is IonType.STRUCT:
+        return {k: _from_ion(x) for k, x in v.items()}
+    assert kind in (IonType.STRING, IonType.DECIMAL, IonType.BOOL), kind
+    return {IonType.STRING: str, IonType.DECIMAL: Decimal, IonType.BOOL: bool}[kind](v)
+
+
+def _ion_rows(data: bytes) -> list[Any]:
+    """A data file's rows: each line an Ion version marker and one value, as DynamoDB's."""
+    lines = data.splitlines()
+    assert all(line.startswith(b"$ion_1_0 {") for line in lines)
+    return [
+        simpleion.loads(line, text_buffer_size_limit=1 << 20, single_value=True) for line in lines
+    ]
+
+
+def _put_every_type(c: Any) -> None:
+    """Table ``Every``: items of every type (sets, nested documents, empty strings and
+    binaries, numbers of 38 digits and 1E-130, a 380 KB string)."""
+    c.create_table(TableName="Every", BillingMode="PAY_PER_REQUEST", **SCHEMA)
+    s = TypeSerializer()
+    for item in ITEMS:
+        c.put_item(TableName="Every", Item={k: s.serialize(v) for k, v in item.items()})
 
 
 def test_a_full_export_lands_in_the_bucket_as_dynamodbs(
@@ -171,12 +225,10 @@ def test_export_errors_are_dynamodbs(served: Served) -> None:
         _error(lambda: c.export_table_to_point_in_time(TableArn=missing, S3Bucket="b"))[0]
         == "TableNotFoundException"
     )
-    assert (
-        _error(
-            lambda: c.export_table_to_point_in_time(TableArn=arn, S3Bucket="b", ExportFormat="ION")
-        )[0]
-        == "ValidationException"
+    code, message = _error(
+        lambda: c.export_table_to_point_in_time(TableArn=arn, S3Bucket="b", ExportFormat="XML")
     )
+    assert code == "ValidationException" and "[DYNAMODB_JSON, ION]" in message
     assert (
         _error(
             lambda: c.export_table_to_point_in_time(
@@ -208,3 +260,98 @@ def test_export_errors_are_dynamodbs(served: Served) -> None:
             == "ValidationException"
         ), bad
     assert c.list_exports()["ExportSummaries"] == []
+
+
+def test_an_ion_export_is_dynamodbs_ion(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ExportFormat ION: ``.ion.gz`` data files of ``$ion_1_0 {Item:{...}}`` lines in
+    DynamoDB's Ion mapping (which amazon.ion reads back to the same items), the manifest's
+    outputFormat ION."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", os.environ[s3_env.S3_ENV])
+    s3, bucket = _bucket()
+    c = served.client()
+    _put_every_type(c)
+    arn = c.describe_table(TableName="Every")["Table"]["TableArn"]
+    out = c.export_table_to_point_in_time(
+        TableArn=arn, S3Bucket=bucket, S3Prefix="ion", ExportFormat="ION"
+    )["ExportDescription"]
+    assert (out["ExportFormat"], out["ExportType"]) == ("ION", "FULL_EXPORT")
+    _eventually(lambda: _described(c, out["ExportArn"])["ExportStatus"] == "COMPLETED")
+    done = _described(c, out["ExportArn"])
+    assert (done["ExportFormat"], done["ItemCount"]) == ("ION", len(ITEMS))
+    summary, files = _files(s3, bucket, done["ExportManifest"])
+    assert (summary["outputFormat"], summary["itemCount"]) == ("ION", len(ITEMS))
+    assert files and all(key.endswith(".ion.gz") for key in files)
+    rows = [row for data in files.values() for row in _ion_rows(data)]
+    assert all(list(row) == ["Item"] for row in rows)
+    items = sorted((_from_ion(row["Item"]) for row in rows), key=lambda i: (i["p"], i["c"]))
+    assert items == sorted(ITEMS, key=lambda i: (i["p"], i["c"]))
+    numbers = next(row["Item"] for row in rows if row["Item"]["p"] == "numbers")
+    for name in ("big", "neg", "tiny", "digits38"):  # exact, as Ion decimals
+        assert numbers[name].ion_type is IonType.DECIMAL
+    assert Decimal(numbers["tiny"]) == Decimal("1E-130")
+    assert Decimal(numbers["digits38"]) == Decimal("12345678901234567890123456789012345678")
+
+
+async def test_an_incremental_ion_export_keeps_keys_and_images(tmp_path: Path) -> None:
+    """An incremental export in ION (the export ExportType INCREMENTAL_EXPORT runs):
+    one line per changed item, ``{Metadata:{WriteTimestampMicros:...},Keys:{...},
+    NewImage:{...}?,OldImage:{...}?}``; NEW_IMAGE keeps a deleted item's keys only."""
+    app = sk.App(storage=f"sqlite:///{tmp_path}/t.db", log=f"local://{tmp_path}/log")
+    try:
+        t = await app.create_table("Users", partition_key="id")
+        for i in range(5):
+            await t.put({"id": f"k{i}", "v": 0, "ss": {"a"}})
+        await asyncio.sleep(0.01)
+        since = datetime.now(UTC)
+        await asyncio.sleep(0.01)
+        await t.put({"id": "k1", "v": 1, "b": b"\x00"})
+        await t.delete({"id": "k2"})
+        await t.put({"id": "new", "v": Decimal("1E-130")})
+        await asyncio.sleep(0.01)
+        both = await export_table(
+            app.store, "Users", to=f"file://{tmp_path}/both", since=since, format="ion"
+        )
+        new = await export_table(
+            app.store,
+            "Users",
+            to=f"file://{tmp_path}/new",
+            since=since,
+            format="ion",
+            new_image_only=True,
+        )
+    finally:
+        await app.close()
+
+    def rows(result: Any, where: str) -> dict[str, Any]:
+        out = {}
+        for f in result.files:
+            assert f["dataFileS3Key"].endswith(".ion.gz")
+            data = gzip.decompress((tmp_path / where / f["dataFileS3Key"]).read_bytes())
+            for row in _ion_rows(data):
+                assert (
+                    {"Metadata", "Keys"} <= set(row) <= {"Metadata", "Keys", "NewImage", "OldImage"}
+                )
+                assert int(row["Metadata"]["WriteTimestampMicros"]) > since.timestamp() * 1e6
+                out[str(row["Keys"]["id"])] = {
+                    k: _from_ion(row[k]) for k in ("Keys", "NewImage", "OldImage") if k in row
+                }
+        return out
+
+    assert rows(both, "both") == {
+        "k1": {
+            "Keys": {"id": "k1"},
+            "NewImage": {"id": "k1", "v": 1, "b": Binary(b"\x00")},
+            "OldImage": {"id": "k1", "v": 0, "ss": {"a"}},
+        },
+        "k2": {"Keys": {"id": "k2"}, "OldImage": {"id": "k2", "v": 0, "ss": {"a"}}},
+        "new": {"Keys": {"id": "new"}, "NewImage": {"id": "new", "v": Decimal("1E-130")}},
+    }
+    assert rows(new, "new") == {
+        "k1": {"Keys": {"id": "k1"}, "NewImage": {"id": "k1", "v": 1, "b": Binary(b"\x00")}},
+        "k2": {"Keys": {"id": "k2"}},  # deleted in the period: its keys, no image
+        "new": {"Keys": {"id": "new"}, "NewImage": {"id": "new", "v": Decimal("1E-130")}},
+    }
+    summary = json.loads(
+        (tmp_path / "both" / "AWSDynamoDB" / both.export_id / "manifest-summary.json").read_text()
+    )
+    assert (summary["outputFormat"], summary["exportType"]) == ("ION", "INCREMENTAL_EXPORT")

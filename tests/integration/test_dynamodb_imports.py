@@ -16,6 +16,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from amazon.ion import simpleion
+from amazon.ion.core import IonType
+from amazon.ion.simple_types import IonPyList
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.config import Config
 
@@ -41,7 +44,14 @@ SCHEMA = {
 ITEMS: list[dict[str, Any]] = [
     {"p": "minimal", "c": Decimal(1)},
     {"p": "strings", "c": Decimal(2), "u": "zażółć 日本語 🦑", "esc": 'q" b\\ n\n t\t', "e": ""},
-    {"p": "numbers", "c": Decimal(3), "big": Decimal("9.99999E+37"), "neg": Decimal("-17.5")},
+    {
+        "p": "numbers",
+        "c": Decimal(3),
+        "big": Decimal("9.99999E+37"),
+        "neg": Decimal("-17.5"),
+        "tiny": Decimal("1E-130"),
+        "digits38": Decimal("12345678901234567890123456789012345678"),
+    },
     {"p": "binary", "c": Decimal(4), "b": Binary(b"\x00\x01\xfe\xff"), "e": Binary(b"")},
     {"p": "scalars", "c": Decimal(5), "yes": True, "no": False, "nothing": None},
     {
@@ -77,6 +87,27 @@ def _lines(items: list[dict[str, Any]]) -> list[str]:
         json.dumps({"Item": {k: _encoded(s.serialize(v)) for k, v in item.items()}})
         for item in items
     ]
+
+
+def _ion(value: Any) -> Any:
+    """A boto3 resource value in DynamoDB's Ion mapping (sets: annotated lists)."""
+    if isinstance(value, Binary):
+        return bytes(value)
+    if isinstance(value, set):
+        kind = type(next(iter(value)))
+        annotation = {str: "$dynamodb_SS", Decimal: "$dynamodb_NS"}.get(kind, "$dynamodb_BS")
+        members = [_ion(m) for m in value]
+        return IonPyList.from_value(IonType.LIST, members, annotations=(annotation,))
+    if isinstance(value, list):
+        return [_ion(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _ion(v) for k, v in value.items()}
+    return value
+
+
+def _ion_lines(items: list[dict[str, Any]]) -> list[str]:
+    """Items as DynamoDB's ION export writes them: ``$ion_1_0 {Item:{...}}`` a line."""
+    return [str(simpleion.dumps({"Item": _ion(item)}, binary=False)) for item in items]
 
 
 def _bucket() -> tuple[Any, str]:
@@ -364,7 +395,6 @@ def test_requests_refused(served: Served) -> None:
     c = served.client(config=Config(parameter_validation=False))  # as DynamoDB gets them
     base = _request("bucket", "p/", "Refused")
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"InputFormat": "ION"}, "ION is not supported by streamkit yet"),
         ({"InputCompressionType": "ZSTD"}, "ZSTD is not supported by streamkit yet"),
         ({"InputFormatOptions": {"Csv": {"Delimiter": ","}}}, "InputFormatOptions"),
         ({"InputFormat": "XML"}, "inputFormat"),
@@ -426,3 +456,114 @@ def test_describe_and_list(served: Served, s3: tuple[Any, str]) -> None:
     short = table_arn.rsplit("/", 1)[0] + "/x/import/01658528578619-c4d4e311"
     code, message = _error(lambda: c.describe_import(ImportArn=short))
     assert code == "ValidationException" and "Invalid Import ARN" in message
+
+
+def test_an_ion_import_fills_a_new_table(served: Served, s3: tuple[Any, str]) -> None:
+    """InputFormat ION: each value an ``{Item:{...}}`` struct in DynamoDB's Ion mapping
+    (as its export writes them, one a line; a value over several lines reads too);
+    ProcessedSizeBytes counts the uncompressed bytes."""
+    client, bucket = s3
+    c = served.client()
+    lines = _ion_lines(ITEMS)
+    assert all(line.startswith("$ion_1_0 {Item:{") for line in lines)
+    # the example of DynamoDB's documentation, and a value written over several lines
+    documented = (
+        '$ion_1_0 {Item:{Authors:$dynamodb_SS::["Author1","Author2"],'
+        'Dimensions:"8.5 x 11.0 x 1.5",ISBN:"333-3333333333",p:"doc",c:103.,'
+        'InPublication:false,PageCount:6d2,Price:2d3,ProductCategory:"Book",'
+        'Title:"Book 103 Title"}}'
+    )
+    spread = '$ion_1_0\n{\n  Item: {\n    p: "spread",\n    c: 2d-1\n  }\n}'
+    first, second = ["", *lines[:5], "   ", documented], [*lines[5:], spread]
+    body = _put(client, bucket, "ion/data-0.ion", first)
+    body += _put(client, bucket, "ion/data-1.ion", second)
+    _put(client, bucket, "gz/data-0.ion.gz", [*first, *second], gz=True)
+    plain = _start(c, **_request(bucket, "ion/", "Ion", InputFormat="ION"))
+    assert plain["InputFormat"] == "ION"
+    gz = _start(
+        c, **_request(bucket, "gz/", "IonZipped", InputFormat="ION", InputCompressionType="GZIP")
+    )
+    plain, gz = _done(c, plain["ImportArn"]), _done(c, gz["ImportArn"])
+    for done in (plain, gz):
+        assert done["ImportStatus"] == "COMPLETED", done
+        assert done["ProcessedItemCount"] == done["ImportedItemCount"] == len(ITEMS) + 2
+        assert done["ErrorCount"] == 0 and "FailureCode" not in done
+    assert plain["ProcessedSizeBytes"] == gz["ProcessedSizeBytes"] == len(body)
+    expected = [
+        *ITEMS,
+        {
+            "p": "doc",
+            "c": 103,
+            "Authors": {"Author1", "Author2"},
+            "Dimensions": "8.5 x 11.0 x 1.5",
+            "ISBN": "333-3333333333",
+            "InPublication": False,
+            "PageCount": 600,
+            "Price": 2000,
+            "ProductCategory": "Book",
+            "Title": "Book 103 Title",
+        },
+        {"p": "spread", "c": Decimal("0.2")},
+    ]
+    assert (
+        _scan(c, "Ion") == _scan(c, "IonZipped") == sorted(expected, key=lambda i: (i["p"], i["c"]))
+    )
+
+
+def test_a_bad_ion_value_abandons_the_rest_of_its_object_only(
+    served: Served, s3: tuple[Any, str]
+) -> None:
+    client, bucket = s3
+    c = served.client()
+    good = [{"p": "good", "c": Decimal(i)} for i in range(5)]
+    _put(client, bucket, "bad/0.ion", _ion_lines(good[:2]))
+    _put(client, bucket, "bad/1.ion", [*_ion_lines(good[2:3]), "{NotAnItem:{}}", *_ion_lines(good)])
+    _put(client, bucket, "bad/2.ion", ['{Item:{p:"x"}}'])  # no sort key
+    _put(client, bucket, "bad/3.ion", ['{Item:{p:"x",c:1.5e0}}'])  # a float: no DynamoDB type
+    _put(client, bucket, "bad/4.ion", ["{Item:", *_ion_lines(good)])  # not Ion
+    _put(client, bucket, "bad/5.ion", ['{Item:{p:"x",c:1,s:$dynamodb_SS::[1]}}'])
+    _put(client, bucket, "bad/6.ion", _ion_lines(good[3:]))
+    request = _request(bucket, "bad/", "BadIon", InputFormat="ION")
+    done = _done(c, _start(c, **request)["ImportArn"])
+    assert (done["ImportStatus"], done["FailureCode"]) == ("FAILED", "ItemValidationError")
+    assert "bad/1.ion" in done["FailureMessage"]
+    assert (done["ErrorCount"], done["ImportedItemCount"], done["ProcessedItemCount"]) == (
+        5,
+        5,
+        10,
+    )
+    assert _scan(c, "BadIon") == good
+
+
+def test_an_ion_export_imports_back_as_it_was(served: Served, s3: tuple[Any, str]) -> None:
+    """ExportTableToPointInTime as ION, then ImportTable of its data files (ION, GZIP):
+    the same items, every type."""
+    _, bucket = s3
+    c = served.client()
+    c.create_table(TableName="Source", BillingMode="PAY_PER_REQUEST", **SCHEMA)
+    serializer = TypeSerializer()
+    for item in ITEMS:
+        c.put_item(TableName="Source", Item={k: serializer.serialize(v) for k, v in item.items()})
+    arn = c.describe_table(TableName="Source")["Table"]["TableArn"]
+    export = c.export_table_to_point_in_time(
+        TableArn=arn, S3Bucket=bucket, S3Prefix="exported", ExportFormat="ION"
+    )["ExportDescription"]
+
+    def exported() -> bool:
+        desc = c.describe_export(ExportArn=export["ExportArn"])["ExportDescription"]
+        return bool(desc["ExportStatus"] == "COMPLETED")
+
+    _eventually(exported)
+    export_id = export["ExportArn"].rsplit("/", 1)[1]
+    request = _request(
+        bucket,
+        f"exported/AWSDynamoDB/{export_id}/data/",
+        "RoundTrip",
+        InputFormat="ION",
+        InputCompressionType="GZIP",
+    )
+    done = _done(c, _start(c, **request)["ImportArn"])
+    assert (done["ImportStatus"], done["ImportedItemCount"]) == ("COMPLETED", len(ITEMS))
+    assert (
+        _scan(c, "RoundTrip") == _scan(c, "Source") == sorted(ITEMS, key=lambda i: (i["p"], i["c"]))
+    )
