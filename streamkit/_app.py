@@ -1037,7 +1037,8 @@ class App(Registrar):
 
         Full (``since`` None): the table as of ``until`` (default now). Incremental: the
         changes committed in [since, until). Formats: "dynamodb-json" (gzip, one item per
-        line, DynamoDB's export shape), "avro", "parquet". A manifest listing the files,
+        line, DynamoDB's export shape), "ion" (gzip, DynamoDB's Amazon Ion shape), "avro",
+        "parquet". A manifest listing the files,
         item counts and checksums is written last. Returns an ``ExportResult``.
         """
         from streamkit.history._export import export_table
