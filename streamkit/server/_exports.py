@@ -4,15 +4,14 @@ bucket named (any S3-compatible server: the endpoint and credentials are found t
 AWS way, ``AWS_ENDPOINT_URL_S3`` first), as ``DYNAMODB_JSON`` or ``ION``.
 
 As in DynamoDB, the call answers at once with the export ``IN_PROGRESS``; the export runs
-in the background of the serving process and its description (kept in the store's
-settings under ``dynamodb.export/<id>``, listed under ``dynamodb.exports``) turns
-``COMPLETED`` with its manifest, item count and size, or ``FAILED`` with the reason. A
-process that stops meanwhile leaves it ``IN_PROGRESS``; run the export again.
+in the background of the serving process and its description (a job of
+:mod:`streamkit.server._jobs`) turns ``COMPLETED`` with its manifest, item count and
+size, or ``FAILED`` with the reason; an export whose process stopped is read as
+``FAILED`` (``ProcessStopped``) a minute later: run it again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from streamkit.exceptions import TableNotFound
 from streamkit.server._convert import shown
 from streamkit.server._errors import DynamoError, validation
+from streamkit.server._jobs import Jobs, public
 
 if TYPE_CHECKING:
     from streamkit.server._ops import Service
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 __all__ = ("EXPORT_OPERATIONS",)
 
 Body = dict[str, Any]
-_INDEX = "dynamodb.exports"
-_KEEP = 1000  # exports listed (the oldest are forgotten past this)
 _MIN_INCREMENTAL = 15 * 60  # seconds: DynamoDB's shortest incremental export period
 _FORMATS = {"DYNAMODB_JSON": "dynamodb-json", "ION": "ion"}  # ExportFormat -> export_table's
 # what a ClientToken's request is compared on (DynamoDB: all of it)
@@ -53,28 +51,13 @@ def _fingerprint(body: Body) -> str:
     return json.dumps({k: body.get(k) for k in _REQUEST}, sort_keys=True, default=str)
 
 
-def _key(export_id: str) -> str:
-    return f"dynamodb.export/{export_id}"
-
-
 def _time(value: Any, member: str) -> datetime:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise validation(f"Invalid {member}: {shown(value)}")
     return datetime.fromtimestamp(float(value), UTC)
 
 
-async def _load(service: Service, export_id: str) -> Body | None:
-    raw = (await service.store.read_meta((_key(export_id),))).get(_key(export_id))
-    return None if not raw else dict(json.loads(raw))
-
-
-async def _save(service: Service, export_id: str, desc: Body) -> None:
-    await service.store.write_meta({_key(export_id): json.dumps(desc)})
-
-
-def _shown(desc: Body) -> Body:
-    """The stored description as DynamoDB's ExportDescription (times as epoch seconds)."""
-    return {k: v for k, v in desc.items() if not k.startswith("_")}
+_JOBS = Jobs("export", "ExportStatus")
 
 
 async def ExportTableToPointInTime(service: Service, body: Body) -> Body:
@@ -115,7 +98,7 @@ async def ExportTableToPointInTime(service: Service, body: Body) -> Body:
                     "Duplicate request detected with conflicting parameters for the same "
                     "client token",
                 )
-            return {"ExportDescription": _shown(same)}
+            return {"ExportDescription": public(same)}
     fmt = body.get("ExportFormat", "DYNAMODB_JSON")
     if not isinstance(fmt, str) or fmt not in _FORMATS:
         raise validation(
@@ -202,30 +185,14 @@ async def ExportTableToPointInTime(service: Service, body: Body) -> Body:
             "ExportToTime": (until.timestamp() if until is not None else now),
             "ExportViewType": view,
         }
-    await _save(service, export_id, desc)
-    await _index(service, export_id)
+    await _JOBS.add(service, export_id, desc)
     to = f"s3://{bucket}/{prefix.strip('/')}" if prefix.strip("/") else f"s3://{bucket}"
-    task = asyncio.create_task(
-        _run(service, export_id, desc, spec.name, to, since, until, view),
-        name=f"export-{export_id}",
+    _JOBS.start(
+        service,
+        export_id,
+        lambda: _run(service, export_id, desc, spec.name, to, since, until, view),
     )
-    service._backfills.add(task)
-    task.add_done_callback(service._backfills.discard)
-    return {"ExportDescription": _shown(desc)}
-
-
-async def _index(service: Service, export_id: str) -> None:
-    raw = (await service.store.read_meta((_INDEX,))).get(_INDEX)
-    ids = [] if not raw else list(json.loads(raw))
-    ids.append(export_id)
-    await service.store.write_meta({_INDEX: json.dumps(ids[-_KEEP:])})
-
-
-async def _all(service: Service) -> list[Body]:
-    raw = (await service.store.read_meta((_INDEX,))).get(_INDEX)
-    ids = [] if not raw else list(json.loads(raw))
-    stored = await service.store.read_meta(tuple(_key(i) for i in ids))
-    return [json.loads(stored[_key(i)]) for i in ids if stored.get(_key(i))]
+    return {"ExportDescription": public(desc)}
 
 
 async def _by_token(service: Service, token: str) -> Body | None:
@@ -233,7 +200,7 @@ async def _by_token(service: Service, token: str) -> Body | None:
     return next(
         (
             d
-            for d in await _all(service)
+            for d in await _JOBS.all(service)
             if d.get("ClientToken") == token and d.get("ExportStatus") != "FAILED"
         ),
         None,
@@ -284,7 +251,7 @@ async def _run(
             "ItemCount": result.item_count,
             "BilledSizeBytes": sum(f["sizeBytes"] for f in result.files),
         }
-    await _save(service, export_id, desc)
+    await _JOBS.save(service, export_id, desc)
 
 
 def _failure_code(e: BaseException) -> str:
@@ -315,10 +282,10 @@ def _check_export_arn(service: Service, arn: Any) -> str:
 
 async def DescribeExport(service: Service, body: Body) -> Body:
     arn = body.get("ExportArn")
-    desc = await _load(service, _check_export_arn(service, arn))
+    desc = await _JOBS.load(service, _check_export_arn(service, arn))
     if desc is None or desc.get("ExportArn") != arn:
         raise DynamoError("ExportNotFoundException", f"Export not found: {arn}")
-    return {"ExportDescription": _shown(desc)}
+    return {"ExportDescription": public(desc)}
 
 
 async def ListExports(service: Service, body: Body) -> Body:
@@ -330,7 +297,9 @@ async def ListExports(service: Service, body: Body) -> Body:
             "satisfy constraint: Member must have value between 1 and 25"
         )
     start = body.get("NextToken")
-    exports = [d for d in await _all(service) if table_arn is None or d["TableArn"] == table_arn]
+    exports = [
+        d for d in await _JOBS.all(service) if table_arn is None or d["TableArn"] == table_arn
+    ]
     if start is not None:
         arns = [d["ExportArn"] for d in exports]
         if start not in arns:

@@ -5,18 +5,17 @@ found the usual AWS way, ``AWS_ENDPOINT_URL_S3`` first, as for exports).
 
 As in DynamoDB, the call answers at once with the import ``IN_PROGRESS`` and the table
 ``CREATING``; the import runs in the background of the serving process, writing the items
-through the ordinary write path (change records, indexes and TTL as for any write; a
-provisioned table's writes wait for its write capacity, which DynamoDB's import does not
-use), and
-its description (kept in the store's settings under ``dynamodb.import/<id>``, listed under
-``dynamodb.imports``) gets its counters only when it ends. The objects are read one after
+through the ordinary write path (change records, indexes and TTL as for any write; as
+DynamoDB's, it uses none of a provisioned table's capacity), and its description (a job
+of :mod:`streamkit.server._jobs`) gets its counters only when it ends. The objects are read one after
 the other; the first line (in ION, the first value) of an object that cannot become an
 item abandons the rest of that object (one error) and the import ends ``FAILED`` with
 ``ItemValidationError``, its table kept with what was imported; a source that cannot be
 read (no such bucket) fails the import and its table is deleted. ``DYNAMODB_JSON``,
 ``ION`` (each top-level value an ``{Item:{...}}`` struct, in DynamoDB's Ion mapping) and
-``CSV``, uncompressed or ``GZIP``; ``ZSTD`` is refused. A process that stops meanwhile
-leaves the import ``IN_PROGRESS``.
+``CSV``, uncompressed or ``GZIP``; ``ZSTD`` is refused. An import whose process stopped
+is read as ``FAILED`` (``ProcessStopped``) a minute later; its table keeps what was
+written.
 """
 
 from __future__ import annotations
@@ -40,7 +39,9 @@ from streamkit.server._batch import check_write_keys
 from streamkit.server._convert import PREPARED, item_from_dynamodb_json, shown
 from streamkit.server._errors import DynamoError, validation
 from streamkit.server._exports import _failure_code
+from streamkit.server._jobs import Jobs, public
 from streamkit.server._table_checks import _Shape
+from streamkit.storage._capacity import free
 from streamkit.storage._spec import table_name_problems
 
 if TYPE_CHECKING:
@@ -51,8 +52,6 @@ __all__ = ("IMPORT_OPERATIONS",)
 
 Body = dict[str, Any]
 Item = dict[str, Any]
-_INDEX = "dynamodb.imports"
-_KEEP = 1000  # imports listed (the oldest are forgotten past this)
 _TOKEN_SECONDS = 8 * 3600  # DynamoDB: a ClientToken holds for 8 hours after its import ends
 _MAX_RUNNING = 50  # DynamoDB's concurrent imports per account
 _BATCH = 25  # items per write (BatchWriteItem's)
@@ -91,24 +90,7 @@ def _running(service: Service) -> dict[str, str]:
     return service.creating
 
 
-def _key(import_id: str) -> str:
-    return f"dynamodb.import/{import_id}"
-
-
-async def _load(service: Service, import_id: str) -> Body | None:
-    raw = (await service.store.read_meta((_key(import_id),))).get(_key(import_id))
-    return None if not raw else dict(json.loads(raw))
-
-
-async def _save(service: Service, import_id: str, desc: Body) -> None:
-    await service.store.write_meta({_key(import_id): json.dumps(desc)})
-
-
-async def _all(service: Service) -> list[Body]:
-    raw = (await service.store.read_meta((_INDEX,))).get(_INDEX)
-    ids = [] if not raw else list(json.loads(raw))
-    stored = await service.store.read_meta(tuple(_key(i) for i in ids))
-    return [json.loads(stored[_key(i)]) for i in ids if stored.get(_key(i))]
+_JOBS = Jobs("import", "ImportStatus")
 
 
 # --- the request -----------------------------------------------------------------------
@@ -225,7 +207,7 @@ async def ImportTable(service: Service, body: Body) -> Body:
     same = next(
         (
             d
-            for d in reversed(await _all(service))
+            for d in reversed(await _JOBS.all(service))
             if d.get("ClientToken") == token and now - d.get("EndTime", now) < _TOKEN_SECONDS
         ),
         None,
@@ -237,7 +219,7 @@ async def ImportTable(service: Service, body: Body) -> Body:
                 "Duplicate request detected with conflicting parameters",
             )
         if same["ImportStatus"] == "IN_PROGRESS" or not await _exists(service, name):
-            return {"ImportTableDescription": same}
+            return {"ImportTableDescription": public(same)}
     if len(_running(service)) >= _MAX_RUNNING:
         raise DynamoError(
             "LimitExceededException",
@@ -269,22 +251,15 @@ async def ImportTable(service: Service, body: Body) -> Body:
     if body.get("InputFormatOptions") is not None:
         desc["InputFormatOptions"] = body["InputFormatOptions"]
     try:
-        await _save(service, import_id, desc)
-        raw = (await service.store.read_meta((_INDEX,))).get(_INDEX)
-        ids = [*([] if not raw else json.loads(raw)), import_id]
-        await service.store.write_meta({_INDEX: json.dumps(ids[-_KEEP:])})
+        await _JOBS.add(service, import_id, desc)
     except BaseException:
         _running(service).pop(spec.name, None)
         raise
     parse: Parse = _ion_items if fmt == "ION" else _json_items
     if fmt == "CSV":
         parse = _csv_items(csv_options or {}, _key_types(params))
-    task = asyncio.create_task(
-        _run(service, import_id, desc, spec, parse), name=f"import-{import_id}"
-    )
-    service._backfills.add(task)
-    task.add_done_callback(service._backfills.discard)
-    return {"ImportTableDescription": desc}
+    _JOBS.start(service, import_id, lambda: _run(service, import_id, desc, spec, parse))
+    return {"ImportTableDescription": public(desc)}
 
 
 async def _exists(service: Service, name: Any) -> bool:
@@ -559,6 +534,7 @@ class _Writer:
 
 async def _run(service: Service, import_id: str, desc: Body, spec: TableSpec, parse: Parse) -> None:
     PREPARED.set(None)  # the request's parsed-body cache is not the import's
+    free()  # as DynamoDB's, an import uses none of the table's provisioned capacity
     source = desc["S3BucketSource"]
     writer = _Writer(service, spec.name)
     errors, size, first = 0, 0, None
@@ -602,7 +578,7 @@ async def _run(service: Service, import_id: str, desc: Body, spec: TableSpec, pa
     if size:  # as DynamoDB: absent until something was read
         desc["ProcessedSizeBytes"] = size
     try:
-        await _save(service, import_id, desc)
+        await _JOBS.save(service, import_id, desc)
     finally:
         if _running(service).get(spec.name) == import_id:
             del _running(service)[spec.name]
@@ -629,10 +605,10 @@ def _check_import_arn(service: Service, arn: Any) -> str:
 
 async def DescribeImport(service: Service, body: Body) -> Body:
     arn = body.get("ImportArn")
-    desc = await _load(service, _check_import_arn(service, arn))
+    desc = await _JOBS.load(service, _check_import_arn(service, arn))
     if desc is None or desc.get("ImportArn") != arn:
         raise DynamoError("ImportNotFoundException", f"Import not found: {arn}")
-    return {"ImportTableDescription": desc}
+    return {"ImportTableDescription": public(desc)}
 
 
 _SUMMARY = ("ImportArn", "ImportStatus", "TableArn", "S3BucketSource",  # ImportSummary's
@@ -655,7 +631,9 @@ async def ListImports(service: Service, body: Body) -> Body:
             f"1 validation error detected: Value '{shown(size)}' at 'pageSize' failed to "
             "satisfy constraint: Member must have value between 1 and 25"
         )
-    imports = [d for d in await _all(service) if table_arn is None or d["TableArn"] == table_arn]
+    imports = [
+        d for d in await _JOBS.all(service) if table_arn is None or d["TableArn"] == table_arn
+    ]
     start = body.get("NextToken")
     if start is not None:
         arns = [_next_token(d["ImportArn"]) for d in imports]
