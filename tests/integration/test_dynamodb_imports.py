@@ -10,6 +10,7 @@ import gzip
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -332,6 +333,28 @@ def test_the_counters_count_writes_and_the_writes_are_change_records(
         SourceTableName="Dups", TargetTableName="DupsAgain", UseLatestRestorableTime=True
     )
     assert _scan(c, "DupsAgain") == _scan(c, "Dups")
+
+
+def test_an_import_uses_none_of_a_provisioned_tables_capacity(
+    served: Served, s3: tuple[Any, str]
+) -> None:
+    """As DynamoDB's: 200 items of 2 KB (400 write units) into a table with 1 write unit a
+    second are imported at once, and the table's own unit is left for its callers."""
+    client, bucket = s3
+    c = served.client()
+    items = [{"p": "load", "c": Decimal(n), "pad": "x" * 2000} for n in range(200)]
+    _put(client, bucket, "prov/0.json", _lines(items))
+    request = _request(bucket, "prov/", "Slow")
+    request["TableCreationParameters"].update(
+        BillingMode="PROVISIONED",
+        ProvisionedThroughput={"ReadCapacityUnits": 100, "WriteCapacityUnits": 1},
+    )
+    started = time.monotonic()
+    done = _done(c, _start(c, **request)["ImportArn"])
+    assert time.monotonic() - started < 20  # (a unit a second would need 400 s)
+    assert (done["ImportStatus"], done["ImportedItemCount"]) == ("COMPLETED", 200)
+    assert len(_scan(c, "Slow")) == 200
+    c.put_item(TableName="Slow", Item={"p": {"S": "mine"}, "c": {"N": "1"}})
 
 
 def test_while_it_runs(served: Served, s3: tuple[Any, str], held: threading.Event) -> None:
