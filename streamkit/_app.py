@@ -513,9 +513,14 @@ class App(Registrar):
         check_limit(limit)
         out: list[Item] = []
         token = next_token
-        while True:
-            page = await self.execute_page(
-                statement, parameters, consistent=consistent, next_token=token
+        while True:  # (nothing reads the pages' consumed capacity: no meter)
+            page = await partiql.execute_page(
+                self._store,
+                statement,
+                parameters,
+                consistent=consistent,
+                next_token=token,
+                measured=False,
             )
             out.extend(page.items)
             if limit is not None and len(out) >= limit:

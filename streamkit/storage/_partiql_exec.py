@@ -23,7 +23,7 @@ import binascii
 import hashlib
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
@@ -740,8 +740,11 @@ async def execute_page(
     limit: int | None = None,
     next_token: str | None = None,
     return_old_on_condition_failure: bool = False,
+    measured: bool = True,
 ) -> StatementPage:
     """Run one statement: a page of a SELECT, or one write (see the module docstring).
+    ``measured``: count the capacity it consumed in ``page.consumed`` (a caller that
+    never reads it saves opening a meter).
 
     Raises:
         ValidationError: a statement DynamoDB would refuse, in its words.
@@ -753,17 +756,34 @@ async def execute_page(
     params = list(parameters or ())
     _check_params(stmt, params)
     check_limit(limit)
+    run = _statement(store, statement, stmt, params, consistent, limit, next_token)
+    if not measured:
+        return await run(return_old_on_condition_failure)
     with measure() as used:
-        if isinstance(stmt, Select):
-            page = await _select(store, statement, stmt, params, consistent, limit, next_token)
-        else:
-            if next_token is not None:
-                raise ValidationError("NextToken does not match request")
-            w = await _resolve_write(store, stmt, params)
-            returned = await _write(store, w, return_old_on_condition_failure)
-            page = StatementPage(items=[] if returned is None else [returned], table=w.table)
+        page = await run(return_old_on_condition_failure)
     page.consumed = used.read_units + used.write_units
     return page
+
+
+def _statement(
+    store: Store,
+    text: str,
+    stmt: Statement,
+    params: list[Any],
+    consistent: bool,
+    limit: int | None,
+    next_token: str | None,
+) -> Callable[[bool], Awaitable[StatementPage]]:
+    async def run(return_old: bool) -> StatementPage:
+        if isinstance(stmt, Select):
+            return await _select(store, text, stmt, params, consistent, limit, next_token)
+        if next_token is not None:
+            raise ValidationError("NextToken does not match request")
+        w = await _resolve_write(store, stmt, params)
+        returned = await _write(store, w, return_old)
+        return StatementPage(items=[] if returned is None else [returned], table=w.table)
+
+    return run
 
 
 # --- batches and transactions --------------------------------------------------------------------
