@@ -193,6 +193,9 @@ class TableOps(ServiceBase):
             sort_key=range_key,
             stream=stream,
             capacity=capacity,
+            # PITR off, as DynamoDB creates tables; on with the cache, which follows a
+            # table's change rows (a table with neither stream nor PITR keeps none)
+            pitr=self.store.cache is not None,
             global_indexes=[
                 parse_global(d, types, provisioned, f"globalSecondaryIndexes.{i}.member")
                 for i, d in enumerate(gsis or (), start=1)
@@ -552,6 +555,12 @@ class TableOps(ServiceBase):
             at = datetime.now(UTC)
         else:
             at = timestamp(_need(body, "RestoreDateTime", (int, float, Decimal)), "RestoreDateTime")
+        spec = await self._backups_spec({"TableName": source})
+        if not spec.pitr or spec.pitr_enabling:
+            raise DynamoError(
+                "PointInTimeRecoveryUnavailableException",
+                f"Point in time recovery is not enabled for table '{spec.name}'",
+            )
         await restore_to_time(self.store, source, at=at, target=target, namespace=self.namespace)
         return {"TableDescription": await self.describe(await self.store.spec(target))}
 

@@ -25,7 +25,7 @@ from boto3.dynamodb.types import Binary, TypeSerializer
 import streamkit as sk
 from streamkit.history._export import export_table
 from tests import s3_env
-from tests.integration.test_dynamodb_api import Served
+from tests.integration.test_dynamodb_api import Served, enable_pitr
 from tests.integration.test_dynamodb_conformance import _error, _eventually, _table, served
 from tests.integration.test_dynamodb_imports import ITEMS, SCHEMA
 
@@ -102,6 +102,7 @@ def _put_every_type(c: Any) -> None:
     """Table ``Every``: items of every type (sets, nested documents, empty strings and
     binaries, numbers of 38 digits and 1E-130, a 380 KB string)."""
     c.create_table(TableName="Every", BillingMode="PAY_PER_REQUEST", **SCHEMA)
+    enable_pitr(c, "Every")  # (an export reads a table's point-in-time archive)
     s = TypeSerializer()
     for item in ITEMS:
         c.put_item(TableName="Every", Item={k: s.serialize(v) for k, v in item.items()})
@@ -114,6 +115,7 @@ def test_a_full_export_lands_in_the_bucket_as_dynamodbs(
     s3, bucket = _bucket()
     c = served.client()
     _table(c)
+    enable_pitr(c, "Users")
     for i in range(30):
         c.put_item(TableName="Users", Item={"id": {"S": f"k{i:02d}"}, "v": {"N": str(i)}})
     arn = c.describe_table(TableName="Users")["Table"]["TableArn"]
@@ -160,6 +162,7 @@ def test_an_incremental_export_needs_fifteen_minutes(served: Served) -> None:
     """As DynamoDB: an incremental export's period is at least 15 minutes."""
     c = served.client()
     _table(c)
+    enable_pitr(c, "Users")
     time.sleep(0.05)
     arn = c.describe_table(TableName="Users")["Table"]["TableArn"]
     code, msg = _error(
@@ -219,6 +222,7 @@ async def test_an_incremental_export_of_new_images_keeps_deleted_keys(tmp_path: 
 def test_export_errors_are_dynamodbs(served: Served) -> None:
     c = served.client()
     _table(c)
+    enable_pitr(c, "Users")
     arn = c.describe_table(TableName="Users")["Table"]["TableArn"]
     missing = arn.replace("/Users", "/Nope")
     assert (
