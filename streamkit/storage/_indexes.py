@@ -362,7 +362,7 @@ class IndexSpec:
                 path=attr.name,
             )
         b = order_bytes(v)
-        limit = 2048 if attr in self.hash_attrs else 1024
+        limit = 2048 if attr is self.key.partition or attr in self.more_hash else 1024
         if len(b) > limit:
             raise ValidationError(
                 f"One or more parameter values were invalid: Size of hashkey has exceeded the "
