@@ -8,8 +8,9 @@ As in DynamoDB, the call answers at once with the import ``IN_PROGRESS`` and the
 through the ordinary write path (change records, indexes and TTL as for any write; as
 DynamoDB's, it uses none of a provisioned table's capacity), and its description (a job
 of :mod:`streamkit.server._jobs`) gets its counters only when it ends. The objects are
-read one after the other; the first line (in ION, the first value) of an object that cannot become an
-item abandons the rest of that object (one error) and the import ends ``FAILED`` with
+read one after the other; the first line (in ION, the first value) of an object that
+cannot become an item abandons the rest of that object (one error) and the import ends
+``FAILED`` with
 ``ItemValidationError``, its table kept with what was imported; a source that cannot be
 read (no such bucket) fails the import and its table is deleted. ``DYNAMODB_JSON``,
 ``ION`` (each top-level value an ``{Item:{...}}`` struct, in DynamoDB's Ion mapping) and
