@@ -10,6 +10,7 @@ port of ``STREAMKIT_TEST_KAFKA``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -154,9 +155,38 @@ async def test_acknowledged_appends_survive_a_broker_crash_exactly_once() -> Non
 
 
 def _broker_pid() -> int:
+    """The pid of the process listening on the test broker's port (from /proc: the pid
+    file is only the scripts' record of it), else the pid file's."""
     port = script_env()["KAFKA_PORT"]
+    listening = _listener(int(port))
+    if listening is not None:
+        return listening
     data = Path(os.environ.get("KAFKA_DATA_DIR", SCRIPTS / ".data" / port))
     return int((data / "kafka.pid").read_text().split()[0])
+
+
+def _listener(port: int) -> int | None:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                f = line.split()
+                if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                    inodes.add(f"socket:[{f[9]}]")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return int(proc.name)
+    return None
+
+
+def _state(pid: int) -> str:
+    """A process's state letter (``T``: stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 async def test_an_in_doubt_append_is_settled_by_the_next_one() -> None:
@@ -181,6 +211,11 @@ async def test_an_in_doubt_append_is_settled_by_the_next_one() -> None:
 
     async def freeze_then_commit() -> None:
         os.kill(pid, signal.SIGSTOP)
+        for _ in range(100):  # the test's premise: the broker is frozen before the commit
+            if _state(pid) == "T":
+                break
+            await asyncio.sleep(0.01)
+        assert _state(pid) == "T", f"broker pid {pid} did not stop (state {_state(pid)})"
         await commit()
 
     inner.commit_transaction = freeze_then_commit
