@@ -85,12 +85,6 @@ _CREATION = (  # TableCreationParameters: what CreateTable is given
 )
 
 
-def _running(service: Service) -> dict[str, str]:
-    """The imports running in this process: table name -> import id (``Service.creating``:
-    DescribeTable shows their tables CREATING, DeleteTable refuses them)."""
-    return service.creating
-
-
 _JOBS = Jobs("import", "ImportStatus")
 
 
@@ -221,7 +215,7 @@ async def ImportTable(service: Service, body: Body) -> Body:
             )
         if same["ImportStatus"] == "IN_PROGRESS" or not await _exists(service, name):
             return {"ImportTableDescription": public(same)}
-    if len(_running(service)) >= _MAX_RUNNING:
+    if len(service.creating) >= _MAX_RUNNING:
         raise DynamoError(
             "LimitExceededException",
             f"Too many imports in progress: at most {_MAX_RUNNING} at a time",
@@ -229,7 +223,7 @@ async def ImportTable(service: Service, body: Body) -> Body:
     await service.CreateTable({k: params[k] for k in _CREATION if k in params})
     spec = await service.store.spec(str(name))
     import_id = f"{int(now * 1000):014d}-{uuid.uuid4().hex[:8]}"
-    _running(service)[spec.name] = import_id
+    service.creating[spec.name] = import_id
     table_arn = service.arn(spec.name)
     desc: Body = {
         "ImportArn": f"{table_arn}/import/{import_id}",
@@ -254,7 +248,7 @@ async def ImportTable(service: Service, body: Body) -> Body:
     try:
         await _JOBS.add(service, import_id, desc)
     except BaseException:
-        _running(service).pop(spec.name, None)
+        service.creating.pop(spec.name, None)
         raise
     parse: Parse = _ion_items if fmt == "ION" else _json_items
     if fmt == "CSV":
@@ -581,8 +575,8 @@ async def _run(service: Service, import_id: str, desc: Body, spec: TableSpec, pa
     try:
         await _JOBS.save(service, import_id, desc)
     finally:
-        if _running(service).get(spec.name) == import_id:
-            del _running(service)[spec.name]
+        if service.creating.get(spec.name) == import_id:
+            del service.creating[spec.name]
 
 
 # --- describing and listing ------------------------------------------------------------

@@ -95,12 +95,15 @@ class Jobs:
 
     async def add(self, service: Service, job_id: str, desc: Body) -> None:
         """Store a new job's description, lease and place in the list."""
-        await service.store.write_meta(
-            {self._key(job_id): json.dumps(desc), self._alive_key(job_id): str(time.time())}
-        )
         raw = (await service.store.read_meta((self._index,))).get(self._index)
         ids = [*([] if not raw else json.loads(raw)), job_id]
-        await service.store.write_meta({self._index: json.dumps(ids[-_KEEP:])})
+        await service.store.write_meta(
+            {
+                self._key(job_id): json.dumps(desc),
+                self._alive_key(job_id): str(time.time()),
+                self._index: json.dumps(ids[-_KEEP:]),
+            }
+        )
 
     def start(
         self, service: Service, job_id: str, run: Callable[[], Awaitable[None]]

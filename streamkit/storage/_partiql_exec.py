@@ -79,6 +79,7 @@ from streamkit.storage._partiql import (
     ValueExpr,
     parse_statement,
 )
+from streamkit.storage._reads import partition_condition
 from streamkit.storage._table import Page, Table, check_limit
 from streamkit.storage._transaction import Transaction
 
@@ -350,14 +351,6 @@ def _composite_partitions(node: Condition, ix: IndexSpec) -> list[Any] | None:
     return combos if len(combos) <= _MOST_PARTITIONS else None
 
 
-def _composite_condition(ix: IndexSpec, values: Sequence[Any]) -> Condition:
-    names = [a.name for a in ix.hash_attrs]
-    kc: Condition = key(names[0]).eq(values[0])
-    for n, v in zip(names[1:], values[1:], strict=True):
-        kc = kc & key(n).eq(v)
-    return kc
-
-
 def _only_partitions(node: Condition, pk: str) -> bool:
     """Whether a term says nothing but which partitions (``pk = v``, ``pk IN``, their OR)."""
     stack = [node]
@@ -539,7 +532,7 @@ async def _select(
     index = start
     while index < len(partitions):
         if ix is not None and composite:
-            kc = _composite_condition(ix, partitions[index])
+            kc = partition_condition(ix, partitions[index])
         else:
             kc = key(pk).eq(partitions[index])
         if sort_cond is not None:

@@ -40,6 +40,7 @@ __all__ = (
     "fetch_items",
     "fill_page",
     "is_expired",
+    "partition_condition",
     "reader_for",
 )
 
@@ -132,7 +133,7 @@ class QueryPlan:
                 raise ValidationError("query needs the partition key value (or key_condition=)")
             if composite:
                 assert ix is not None
-                cond = _composite_partition(ix, partition)
+                cond = partition_condition(ix, partition)
             else:
                 cond = key_builder(pname).eq(partition)
             if sort is not None:
@@ -211,7 +212,7 @@ def _query_filter(
     return flt
 
 
-def _composite_partition(ix: IndexSpec, partition: Any) -> Condition:
+def partition_condition(ix: IndexSpec, partition: Any) -> Condition:
     """``query(partition, index=)`` of an index whose partition key has several
     attributes: ``partition`` holds their values, in key order."""
     from streamkit.storage._conditions import key as key_builder
