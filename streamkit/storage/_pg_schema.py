@@ -26,7 +26,7 @@ from streamkit.exceptions import ConfigurationError, TableExists, TableNotFound
 from streamkit.storage._engine import ArchivedRecord, ArchiveRow, BackupInfo, ItemRow, StoredItem
 from streamkit.storage._indexes import index_rows
 from streamkit.storage._spec import TableSpec
-from streamkit.storage._writes import StaleCatalog, collection_sizes
+from streamkit.storage._writes import StaleCatalog, collection_key, collection_sizes
 
 __all__ = (
     "BACKUP_COLUMNS",
@@ -301,6 +301,12 @@ class Overlay:
     def meta_set(self, key: str, value: str) -> None:
         self._undo.append((False, key, self.meta_out.get(key, _MISSING)))
         self.meta_out[key] = value
+
+    def collection_size(self, spec: TableSpec, pk: bytes) -> int:
+        return int(self.meta_get(collection_key(spec.table_id, pk)) or 0)
+
+    def set_collection_size(self, spec: TableSpec, pk: bytes, size: int) -> None:
+        self.meta_set(collection_key(spec.table_id, pk), str(size))
 
     def epoch(self, table_id: int) -> int | None:
         return self.slots.get(table_id)

@@ -92,7 +92,6 @@ from streamkit.storage._writes import (
     WriteJob,
     WriteOp,
     WriteResult,
-    collection_sizes,
     run_effects,
     run_job,
 )
@@ -181,6 +180,7 @@ _SHRINK_WAIT_MS = 50  # how long a truncating checkpoint waits for readers (hold
 _BUSY_MS = 30_000  # every connection's busy timeout otherwise
 _DIRECT_YIELD = 64  # point reads on the calling thread between two yields to the event loop
 _GET = "SELECT data, size FROM sk_items WHERE tid=? AND pk=? AND sk=?"
+_SIZES_KEPT = 65_536  # item collection sizes a writer connection keeps (``_Rows``)
 _MODES = ("ro", "rw", "rwc")  # like SQLite's URI mode: read-only / existing / create
 _HEADER = b"SQLite format 3\x00"
 # streamkit's own tables: a file holding only (some of) these is a store whose creation
@@ -282,9 +282,15 @@ class _Rows:
     ``executemany`` per statement just before COMMIT. A group of jobs then costs
     three statement executions instead of three per job, and every job still
     sees the writes of the jobs before it.
+
+    Item collection sizes (tables with local indexes) are not stored: a collection's
+    size is the sum of the ``size`` column over its item rows and local index rows,
+    read once and then kept up to date in ``_sizes`` by the jobs of this connection,
+    until another connection commits (``data_version``) or a transaction rolls back.
+    A counter row per partition would add a page to every write's commit.
     """
 
-    __slots__ = ("_changes", "_items", "_slots", "_version", "conn", "seq", "writes")
+    __slots__ = ("_changes", "_items", "_sizes", "_slots", "_version", "conn", "seq", "writes")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -294,6 +300,7 @@ class _Rows:
         self._items: dict[tuple[int, bytes, bytes], tuple[bytes, int, float | None] | None] = {}
         self._changes: list[tuple[Any, ...]] = []
         self._slots: dict[int, int | None] = {}  # settings epoch per table, read once per group
+        self._sizes: dict[tuple[int, bytes], int] = {}  # item collection sizes known
         # the file's PRAGMA data_version when seq and _slots were read (None: read again)
         self._version: int | None = None
 
@@ -355,6 +362,33 @@ class _Rows:
             slots[table_id] = None if row is None else int(row[0])
         return slots[table_id]
 
+    def collection_size(self, spec: TableSpec, pk: bytes) -> int:
+        ident = (spec.table_id, pk)
+        size = self._sizes.get(ident)
+        if size is None:
+            self.flush()  # the rows this transaction wrote so far count too
+            tids = [spec.table_id]
+            tids += [ix.storage_id(spec.table_id) for ix in spec.indexes if ix.kind == "LOCAL"]
+            size = int(
+                self.conn.execute(
+                    "SELECT coalesce(sum(size), 0) FROM sk_items "
+                    f"WHERE tid IN ({','.join('?' * len(tids))}) AND pk=?",
+                    (*tids, pk),
+                ).fetchone()[0]
+            )
+            self._note_size(ident, size)
+        return size
+
+    def set_collection_size(self, spec: TableSpec, pk: bytes, size: int) -> None:
+        self.writes += 1
+        self._note_size((spec.table_id, pk), size)
+
+    def _note_size(self, ident: tuple[int, bytes], size: int) -> None:
+        sizes = self._sizes
+        if len(sizes) >= _SIZES_KEPT and ident not in sizes:
+            sizes.clear()  # read again when next written
+        sizes[ident] = size
+
     def meta_set(self, key: str, value: str) -> None:
         self.writes += 1
         self.conn.execute("INSERT OR REPLACE INTO sk_meta (key, value) VALUES (?, ?)", (key, value))
@@ -387,6 +421,7 @@ class _Rows:
         """Forget deferred rows (the transaction is being rolled back)."""
         self._items.clear()
         self._changes.clear()
+        self._sizes.clear()
         self._version = None
 
     def max_sequence(self) -> int:
@@ -403,11 +438,13 @@ class _Rows:
             return
         self.seq = self.max_sequence()
         self._slots.clear()  # and the catalog as it is in this transaction
+        self._sizes.clear()  # and the item collections
         self._version = version
 
     def forget(self) -> None:
         """Read the sequence and the catalog again at the next write transaction (after a
         rollback, or work that wrote SQL of its own)."""
+        self._sizes.clear()
         self._version = None
 
     # --- read side ---
@@ -1048,6 +1085,8 @@ class SqliteEngine:
         conn.execute(
             "INSERT OR IGNORE INTO sk_meta VALUES ('storage_id', ?)", (uuid.uuid4().hex[:16],)
         )
+        # item collection counters an earlier streamkit kept here: sizes are summed now
+        conn.execute("DELETE FROM sk_meta WHERE key >= 'collection/' AND key < 'collection0'")
         self.storage_id = conn.execute(
             "SELECT value FROM sk_meta WHERE key='storage_id'"
         ).fetchone()[0]
@@ -1599,8 +1638,6 @@ class SqliteEngine:
                     )
             for sid, pk, sk, data, size in index_rows(done, items):
                 rows.store(sid, pk, sk, data, size, None)
-            for meta_key, size_ in collection_sizes(done, items).items():
-                rows.meta_set(meta_key, str(size_))
             return done
 
         return await self.write_fn(fn)

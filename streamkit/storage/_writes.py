@@ -121,6 +121,15 @@ class Rows(Protocol):
     def meta_set(self, key: str, value: str) -> None:
         """Set a bookkeeping value in the open transaction."""
 
+    def collection_size(self, spec: TableSpec, pk: bytes) -> int:
+        """The size in bytes of one item collection of a table with local indexes (its
+        items with partition key bytes ``pk`` and their local index entries), with the
+        writes of this transaction so far."""
+
+    def set_collection_size(self, spec: TableSpec, pk: bytes, size: int) -> None:
+        """Note a collection's size after this job's writes (an engine that keeps a
+        counter stores it; one that sums the stored rows keeps it only as a hint)."""
+
     def epoch(self, table_id: int) -> int | None:
         """The table's settings epoch as stored now (None: the table is not there): a job
         whose spec has another was built on older settings (before an index was added,
@@ -397,8 +406,8 @@ def run_job(rows: Rows, job: WriteJob) -> list[WriteResult]:
         plans = [_plan(rows, op) for op in job.ops]
     sizes = _collections(rows, plans, job)
     _apply(rows, plans, job)
-    for key, value in sizes.items():
-        rows.meta_set(key, str(value))
+    for spec, pk, size in sizes:
+        rows.set_collection_size(spec, pk, size)
     return [p.result for p in plans]
 
 
@@ -459,11 +468,13 @@ def collection_sizes(
     return out
 
 
-def _collections(rows: Rows, plans: list[_Plan], job: WriteJob) -> dict[str, int]:
+def _collections(
+    rows: Rows, plans: list[_Plan], job: WriteJob
+) -> list[tuple[TableSpec, bytes, int]]:
     """The new size of every item collection the job changes (read and checked in the
     plan phase, so a refused job writes nothing); sets each result's
     ``collection_size``."""
-    groups: dict[str, list[tuple[_Plan, int]]] = {}
+    groups: dict[tuple[int, bytes], tuple[TableSpec, bytes, list[tuple[_Plan, int]]]] = {}
     for p in plans:
         op = p.op
         if not isinstance(op, _COUNTED) or not _has_local(op.spec):
@@ -477,11 +488,14 @@ def _collections(rows: Rows, plans: list[_Plan], job: WriteJob) -> dict[str, int
                 if p.old is None:
                     p.old = decode_image(p.old_data)
                 delta -= collection_bytes(spec, p.old, p.old_size, k.pk, k.sk, None)
-        groups.setdefault(collection_key(op.spec.table_id, op.k.pk), []).append((p, delta))
-    sizes: dict[str, int] = {}
+        group = (op.spec.table_id, op.k.pk)
+        if group not in groups:
+            groups[group] = (op.spec, op.k.pk, [])
+        groups[group][2].append((p, delta))
+    sizes: list[tuple[TableSpec, bytes, int]] = []
     over: set[int] = set()
-    for key, members in groups.items():
-        size = int(rows.meta_get(key) or 0)
+    for spec, pk, members in groups.values():
+        size = rows.collection_size(spec, pk)
         changed = False
         for p, delta in members:
             size = max(0, size + delta)
@@ -491,7 +505,7 @@ def _collections(rows: Rows, plans: list[_Plan], job: WriteJob) -> dict[str, int
             if not isinstance(p.op, ReplicaOp):
                 p.result.collection_size = size
         if changed:
-            sizes[key] = size
+            sizes.append((spec, pk, size))
     if over:
         first = next(p for p in plans if id(p) in over)
         if job.transactional:

@@ -18,6 +18,7 @@ import pytest
 import streamkit as sk
 from streamkit.records._values import item_size
 from streamkit.storage._keys import order_bytes
+from streamkit.storage._sqlite import SqliteEngine
 from streamkit.storage._writes import collection_key
 
 LSI_ALL = sk.LocalIndex("ByTotal", sort_key=("Total", "N"))
@@ -49,9 +50,23 @@ async def real_sizes(t: sk.Table) -> dict[bytes, int]:
 
 
 async def counters(app: sk.App, t: sk.Table) -> dict[bytes, int]:
+    """Each partition's collection size as the write path knows it: PostgreSQL's counter
+    rows; on SQLite, the sizes the writer keeps (summed once, then kept up to date by
+    the writes), each read by summing if the writer does not hold it."""
     spec = await t.spec()
+    engine = app.store.engine
+    if isinstance(engine, SqliteEngine):
+        writer = engine._writer
+        assert writer is not None and writer.rows is not None
+        kept = {pk: n for (tid, pk), n in writer.rows._sizes.items() if tid == spec.table_id}
+        partitions = set(await real_sizes(t)) - set(kept)
+
+        def summed(rows: Any) -> dict[bytes, int]:
+            return {pk: rows.collection_size(spec, pk) for pk in partitions}
+
+        return {pk: n for pk, n in {**kept, **await engine.write_fn(summed)}.items() if n}
     prefix = collection_key(spec.table_id, b"")
-    stored = await app.store.engine.meta_with_prefix(prefix)
+    stored = await engine.meta_with_prefix(prefix)
     return {bytes.fromhex(k[len(prefix) :]): int(v) for k, v in stored.items() if int(v)}
 
 
@@ -181,3 +196,46 @@ async def test_a_write_past_the_limit_is_refused_and_writes_nothing(small_app: s
 async def test_the_limit_must_be_positive() -> None:
     with pytest.raises(sk.ConfigurationError):
         sk.App(storage="memory://", item_collection_limit=0)
+
+
+async def test_sqlite_sizes_follow_another_process_writes(tmp_path: Path) -> None:
+    """Two stores on one SQLite file: each sees the other's writes in the sizes it
+    checks (a size kept from before the other's commit is not trusted)."""
+    url = f"sqlite:///{tmp_path}/shared.db"
+    one = sk.App(storage=url, log=f"local://{tmp_path}/log1", item_collection_limit=2_000)
+    two = sk.App(storage=url, log=f"local://{tmp_path}/log2", item_collection_limit=2_000)
+    try:
+        t1 = await _orders(one)
+        t2 = two.table("Orders")
+        note = "n" * 400
+        await t1.put({"UserID": "u1", "OrderDate": "d1", "Total": 1, "Note": note})
+        await t2.put({"UserID": "u1", "OrderDate": "d2", "Total": 2, "Note": note})
+        # the first store's size of u1 (one item) is stale now: this write must be refused
+        with pytest.raises(sk.ItemCollectionSizeLimitExceeded):
+            await t1.put({"UserID": "u1", "OrderDate": "d3", "Total": 3, "Note": note})
+        await t2.delete({"UserID": "u1", "OrderDate": "d2"})
+        await t1.put({"UserID": "u1", "OrderDate": "d3", "Total": 3, "Note": note})
+        assert await counters(one, t1) == await real_sizes(t1)
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_sqlite_drops_the_counter_rows_of_earlier_versions(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/old.db"
+    app = sk.App(storage=url, log=f"local://{tmp_path}/log")
+    try:
+        t = await _orders(app)
+        await t.put({"UserID": "u1", "OrderDate": "d1", "Total": 1})
+        spec = await t.spec()
+        await app.store.engine.write_meta({collection_key(spec.table_id, b"u1"): "999"})
+    finally:
+        await app.close()
+    app = sk.App(storage=url, log=f"local://{tmp_path}/log")
+    try:
+        t = app.table("Orders")
+        await t.put({"UserID": "u2", "OrderDate": "d1", "Total": 1})  # opens the store
+        assert await app.store.engine.meta_with_prefix("collection/") == {}
+        assert await counters(app, t) == await real_sizes(t)
+    finally:
+        await app.close()
