@@ -14,9 +14,9 @@ cannot become an item abandons the rest of that object (one error) and the impor
 ``ItemValidationError``, its table kept with what was imported; a source that cannot be
 read (no such bucket) fails the import and its table is deleted. ``DYNAMODB_JSON``,
 ``ION`` (each top-level value an ``{Item:{...}}`` struct, in DynamoDB's Ion mapping) and
-``CSV``, uncompressed or ``GZIP``; ``ZSTD`` is refused. An import whose process stopped
-is read as ``FAILED`` (``ProcessStopped``) a minute later; its table keeps what was
-written.
+``CSV``, uncompressed, ``GZIP`` or ``ZSTD`` (with the ``zstandard`` package). An import
+whose process stopped is read as ``FAILED`` (``ProcessStopped``) a minute later; its
+table keeps what was written.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ import uuid
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
+
+import zstandard
 
 from streamkit.exceptions import TableNotFound, ThroughputExceeded
 from streamkit.server._batch import check_write_keys
@@ -118,10 +120,6 @@ def _check(body: Body) -> tuple[str, Body, str, str, Body | None, Body]:
         raise validation("S3BucketSource must be an object")
     if not isinstance(params, dict):
         raise validation("TableCreationParameters must be an object")
-    if compression == "ZSTD":
-        raise validation(
-            "InputCompressionType ZSTD is not supported by streamkit yet: use GZIP or NONE"
-        )
     options = body.get("InputFormatOptions")
     if options is not None and not isinstance(options, dict):
         raise validation("InputFormatOptions must be an object")
@@ -436,9 +434,16 @@ class _Object:
     checked against the table; ``size``: the uncompressed bytes read."""
 
     def __init__(
-        self, client: Any, source: Body, key: str, gz: bool, parse: Parse, spec: TableSpec
+        self,
+        client: Any,
+        source: Body,
+        key: str,
+        compression: str,
+        parse: Parse,
+        spec: TableSpec,
     ) -> None:
-        self.client, self.source, self.key, self.gz = client, source, key, gz
+        self.client, self.source, self.key = client, source, key
+        self.compression = compression  # GZIP, ZSTD or NONE
         self.parse, self.spec = parse, spec
         self.size = 0
         self.items: Generator[Item, None, None] | None = None
@@ -449,12 +454,19 @@ class _Object:
             args["ExpectedBucketOwner"] = self.source["S3BucketOwner"]
         body = self.client.get_object(**args)["Body"]
         stream: Any = io.BufferedReader(_Raw(body), 1 << 16)
-        if self.gz:
+        if self.compression == "GZIP":
             stream = gzip.GzipFile(fileobj=stream)
+        elif self.compression == "ZSTD":
+            stream = io.BufferedReader(
+                zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True),
+                1 << 16,
+            )
         try:
             for line in stream:
                 self.size += len(line)
                 yield line
+        except zstandard.ZstdError as e:
+            raise _Unusable(f"not ZSTD data: {e}") from None
         except (OSError, EOFError, zlib.error) as e:
             if isinstance(e, OSError) and not isinstance(e, gzip.BadGzipFile):
                 raise  # reading S3 failed: the import fails
@@ -536,7 +548,8 @@ async def _run(service: Service, import_id: str, desc: Body, spec: TableSpec, pa
     try:
         client = await asyncio.to_thread(_client, source["S3Bucket"])
         for key in await asyncio.to_thread(_keys, client, source):
-            obj = _Object(client, source, key, desc["InputCompressionType"] == "GZIP", parse, spec)
+            compression = desc["InputCompressionType"]
+            obj = _Object(client, source, key, compression, parse, spec)
             done = False
             while not done:
                 items, abandoned, done = await asyncio.to_thread(obj.read)

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import zstandard
 from amazon.ion import simpleion
 from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyList
@@ -219,18 +220,42 @@ def test_a_dynamodb_json_import_fills_a_new_table(served: Served, s3: tuple[Any,
     assert _scan(c, "Imported") == sorted(ITEMS, key=lambda i: (i["p"], i["c"]))
 
 
-def test_gzip_counts_the_uncompressed_bytes(served: Served, s3: tuple[Any, str]) -> None:
+def test_gzip_and_zstd_count_the_uncompressed_bytes(served: Served, s3: tuple[Any, str]) -> None:
     client, bucket = s3
     c = served.client()
     body = _put(client, bucket, "plain/0.json", _lines(ITEMS))
     _put(client, bucket, "gz/0.json.gz", _lines(ITEMS), gz=True)
+    # two zstd frames, one after the other (as a streaming compressor may write them)
+    half = body.index(b"\n", len(body) // 2) + 1
+    zstd = zstandard.ZstdCompressor()
+    frames = zstd.compress(body[:half]) + zstd.compress(body[half:])
+    client.put_object(Bucket=bucket, Key="zst/0.json.zst", Body=frames)
     plain = _start(c, **_request(bucket, "plain/", "Plain"))  # no InputCompressionType
     gz = _start(c, **_request(bucket, "gz/", "Zipped", InputCompressionType="GZIP"))
-    assert plain["InputCompressionType"] == "NONE"
-    plain, gz = _done(c, plain["ImportArn"]), _done(c, gz["ImportArn"])
+    zs = _start(c, **_request(bucket, "zst/", "Zstd", InputCompressionType="ZSTD"))
+    assert plain["InputCompressionType"] == "NONE" and zs["InputCompressionType"] == "ZSTD"
+    plain, gz, zs = (_done(c, d["ImportArn"]) for d in (plain, gz, zs))
     assert plain["ProcessedSizeBytes"] == gz["ProcessedSizeBytes"] == len(body)
-    assert gz["ImportStatus"] == "COMPLETED" and gz["ImportedItemCount"] == len(ITEMS)
-    assert _scan(c, "Zipped") == _scan(c, "Plain")
+    assert zs["ProcessedSizeBytes"] == len(body)
+    for done in (gz, zs):
+        assert done["ImportStatus"] == "COMPLETED" and done["ImportedItemCount"] == len(ITEMS)
+    assert _scan(c, "Zipped") == _scan(c, "Plain") == _scan(c, "Zstd")
+
+
+def test_an_object_not_in_its_compression_fails_the_import(
+    served: Served, s3: tuple[Any, str]
+) -> None:
+    client, bucket = s3
+    c = served.client()
+    _put(client, bucket, "notzst/0.json", _lines(ITEMS))  # plain, though ZSTD is named
+    done = _done(
+        c,
+        _start(c, **_request(bucket, "notzst/", "NotZstd", InputCompressionType="ZSTD"))[
+            "ImportArn"
+        ],
+    )
+    assert (done["ImportStatus"], done["FailureCode"]) == ("FAILED", "ItemValidationError")
+    assert done["ErrorCount"] == 1 and done["ImportedItemCount"] == 0
 
 
 def test_csv_keys_are_typed_by_their_definitions_and_the_rest_are_strings(
@@ -410,7 +435,6 @@ def test_requests_refused(served: Served) -> None:
     c = served.client(config=Config(parameter_validation=False))  # as DynamoDB gets them
     base = _request("bucket", "p/", "Refused")
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"InputCompressionType": "ZSTD"}, "ZSTD is not supported by streamkit yet"),
         ({"InputFormatOptions": {"Csv": {"Delimiter": ","}}}, "InputFormatOptions"),
         ({"InputFormat": "XML"}, "inputFormat"),
         ({"InputCompressionType": "BZIP2"}, "inputCompressionType"),
