@@ -490,8 +490,10 @@ class _Rows:
         sql = ["SELECT pk, sk, data FROM sk_items WHERE tid=?"]
         args: list[Any] = [table_id]
         if after is not None:
-            sql.append("AND (pk > ? OR (pk = ? AND sk > ?))")
-            args.extend((after[0], after[0], after[1]))
+            # a row value, so the primary key index seeks to it: the form
+            # "pk > ? OR (pk = ? AND sk > ?)" made every page read the table from its start
+            sql.append("AND (pk, sk) > (?, ?)")
+            args.extend(after)
         if total_segments > 1:
             sql.append("AND sk_segment(pk, ?) = ?")
             args.extend((total_segments, segment))
