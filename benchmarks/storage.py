@@ -3,8 +3,8 @@
 The streamkit figures are the same functions ``streamkit bench`` runs. The raw
 sqlite3 floor does the same work per put as streamkit's writer does in SQL (read
 the old row, upsert the item, append the change record, one transaction per
-put; and grouped 100 per transaction for the concurrent case), with no Python
-around it beyond the loop.
+put; and grouped 100 per transaction, of the keys the 100 writers write, for the
+concurrent case), with no Python around it beyond the loop.
 
 ``point_reads_side_by_side`` puts uncached sequential ``get`` calls next to the raw
 point-read floor (``SELECT data, size ... WHERE tid=? AND pk=? AND sk=?`` on a
@@ -32,8 +32,16 @@ from streamkit.cli._bench import (
 from streamkit.storage._sqlite import _SCHEMA
 
 
-def raw_sqlite_puts(directory: str, seconds: float, group: int = 1) -> float:
-    """The floor: the same SQL per put on a WAL file, ``group`` puts per transaction."""
+def raw_sqlite_puts(
+    directory: str, seconds: float, group: int = 1, *, writers_keys: bool = False
+) -> float:
+    """The floor: the same SQL per put on a WAL file, ``group`` puts per transaction.
+
+    With ``writers_keys``, each transaction writes the keys ``bench_concurrent_puts``'s
+    ``group`` writers write at once (writer ``w``'s ``i``-th put is user ``w * 10**7 + i``,
+    so one group touches ``group`` places in the key order, as streamkit's group commit
+    of those writers does); else the keys follow one another (fewer pages per commit).
+    """
     conn = sqlite3.connect(f"{directory}/raw.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -47,8 +55,9 @@ def raw_sqlite_puts(directory: str, seconds: float, group: int = 1) -> float:
     while time.perf_counter() < deadline:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("SELECT max(seq) FROM sk_changes").fetchone()
-        for _ in range(group):
-            pk = f"user-{n:08d}".encode()
+        turn = n // group
+        for w in range(group):
+            pk = f"user-{w * 10_000_000 + turn if writers_keys else n:08d}".encode()
             conn.execute(
                 "SELECT data, size FROM sk_items WHERE tid=? AND pk=? AND sk=?", (1, pk, b"")
             ).fetchone()
@@ -154,7 +163,15 @@ async def run(seconds: float) -> dict[str, Any]:
             out["puts_sequential_per_s"] / out["raw_sqlite_puts_per_s"], 2
         )
         out["puts_100_writers_per_s"] = round(await bench_concurrent_puts(sub("c"), seconds))
-        out["raw_sqlite_puts_grouped_100_per_s"] = round(raw_sqlite_puts(sub("d"), seconds, 100))
+        out["raw_sqlite_puts_grouped_100_per_s"] = round(
+            raw_sqlite_puts(sub("d"), seconds, 100, writers_keys=True)
+        )
+        out["raw_sqlite_puts_grouped_100_sequential_keys_per_s"] = round(
+            raw_sqlite_puts(sub("i"), seconds, 100)
+        )
+        out["puts_100_writers_of_grouped_floor"] = round(
+            out["puts_100_writers_per_s"] / out["raw_sqlite_puts_grouped_100_per_s"], 2
+        )
         out["gets_sequential_per_s"] = round(await bench_gets(sub("e"), seconds))
         out["gets_vs_raw_point_reads"] = await point_reads_side_by_side(sub("h"), 2 * seconds)
         out["gets_100_readers_per_s"] = round(await bench_gets(sub("f"), seconds, readers=100))
