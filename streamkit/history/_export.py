@@ -220,13 +220,21 @@ def _ion_lines(rows: Sequence[Mapping[str, Any]]) -> Iterable[bytes]:
     from amazon.ion import simpleion
 
     for r in rows:
-        row = {k: _ion_struct(v) if k in _ITEM_PARTS else v for k, v in r.items()}
+        row = {
+            k: _ion_struct(v) if k in _ITEM_PARTS else _ion_metadata(v) if k == "Metadata" else v
+            for k, v in r.items()
+        }
         yield simpleion.dumps(row, binary=False).encode() + b"\n"
+
+
+def _ion_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """An incremental row's ``Metadata`` in Ion: its numbers as Ion integers."""
+    return {k: int(v["N"]) if isinstance(v, Mapping) else v for k, v in metadata.items()}
 
 
 def encode_rows(fmt: str, rows: Sequence[Mapping[str, Any]], *, changes: bool) -> bytes:
     """One data file. ``rows``: ``{"Item": ...}`` (full) or the incremental shape
-    ``{"Metadata": {"WriteTimestampMicros"}, "Keys", "NewImage"?, "OldImage"?}`` (plus
+    ``{"Metadata": {"WriteTimestampMicros": {"N": ...}}, "Keys", "NewImage"?, "OldImage"?}`` (plus
     optional ``event`` / ``sequence_number``), attribute values in DynamoDB JSON."""
     if fmt in ("dynamodb-json", "ion"):
         lines = (
@@ -282,16 +290,17 @@ def _flat(r: Mapping[str, Any], *, changes: bool) -> dict[str, Any]:
         "keys": _dumps(r["Keys"]),
         "new_image": None if "NewImage" not in r else _dumps(r["NewImage"]),
         "old_image": None if "OldImage" not in r else _dumps(r["OldImage"]),
-        "write_timestamp_micros": int(r["Metadata"]["WriteTimestampMicros"]),
+        "write_timestamp_micros": int(r["Metadata"]["WriteTimestampMicros"]["N"]),
         "event": r.get("event"),
         "sequence_number": r.get("sequence_number"),
     }
 
 
 def change_row(record: ChangeRecord, *, with_event: bool = False) -> dict[str, Any]:
-    """One change record in the incremental-export shape."""
+    """One change record in the incremental-export shape (DynamoDB's: the write time a
+    DynamoDB JSON number, ``{"WriteTimestampMicros": {"N": "..."}}``)."""
     row: dict[str, Any] = {
-        "Metadata": {"WriteTimestampMicros": record.created_at_ms * 1000},
+        "Metadata": {"WriteTimestampMicros": {"N": str(record.created_at_ms * 1000)}},
         "Keys": item_to_dynamodb_json(dict(record.keys)),
     }
     if record.new_image is not None:

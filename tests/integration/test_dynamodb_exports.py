@@ -212,6 +212,11 @@ async def test_an_incremental_export_of_new_images_keeps_deleted_keys(tmp_path: 
         "new": {"id": {"S": "new"}, "v": {"N": "9"}},
     }
     assert all("OldImage" not in r for r in rows)
+    # the write time as DynamoDB writes it: a DynamoDB JSON number, in microseconds
+    for r in rows:
+        (micros,) = r["Metadata"]["WriteTimestampMicros"].values()
+        assert list(r["Metadata"]["WriteTimestampMicros"]) == ["N"]
+        assert int(micros) >= since.timestamp() * 1e6
     base = tmp_path / "out" / "AWSDynamoDB" / result.export_id
     assert (base / "_started").read_bytes() == b""
     for name in ("manifest-files", "manifest-summary"):

@@ -128,7 +128,7 @@ def test_any_item_reads_back_the_same(item: dict[str, Any]) -> None:
 
 def test_an_incremental_row_keeps_its_metadata_keys_and_images() -> None:
     row = {
-        "Metadata": {"WriteTimestampMicros": 1_700_000_000_123_000},
+        "Metadata": {"WriteTimestampMicros": {"N": "1700000000123000"}},
         "Keys": item_to_dynamodb_json({"id": "k1"}),
         "NewImage": item_to_dynamodb_json({"id": "k1", "v": Decimal(2)}),
         "OldImage": item_to_dynamodb_json({"id": "k1", "v": Decimal(1), "ss": {"x"}}),
