@@ -140,6 +140,24 @@ def _get_put_ops(
     return ops
 
 
+def _scan_page_ops(
+    tables: dict[str, tuple[sk.Table, int]],
+) -> dict[str, Callable[[int], Awaitable[Any]]]:
+    """``scan_<name>``: one 100-item scan page starting after a random existing key (a
+    page deep in a big table must cost what one near its start costs)."""
+    rng = random.Random(11)
+    ops: dict[str, Callable[[int], Awaitable[Any]]] = {}
+    for name, (t, n) in tables.items():
+
+        async def page(_: int, t: sk.Table = t, n: int = n) -> None:
+            start = {"UserID": f"user-{rng.randrange(n - 200):08d}"}
+            got = await t.scan_page(limit=100, start_key=start)
+            assert len(got.items) == 100
+
+        ops[f"scan_{name}"] = page
+    return ops
+
+
 def _summary(latencies: list[float]) -> dict[str, Any]:
     s = sorted(latencies)
     return {
@@ -231,8 +249,9 @@ async def items_curve(sizes: Sequence[int], seconds: float) -> dict[str, Any]:
                 tables[n], rate = await _bulk_table(app, n)
                 out[f"load_{n}_items_per_s"] = round(rate)
                 print(f"loaded {n:,} items at {rate:,.0f}/s", file=sys.stderr)
-            ops = _get_put_ops({str(n): (tables[n], n) for n in sizes})
-            samples = await _alternate(ops, 2 * len(sizes) * seconds)
+            named = {str(n): (tables[n], n) for n in sizes}
+            ops = {**_get_put_ops(named), **_scan_page_ops(named)}
+            samples = await _alternate(ops, 3 * len(sizes) * seconds)
         finally:
             for app in apps.values():
                 await app.close()  # the last connection checkpoints the WAL into the file
@@ -242,7 +261,7 @@ async def items_curve(sizes: Sequence[int], seconds: float) -> dict[str, Any]:
             out[f"file_{n}_bytes_per_item"] = round(_file_size(f"{d}/{n}.db") / n)
         first = sizes[0]
         for n in sizes[1:]:
-            for what in ("get", "put"):
+            for what in ("get", "put", "scan"):
                 ratio = out[f"{what}_{n}"]["per_s"] / out[f"{what}_{first}"]["per_s"]
                 out[f"{what}_{n}_vs_{first}_per_s"] = round(ratio, 2)
     return out
