@@ -34,46 +34,25 @@ reset WAL keeps, the reader thread checkpoints passively every
 ``_IDLE_S`` with the WAL over the limit, the reader thread checkpoints it whole
 and truncates it (waiting at most ``_SHRINK_WAIT_MS`` for old readers, retried
 with backoff), so a snapshot held for a while cannot leave the file large.
-"""
 
-from __future__ import annotations
+This module holds ``SqliteEngine``; its pieces are in ``_sqlite_rows`` (the schema,
+``_Rows``, the point reads), ``_sqlite_worker`` (the worker threads, group commit,
+checkpoints), ``_sqlite_file`` (the URL, opening and inspecting the file) and
+``_sqlite_catalog`` (preparing the schema; the catalog, backup and lease transactions).
+"""
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import os
-import re
 import sqlite3
 import threading
-import time
-import uuid
-import zlib
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from streamkit._fswatch import CommitPacer
-from streamkit.exceptions import (
-    BackupNotFound,
-    ConfigurationError,
-    StorageError,
-    StreamkitError,
-    TableExists,
-    TableNotFound,
-)
-from streamkit.storage._archive import (
-    archive_rows,
-    backup_rows,
-    compact,
-    copy_backup,
-    current_rows,
-    migrate_2_to_3,
-    state_rows,
-)
+from streamkit.exceptions import StorageError, StreamkitError
+from streamkit.storage._archive import archive_rows, current_rows, state_rows
 from streamkit.storage._engine import (
     ArchivedRecord,
     ArchiveRow,
@@ -82,92 +61,56 @@ from streamkit.storage._engine import (
     ItemRow,
     StateRow,
     StoredItem,
-    new_backup_id,
 )
-from streamkit.storage._indexes import index_rows
 from streamkit.storage._spec import TableSpec
-from streamkit.storage._writes import (
-    Checkpoint,
-    StaleCatalog,
-    WriteJob,
-    WriteOp,
-    WriteResult,
-    run_effects,
-    run_job,
+from streamkit.storage._sqlite_catalog import (
+    _backup_items,
+    _create_backup,
+    _delete_backup,
+    _delete_table,
+    _insert_table,
+    _list_backups,
+    _list_tables,
+    _load_table,
+    _prepare_schema,
+    _prune_changes,
+    _release_lease,
+    _store_spec,
+    _try_lease,
+    _update_table,
 )
+from streamkit.storage._sqlite_file import (
+    _BUSY_MS,
+    _open_file,
+    _parse_options,
+    _wal_size,
+    read_only_url,
+)
+from streamkit.storage._sqlite_rows import (
+    _SCHEMA,  # noqa: F401  (re-exported: the benchmarks import it from here)
+    SCHEMA_VERSION,  # noqa: F401  (re-exported, as it was defined here)
+    _get_keys,
+    _get_one,
+    _one_snapshot,
+    _Rows,
+    segment_of,
+)
+from streamkit.storage._sqlite_worker import (
+    _checkpoint,
+    _Fallback,
+    _is_busy,
+    _JobRunner,
+    _shrink_wal,
+    _Work,
+    _Worker,
+)
+from streamkit.storage._writes import Checkpoint, WriteJob, WriteOp, WriteResult, run_effects
 
 __all__ = ("SqliteEngine", "read_only_url")
 
 T = TypeVar("T")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sk_meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sk_tables (
-    id   INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL UNIQUE,
-    spec TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sk_items (
-    tid     INTEGER NOT NULL,
-    pk      BLOB NOT NULL,
-    sk      BLOB NOT NULL,
-    data    BLOB NOT NULL,
-    size    INTEGER NOT NULL,
-    expires REAL,
-    PRIMARY KEY (tid, pk, sk)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sk_items_expires ON sk_items (tid, expires) WHERE expires IS NOT NULL;
-CREATE TABLE IF NOT EXISTS sk_changes (
-    seq        INTEGER PRIMARY KEY,
-    tid        INTEGER NOT NULL,
-    tname      TEXT NOT NULL,
-    event      TEXT NOT NULL,
-    txn        INTEGER,
-    key        BLOB NOT NULL,
-    record     BLOB NOT NULL,
-    created_ms INTEGER NOT NULL,
-    publish    INTEGER NOT NULL,
-    image      BLOB,
-    ipk        BLOB,
-    isk        BLOB
-);
-CREATE TABLE IF NOT EXISTS sk_archive_base (
-    tid INTEGER NOT NULL,
-    ipk BLOB NOT NULL,
-    isk BLOB NOT NULL,
-    seq INTEGER NOT NULL,
-    PRIMARY KEY (tid, ipk, isk)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS sk_backups (
-    id         TEXT PRIMARY KEY,
-    tname      TEXT NOT NULL,
-    spec       TEXT NOT NULL,
-    kind       TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    items      INTEGER NOT NULL,
-    bytes      INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sk_backup_items (
-    bid  TEXT NOT NULL,
-    pk   BLOB NOT NULL,
-    sk   BLOB NOT NULL,
-    data BLOB NOT NULL,
-    size INTEGER NOT NULL,
-    PRIMARY KEY (bid, pk, sk)
-) WITHOUT ROWID;
-"""
-SCHEMA_VERSION = "3"
-_INSERT_CHANGE = (
-    "INSERT INTO sk_changes (seq, tid, tname, event, txn, key, record, created_ms, publish, image,"
-    " ipk, isk) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-
-_MAX_GROUP = 1024  # jobs per group commit
 _CHECKPOINT_EVERY = 100  # commits between passive checkpoints (run by the reader thread)
-_WAL_LIMIT_MB = 64  # default journal_size_limit, and the size the idle shrink aims below
 # the watcher of other processes' commits: poll step, idle wait between file events,
 # and how long to look closely after one
 _WATCH_STEP = 0.002
@@ -176,716 +119,9 @@ _WATCH_HOT = 0.05
 _logger = logging.getLogger("streamkit.storage")
 _IDLE_S = 1.0  # writer idle this long after a commit: shrink the WAL if it is over the limit
 _IDLE_MAX_S = 8.0  # the longest wait between shrink attempts while old readers hold it
-_SHRINK_WAIT_MS = 50  # how long a truncating checkpoint waits for readers (holding the lock)
-_BUSY_MS = 30_000  # every connection's busy timeout otherwise
 _DIRECT_YIELD = 64  # point reads on the calling thread between two yields to the event loop
-_GET = "SELECT data, size FROM sk_items WHERE tid=? AND pk=? AND sk=?"
-_SIZES_KEPT = 65_536  # item collection sizes a writer connection keeps (``_Rows``)
-_MODES = ("ro", "rw", "rwc")  # like SQLite's URI mode: read-only / existing / create
-_HEADER = b"SQLite format 3\x00"
-# streamkit's own tables: a file holding only (some of) these is a store whose creation
-# was interrupted, not a foreign database
-_OWN_TABLES = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", _SCHEMA))
-
-# a queued unit of work: (is_write, fn, future). fn runs on the worker thread.
-_Work = tuple[bool, Callable[[Any], Any], "asyncio.Future[Any] | None"]
-# a finished unit: (future or None for fire-and-forget work, value, error)
-_Result = tuple["asyncio.Future[Any] | None", Any, BaseException | None]
-
-
-def _insert_table(rows: _Rows, spec: TableSpec) -> TableSpec:
-    created = datetime.now(UTC)
-    try:
-        cur = rows.conn.execute(
-            "INSERT INTO sk_tables (name, spec) VALUES (?, ?)", (spec.name, "{}")
-        )
-    except sqlite3.IntegrityError:
-        raise TableExists(f"table {spec.name!r} already exists", table=spec.name) from None
-    table_id = cur.lastrowid
-    assert table_id is not None
-    done = spec.with_id(table_id, created)
-    rows.writes += 1
-    rows.conn.execute("UPDATE sk_tables SET spec=? WHERE id=?", (done.to_json(), table_id))
-    return done
-
-
-def _backup(
-    conn: sqlite3.Connection, name: str, tid: int, spec: str, backup_id: str, kind: str
-) -> BackupInfo:
-    count, size = copy_backup(conn, tid, backup_id)
-    created = time.time_ns() // 1_000_000
-    conn.execute(
-        "INSERT INTO sk_backups (id, tname, spec, kind, created_ms, items, bytes) "
-        "VALUES (?,?,?,?,?,?,?)",
-        (backup_id, name, spec, kind, created, count, size),
-    )
-    return _backup_info((backup_id, name, spec, kind, created, count, size))
-
-
-def _store_spec(rows: _Rows, spec: TableSpec, only_if_epoch: int | None = None) -> TableSpec:
-    """Store a table's changed settings with the next settings epoch (writes prepared
-    with the old one are refused and rerun: see ``_writes.StaleCatalog``)."""
-    row = rows.conn.execute(
-        "SELECT coalesce(json_extract(spec, '$.epoch'), 0) FROM sk_tables WHERE id=? AND name=?",
-        (spec.table_id, spec.name),
-    ).fetchone()
-    if row is None:
-        raise TableNotFound(f"table {spec.name!r} does not exist", table=spec.name)
-    if only_if_epoch is not None and int(row[0]) != only_if_epoch:
-        raise StaleCatalog(spec.name)
-    stored = dataclasses.replace(spec, epoch=int(row[0]) + 1)
-    rows.conn.execute("UPDATE sk_tables SET spec=? WHERE id=?", (stored.to_json(), spec.table_id))
-    rows._slots.pop(spec.table_id, None)
-    return stored
-
-
-def _backup_info(row: Sequence[Any]) -> BackupInfo:
-    bid, name, spec, kind, created, count, size = row
-    return BackupInfo(bid, name, TableSpec.from_json(name, 0, spec), kind, created, count, size)
-
-
-def _version(conn: sqlite3.Connection) -> str | None:
-    try:
-        row = conn.execute("SELECT value FROM sk_meta WHERE key='schema'").fetchone()
-    except sqlite3.OperationalError:  # a new file
-        return None
-    return None if row is None else str(row[0])
-
-
-def _deliver_all(out: list[_Result]) -> None:
-    """Hand each result to its future's event loop (worker thread)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-    for r in out:
-        if r[0] is not None:
-            by_loop.setdefault(r[0].get_loop(), []).append(r)
-    for loop, results in by_loop.items():
-        # a closed loop raises RuntimeError: nobody is waiting for these results
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_deliver, results)
-
-
-def _deliver(results: list[_Result]) -> None:
-    for fut, value, exc in results:
-        if fut is None or fut.cancelled():
-            continue
-        if exc is None:
-            fut.set_result(value)
-        else:
-            fut.set_exception(exc)
-
-
-class _Rows:
-    """The write-side ``Rows`` of a job and the read primitives, over one connection.
-
-    Writes are deferred: ``store``/``remove``/``append_change`` fill an in-memory
-    overlay that ``load`` consults, and ``flush`` hands them to SQLite with one
-    ``executemany`` per statement just before COMMIT. A group of jobs then costs
-    three statement executions instead of three per job, and every job still
-    sees the writes of the jobs before it.
-
-    Item collection sizes (tables with local indexes) are not stored: a collection's
-    size is the sum of the ``size`` column over its item rows and local index rows,
-    read once and then kept up to date in ``_sizes`` by the jobs of this connection,
-    until another connection commits (``data_version``) or a transaction rolls back.
-    A counter row per partition would add a page to every write's commit.
-    """
-
-    __slots__ = ("_changes", "_items", "_sizes", "_slots", "_version", "conn", "seq", "writes")
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.seq = 0
-        self.writes = 0
-        # (tid, pk, sk) -> (data, size, expires) to store, or None to delete
-        self._items: dict[tuple[int, bytes, bytes], tuple[bytes, int, float | None] | None] = {}
-        self._changes: list[tuple[Any, ...]] = []
-        self._slots: dict[int, int | None] = {}  # settings epoch per table, read once per group
-        self._sizes: dict[tuple[int, bytes], int] = {}  # item collection sizes known
-        # the file's PRAGMA data_version when seq and _slots were read (None: read again)
-        self._version: int | None = None
-
-    # --- write side (writer thread, inside BEGIN IMMEDIATE) ---
-    def load(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
-        items = self._items
-        if items:
-            ident = (table_id, pk, sk)
-            if ident in items:
-                pending = items[ident]
-                return None if pending is None else (pending[0], pending[1])
-        return self.get(table_id, pk, sk)
-
-    def store(
-        self, table_id: int, pk: bytes, sk: bytes, data: bytes, size: int, expires: float | None
-    ) -> None:
-        self.writes += 1
-        self._items[(table_id, pk, sk)] = (data, size, expires)
-
-    def remove(self, table_id: int, pk: bytes, sk: bytes) -> None:
-        self.writes += 1
-        self._items[(table_id, pk, sk)] = None
-
-    def next_sequence(self) -> int:
-        self.seq += 1
-        return self.seq
-
-    def append_change(
-        self,
-        seq: int,
-        table_id: int,
-        table: str,
-        event: str,
-        txn: int | None,
-        key: bytes,
-        record: bytes,
-        created_ms: int,
-        publish: bool,
-        image: bytes | None,
-        pk: bytes,
-        sk: bytes,
-    ) -> None:
-        self.writes += 1
-        self._changes.append(
-            (seq, table_id, table, event, txn, key, record, created_ms, int(publish), image, pk, sk)
-        )
-
-    def meta_get(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM sk_meta WHERE key=?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def epoch(self, table_id: int) -> int | None:
-        slots = self._slots
-        if table_id not in slots:
-            row = self.conn.execute(
-                "SELECT coalesce(json_extract(spec, '$.epoch'), 0) FROM sk_tables WHERE id=?",
-                (table_id,),
-            ).fetchone()
-            slots[table_id] = None if row is None else int(row[0])
-        return slots[table_id]
-
-    def collection_size(self, spec: TableSpec, pk: bytes) -> int:
-        ident = (spec.table_id, pk)
-        size = self._sizes.get(ident)
-        if size is None:
-            self.flush()  # the rows this transaction wrote so far count too
-            tids = [spec.table_id]
-            tids += [ix.storage_id(spec.table_id) for ix in spec.indexes if ix.kind == "LOCAL"]
-            size = int(
-                self.conn.execute(
-                    "SELECT coalesce(sum(size), 0) FROM sk_items "
-                    f"WHERE tid IN ({','.join('?' * len(tids))}) AND pk=?",
-                    (*tids, pk),
-                ).fetchone()[0]
-            )
-            self._note_size(ident, size)
-        return size
-
-    def set_collection_size(self, spec: TableSpec, pk: bytes, size: int) -> None:
-        self.writes += 1
-        self._note_size((spec.table_id, pk), size)
-
-    def _note_size(self, ident: tuple[int, bytes], size: int) -> None:
-        sizes = self._sizes
-        if len(sizes) >= _SIZES_KEPT and ident not in sizes:
-            sizes.clear()  # read again when next written
-        sizes[ident] = size
-
-    def meta_set(self, key: str, value: str) -> None:
-        self.writes += 1
-        self.conn.execute("INSERT OR REPLACE INTO sk_meta (key, value) VALUES (?, ?)", (key, value))
-
-    def flush(self) -> None:
-        """Write the deferred rows (inside the open transaction)."""
-        items, changes = self._items, self._changes
-        if items:
-            stores = [
-                (t, p, s, v[0], v[1], v[2]) for (t, p, s), v in items.items() if v is not None
-            ]
-            deletes = [k for k, v in items.items() if v is None]
-            if stores:
-                self.conn.executemany(
-                    "INSERT OR REPLACE INTO sk_items (tid, pk, sk, data, size, expires) "
-                    "VALUES (?,?,?,?,?,?)",
-                    stores,
-                )
-            if deletes:
-                self.conn.executemany("DELETE FROM sk_items WHERE tid=? AND pk=? AND sk=?", deletes)
-            items.clear()
-        if changes:
-            self.conn.executemany(
-                _INSERT_CHANGE,
-                changes,
-            )
-            changes.clear()
-
-    def discard(self) -> None:
-        """Forget deferred rows (the transaction is being rolled back)."""
-        self._items.clear()
-        self._changes.clear()
-        self._sizes.clear()
-        self._version = None
-
-    def max_sequence(self) -> int:
-        return int(self.conn.execute("SELECT max(seq) FROM sk_changes").fetchone()[0] or 0)
-
-    def read_sequence(self) -> None:
-        # Read inside every write transaction, so two processes sharing a file never
-        # reuse a number. Pruning the archive always keeps the newest row, so the
-        # maximum never goes back.
-        # Another connection's commit changes the file's data_version; while it stays,
-        # the number this connection last used and the epochs it read still hold.
-        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
-        if version == self._version:
-            return
-        self.seq = self.max_sequence()
-        self._slots.clear()  # and the catalog as it is in this transaction
-        self._sizes.clear()  # and the item collections
-        self._version = version
-
-    def forget(self) -> None:
-        """Read the sequence and the catalog again at the next write transaction (after a
-        rollback, or work that wrote SQL of its own)."""
-        self._sizes.clear()
-        self._version = None
-
-    # --- read side ---
-    def get(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
-        row: tuple[bytes, int] | None = self.conn.execute(
-            "SELECT data, size FROM sk_items WHERE tid=? AND pk=? AND sk=?", (table_id, pk, sk)
-        ).fetchone()
-        return row
-
-    def range(
-        self,
-        table_id: int,
-        pk: bytes,
-        *,
-        low: bytes | None,
-        low_inclusive: bool,
-        high: bytes | None,
-        high_inclusive: bool,
-        reverse: bool,
-        limit: int,
-    ) -> list[tuple[bytes, bytes]]:
-        sql = ["SELECT sk, data FROM sk_items WHERE tid=? AND pk=?"]
-        args: list[Any] = [table_id, pk]
-        if low is not None:
-            sql.append("AND sk >= ?" if low_inclusive else "AND sk > ?")
-            args.append(low)
-        if high is not None:
-            sql.append("AND sk <= ?" if high_inclusive else "AND sk < ?")
-            args.append(high)
-        sql.append("ORDER BY sk DESC LIMIT ?" if reverse else "ORDER BY sk LIMIT ?")
-        args.append(limit)
-        return self.conn.execute(" ".join(sql), args).fetchall()
-
-    def scan(
-        self,
-        table_id: int,
-        *,
-        after: tuple[bytes, bytes] | None,
-        limit: int,
-        segment: int,
-        total_segments: int,
-    ) -> list[tuple[bytes, bytes, bytes]]:
-        sql = ["SELECT pk, sk, data FROM sk_items WHERE tid=?"]
-        args: list[Any] = [table_id]
-        if after is not None:
-            # a row value, so the primary key index seeks to it: the form
-            # "pk > ? OR (pk = ? AND sk > ?)" made every page read the table from its start
-            sql.append("AND (pk, sk) > (?, ?)")
-            args.extend(after)
-        if total_segments > 1:
-            sql.append("AND sk_segment(pk, ?) = ?")
-            args.extend((total_segments, segment))
-        sql.append("ORDER BY pk, sk LIMIT ?")
-        args.append(limit)
-        return self.conn.execute(" ".join(sql), args).fetchall()
-
-    def expired(self, table_id: int, cutoff: float, limit: int) -> list[bytes]:
-        rows = self.conn.execute(
-            "SELECT data FROM sk_items WHERE tid=? AND expires IS NOT NULL "
-            "AND expires <= ? AND expires >= ? ORDER BY expires LIMIT ?",
-            (table_id, cutoff, cutoff - 5 * 365 * 86400.0, limit),
-        ).fetchall()
-        return [r[0] for r in rows]
-
-    def changes(self, after_seq: int, limit: int) -> list[ChangeRow]:
-        rows = self.conn.execute(
-            "SELECT seq, tid, tname, event, txn, key, record, created_ms, publish, image "
-            "FROM sk_changes WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after_seq, limit),
-        ).fetchall()
-        return [
-            ChangeRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9])
-            for r in rows
-        ]
-
-
-class _JobRunner:
-    """A write job as queued work (the writer defers its row writes to the group's flush)."""
-
-    __slots__ = ("job",)
-
-    def __init__(self, job: WriteJob) -> None:
-        self.job = job
-
-    def __call__(self, rows: _Rows) -> list[WriteResult]:
-        return run_job(rows, self.job)
-
-
-@contextlib.contextmanager
-def _one_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
-    """Several reads in one read transaction: one consistent snapshot under WAL (a
-    no-op inside a transaction already open, as on ``memory://``'s single connection)."""
-    began = not conn.in_transaction
-    if began:
-        conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        if began:
-            conn.execute("COMMIT")
-
-
-def _checkpoint(rows: _Rows) -> None:
-    """Copy committed WAL frames into the database without blocking the writer."""
-    rows.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-
-
-def _shrink_wal(conn: sqlite3.Connection) -> bool:
-    """Checkpoint the whole WAL and truncate it to 0 bytes; False if readers of older
-    snapshots (or another process's writer) kept it.
-
-    The copying is done first by a PASSIVE checkpoint, which takes no lock; the
-    TRUNCATE that follows holds the write lock while it waits for readers, so it
-    waits only ``_SHRINK_WAIT_MS``: a long-running reader delays a writer by that
-    much at most, and the WAL is left (backfilled as far as it can be) for the next
-    try.
-    """
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    conn.execute(f"PRAGMA busy_timeout={_SHRINK_WAIT_MS}")
-    try:
-        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-    finally:
-        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-    return not busy
-
-
-def _ro_uri(path: str, *, immutable: bool = False) -> str:
-    """A read-only ``file:`` URI of ``path`` (``immutable``: not even -wal/-shm files)."""
-    return Path(path).resolve().as_uri() + ("?immutable=1" if immutable else "?mode=ro")
-
-
-def _not_a_store(path: str, why: str) -> ConfigurationError:
-    return ConfigurationError(
-        f"{path} is not a streamkit store: {why}. It was left unchanged; point the "
-        "storage URL at a streamkit store or at a new file"
-    )
-
-
-def _inspect_file(path: str) -> str | None:
-    """What is at ``path``, found without changing anything there.
-
-    None for a new store: no file, an empty one, or a SQLite database holding no
-    tables but streamkit's (a store whose creation was cut short). Otherwise the
-    streamkit schema version stored in it. Raises ConfigurationError for anything
-    else: a file that is not a SQLite database, or one with other tables and no
-    ``sk_meta`` schema row.
-    """
-    try:
-        with open(path, "rb") as f:
-            header = f.read(100)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise ConfigurationError(f"cannot open {path} as a streamkit store: {e}") from None
-    if not header:
-        return None
-    if len(header) < 100 or not header.startswith(_HEADER):
-        raise _not_a_store(path, "not a SQLite database")
-    # A WAL database closed cleanly has no -wal file; a mode=ro connection would create
-    # -wal and -shm files next to it (and leave them). With no -wal file, the database
-    # file is all there is, so reading it as immutable is exact; if that read fails
-    # (someone started writing meanwhile), a plain read-only connection decides.
-    uris = [_ro_uri(path)]
-    if header[18] == 2 and not os.path.exists(f"{path}-wal"):
-        uris.insert(0, _ro_uri(path, immutable=True))
-    for i, uri in enumerate(uris):
-        try:
-            return _classify(path, uri)
-        except sqlite3.DatabaseError as e:
-            if i + 1 < len(uris) and e.sqlite_errorname != "SQLITE_NOTADB":
-                continue
-            if e.sqlite_errorname in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
-                raise _not_a_store(path, f"SQLite cannot read it: {e}") from None
-            err = StorageError(
-                f"cannot read {path}: {e}",
-                retriable=e.sqlite_errorname in ("SQLITE_BUSY", "SQLITE_LOCKED"),
-            )
-            raise err from e
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _classify(path: str, uri: str) -> str | None:
-    conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_MS / 1000)
-    try:
-        names = {
-            str(name)
-            for (name,) in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
-            )
-        }
-        if "sk_meta" in names:
-            try:
-                row = conn.execute("SELECT value FROM sk_meta WHERE key='schema'").fetchone()
-            except sqlite3.OperationalError:  # a foreign table called sk_meta
-                row = None
-            if row is not None:
-                return str(row[0])
-    finally:
-        conn.close()
-    others = sorted(n for n in names - _OWN_TABLES if not n.startswith("sqlite_"))
-    if others:
-        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
-        raise _not_a_store(path, f"it holds other tables ({shown}) and no streamkit schema")
-    return None
-
 
 _NOTHING: Any = object()
-
-
-class _Fallback(Exception):  # a signal, not an error: use a worker thread instead
-    """The work cannot run on the calling thread now (the file busy, or the connection in
-    use by another thread): the reader or writer thread runs it, waiting as it must."""
-
-
-def _is_busy(e: sqlite3.Error) -> bool:
-    """Another connection holds the lock (the file is busy)."""
-    return getattr(e, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
-
-
-def _in_transaction(rows: _Rows, fn: Callable[[_Rows], Any]) -> Any:
-    """``fn(rows)`` in the write transaction just begun, committed; rolled back (and the
-    deferred rows forgotten) if anything raises."""
-    try:
-        rows.read_sequence()
-        if not isinstance(fn, _JobRunner):
-            rows.forget()  # it may write SQL of its own
-        value = fn(rows)
-        rows.flush()
-        rows.conn.execute("COMMIT")
-    except BaseException:
-        rows.discard()
-        if rows.conn.in_transaction:
-            rows.conn.rollback()
-        raise
-    return value
-
-
-def _get_one(conn: sqlite3.Connection, table_id: int, pk: bytes, sk: bytes) -> Any:
-    # fetchall, not fetchone: the statement runs to its end and is reset, so no read
-    # transaction stays open on the connection after the call
-    rows = conn.execute(_GET, (table_id, pk, sk)).fetchall()
-    return rows[0] if rows else None
-
-
-def _get_keys(
-    conn: sqlite3.Connection, table_id: int, keys: Sequence[tuple[bytes, bytes]]
-) -> list[tuple[bytes, int]]:
-    with _one_snapshot(conn):  # one snapshot for the whole batch
-        out = []
-        for pk, sk in keys:
-            rows = conn.execute(_GET, (table_id, pk, sk)).fetchall()
-            if rows:
-                out.append(rows[0])
-        return out
-
-
-def segment_of(pk: bytes, total: int) -> int:
-    """The parallel-scan segment of a partition key (stable across processes)."""
-    return zlib.crc32(pk) % total
-
-
-class _Worker(threading.Thread):
-    """A thread that owns one SQLite connection and runs queued work on it."""
-
-    def __init__(
-        self,
-        name: str,
-        connect: Callable[[], sqlite3.Connection],
-        engine: SqliteEngine,
-        *,
-        idle: bool = False,
-        in_place: bool = False,
-    ):
-        super().__init__(name=name, daemon=True)
-        self._connect = connect
-        self._engine = engine
-        self._idle = idle  # the writer of a file: tell the engine when it has been idle
-        self._in_place = in_place  # the writer: lone writes also run on the loop's thread
-        # a read-only store: a "write" group only reads, and must not take the write lock
-        self._begin = "BEGIN" if engine.read_only else "BEGIN IMMEDIATE"
-        self.queue: SimpleQueue[_Work | None] = SimpleQueue()
-        # held while the connection is in use: by this thread for each batch, or by the
-        # event loop's thread for a write run in place (see run_here)
-        self.lock = threading.Lock()
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self.rows: _Rows | None = None
-
-    def run(self) -> None:
-        try:
-            conn = self._connect()
-        except BaseException as e:  # reported to open()
-            self.error = e
-            self.ready.set()
-            return
-        rows = self.rows = _Rows(conn)
-        # the writer's connection at rest never waits for another process's lock: a
-        # write run in place on the loop's thread (run_here) must not block the loop.
-        # This thread waits up to _BUSY_MS while it holds the connection for a batch.
-        rest = f"PRAGMA busy_timeout={0 if self._in_place else _BUSY_MS}"
-        conn.execute(rest)
-        self.ready.set()
-        q = self.queue
-        engine = self._engine
-        try:
-            while True:
-                wait = engine.idle_wait() if self._idle else None
-                try:
-                    work = q.get(timeout=wait)
-                except Empty:  # idle for `wait` seconds since the last commit
-                    engine.idle()
-                    continue
-                if work is None:
-                    return
-                batch = [work]
-                stop = False
-                while len(batch) < _MAX_GROUP:
-                    try:
-                        nxt = q.get_nowait()
-                    except Empty:
-                        break
-                    if nxt is None:
-                        stop = True
-                        break
-                    batch.append(nxt)
-                with self.lock:
-                    if not self._in_place:
-                        out = self._run_batch(rows, batch)
-                    else:
-                        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-                        try:
-                            out = self._run_batch(rows, batch)
-                        finally:
-                            conn.execute(rest)
-                _deliver_all(out)  # after the lock: a woken caller may write in place
-                if stop:
-                    return
-        finally:
-            conn.close()
-
-    def _run_batch(self, rows: _Rows, batch: list[_Work]) -> list[_Result]:
-        out: list[_Result] = []
-        i = 0
-        n = len(batch)
-        while i < n:
-            if batch[i][0]:
-                j = i
-                while j < n and batch[j][0]:
-                    j += 1
-                self._run_writes(rows, batch[i:j], out)
-                i = j
-            else:
-                _, fn, fut = batch[i]
-                try:
-                    out.append((fut, fn(rows), None))
-                except BaseException as e:
-                    out.append((fut, None, self._engine.wrap(e)))
-                i += 1
-        return out
-
-    def _run_writes(
-        self,
-        rows: _Rows,
-        group: list[_Work],
-        out: list[_Result],
-    ) -> None:
-        conn = rows.conn
-        done: list[_Result] = []
-        try:
-            conn.execute(self._begin)
-            rows.read_sequence()
-            for _, fn, fut in group:
-                if not isinstance(fn, _JobRunner):
-                    rows.flush()  # catalog work reads and writes SQL directly
-                    rows.forget()
-                before = rows.writes
-                try:
-                    done.append((fut, fn(rows), None))
-                except StreamkitError as e:
-                    if rows.writes != before:
-                        raise  # it failed half-way: roll back the group, then run one by one
-                    done.append((fut, None, e))
-            rows.flush()
-            conn.execute("COMMIT")
-        except BaseException:
-            rows.discard()
-            if conn.in_transaction:
-                conn.rollback()
-            self._run_singly(rows, group, out)
-            return
-        out.extend(done)
-        self._engine.committed()
-        if any(e is None for _, _, e in done):
-            self._engine.notify_commit()
-
-    def run_here(self, runner: Callable[[_Rows], Any]) -> tuple[Any, BaseException | None]:
-        """Run one write job in its own transaction on the calling thread (the caller
-        holds ``lock``, and the queue was empty): no thread hop for a lone writer.
-
-        The connection never waits for another process's write lock here: busy, the job
-        is not run and :class:`_Fallback` is raised, so the caller queues it instead.
-        """
-        rows = self.rows
-        if rows is None:
-            raise _Fallback
-        conn = rows.conn  # (busy_timeout is 0 while this thread does not hold it)
-        try:
-            conn.execute(self._begin)
-        except sqlite3.OperationalError as e:
-            if _is_busy(e):
-                raise _Fallback from e
-            raise
-        try:
-            value = _in_transaction(rows, runner)
-        except BaseException as e:
-            return None, self._engine.wrap(e)
-        self._engine.committed()
-        self._engine.notify_commit()
-        return value, None
-
-    def _run_singly(
-        self,
-        rows: _Rows,
-        group: list[_Work],
-        out: list[_Result],
-    ) -> None:
-        conn = rows.conn
-        committed = False
-        for _, fn, fut in group:
-            try:
-                conn.execute(self._begin)
-                value = _in_transaction(rows, fn)
-                committed = True
-                out.append((fut, value, None))
-            except BaseException as e:
-                if conn.in_transaction:
-                    conn.rollback()
-                out.append((fut, None, self._engine.wrap(e)))
-        if committed:
-            self._engine.committed()
-            self._engine.notify_commit()
 
 
 def _wrap(e: BaseException) -> BaseException:
@@ -896,47 +132,6 @@ def _wrap(e: BaseException) -> BaseException:
         err.__cause__ = e
         return err
     return e
-
-
-def _wal_size(path: str) -> int:
-    try:
-        return os.stat(f"{path}-wal").st_size
-    except OSError:
-        return 0
-
-
-def _parse_url(url: str) -> tuple[str | None, dict[str, str]]:
-    parts = urlsplit(url)
-    opts = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    if parts.scheme == "memory":
-        return None, opts
-    if parts.scheme != "sqlite":
-        raise ConfigurationError(
-            f"unsupported storage URL {url!r}: use sqlite:///path or memory://"
-        )
-    path = parts.path
-    if parts.netloc:
-        raise ConfigurationError(
-            f"storage URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
-        )
-    if path.startswith("/"):
-        path = path[1:]  # sqlite:///x.db -> x.db ; sqlite:////abs -> /abs
-    if not path:
-        raise ConfigurationError(f"storage URL {url!r} has no file path")
-    if path == ":memory:":
-        return None, opts
-    return path, opts
-
-
-def read_only_url(url: str) -> str:
-    """``url`` with ``mode=ro`` when it names a SQLite file: for commands that only
-    read, so that a mistyped path or a foreign file is reported, never created or
-    changed. Other URLs (``memory://``, PostgreSQL) come back unchanged."""
-    if urlsplit(url).scheme != "sqlite" or _parse_url(url)[0] is None:
-        return url
-    base, _, query = url.partition("?")
-    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "mode"]
-    return f"{base}?{urlencode([*kept, ('mode', 'ro')])}"
 
 
 class SqliteEngine:
@@ -951,33 +146,7 @@ class SqliteEngine:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.path, opts = _parse_url(url)
-        sync = opts.get("synchronous", "NORMAL").upper()
-        if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise ConfigurationError(f"synchronous={sync!r} must be OFF, NORMAL, FULL or EXTRA")
-        self._synchronous = sync
-        mode = opts.get("mode", "rwc").lower()
-        if mode not in _MODES:
-            raise ConfigurationError(
-                f"storage URL {url!r}: mode={mode!r} must be ro (an existing store, "
-                "read-only), rw (an existing store) or rwc (create it if absent; the default)"
-            )
-        if mode != "rwc" and self.path is None:
-            raise ConfigurationError(
-                f"storage URL {url!r}: mode={mode} needs an existing store; "
-                "an in-memory store is always new"
-            )
-        self._mode = mode
-        limit = opts.get("wal_limit_mb", str(_WAL_LIMIT_MB))
-        try:
-            limit_mb = int(limit)
-        except ValueError:
-            limit_mb = -1
-        if limit_mb < 0:
-            raise ConfigurationError(
-                f"storage URL {url!r}: wal_limit_mb={limit!r} must be a whole number of MiB >= 0"
-            )
-        self._wal_limit = limit_mb * 1024 * 1024
+        self.path, self._synchronous, self._mode, self._wal_limit = _parse_options(url)
         self._writer: _Worker | None = None
         self._reader: _Worker | None = None
         # point reads on the calling thread (file stores; see the module docstring)
@@ -1009,14 +178,21 @@ class SqliteEngine:
         if self.path is None:
             conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         else:
-            conn = self._connect_file(self.path, first=write)
+            conn = _open_file(
+                self.path,
+                first=write,
+                mode=self._mode,
+                url=self.url,
+                synchronous=self._synchronous,
+                wal_limit=self._wal_limit,
+            )
         try:
             conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
             conn.execute("PRAGMA cache_size=-65536")
             conn.execute("PRAGMA temp_store=MEMORY")
             conn.create_function("sk_segment", 2, segment_of, deterministic=True)
             if write and not self.read_only:
-                self._prepare_schema(conn)
+                self.storage_id = _prepare_schema(conn, self.url)
             else:
                 conn.execute("PRAGMA query_only=ON")
                 if write:  # a read-only store: its id is read, never set
@@ -1026,72 +202,6 @@ class SqliteEngine:
             conn.close()
             raise
         return conn
-
-    def _connect_file(self, path: str, *, first: bool) -> sqlite3.Connection:
-        if first:
-            # decide what the file is before anything can change it (no WAL switch,
-            # no CREATE on a foreign database; no directory or file for a wrong path)
-            version = _inspect_file(path)
-            if version is None and self._mode != "rwc":
-                raise ConfigurationError(
-                    f"no streamkit store at {path} (mode={self._mode} opens an existing "
-                    "store only; it creates no file, directory or schema)"
-                )
-            if self.read_only and version != SCHEMA_VERSION:
-                raise ConfigurationError(
-                    f"{self.url}: storage schema version {version} cannot be read here "
-                    f"(this streamkit uses {SCHEMA_VERSION}; opening it without mode=ro "
-                    "migrates a version 2 store)"
-                )
-        if self._mode == "rwc":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=_BUSY_MS / 1000
-            )
-        else:
-            uri = Path(path).resolve().as_uri() + f"?mode={self._mode}"
-            conn = sqlite3.connect(
-                uri,
-                uri=True,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=_BUSY_MS / 1000,
-            )
-        try:
-            if not self.read_only:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(f"PRAGMA synchronous={self._synchronous}")
-                # a reset WAL is truncated to this; the idle shrink empties it
-                conn.execute(f"PRAGMA journal_size_limit={self._wal_limit}")
-                # the reader thread checkpoints (passively, off the write path); this is
-                # only the safety net if it falls far behind
-                conn.execute("PRAGMA wal_autocheckpoint=20000")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _prepare_schema(self, conn: sqlite3.Connection) -> None:
-        with conn:
-            if _version(conn) == "2":
-                migrate_2_to_3(conn)
-            conn.executescript(_SCHEMA)
-        row = conn.execute("SELECT value FROM sk_meta WHERE key='schema'").fetchone()
-        if row is None:
-            conn.execute("INSERT INTO sk_meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-        elif row[0] != SCHEMA_VERSION:
-            raise ConfigurationError(
-                f"{self.url}: storage schema version {row[0]} is not supported "
-                f"(this streamkit uses {SCHEMA_VERSION})"
-            )
-        conn.execute(
-            "INSERT OR IGNORE INTO sk_meta VALUES ('storage_id', ?)", (uuid.uuid4().hex[:16],)
-        )
-        # item collection counters an earlier streamkit kept here: sizes are summed now
-        conn.execute("DELETE FROM sk_meta WHERE key >= 'collection/' AND key < 'collection0'")
-        self.storage_id = conn.execute(
-            "SELECT value FROM sk_meta WHERE key='storage_id'"
-        ).fetchone()[0]
 
     async def open(self) -> None:
         """Start the worker threads (idempotent)."""
@@ -1416,31 +526,11 @@ class SqliteEngine:
     # --- leases ----------------------------------------------------------------------------
     async def try_lease(self, name: str, holder: str, seconds: float) -> bool:
         """Take or renew a lease (kept in ``sk_meta`` as ``holder expiry``)."""
-
-        def fn(rows: _Rows) -> bool:
-            key = f"lease.{name}"
-            now = time.time()
-            stored = rows.meta_get(key)
-            if stored is not None:
-                current, _, until = stored.rpartition(" ")
-                if current != holder and float(until) > now:
-                    return False
-            rows.meta_set(key, f"{holder} {now + seconds}")
-            return True
-
-        return await self.write_fn(fn)
+        return await self.write_fn(lambda rows: _try_lease(rows, name, holder, seconds))
 
     async def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up if ``holder`` holds it."""
-
-        def fn(rows: _Rows) -> None:
-            key = f"lease.{name}"
-            stored = rows.meta_get(key)
-            if stored is not None and stored.rpartition(" ")[0] == holder:
-                rows.writes += 1
-                rows.conn.execute("DELETE FROM sk_meta WHERE key=?", (key,))
-
-        await self.write_fn(fn)
+        await self.write_fn(lambda rows: _release_lease(rows, name, holder))
 
     def add_commit_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after commits (the capture relay's doorbell): on the writer
@@ -1519,22 +609,9 @@ class SqliteEngine:
 
     async def prune_changes(self, *, upto: int, now_ms: int, limit: int) -> int:
         """Prune and compact the archive (see :func:`streamkit.storage._archive.compact`)."""
-
-        def fn(rows: _Rows) -> int:
-            rows.writes += 1
-            # the catalog read in the same transaction: a table another process just
-            # created is never mistaken for a deleted one
-            cutoffs = {
-                s.table_id: now_ms - s.recovery_days * 86_400_000
-                for s in (
-                    TableSpec.from_json(n, i, t)
-                    for i, n, t in rows.conn.execute("SELECT id, name, spec FROM sk_tables")
-                )
-                if s.pitr
-            }
-            return compact(rows.conn, upto=upto, cutoffs=cutoffs, limit=limit)
-
-        return await self.write_fn(fn)
+        return await self.write_fn(
+            lambda rows: _prune_changes(rows, upto=upto, now_ms=now_ms, limit=limit)
+        )
 
     async def write_meta(self, values: dict[str, str]) -> None:
         """Set ``sk_meta`` keys in one transaction."""
@@ -1614,131 +691,35 @@ class SqliteEngine:
         also gets an INSERT row in the archive, unpublished (a restore is not a change
         handlers see, as in DynamoDB): ``archive(spec, index, seq, now_ms)`` returns its
         (message key, record)."""
-
-        def fn(rows: _Rows) -> TableSpec:
-            done = _insert_table(rows, spec)
-            tid = done.table_id
-            now_ms = time.time_ns() // 1_000_000
-            for i, (pk, sk, data, size, expires) in enumerate(items):
-                rows.store(tid, pk, sk, data, size, expires)
-                if archive is not None:
-                    seq = rows.next_sequence()
-                    key, record = archive(done, i, seq, now_ms)
-                    rows.append_change(
-                        seq,
-                        tid,
-                        done.name,
-                        "INSERT",
-                        None,
-                        key,
-                        record,
-                        now_ms,
-                        False,
-                        None,
-                        pk,
-                        sk,
-                    )
-            for sid, pk, sk, data, size in index_rows(done, items):
-                rows.store(sid, pk, sk, data, size, None)
-            return done
-
-        return await self.write_fn(fn)
+        return await self.write_fn(lambda rows: _load_table(rows, spec, items, archive))
 
     # --- backups -----------------------------------------------------------------------
     async def create_backup(self, name: str, backup_id: str, kind: str) -> BackupInfo:
         """Copy a table's items into a new backup, consistently (one transaction)."""
-
-        def fn(rows: _Rows) -> BackupInfo:
-            row = rows.conn.execute(
-                "SELECT id, spec FROM sk_tables WHERE name=?", (name,)
-            ).fetchone()
-            if row is None:
-                raise TableNotFound(f"table {name!r} does not exist", table=name)
-            rows.writes += 1
-            return _backup(rows.conn, name, row[0], row[1], backup_id, kind)
-
-        return await self.write_fn(fn)
+        return await self.write_fn(lambda rows: _create_backup(rows, name, backup_id, kind))
 
     async def list_backups(self, table: str | None = None) -> list[BackupInfo]:
         """Every backup (of one table), oldest first."""
-
-        def fn(rows: _Rows) -> list[BackupInfo]:
-            sql = "SELECT id, tname, spec, kind, created_ms, items, bytes FROM sk_backups"
-            args: tuple[Any, ...] = ()
-            if table is not None:
-                sql += " WHERE tname=?"
-                args = (table,)
-            return [_backup_info(r) for r in rows.conn.execute(sql + " ORDER BY created_ms", args)]
-
-        return await self.write_fn(fn)
+        return await self.write_fn(lambda rows: _list_backups(rows, table))
 
     async def backup_items(self, backup_id: str) -> tuple[BackupInfo, list[ItemRow]]:
         """A backup's description and items ((pk, sk, data), key order)."""
-
-        def fn(rows: _Rows) -> tuple[BackupInfo, list[ItemRow]]:
-            row = rows.conn.execute(
-                "SELECT id, tname, spec, kind, created_ms, items, bytes FROM sk_backups WHERE id=?",
-                (backup_id,),
-            ).fetchone()
-            if row is None:
-                raise BackupNotFound(f"backup {backup_id!r} does not exist")
-            return _backup_info(row), list(backup_rows(rows.conn, backup_id))
-
-        return await self.read(fn)
+        return await self.read(lambda rows: _backup_items(rows, backup_id))
 
     async def delete_backup(self, backup_id: str) -> BackupInfo:
         """Delete a backup and its items."""
-
-        def fn(rows: _Rows) -> BackupInfo:
-            row = rows.conn.execute(
-                "SELECT id, tname, spec, kind, created_ms, items, bytes FROM sk_backups WHERE id=?",
-                (backup_id,),
-            ).fetchone()
-            if row is None:
-                raise BackupNotFound(f"backup {backup_id!r} does not exist")
-            rows.writes += 1
-            rows.conn.execute("DELETE FROM sk_backup_items WHERE bid=?", (backup_id,))
-            rows.conn.execute("DELETE FROM sk_backups WHERE id=?", (backup_id,))
-            return _backup_info(row)
-
-        return await self.write_fn(fn)
+        return await self.write_fn(lambda rows: _delete_backup(rows, backup_id))
 
     async def delete_table(self, name: str) -> TableSpec:
         """Remove a table and all its items (its change records stay in the archive)."""
-
-        def fn(rows: _Rows) -> TableSpec:
-            row = rows.conn.execute(
-                "SELECT id, spec FROM sk_tables WHERE name=?", (name,)
-            ).fetchone()
-            if row is None:
-                raise TableNotFound(f"table {name!r} does not exist", table=name)
-            rows.writes += 1
-            spec = TableSpec.from_json(name, row[0], row[1])
-            if spec.pitr:  # as DynamoDB does: a system backup of a PITR table it deletes
-                _backup(rows.conn, name, row[0], row[1], new_backup_id(name), "SYSTEM")
-            rows.conn.execute("DELETE FROM sk_items WHERE tid=?", (row[0],))
-            rows.conn.execute(
-                "DELETE FROM sk_items WHERE tid BETWEEN ? AND ?", spec.index_storage_range()
-            )
-            rows.conn.execute("DELETE FROM sk_tables WHERE id=?", (row[0],))
-            return spec
-
-        return await self.write_fn(fn)
+        return await self.write_fn(lambda rows: _delete_table(rows, name))
 
     async def update_table(
         self, spec: TableSpec, drop: Sequence[int] = (), *, only_if_epoch: int | None = None
     ) -> TableSpec:
         """Store changed settings of an existing table, and delete every row stored
         under the ids ``drop`` (a deleted index's entries), in one transaction."""
-
-        def fn(rows: _Rows) -> TableSpec:
-            rows.writes += 1
-            stored = _store_spec(rows, spec, only_if_epoch)
-            for sid in drop:
-                rows.conn.execute("DELETE FROM sk_items WHERE tid=?", (sid,))
-            return stored
-
-        return await self.write_fn(fn)
+        return await self.write_fn(lambda rows: _update_table(rows, spec, drop, only_if_epoch))
 
     async def set_ttl(self, spec: TableSpec) -> int:
         """Store ``spec`` and recompute the TTL of every item of the table, in one
@@ -1772,14 +753,5 @@ class SqliteEngine:
 
     async def list_tables(self) -> Sequence[TableSpec]:
         """Every table, by name."""
-
-        def fn(rows: _Rows) -> list[TableSpec]:
-            return [
-                TableSpec.from_json(n, i, s)
-                for i, n, s in rows.conn.execute(
-                    "SELECT id, name, spec FROM sk_tables ORDER BY name"
-                )
-            ]
-
         # the writer sees its own latest catalog even before the reader's snapshot moves
-        return await self.write_fn(fn)
+        return await self.write_fn(_list_tables)
