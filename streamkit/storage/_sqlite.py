@@ -1,12 +1,13 @@
 """The SQLite storage engine (``sqlite:///path.db`` and ``memory://``).
 
 Threads, not the event loop, touch SQLite for writes and long reads: one writer
-thread owns the only write connection and one reader thread serves scans, queries
-and maintenance (WAL lets them run side by side). Callers enqueue work and await
-an asyncio future; each thread drains everything queued, so under load many writes
-share one transaction and one commit (group commit) and many reads one wake-up.
+thread owns the only write connection, one reader thread serves scans and queries,
+and a checkpointer thread keeps the WAL short (WAL lets them run side by side).
+Callers enqueue work and await an asyncio future; each thread drains everything
+queued, so under load many writes share one transaction and one commit (group
+commit) and many reads one wake-up.
 
-Point reads (``get``, ``get_many``) of a file store skip the thread hop: a third,
+Point reads (``get``, ``get_many``) of a file store skip the thread hop: one more,
 read-only connection runs them on the calling thread (a WAL reader never waits for
 the writer, and a primary-key lookup costs a few microseconds, less than the hop's
 wake-ups). It has no busy timeout: if SQLite says busy (a recovery, another process
@@ -29,9 +30,10 @@ ConfigurationError and is left untouched. ``?mode=ro`` opens an existing store
 read-only and never creates anything (``mode=rw``: existing, writable).
 
 The WAL: ``journal_size_limit`` (``?wal_limit_mb=``, 64 by default) caps what a
-reset WAL keeps, the reader thread checkpoints passively every
-``_CHECKPOINT_EVERY`` commits, and once the writer has been idle for
-``_IDLE_S`` with the WAL over the limit, the reader thread checkpoints it whole
+reset WAL keeps, a third thread (the checkpointer, its own connection, so a long
+checkpoint never holds up the reads queued on the reader thread) checkpoints
+passively every ``_CHECKPOINT_EVERY`` commits, and once the writer has been idle
+for ``_IDLE_S`` with the WAL over the limit, it checkpoints the WAL whole
 and truncates it (waiting at most ``_SHRINK_WAIT_MS`` for old readers, retried
 with backoff), so a snapshot held for a while cannot leave the file large.
 
@@ -110,7 +112,7 @@ __all__ = ("SqliteEngine", "read_only_url")
 
 T = TypeVar("T")
 
-_CHECKPOINT_EVERY = 100  # commits between passive checkpoints (run by the reader thread)
+_CHECKPOINT_EVERY = 100  # commits between passive checkpoints (the checkpointer thread's)
 # the watcher of other processes' commits: poll step, idle wait between file events,
 # and how long to look closely after one
 _WATCH_STEP = 0.002
@@ -149,6 +151,9 @@ class SqliteEngine:
         self.path, self._synchronous, self._mode, self._wal_limit = _parse_options(url)
         self._writer: _Worker | None = None
         self._reader: _Worker | None = None
+        # a file opened read-write: the thread that checkpoints and shrinks the WAL, so
+        # a long checkpoint never holds up the reads queued on the reader thread
+        self._keeper: _Worker | None = None
         # point reads on the calling thread (file stores; see the module docstring)
         self._direct: sqlite3.Connection | None = None
         self._direct_lock = threading.Lock()
@@ -160,7 +165,7 @@ class SqliteEngine:
         self._listeners: list[Callable[[], None]] = []
         self._watcher: threading.Thread | None = None
         self._commits = 0
-        # the idle WAL shrink (writer thread; `_shrinking` is cleared by the reader thread)
+        # the idle WAL shrink (writer thread; `_shrinking` is cleared by the checkpointer thread)
         self._wal_due = False  # a commit since the WAL was last seen within its limit
         self._wal_wait = _IDLE_S
         self._shrinking = False
@@ -236,15 +241,28 @@ class SqliteEngine:
                 if reader.error is not None:
                     writer.queue.put(None)
                     raise self.wrap(reader.error)
+            keeper: _Worker | None = None
+            if two:
+                keeper = _Worker(
+                    "streamkit-sqlite-checkpointer", lambda: self._connect(write=False), self
+                )
+                keeper.start()
+                await asyncio.to_thread(keeper.ready.wait)
+                if keeper.error is not None:
+                    for w in {writer, reader}:
+                        w.queue.put(None)
+                    raise self.wrap(keeper.error)
             direct = None
             if self.path is not None:
                 try:
                     direct = await asyncio.to_thread(self._connect_direct)
                 except BaseException:
-                    for w in {writer, reader}:
-                        w.queue.put(None)
+                    for started in {writer, reader, keeper} - {None}:
+                        assert started is not None
+                        started.queue.put(None)
                     raise
             self._writer, self._reader, self._direct = writer, reader, direct
+            self._keeper = keeper
 
     def _connect_direct(self) -> sqlite3.Connection:
         """The connection for point reads on the calling thread: read-only, never waits."""
@@ -255,11 +273,12 @@ class SqliteEngine:
     async def close(self) -> None:
         """Finish queued work, stop the threads, close the connections."""
         writer, reader, direct = self._writer, self._reader, self._direct
-        self._writer = self._reader = self._direct = None
-        for w in {writer, reader}:
+        keeper = self._keeper
+        self._writer = self._reader = self._direct = self._keeper = None
+        for w in {writer, reader, keeper}:
             if w is not None:
                 w.queue.put(None)
-        for w in {writer, reader}:
+        for w in {writer, reader, keeper}:
             if w is not None:
                 await asyncio.to_thread(w.join)
         if direct is not None:
@@ -637,14 +656,15 @@ class SqliteEngine:
         return _wrap(e)
 
     def committed(self) -> None:
-        """Count a commit (writer thread); every so often ask the reader to checkpoint."""
+        """Count a commit (writer thread); every so often ask the checkpointer thread for
+        a passive checkpoint."""
         self._commits += 1
         self._wal_due = True
         self._wal_wait = _IDLE_S
-        reader = self._reader
-        if self._commits >= _CHECKPOINT_EVERY and reader is not None and reader is not self._writer:
+        keeper = self._keeper
+        if self._commits >= _CHECKPOINT_EVERY and keeper is not None:
             self._commits = 0
-            reader.queue.put((False, _checkpoint, None))
+            keeper.queue.put((False, _checkpoint, None))
 
     def idle_wait(self) -> float | None:
         """Seconds the writer thread may wait for work before calling :meth:`idle`."""
@@ -653,21 +673,21 @@ class SqliteEngine:
     def idle(self) -> None:
         """The writer has had nothing to do for ``idle_wait()`` seconds (writer thread).
 
-        While the WAL is over ``wal_limit_mb``, ask the reader thread to checkpoint and
-        truncate it, off the write path; while old readers keep it, try again after
+        While the WAL is over ``wal_limit_mb``, ask the checkpointer thread to checkpoint
+        and truncate it, off the write path; while old readers keep it, try again after
         twice the wait (up to ``_IDLE_MAX_S``).
         """
-        path, reader = self.path, self._reader
+        path, keeper = self.path, self._keeper
         if path is None or _wal_size(path) <= self._wal_limit:
             self._wal_due = False
             return
         self._wal_wait = min(self._wal_wait * 2, _IDLE_MAX_S)
-        if reader is not None and reader is not self._writer and not self._shrinking:
+        if keeper is not None and not self._shrinking:
             self._shrinking = True
-            reader.queue.put((False, self._shrink, None))
+            keeper.queue.put((False, self._shrink, None))
 
     def _shrink(self, rows: _Rows) -> bool:
-        """Reader thread: checkpoint and truncate the WAL (see :func:`_shrink_wal`)."""
+        """Checkpointer thread: checkpoint and truncate the WAL (see :func:`_shrink_wal`)."""
         try:
             return _shrink_wal(rows.conn)
         finally:

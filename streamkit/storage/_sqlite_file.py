@@ -130,7 +130,7 @@ def _open_file(
             conn.execute(f"PRAGMA synchronous={synchronous}")
             # a reset WAL is truncated to this; the idle shrink empties it
             conn.execute(f"PRAGMA journal_size_limit={wal_limit}")
-            # the reader thread checkpoints (passively, off the write path); this is
+            # the checkpointer thread checkpoints (passively, off the write path); this is
             # only the safety net if it falls far behind
             conn.execute("PRAGMA wal_autocheckpoint=20000")
     except BaseException:
