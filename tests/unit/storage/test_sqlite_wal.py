@@ -108,3 +108,37 @@ async def test_a_long_reader_never_blocks_the_writer(tmp_path: Path) -> None:
         other.execute("COMMIT")
         other.close()
         await app.close()
+
+
+async def test_a_long_checkpoint_holds_up_neither_scans_nor_writes(tmp_path: Path) -> None:
+    """Checkpoints run on a thread of their own: while one is stuck, scans (the reader
+    thread's work) and commits (which ask for more checkpoints) go on."""
+    import threading
+
+    app = sk.App(storage=f"sqlite:///{tmp_path}/s.db", log=f"local://{tmp_path}/log")
+    try:
+        t = await app.create_table("Items", "id")
+        for start in (0, 25):
+            await t.batch_write(puts=[{"id": f"k{i:03d}"} for i in range(start, start + 25)])
+        engine = app._store.engine
+        assert isinstance(engine, SqliteEngine)
+        keeper = engine._keeper
+        assert keeper is not None and keeper is not engine._reader
+        started, release = threading.Event(), threading.Event()
+
+        def stuck(rows: _Rows) -> None:
+            started.set()
+            release.wait(20)
+
+        keeper.queue.put((False, stuck, None))
+        assert await asyncio.to_thread(started.wait, 5)
+        try:
+            for i in range(150):  # past the commits between two checkpoint requests
+                await t.put({"id": f"n{i:03d}"})
+            page = await asyncio.wait_for(t.scan_page(limit=300), 5)
+            assert len(page.items) == 200
+            assert not release.is_set()  # all of it while the checkpointer was stuck
+        finally:
+            release.set()
+    finally:
+        await app.close()
