@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import statistics
 import tempfile
 import time
@@ -23,30 +22,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import streamkit as sk
-from streamkit.storage._sqlite import _SCHEMA
+from benchmarks._floors import _side_by_side, raw_store
+from streamkit.storage._sqlite import SqliteEngine
 
 BACKFILL_ENV = "STREAMKIT_BENCH_BACKFILL"
-
-
-async def _side_by_side(
-    a: Callable[[int], Awaitable[Any]], b: Callable[[int], Awaitable[Any]], seconds: float
-) -> tuple[float, float]:
-    """Rates of ``a`` and ``b`` measured in alternating slices (so a load that comes and
-    goes on the machine weighs on both alike)."""
-    done = {id(a): 0, id(b): 0}
-    spent = {id(a): 0.0, id(b): 0.0}
-    for _ in range(6):
-        for fn in (a, b):
-            n = done[id(fn)]
-            start = time.perf_counter()
-            deadline = start + seconds / 6
-            while time.perf_counter() < deadline:
-                for _ in range(10):
-                    await fn(n)
-                    n += 1
-            spent[id(fn)] += time.perf_counter() - start
-            done[id(fn)] = n
-    return done[id(a)] / spent[id(a)], done[id(b)] / spent[id(b)]
 
 
 def _indexed() -> dict[str, Any]:
@@ -85,7 +64,7 @@ async def _writes(app: sk.App, seconds: float) -> dict[str, Any]:
         "ratio": round(with_ix / base, 2),
         "goal": ">= 0.6",
     }
-    if app.store.engine.__class__.__name__ == "SqliteEngine":
+    if isinstance(app.store.engine, SqliteEngine):
         with tempfile.TemporaryDirectory() as d:
             raw_base, raw_ix = await _side_by_side(*_raw_writers(d), 2 * seconds)
         out["raw_sqlite_floor_ratio"] = round(raw_ix / raw_base, 2)
@@ -99,10 +78,7 @@ def _raw_writers(
     rows a put to the plain table writes, and those of a put to the indexed one (the
     item, an entry in each of the three indexes, the change row). Their ratio is the
     floor of streamkit's: four B-tree inserts in four places cost what they cost."""
-    conn = sqlite3.connect(f"{directory}/raw.db", isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(_SCHEMA)
+    conn = raw_store(f"{directory}/raw.db")
     item, entry, key_only, record = (
         os.urandom(150),
         os.urandom(100),

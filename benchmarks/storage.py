@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.indexes import _side_by_side
+from benchmarks._floors import _side_by_side, raw_store
 from streamkit.cli._bench import (
     _fresh_app,
     _item,
@@ -29,7 +29,6 @@ from streamkit.cli._bench import (
     bench_puts,
     bench_query,
 )
-from streamkit.storage._sqlite import _SCHEMA
 
 
 def raw_sqlite_puts(
@@ -42,11 +41,7 @@ def raw_sqlite_puts(
     so one group touches ``group`` places in the key order, as streamkit's group commit
     of those writers does); else the keys follow one another (fewer pages per commit).
     """
-    conn = sqlite3.connect(f"{directory}/raw.db", isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA wal_autocheckpoint=20000")
-    conn.executescript(_SCHEMA)
+    conn = raw_store(f"{directory}/raw.db")
     data = os.urandom(120)
     record = os.urandom(330)
     n = 0

@@ -229,7 +229,7 @@ def _ion_lines(rows: Sequence[Mapping[str, Any]]) -> Iterable[bytes]:
 
 def _ion_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """An incremental row's ``Metadata`` in Ion: its numbers as Ion integers."""
-    return {k: int(v["N"]) if isinstance(v, Mapping) else v for k, v in metadata.items()}
+    return {k: int(v["N"]) for k, v in metadata.items()}
 
 
 def encode_rows(fmt: str, rows: Sequence[Mapping[str, Any]], *, changes: bool) -> bytes:

@@ -215,54 +215,56 @@ class SqliteEngine:
         with self._open_lock:
             if self._writer is not None:
                 return
-            # a file opened read-write gets a reader thread and the idle WAL shrink; a
-            # read-only one (and memory) a single thread
+            # a file opened read-write gets a reader thread, a checkpointer thread and the
+            # idle WAL shrink; a read-only one (and memory) a single thread
             two = self.path is not None and not self.read_only
             # a WAL left large by an earlier run shrinks too, once the writer is idle
             self._wal_due, self._wal_wait, self._shrinking = two, _IDLE_S, False
-            writer = _Worker(
-                "streamkit-sqlite-writer",
-                lambda: self._connect(write=True),
-                self,
-                idle=two,
-                in_place=True,
+            started: list[_Worker] = []
+            writer = await self._start(
+                _Worker(
+                    "streamkit-sqlite-writer",
+                    lambda: self._connect(write=True),
+                    self,
+                    idle=two,
+                    in_place=True,
+                ),
+                started,
             )
-            writer.start()
-            await asyncio.to_thread(writer.ready.wait)
-            if writer.error is not None:
-                raise self.wrap(writer.error)
-            reader = writer
+            reader, keeper = writer, None
             if two:
-                reader = _Worker(
-                    "streamkit-sqlite-reader", lambda: self._connect(write=False), self
+
+                def connect() -> sqlite3.Connection:
+                    return self._connect(write=False)
+
+                reader = await self._start(
+                    _Worker("streamkit-sqlite-reader", connect, self), started
                 )
-                reader.start()
-                await asyncio.to_thread(reader.ready.wait)
-                if reader.error is not None:
-                    writer.queue.put(None)
-                    raise self.wrap(reader.error)
-            keeper: _Worker | None = None
-            if two:
-                keeper = _Worker(
-                    "streamkit-sqlite-checkpointer", lambda: self._connect(write=False), self
+                keeper = await self._start(
+                    _Worker("streamkit-sqlite-checkpointer", connect, self), started
                 )
-                keeper.start()
-                await asyncio.to_thread(keeper.ready.wait)
-                if keeper.error is not None:
-                    for w in {writer, reader}:
-                        w.queue.put(None)
-                    raise self.wrap(keeper.error)
             direct = None
             if self.path is not None:
                 try:
                     direct = await asyncio.to_thread(self._connect_direct)
                 except BaseException:
-                    for started in {writer, reader, keeper} - {None}:
-                        assert started is not None
-                        started.queue.put(None)
+                    for w in started:
+                        w.queue.put(None)
                     raise
-            self._writer, self._reader, self._direct = writer, reader, direct
-            self._keeper = keeper
+            self._writer, self._reader, self._keeper = writer, reader, keeper
+            self._direct = direct
+
+    async def _start(self, worker: _Worker, started: list[_Worker]) -> _Worker:
+        """Start ``worker`` and wait for its connection; if that fails, stop the workers
+        ``started`` before it and raise. Appends it to ``started``."""
+        worker.start()
+        await asyncio.to_thread(worker.ready.wait)
+        if worker.error is not None:
+            for w in started:
+                w.queue.put(None)
+            raise self.wrap(worker.error)
+        started.append(worker)
+        return worker
 
     def _connect_direct(self) -> sqlite3.Connection:
         """The connection for point reads on the calling thread: read-only, never waits."""

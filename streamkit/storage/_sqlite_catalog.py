@@ -158,29 +158,29 @@ def _list_backups(rows: _Rows, table: str | None) -> list[BackupInfo]:
     return [_backup_info(r) for r in rows.conn.execute(sql + " ORDER BY created_ms", args)]
 
 
-def _backup_items(rows: _Rows, backup_id: str) -> tuple[BackupInfo, list[ItemRow]]:
-    """See :meth:`SqliteEngine.backup_items`."""
+def _stored_backup(rows: _Rows, backup_id: str) -> BackupInfo:
+    """A backup's description; raises BackupNotFound."""
     row = rows.conn.execute(
         "SELECT id, tname, spec, kind, created_ms, items, bytes FROM sk_backups WHERE id=?",
         (backup_id,),
     ).fetchone()
     if row is None:
         raise BackupNotFound(f"backup {backup_id!r} does not exist")
-    return _backup_info(row), list(backup_rows(rows.conn, backup_id))
+    return _backup_info(row)
+
+
+def _backup_items(rows: _Rows, backup_id: str) -> tuple[BackupInfo, list[ItemRow]]:
+    """See :meth:`SqliteEngine.backup_items`."""
+    return _stored_backup(rows, backup_id), list(backup_rows(rows.conn, backup_id))
 
 
 def _delete_backup(rows: _Rows, backup_id: str) -> BackupInfo:
     """See :meth:`SqliteEngine.delete_backup`."""
-    row = rows.conn.execute(
-        "SELECT id, tname, spec, kind, created_ms, items, bytes FROM sk_backups WHERE id=?",
-        (backup_id,),
-    ).fetchone()
-    if row is None:
-        raise BackupNotFound(f"backup {backup_id!r} does not exist")
+    info = _stored_backup(rows, backup_id)
     rows.writes += 1
     rows.conn.execute("DELETE FROM sk_backup_items WHERE bid=?", (backup_id,))
     rows.conn.execute("DELETE FROM sk_backups WHERE id=?", (backup_id,))
-    return _backup_info(row)
+    return info
 
 
 def _delete_table(rows: _Rows, name: str) -> TableSpec:
