@@ -121,9 +121,20 @@ _WATCH_HOT = 0.05
 _logger = logging.getLogger("streamkit.storage")
 _IDLE_S = 1.0  # writer idle this long after a commit: shrink the WAL if it is over the limit
 _IDLE_MAX_S = 8.0  # the longest wait between shrink attempts while old readers hold it
-_DIRECT_YIELD = 64  # point reads on the calling thread between two yields to the event loop
+_DIRECT_YIELD = 64  # point reads (or lone writes) on the calling thread between two yields
+
 
 _NOTHING: Any = object()
+
+
+def _nothing_ready(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether no callback is queued to run on ``loop`` before it next waits for I/O.
+
+    Read from asyncio's own loop (its ``_ready`` queue); another loop (uvloop) does
+    not say, and is taken as busy.
+    """
+    ready = getattr(loop, "_ready", None)
+    return ready is not None and not ready
 
 
 def _wrap(e: BaseException) -> BaseException:
@@ -161,6 +172,7 @@ class SqliteEngine:
         # came (see write)
         self._held: dict[asyncio.AbstractEventLoop, _Work | None] = {}
         self._direct_reads = 0
+        self._direct_writes = 0  # lone writes run at once since the loop last had a turn
         self._open_lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
         self._watcher: threading.Thread | None = None
@@ -311,14 +323,28 @@ class SqliteEngine:
         runs here, in its own transaction on the writer's connection (under its lock).
         A second write in the same turn sends both, and the rest of the turn's, to the
         writer thread at once, which commits them as one group, as before.
+
+        When nothing else is ready to run on the loop (no callback or task can ask for
+        another write before the turn ends), holding it would only cost a loop turn: it
+        runs here at once, and the loop gets a turn every ``_DIRECT_YIELD`` such writes.
         """
         writer = self._writer
         if writer is None:
             raise StorageError(f"storage {self.url} is not open (or was closed)")
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[WriteResult]] = loop.create_future()
-        work: _Work = (True, _JobRunner(job), fut)
         held = self._held.get(loop, _NOTHING)
+        runner = _JobRunner(job)
+        if held is _NOTHING and self._direct_writes < _DIRECT_YIELD and _nothing_ready(loop):
+            self._direct_writes += 1
+            done = self._run_alone(writer, runner)
+            if done is not None:
+                value, error = done
+                if error is not None:
+                    raise error
+                return value  # type: ignore[no-any-return]
+        self._direct_writes = 0
+        fut: asyncio.Future[list[WriteResult]] = loop.create_future()
+        work: _Work = (True, runner, fut)
         if held is _NOTHING:  # the turn's first write: hold it
             self._held[loop] = work
             loop.call_soon(self._run_held, loop, writer)
@@ -328,6 +354,21 @@ class SqliteEngine:
                 self._held[loop] = None
             writer.queue.put(work)
         return await fut
+
+    @staticmethod
+    def _run_alone(
+        writer: _Worker, runner: Callable[[_Rows], Any]
+    ) -> tuple[Any, BaseException | None] | None:
+        """Run one write job here when the writer is idle: ``(value, error)``, or None when
+        it is busy (with queued work, or with another process's lock)."""
+        if not writer.queue.empty() or not writer.lock.acquire(blocking=False):
+            return None
+        try:
+            return writer.run_here(runner)
+        except _Fallback:
+            return None
+        finally:
+            writer.lock.release()
 
     def _run_held(self, loop: asyncio.AbstractEventLoop, writer: _Worker) -> None:
         """End of the turn: run a held lone write here (or queue it if the writer is busy)."""
@@ -340,20 +381,15 @@ class SqliteEngine:
         if self._writer is not writer:
             fut.set_exception(StorageError(f"storage {self.url} is not open (or was closed)"))
             return
-        if writer.queue.empty() and writer.lock.acquire(blocking=False):
-            try:
-                value, error = writer.run_here(work[1])
-            except _Fallback:
-                pass
-            else:
-                if error is None:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(error)
-                return
-            finally:
-                writer.lock.release()
-        writer.queue.put(work)
+        done = self._run_alone(writer, work[1])
+        if done is None:
+            writer.queue.put(work)
+            return
+        value, error = done
+        if error is None:
+            fut.set_result(value)
+        else:
+            fut.set_exception(error)
 
     async def write_fn(self, fn: Callable[[_Rows], T]) -> T:
         """Run ``fn(rows)`` inside a write transaction (used for DDL and maintenance)."""

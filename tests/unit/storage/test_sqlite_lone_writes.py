@@ -1,7 +1,8 @@
 """A lone write of a SQLite store runs on the calling thread (no hop to the writer thread
-and back); writes that come together still go to the writer thread as one group; a file
-busy with another connection's write never blocks the event loop; two connections
-sharing a file never reuse a sequence number."""
+and back), at once when nothing else is ready to run (no loop turn), with a loop turn at
+least every ``_DIRECT_YIELD`` writes; writes that come together still go to the writer
+thread as one group; a file busy with another connection's write never blocks the event
+loop; two connections sharing a file never reuse a sequence number."""
 
 from __future__ import annotations
 
@@ -45,6 +46,57 @@ async def test_a_lone_write_runs_on_the_calling_thread(
         assert job_threads == [threading.get_ident()] * 52
         assert await items.get({"id": "k1"}) == {"id": "k1", "n": 100}
         assert await items.get({"id": "k2"}) is None
+    finally:
+        await app.close()
+
+
+async def test_a_lone_write_with_nothing_else_ready_costs_no_loop_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    selector: Any = loop._selector  # type: ignore[attr-defined]
+    waits = 0
+    real = selector.select
+
+    def select(timeout: float | None = None) -> Any:
+        nonlocal waits
+        waits += 1
+        return real(timeout)
+
+    app = sk.App(storage=f"sqlite:///{tmp_path}/s.db", log=f"local://{tmp_path}/log")
+    try:
+        items = await app.create_table("Items", "id", stream=sk.StreamView.NEW_AND_OLD_IMAGES)
+        await asyncio.sleep(0.05)  # let the open settle
+        monkeypatch.setattr(selector, "select", select)
+        for i in range(640):
+            await items.put({"id": f"k{i}", "n": i})
+        monkeypatch.setattr(selector, "select", real)
+        # a loop turn per write would be 640 (or 1,280 with the held write's own turn);
+        # one every _DIRECT_YIELD writes is 10, and a background timer may add a few
+        assert waits <= 640 // _sqlite._DIRECT_YIELD + 20, waits
+        assert len([x async for x in items.scan()]) == 640
+    finally:
+        await app.close()
+
+
+async def test_a_run_of_lone_writes_still_gives_the_loop_a_turn(tmp_path: Path) -> None:
+    app = sk.App(storage=f"sqlite:///{tmp_path}/s.db", log=f"local://{tmp_path}/log")
+    try:
+        items = await app.create_table("Items", "id")
+        written = 0
+        fired: list[int] = []
+
+        def note() -> None:
+            fired.append(written)
+            asyncio.get_running_loop().call_later(0, note)
+
+        asyncio.get_running_loop().call_later(0, note)
+        for i in range(10 * _sqlite._DIRECT_YIELD):
+            await items.put({"id": f"k{i}"})
+            written += 1
+        # a timer due at once waits at most _DIRECT_YIELD writes for its turn
+        gaps = [b - a for a, b in zip([0, *fired], fired, strict=False)]
+        assert len(fired) >= 9 and max(gaps) <= _sqlite._DIRECT_YIELD, fired
     finally:
         await app.close()
 
