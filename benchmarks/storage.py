@@ -6,7 +6,9 @@ the old row, upsert the item, append the change record, one transaction per
 put; and grouped 100 per transaction, of the keys the 100 writers write, for the
 concurrent case), with no Python around it beyond the loop.
 
-``point_reads_side_by_side`` puts uncached sequential ``get`` calls next to the raw
+``puts_side_by_side`` measures sequential puts and that floor in alternating slices of
+one run (so a load that comes and goes weighs on both alike); ``point_reads_side_by_side``
+puts uncached sequential ``get`` calls next to the raw
 point-read floor (``SELECT data, size ... WHERE tid=? AND pk=? AND sk=?`` on a
 sqlite3 connection of the same file, same keys), in alternating slices.
 """
@@ -48,30 +50,72 @@ def raw_sqlite_puts(
     start = time.perf_counter()
     deadline = start + seconds
     while time.perf_counter() < deadline:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("SELECT max(seq) FROM sk_changes").fetchone()
         turn = n // group
-        for w in range(group):
-            pk = f"user-{w * 10_000_000 + turn if writers_keys else n:08d}".encode()
-            conn.execute(
-                "SELECT data, size FROM sk_items WHERE tid=? AND pk=? AND sk=?", (1, pk, b"")
-            ).fetchone()
-            conn.execute(
-                "INSERT OR REPLACE INTO sk_items (tid, pk, sk, data, size, expires) "
-                "VALUES (?,?,?,?,?,?)",
-                (1, pk, b"", data, 100, None),
-            )
-            conn.execute(
-                "INSERT INTO sk_changes "
-                "(seq, tid, tname, event, txn, key, record, created_ms, publish, image) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (n + 1, 1, "Users", "INSERT", None, pk, record, 0, 1, None),
-            )
-            n += 1
-        conn.execute("COMMIT")
+        keys = [
+            f"user-{w * 10_000_000 + turn if writers_keys else n + w:08d}".encode()
+            for w in range(group)
+        ]
+        _raw_put_transaction(conn, keys, n, data, record)
+        n += group
     elapsed = time.perf_counter() - start
     conn.close()
     return n / elapsed
+
+
+def _raw_put_transaction(
+    conn: sqlite3.Connection, keys: list[bytes], n: int, data: bytes, record: bytes
+) -> None:
+    """One transaction of the floor: read the sequence, then per key read the old row,
+    upsert the item and append its change record (changes numbered from ``n + 1``)."""
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("SELECT max(seq) FROM sk_changes").fetchone()
+    for pk in keys:
+        conn.execute(
+            "SELECT data, size FROM sk_items WHERE tid=? AND pk=? AND sk=?", (1, pk, b"")
+        ).fetchone()
+        conn.execute(
+            "INSERT OR REPLACE INTO sk_items (tid, pk, sk, data, size, expires) "
+            "VALUES (?,?,?,?,?,?)",
+            (1, pk, b"", data, 100, None),
+        )
+        n += 1
+        conn.execute(
+            "INSERT INTO sk_changes "
+            "(seq, tid, tname, event, txn, key, record, created_ms, publish, image) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (n, 1, "Users", "INSERT", None, pk, record, 0, 1, None),
+        )
+    conn.execute("COMMIT")
+
+
+async def puts_side_by_side(directory: str, seconds: float) -> dict[str, Any]:
+    """Awaited sequential puts vs the raw floor (one transaction per put), alternating
+    slices of each in one run: two files side by side, each written by its own side."""
+    app = await _fresh_app(directory)
+    users = app.table("Users")
+    raw = raw_store(f"{directory}/raw.db")
+    data = os.urandom(120)
+    record = os.urandom(330)
+    try:
+        for i in range(200):  # warm up, as bench_puts does
+            await users.put(_item(1_000_000_000 + i))
+
+        async def put(n: int) -> None:
+            await users.put(_item(n))
+
+        async def raw_put(n: int) -> None:
+            _raw_put_transaction(raw, [f"user-{n:08d}".encode()], n, data, record)
+
+        ours, floor = await _side_by_side(put, raw_put, seconds)
+    finally:
+        raw.close()
+        await app.close()
+    return {
+        "puts_per_s": round(ours),
+        "raw_sqlite_puts_per_s": round(floor),
+        "of_raw_floor": round(ours / floor, 2),
+        "goal": ">= 0.6",
+    }
 
 
 async def point_reads_side_by_side(
@@ -157,6 +201,7 @@ async def run(seconds: float) -> dict[str, Any]:
         out["of_raw_sqlite_floor"] = round(
             out["puts_sequential_per_s"] / out["raw_sqlite_puts_per_s"], 2
         )
+        out["puts_vs_raw_floor"] = await puts_side_by_side(sub("j"), 2 * seconds)
         out["puts_100_writers_per_s"] = round(await bench_concurrent_puts(sub("c"), seconds))
         out["raw_sqlite_puts_grouped_100_per_s"] = round(
             raw_sqlite_puts(sub("d"), seconds, 100, writers_keys=True)
