@@ -861,8 +861,8 @@ def _category(path: str | None) -> str | None:
     if not path:
         return None
     p = path.replace("\\", "/")
-    if p.endswith(("/streamkit/storage/_postgres.py", "/streamkit/storage/_pg_schema.py")):
-        return "streamkit's PostgreSQL engine (_postgres, _pg_schema)"
+    if "/streamkit/storage/_postgres" in p or p.endswith("/streamkit/storage/_pg_schema.py"):
+        return "streamkit's PostgreSQL engine (_postgres*, _pg_schema)"
     if "/streamkit/" in p:
         return "streamkit's put path (validation, encoding, write plan, records)"
     if "/asyncpg/" in p:

@@ -2,8 +2,9 @@
 helpers (opening a store, catalog inserts, backups, archive compaction).
 
 Everything here runs on a connection, inside a transaction, handed in by
-:mod:`streamkit.storage._postgres`, which owns connections, transactions, locking
-order and error mapping (the role ``_archive`` plays for the SQLite engine).
+:mod:`streamkit.storage._postgres` (and its pool side, ``_postgres_pool``; the error
+mapping is in ``_postgres_conn``), which owns connections, transactions and locking
+order (the role ``_archive`` plays for the SQLite engine).
 The tables mirror the SQLite engine's (``sk_items``, ``sk_changes``,
 ``sk_archive_base``, ``sk_backups``...) so both engines read and write the same
 logical store; the module docstring of ``_postgres`` explains the PostgreSQL-only
