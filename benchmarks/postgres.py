@@ -106,7 +106,7 @@ def _database_of(url: str) -> str:
 
 def default_pool_size(url: str) -> int:
     """The engine's pool size for ``url`` (its default unless the URL sets ``pool_size``)."""
-    from streamkit.storage._postgres import _parse_url
+    from streamkit.storage._postgres_conn import _parse_url
 
     return _parse_url(url).pool_size
 

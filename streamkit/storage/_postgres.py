@@ -91,7 +91,7 @@ import asyncpg
 from streamkit.exceptions import StorageError, StreamkitError, TableNotFound
 from streamkit.storage import _pg_schema as S
 from streamkit.storage._engine import ArchiveRow, StoredItem, new_backup_id
-from streamkit.storage._postgres_conn import (  # _parse_url: benchmarks import it here
+from streamkit.storage._postgres_conn import (
     _guard,
     _is_lost,
     _no_reset,
