@@ -34,7 +34,7 @@ from streamkit.log._base import (
     check_max_records,
     check_offset,
 )
-from streamkit.log._kafka import _kafka_errors, _quietly, to_log_records
+from streamkit.log._kafka_util import _kafka_errors, _quietly, to_log_records
 
 if TYPE_CHECKING:
     from streamkit.log._kafka import KafkaLog
