@@ -131,9 +131,26 @@ def _size(n: int) -> bytes:
 
 
 def _long(n: int) -> bytes:
+    if 0 <= n < _NSMALL:  # sizes, counts: the zigzag of a non-negative n is n << 1
+        return _SIZE[n]
     if not _LONG_MIN <= n <= _LONG_MAX:
         raise ValidationError(f"{n} does not fit in an Avro long")
     return _varint((n << 1) ^ (n >> 63))
+
+
+# The records of one millisecond share their creation time: keep its encoding (one
+# tuple, rebound whole, so threads encoding records at once never see half of it).
+_last_ms: tuple[int, bytes] = (-1, b"")
+
+
+def _ms(n: int) -> bytes:
+    global _last_ms
+    last = _last_ms
+    if last[0] == n:
+        return last[1]
+    b = _long(n)
+    _last_ms = (n, b)
+    return b
 
 
 def _string(s: str) -> bytes:
@@ -383,7 +400,7 @@ def encode_record(
             parts.extend(_string(name) for name in sorted(changed))
         parts.append(_END)
     parts.append(_long(sequence_number))
-    parts.append(_long(created_at_ms))
+    parts.append(_ms(created_at_ms))
     parts.append(_long(size_bytes))
     parts.append(view)
     if user_identity is None:
