@@ -139,17 +139,16 @@ def _long(n: int) -> bytes:
 
 
 # The records of one millisecond share their creation time: keep its encoding (one
-# tuple, rebound whole, so threads encoding records at once never see half of it).
-_last_ms: tuple[int, bytes] = (-1, b"")
+# tuple, replaced whole, so threads encoding records at once never see half of it).
+_LAST_MS: Final[list[tuple[int, bytes]]] = [(-1, b"")]
 
 
 def _ms(n: int) -> bytes:
-    global _last_ms
-    last = _last_ms
+    last = _LAST_MS[0]
     if last[0] == n:
         return last[1]
     b = _long(n)
-    _last_ms = (n, b)
+    _LAST_MS[0] = (n, b)
     return b
 
 

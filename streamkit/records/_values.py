@@ -223,7 +223,7 @@ def _normalize_set(value: set[Any] | frozenset[Any], path: str) -> set[Any]:
 
 def normalize_item(item: Mapping[str, Any]) -> Item:
     """Validate a whole item (top-level names non-empty) and return its normalized form."""
-    if not isinstance(item, Mapping):
+    if type(item) is not dict and not isinstance(item, Mapping):  # (dict: no ABC check)
         raise ValidationError(f"an item must be a mapping, got {type(item).__name__}")
     out: Item = {}
     for k, v in item.items():

@@ -75,7 +75,7 @@ Capacity = OnDemand | Provisioned
 
 def write_units(size: int) -> float:
     """Write units for an item of ``size`` bytes (at least 1)."""
-    return float(max(1, math.ceil(size / 1024)))
+    return float(-(-size // 1024) or 1)  # ceil(size / 1024) in integers
 
 
 def read_units(size: int, *, consistent: bool) -> float:
