@@ -6,7 +6,7 @@ clauses and ``SET`` values become the expression AST of
 :mod:`streamkit.storage._conditions` — the nodes conditions, filters and update
 expressions already use — so one evaluator serves both languages. The only node
 added here is :class:`Value`: a literal or ``?`` parameter, which
-:mod:`streamkit.storage._partiql_exec` turns into a ``Const`` once the parameters are
+:mod:`streamkit.storage._partiql_plan` turns into a ``Const`` once the parameters are
 known. Grammar (keywords case-insensitive; names bare or ``"double-quoted"``)::
 
     statement ::= select | insert | update | delete | "EXISTS" "(" select ")"

@@ -14,6 +14,10 @@ as ``Table.put`` / ``update`` / ``delete`` and ``Transaction``:
   :class:`~streamkit.exceptions.DuplicateItem`); ``UPDATE`` is an update on
   ``attribute_exists(pk) AND <rest of WHERE>``; ``DELETE`` a delete on
   ``attribute_not_exists(pk) OR <rest of WHERE>`` (an absent item is no error).
+
+Binding parameters and planning a SELECT's key access are in
+:mod:`streamkit.storage._partiql_plan`, resolving and running writes in
+:mod:`streamkit.storage._partiql_write`.
 """
 
 from __future__ import annotations
@@ -21,71 +25,44 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import itertools
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
-from decimal import Decimal
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from streamkit.exceptions import (
     CancellationReason,
-    ConditionFailed,
-    DuplicateItem,
     StreamkitError,
     TransactionCanceled,
     ValidationError,
 )
-from streamkit.records._values import (
-    Item,
-    from_dynamodb_json,
-    item_to_dynamodb_json,
-    normalize_value,
-    type_of,
-    values_equal,
-)
+from streamkit.records._values import Item, from_dynamodb_json, item_to_dynamodb_json
 from streamkit.storage._capacity import measure
-from streamkit.storage._conditions import (
-    And,
-    BeginsWith,
-    Between,
-    Compare,
-    Condition,
-    Const,
-    Exists,
-    In,
-    Node,
-    NotExists,
-    Or,
-    PathRef,
-    UpdateExpr,
-    key,
-)
+from streamkit.storage._conditions import Condition, key
 from streamkit.storage._evaluate import top_level_names
 from streamkit.storage._expressions import ExpressionContext, compile_condition, compile_projection
 from streamkit.storage._keys import KeySchema, order_bytes
-from streamkit.storage._partiql import (
-    Delete,
-    ExistsCheck,
-    Insert,
-    ListValue,
-    Literal,
-    MapValue,
-    Param,
-    Select,
-    Statement,
-    Update,
-    Value,
-    ValueExpr,
-    parse_statement,
+from streamkit.storage._partiql import ExistsCheck, Select, Statement, parse_statement
+from streamkit.storage._partiql_plan import (
+    _INCOMPLETE_KEY,
+    _and,
+    _Bound,
+    _check_params,
+    _composite_partitions,
+    _conjuncts,
+    _full_key,
+    _key_lookup,
+    _only_partitions,
+    _partitions,
+    _projection,
+    _sort_term,
 )
+from streamkit.storage._partiql_write import _resolve_write, _write
 from streamkit.storage._reads import partition_condition
 from streamkit.storage._table import Page, Table, check_limit
 from streamkit.storage._transaction import Transaction
 
 if TYPE_CHECKING:
-    from streamkit.storage._indexes import IndexSpec
-    from streamkit.storage._spec import TableSpec
     from streamkit.storage._store import Store
 
 __all__ = (
@@ -99,8 +76,6 @@ __all__ = (
 
 MAX_BATCH: Final = 25
 MAX_TRANSACTION: Final = 100
-_INCOMPLETE_KEY: Final = "Where clause does not contain a mandatory equality on all key attributes"
-_PARAMS: Final = "Number of parameters in request and statement don't match."
 
 StatementRequest = tuple[str, Sequence[Any] | None]
 """A statement and its ``?`` parameters (None: no parameters)."""
@@ -130,283 +105,6 @@ class BatchStatementResult:
     table: str | None = None
     item: Item | None = None
     error: StreamkitError | None = None
-
-
-# --- binding values ------------------------------------------------------------------------------
-
-
-def _python(expr: ValueExpr, params: Sequence[Any]) -> Any:
-    """A value expression as a Python value (normalized later, as a whole)."""
-    if isinstance(expr, Literal):
-        return expr.value
-    if isinstance(expr, Param):
-        return params[expr.index]
-    if isinstance(expr, ListValue):
-        return [_python(v, params) for v in expr.items]
-    if isinstance(expr, MapValue):
-        return {k: _python(v, params) for k, v in expr.entries}
-    members = [_python(v, params) for v in expr.items]
-    for m in members:
-        if type(m) not in (str, Decimal, bytes, int, float):
-            raise ValidationError(
-                "Unsupported data type in Bag. DynamoDB only supports either numbers or "
-                "strings in bags"
-            )
-    return set(members)
-
-
-def _value(expr: ValueExpr, params: Sequence[Any]) -> Any:
-    return normalize_value(_python(expr, params), "root")
-
-
-_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def _child_fields(cls: type) -> tuple[str, ...]:
-    """The fields of a tree node class that can hold nodes (not its position)."""
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(f.name for f in fields(cls) if f.name != "pos")
-    return names
-
-
-class _Bound:
-    """Replaces every :class:`Value` of a tree with a ``Const`` of its parameters."""
-
-    __slots__ = ("params",)
-
-    def __init__(self, params: Sequence[Any]) -> None:
-        self.params = params
-
-    def node(self, node: Any) -> Any:
-        if isinstance(node, Value):
-            return Const(_value(node.expr, self.params))
-        if not isinstance(node, Node):
-            return node
-        changes: dict[str, Any] = {}
-        for name in _child_fields(type(node)):
-            child = getattr(node, name)
-            if isinstance(child, Node):
-                new = self.node(child)
-            elif isinstance(child, tuple):
-                new = tuple(self.node(c) for c in child)
-            else:
-                continue
-            if new is not child:
-                changes[name] = new
-        return replace(node, **changes) if changes else node  # type: ignore[type-var]
-
-
-def _check_params(stmt: Statement, params: Sequence[Any]) -> None:
-    # DynamoDB refuses too few parameters and ignores extra ones
-    if len(params) < stmt.params:
-        raise ValidationError(_PARAMS)
-
-
-# --- conditions ------------------------------------------------------------------------------
-
-
-def _conjuncts(node: Condition) -> list[Condition]:
-    """The top-level AND terms of a condition, in text order (without recursion)."""
-    out: list[Condition] = []
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, And):
-            stack += (n.right, n.left)
-        else:
-            out.append(n)
-    return out
-
-
-def _and(terms: Sequence[Condition]) -> Condition | None:
-    if not terms:
-        return None
-    node = terms[0]
-    for t in terms[1:]:
-        node = And(node, t)
-    return node
-
-
-def _attr_const(node: Compare, name: str) -> Any:
-    """The constant ``name`` is compared with in ``name op const`` (either side), or None."""
-    for path, other in ((node.left, node.right), (node.right, node.left)):
-        if isinstance(path, PathRef) and path.elements == (name,) and isinstance(other, Const):
-            return other
-    return None
-
-
-_KEY_TERMS: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, ValueExpr], ...] | None] = {}
-
-
-def _key_lookup(
-    text: str, names: tuple[str, ...], where: Condition, params: Sequence[Any]
-) -> dict[str, Any] | None:
-    """The key a WHERE (not yet bound) names with exactly one ``key = value`` term per
-    key attribute and nothing else, or None (then the bound tree decides). Which terms
-    those are is found once per statement text and key."""
-    cache_key = (text, names)
-    if cache_key in _KEY_TERMS:
-        terms = _KEY_TERMS[cache_key]
-    else:
-        if len(_KEY_TERMS) >= 1024:
-            _KEY_TERMS.clear()
-        terms = _KEY_TERMS[cache_key] = _key_terms(names, where)
-    if terms is None:
-        return None
-    return {name: _value(expr, params) for name, expr in terms}
-
-
-def _key_terms(
-    names: tuple[str, ...], where: Condition
-) -> tuple[tuple[str, ValueExpr], ...] | None:
-    terms = _conjuncts(where)
-    if len(terms) != len(names):
-        return None
-    found: dict[str, ValueExpr] = {}
-    for term in terms:
-        if not isinstance(term, Compare) or term.op != "=":
-            return None
-        for path, other in ((term.left, term.right), (term.right, term.left)):
-            if (
-                isinstance(path, PathRef)
-                and len(path.elements) == 1
-                and path.elements[0] in names
-                and isinstance(other, Value)
-            ):
-                name = str(path.elements[0])
-                if name in found:
-                    return None
-                found[name] = other.expr
-                break
-        else:
-            return None
-    return tuple(found.items()) if len(found) == len(names) else None
-
-
-def _full_key(spec: TableSpec, where: Condition) -> tuple[dict[str, Any], Condition | None]:
-    """The item key a write's WHERE fixes, and the rest of the WHERE as its condition."""
-    names = spec.key.names
-    found: dict[str, Any] = {}
-    rest: list[Condition] = []
-    for term in _conjuncts(where):
-        hit = None
-        if isinstance(term, Compare) and term.op == "=":
-            for n in names:
-                c = _attr_const(term, n)
-                if c is not None:
-                    hit = (n, c.value)
-                    break
-        if hit is None:
-            rest.append(term)
-        elif hit[0] in found:
-            raise ValidationError(
-                f"Multiple conditions on same key {hit[0]}. Only single item "
-                "Update/Insert/Delete are supported"
-            )
-        else:
-            found[hit[0]] = hit[1]
-    if len(found) != len(names):
-        raise ValidationError(_INCOMPLETE_KEY)
-    return found, _and(rest)
-
-
-def _partitions(node: Condition, pk: str) -> list[Any] | None:
-    """The partition key values a WHERE restricts the result to, or None (a scan)."""
-    if isinstance(node, Compare) and node.op == "=":
-        c = _attr_const(node, pk)
-        return None if c is None else [c.value]
-    if isinstance(node, In):
-        if (
-            isinstance(node.operand, PathRef)
-            and node.operand.elements == (pk,)
-            and all(isinstance(o, Const) for o in node.options)
-        ):
-            return _unique([o.value for o in node.options if isinstance(o, Const)])
-        return None
-    if isinstance(node, And):
-        left, right = _partitions(node.left, pk), _partitions(node.right, pk)
-        if left is None or right is None:
-            return left if right is None else right
-        return [v for v in left if any(values_equal(v, w) for w in right)]
-    if isinstance(node, Or):
-        left, right = _partitions(node.left, pk), _partitions(node.right, pk)
-        if left is None or right is None:
-            return None
-        return _unique(left + right)
-    return None
-
-
-_MOST_PARTITIONS = 100  # of a multi-attribute partition key: more, and PartiQL scans
-
-
-def _composite_partitions(node: Condition, ix: IndexSpec) -> list[Any] | None:
-    """The partitions (tuples of the partition key attributes' values) of an index with
-    a multi-attribute partition key that a WHERE restricts the result to, or None (a
-    scan). Combinations the WHERE rules out are read and dropped by it."""
-    values = [_partitions(node, a.name) for a in ix.hash_attrs]
-    if any(v is None for v in values):
-        return None
-    combos = list(itertools.product(*values))  # type: ignore[arg-type]
-    return combos if len(combos) <= _MOST_PARTITIONS else None
-
-
-def _only_partitions(node: Condition, pk: str) -> bool:
-    """Whether a term says nothing but which partitions (``pk = v``, ``pk IN``, their OR)."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, Or):
-            stack += (n.left, n.right)
-        elif not (isinstance(n, (Compare, In)) and _partitions(n, pk) is not None):
-            return False
-    return True
-
-
-def _unique(values: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    for v in values:
-        if not any(values_equal(v, w) for w in out):
-            out.append(v)
-    return out
-
-
-def _sort_term(term: Condition, sk: str, sk_type: str) -> bool:
-    """Whether a top-level term is a sort-key condition a key condition can hold."""
-
-    def ok(c: Any) -> bool:
-        return isinstance(c, Const) and type_of(c.value) == sk_type
-
-    def is_sk(p: Any) -> bool:
-        return isinstance(p, PathRef) and p.elements == (sk,)
-
-    if isinstance(term, Compare) and term.op != "<>":
-        return ok(_attr_const(term, sk))
-    if isinstance(term, Between):
-        return is_sk(term.operand) and ok(term.low) and ok(term.high)
-    if isinstance(term, BeginsWith):
-        return is_sk(term.operand) and ok(term.prefix) and sk_type in ("S", "B")
-    return False
-
-
-def _projection(paths: tuple[PathRef, ...] | None) -> tuple[str | None, dict[str, str] | None]:
-    """A projection list as a ProjectionExpression with ``#name`` placeholders."""
-    if paths is None:
-        return None, None
-    refs: dict[str, str] = {}  # attribute name -> placeholder
-
-    def ref(name: str) -> str:
-        if name not in refs:
-            refs[name] = f"#p{len(refs)}"
-        return refs[name]
-
-    texts = []
-    for p in paths:
-        text = ""
-        for e in p.elements:
-            text += f"[{e}]" if type(e) is int else (f".{ref(str(e))}" if text else ref(str(e)))
-        texts.append(text)
-    return ", ".join(texts), {r: n for n, r in refs.items()}
 
 
 # --- paging tokens ---------------------------------------------------------------------------
@@ -588,140 +286,6 @@ def _check_order(
             "Must have hash key in ORDER BY clause when more than one hash key condition "
             "specified in WHERE clause."
         )
-
-
-def _render_update(update: UpdateExpr) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """A bound update AST as an UpdateExpression with ``#n`` / ``:v`` placeholders."""
-    names: dict[str, str] = {}
-    values: dict[str, Any] = {}
-
-    def path(p: PathRef) -> str:
-        out = []
-        for e in p.elements:
-            if type(e) is int:
-                out.append(f"[{e}]")
-                continue
-            ref = f"#n{len(names)}"
-            names[ref] = str(e)
-            out.append(f".{ref}" if out else ref)
-        return "".join(out)
-
-    def operand(node: Any) -> str:
-        from streamkit.storage._conditions import Arith, ListAppend
-
-        if isinstance(node, PathRef):
-            return path(node)
-        if isinstance(node, Const):
-            ref = f":v{len(values)}"
-            values[ref] = node.value
-            return ref
-        if isinstance(node, Arith):
-            return f"{operand(node.left)} {node.op} {operand(node.right)}"
-        if isinstance(node, ListAppend):
-            return f"list_append({operand(node.first)}, {operand(node.second)})"
-        raise ValidationError(f"Unsupported operator in Update Expression. Operator: {node!r}")
-
-    clauses = []
-    if update.sets:
-        clauses.append(
-            "SET " + ", ".join(f"{path(a.path)} = {operand(a.value)}" for a in update.sets)
-        )
-    if update.removes:
-        clauses.append("REMOVE " + ", ".join(path(a.path) for a in update.removes))
-    if update.adds:
-        clauses.append(
-            "ADD " + ", ".join(f"{path(a.path)} {operand(a.value)}" for a in update.adds)
-        )
-    if update.deletes:
-        clauses.append(
-            "DELETE " + ", ".join(f"{path(a.path)} {operand(a.value)}" for a in update.deletes)
-        )
-    return " ".join(clauses), names, values
-
-
-def _insert_item(stmt: Insert, params: Sequence[Any]) -> Item:
-    item = _value(stmt.item, params)
-    if type(item) is not dict:
-        raise ValidationError(
-            "Unsupported format in item expression. Please use struct format {...} to express "
-            "item values for insert statement."
-        )
-    return item
-
-
-@dataclass(frozen=True, slots=True)
-class _Write:
-    """A write statement resolved against its table: what to hand the table API."""
-
-    kind: str  # put update delete check
-    table: str
-    item_or_key: Item
-    condition: Condition | None
-    expression: str | None = None
-    names: dict[str, str] | None = None
-    values: dict[str, Any] | None = None
-    returns: str = "NONE"
-
-
-async def _resolve_write(store: Store, stmt: Statement, params: Sequence[Any]) -> _Write:
-    bound = _Bound(params)
-    if isinstance(stmt, Insert):
-        spec = await store.spec(stmt.table)
-        item = _insert_item(stmt, params)
-        return _Write("put", stmt.table, item, NotExists(PathRef((spec.key.partition.name,))))
-    if isinstance(stmt, ExistsCheck):
-        select = stmt.select
-        if select.index is not None:
-            raise ValidationError("Operations on indices are not supported in transactions")
-        if select.where is None:
-            raise ValidationError(
-                "EXISTS() must contain a single item read with additional condition"
-            )
-        spec = await store.spec(select.table)
-        k, rest = _full_key(spec, bound.node(select.where))
-        exists: Condition = Exists(PathRef((spec.key.partition.name,)))
-        return _Write("check", select.table, k, exists if rest is None else exists & rest)
-    if isinstance(stmt, (Update, Delete)):
-        spec = await store.spec(stmt.table)
-        k, rest = _full_key(spec, bound.node(stmt.where))
-        pk = PathRef((spec.key.partition.name,))
-        if isinstance(stmt, Delete):
-            guard = None if rest is None else Or(NotExists(pk), rest)
-            return _Write("delete", stmt.table, k, guard, returns=stmt.returning)
-        expression, names, values = _render_update(bound.node(stmt.update))
-        cond: Condition = Exists(pk) if rest is None else And(Exists(pk), rest)
-        return _Write(
-            "update", stmt.table, k, cond, expression, names, values or None, stmt.returning
-        )
-    raise ValidationError("Expected data manipulation")  # pragma: no cover - reads go elsewhere
-
-
-async def _write(store: Store, w: _Write, old_on_failure: bool) -> Item | None:
-    table = Table(store, w.table)
-    if w.kind == "put":
-        try:
-            await table.put(w.item_or_key, condition=w.condition)
-        except ConditionFailed as e:
-            raise DuplicateItem(table=w.table, key=e.key) from None
-        return None
-    if w.kind == "delete":
-        return await table.delete(
-            w.item_or_key,
-            condition=w.condition,
-            returns=w.returns,
-            return_old_on_condition_failure=old_on_failure,
-        )
-    if w.kind == "update":
-        return await table.update(
-            w.item_or_key,
-            expression=w.expression,
-            condition=w.condition,
-            names=w.names,
-            values=w.values,
-            returns=w.returns,
-            return_old_on_condition_failure=old_on_failure,
-        )
-    raise ValidationError("EXISTS can only be used in ExecuteTransaction write requests.")
 
 
 async def execute_page(
