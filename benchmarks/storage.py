@@ -6,8 +6,9 @@ the old row, upsert the item, append the change record, one transaction per
 put; and grouped 100 per transaction, of the keys the 100 writers write, for the
 concurrent case), with no Python around it beyond the loop.
 
-``puts_side_by_side`` measures sequential puts and that floor in alternating slices of
-one run (so a load that comes and goes weighs on both alike); ``point_reads_side_by_side``
+``puts_side_by_side`` measures sequential puts and that floor, and
+``writers_side_by_side`` 100 concurrent writers and the grouped floor, in alternating
+slices of one run (so a load that comes and goes weighs on both alike); ``point_reads_side_by_side``
 puts uncached sequential ``get`` calls next to the raw
 point-read floor (``SELECT data, size ... WHERE tid=? AND pk=? AND sk=?`` on a
 sqlite3 connection of the same file, same keys), in alternating slices.
@@ -15,6 +16,7 @@ sqlite3 connection of the same file, same keys), in alternating slices.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import tempfile
@@ -118,6 +120,55 @@ async def puts_side_by_side(directory: str, seconds: float) -> dict[str, Any]:
     }
 
 
+async def writers_side_by_side(
+    directory: str, seconds: float, writers: int = 100
+) -> dict[str, Any]:
+    """``writers`` concurrent tasks putting (writer ``w``'s ``i``-th put is user
+    ``w * 10**7 + i``, as ``bench_concurrent_puts``) vs the grouped floor (``writers``
+    puts per transaction, the keys those writers write at once), in alternating slices
+    of one run."""
+    app = await _fresh_app(directory)
+    users = app.table("Users")
+    raw = raw_store(f"{directory}/raw.db")
+    data = os.urandom(120)
+    record = os.urandom(330)
+    done = {"ours": 0, "raw": 0}
+    spent = {"ours": 0.0, "raw": 0.0}
+    turn = [0] * writers
+    raw_turn = 0
+    try:
+        for _ in range(6):
+            start = time.perf_counter()
+            deadline = start + seconds / 12
+
+            async def writer(w: int, deadline: float = deadline) -> None:
+                while time.perf_counter() < deadline:
+                    await users.put(_item(w * 10_000_000 + turn[w]))
+                    turn[w] += 1
+                    done["ours"] += 1
+
+            await asyncio.gather(*(writer(w) for w in range(writers)))
+            spent["ours"] += time.perf_counter() - start
+            start = time.perf_counter()
+            deadline = start + seconds / 12
+            while time.perf_counter() < deadline:
+                keys = [f"user-{w * 10_000_000 + raw_turn:08d}".encode() for w in range(writers)]
+                _raw_put_transaction(raw, keys, done["raw"], data, record)
+                done["raw"] += writers
+                raw_turn += 1
+            spent["raw"] += time.perf_counter() - start
+    finally:
+        raw.close()
+        await app.close()
+    ours, floor = done["ours"] / spent["ours"], done["raw"] / spent["raw"]
+    return {
+        "puts_per_s": round(ours),
+        "raw_sqlite_grouped_per_s": round(floor),
+        "of_grouped_floor": round(ours / floor, 2),
+        "goal": ">= 0.5",
+    }
+
+
 async def point_reads_side_by_side(
     directory: str, seconds: float, items: int = 10_000
 ) -> dict[str, Any]:
@@ -202,6 +253,7 @@ async def run(seconds: float) -> dict[str, Any]:
             out["puts_sequential_per_s"] / out["raw_sqlite_puts_per_s"], 2
         )
         out["puts_vs_raw_floor"] = await puts_side_by_side(sub("j"), 2 * seconds)
+        out["writers_100_vs_grouped_floor"] = await writers_side_by_side(sub("k"), 2 * seconds)
         out["puts_100_writers_per_s"] = round(await bench_concurrent_puts(sub("c"), seconds))
         out["raw_sqlite_puts_grouped_100_per_s"] = round(
             raw_sqlite_puts(sub("d"), seconds, 100, writers_keys=True)
