@@ -12,6 +12,11 @@ job runs in two phases:
 
 The engine runs many jobs in one transaction (group commit); a job that fails
 in *plan* is simply left out, since it wrote nothing.
+
+The operations, the job and the results are in :mod:`streamkit.storage._write_ops`,
+the item collection accounting of tables with local indexes in
+:mod:`streamkit.storage._item_collections`; the names other modules use are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -19,23 +24,27 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from streamkit.exceptions import (
     CancellationReason,
     ConditionFailed,
-    ItemCollectionSizeLimitExceeded,
     StorageError,
     TransactionCanceled,
     ValidationError,
 )
-from streamkit.records import StreamView, UserIdentity
+from streamkit.records import StreamView
 from streamkit.records._avro import decode_image, encode_image, encode_record
 from streamkit.records._values import MAX_ITEM_BYTES, Item, item_size, values_equal
 from streamkit.storage._capacity import index_entry_unchanged, write_units
 from streamkit.storage._indexes import check_scalar_updates
+from streamkit.storage._item_collections import (
+    _collections,
+    collection_key,
+    collection_meta_keys,
+    collection_sizes,
+)
 from streamkit.storage._keys import message_key
 from streamkit.storage._versions import (
     ReplicaOp,
@@ -46,9 +55,26 @@ from streamkit.storage._versions import (
     load_version,
     version_storage_id,
 )
+from streamkit.storage._write_ops import (
+    ITEM_COLLECTION_LIMIT,
+    ArchiveOp,
+    CheckOp,
+    Checkpoint,
+    DeleteOp,
+    IndexOp,
+    ItemKey,
+    PutOp,
+    Rows,
+    UpdateOp,
+    WriteJob,
+    WriteOp,
+    WriteResult,
+    _Entry,
+    _Plan,
+)
 
 if TYPE_CHECKING:
-    from streamkit.storage._expressions import CompiledCondition, CompiledUpdate
+    from streamkit.storage._expressions import CompiledUpdate
     from streamkit.storage._indexes import IndexSpec
     from streamkit.storage._spec import TableSpec
 
@@ -59,6 +85,7 @@ __all__ = (
     "Checkpoint",
     "DeleteOp",
     "IndexOp",
+    "ItemKey",
     "PutOp",
     "ReplicaOp",
     "Rows",
@@ -76,223 +103,6 @@ __all__ = (
 )
 
 _FIVE_YEARS = 5 * 365 * 86400.0
-ITEM_COLLECTION_LIMIT = 10 * 1024**3
-"""DynamoDB's item collection size limit (10 GB) for tables with local secondary indexes."""
-
-
-class Rows(Protocol):
-    """What a storage engine offers a write job, inside one open transaction."""
-
-    def load(self, table_id: int, pk: bytes, sk: bytes) -> tuple[bytes, int] | None:
-        """The stored image bytes and DynamoDB size of an item, or None."""
-
-    def store(
-        self, table_id: int, pk: bytes, sk: bytes, data: bytes, size: int, expires: float | None
-    ) -> None:
-        """Insert or replace an item."""
-
-    def remove(self, table_id: int, pk: bytes, sk: bytes) -> None:
-        """Delete an item."""
-
-    def next_sequence(self) -> int:
-        """The next change sequence number (strictly increasing, commit order)."""
-
-    def append_change(
-        self,
-        seq: int,
-        table_id: int,
-        table: str,
-        event: str,
-        txn: int | None,
-        key: bytes,
-        record: bytes,
-        created_ms: int,
-        publish: bool,
-        image: bytes | None,
-        pk: bytes,
-        sk: bytes,
-    ) -> None:
-        """Append one change record to the outbox/archive (``pk``/``sk``: the item's key
-        bytes, by which the archive finds an item's history)."""
-
-    def meta_get(self, key: str) -> str | None:
-        """A bookkeeping value (``sk_meta``), or None."""
-
-    def meta_set(self, key: str, value: str) -> None:
-        """Set a bookkeeping value in the open transaction."""
-
-    def collection_size(self, spec: TableSpec, pk: bytes) -> int:
-        """The size in bytes of one item collection of a table with local indexes (its
-        items with partition key bytes ``pk`` and their local index entries), with the
-        writes of this transaction so far."""
-
-    def set_collection_size(self, spec: TableSpec, pk: bytes, size: int) -> None:
-        """Note a collection's size after this job's writes (an engine that keeps a
-        counter stores it; one that sums the stored rows keeps it only as a hint)."""
-
-    def epoch(self, table_id: int) -> int | None:
-        """The table's settings epoch as stored now (None: the table is not there): a job
-        whose spec has another was built on older settings (before an index was added,
-        the TTL attribute or the stream changed), and must not run."""
-
-
-@dataclass(frozen=True, slots=True)
-class ItemKey:
-    """An item's key, with everything the writer needs of it computed up front.
-
-    Attributes:
-        key: the normalized key attributes.
-        pk, sk: the order-preserving bytes of the partition and sort key.
-        data: the key as an encoded image (the change record's ``keys``).
-        size: the key's DynamoDB size.
-        message_key: the Kafka message key (the partition key's plain bytes).
-    """
-
-    key: Item
-    pk: bytes
-    sk: bytes
-    data: bytes
-    size: int
-    message_key: bytes
-
-    @classmethod
-    def of(cls, spec: TableSpec, key: Item, coords: tuple[bytes, bytes] | None = None) -> ItemKey:
-        """Build from a normalized key (exactly the key attributes); ``coords`` are its
-        (partition, sort) bytes when the caller has them already."""
-        pk, sk = spec.key.extract(key) if coords is None else coords
-        return cls(
-            key,
-            pk,
-            sk,
-            encode_image(key),
-            item_size(key),
-            message_key(key[spec.key.partition.name]),
-        )
-
-
-@dataclass(slots=True)
-class PutOp:
-    """Put a whole item (``data`` and ``size`` computed by the caller)."""
-
-    spec: TableSpec
-    k: ItemKey
-    item: Item
-    data: bytes
-    size: int
-    condition: CompiledCondition | None = None
-    returns: str = "NONE"
-    old_on_failure: bool = False
-
-
-@dataclass(slots=True)
-class UpdateOp:
-    """Update (or create) an item from its key."""
-
-    spec: TableSpec
-    k: ItemKey
-    update: CompiledUpdate
-    condition: CompiledCondition | None = None
-    returns: str = "NONE"
-    old_on_failure: bool = False
-
-
-@dataclass(slots=True)
-class DeleteOp:
-    """Delete an item; with ``ttl_cutoff`` only if its TTL is still at or before it."""
-
-    spec: TableSpec
-    k: ItemKey
-    condition: CompiledCondition | None = None
-    returns: str = "NONE"
-    old_on_failure: bool = False
-    identity: UserIdentity | None = None
-    ttl_cutoff: float | None = None
-
-
-@dataclass(slots=True)
-class CheckOp:
-    """A transaction's condition check: no write."""
-
-    spec: TableSpec
-    k: ItemKey
-    condition: CompiledCondition
-    old_on_failure: bool = False
-
-
-@dataclass(slots=True)
-class IndexOp:
-    """Write one item's entry of one index (a backfill step): no change record.
-
-    Run in a write job like any other op, it reads the item inside the transaction,
-    so it can never put back an entry that a concurrent write removed or changed.
-    An item whose index key has the wrong type is left out of the index (counted in
-    the result's ``units`` as -1), as DynamoDB's backfill does.
-    """
-
-    spec: TableSpec
-    k: ItemKey
-    index: IndexSpec
-    condition: CompiledCondition | None = None
-    old_on_failure: bool = False
-
-
-@dataclass(slots=True)
-class ArchiveOp:
-    """Enter one item, as it is now, in its table's point-in-time archive (PITR turned
-    on for a table in use): an unpublished INSERT row, as a restore's are, and no change
-    record handlers see. Read inside the transaction like ``IndexOp``: a write racing it
-    either came before (its image is the one entered) or after (its own row is newer).
-    """
-
-    spec: TableSpec
-    k: ItemKey
-    condition: CompiledCondition | None = None
-    old_on_failure: bool = False
-
-
-WriteOp = PutOp | UpdateOp | DeleteOp | CheckOp | IndexOp | ArchiveOp | ReplicaOp | TombstonePruneOp
-
-
-@dataclass(slots=True)
-class WriteJob:
-    """Operations that commit together; ``transactional`` makes them all-or-nothing."""
-
-    ops: list[WriteOp]
-    transactional: bool = False
-    origin: str | None = None
-    collection_limit: int = ITEM_COLLECTION_LIMIT  # bytes per item collection (``Store``)
-
-
-@dataclass(slots=True)
-class WriteResult:
-    """What one operation returns to its caller."""
-
-    item: Item | None
-    units: float
-    event: str | None  # "INSERT" | "MODIFY" | "REMOVE" | None (no change)
-    index_units: dict[str, float] | None = None  # write units per index the write touched
-    # set when the write changed the item (the cache's write-through reads them):
-    seq: int | None = None  # its change row's sequence number (None: the table keeps none)
-    new: Item | None = None  # the item after the write (None: deleted)
-    # a table with local indexes: the size of the item's collection after the write
-    collection_size: int | None = None
-
-
-@dataclass(slots=True)
-class _Plan:
-    op: WriteOp
-    old_data: bytes | None
-    old_size: int
-    old: Item | None
-    new: Item | None
-    new_data: bytes | None
-    new_size: int
-    event: str | None
-    result: WriteResult
-    entries: list[_Entry] | None = None  # the new item's index entries (None: no index)
-
-
-_Entry = tuple[bytes, bytes, bytes, int] | None
 
 
 def _new_entries(spec: TableSpec, k: ItemKey, new: Item) -> list[_Entry] | None:
@@ -409,135 +219,6 @@ def run_job(rows: Rows, job: WriteJob) -> list[WriteResult]:
     for spec, pk, size in sizes:
         rows.set_collection_size(spec, pk, size)
     return [p.result for p in plans]
-
-
-# --- item collections (tables with local secondary indexes) -----------------------------
-
-_COUNTED = (PutOp, UpdateOp, DeleteOp, ReplicaOp)
-
-
-def _has_local(spec: TableSpec) -> bool:
-    return any(ix.kind == "LOCAL" for ix in spec.indexes)
-
-
-def collection_key(table_id: int, pk: bytes) -> str:
-    """The ``sk_meta`` key of the size counter of one item collection (one partition key
-    value of a table with local indexes)."""
-    return f"collection/{table_id}/{pk.hex()}"
-
-
-def collection_meta_keys(op: WriteOp) -> list[str]:
-    """The ``sk_meta`` keys a write op reads and sets: its item collection's counter."""
-    if isinstance(op, _COUNTED) and _has_local(op.spec):
-        return [collection_key(op.spec.table_id, op.k.pk)]
-    return []
-
-
-def collection_bytes(
-    spec: TableSpec, item: Item, size: int, pk: bytes, sk: bytes, entries: list[_Entry] | None
-) -> int:
-    """What one stored item adds to its item collection: its size plus the size of its
-    local index entries (``entries``: the item's entries when known, in index order)."""
-    total = size
-    for i, ix in enumerate(spec.indexes):
-        if ix.kind != "LOCAL":
-            continue
-        if entries is not None:
-            e = entries[i]
-        else:
-            try:
-                e = ix.entry(spec.key, item, pk, sk)
-            except ValidationError:  # left out of the index
-                e = None
-        if e is not None:
-            total += size if e[3] < 0 else e[3]
-    return total
-
-
-def collection_sizes(
-    spec: TableSpec, items: Sequence[tuple[bytes, bytes, bytes, int, float | None]]
-) -> dict[str, int]:
-    """The counter of every item collection of ``items`` (stored items of the table
-    ``spec``, ``(pk, sk, image, size, expires)``): what a restore sets with them."""
-    if not _has_local(spec):
-        return {}
-    out: dict[str, int] = {}
-    for pk, sk, data, size, _ in items:
-        key = collection_key(spec.table_id, pk)
-        out[key] = out.get(key, 0) + collection_bytes(spec, decode_image(data), size, pk, sk, None)
-    return out
-
-
-def _collections(
-    rows: Rows, plans: list[_Plan], job: WriteJob
-) -> list[tuple[TableSpec, bytes, int]]:
-    """The new size of every item collection the job changes (read and checked in the
-    plan phase, so a refused job writes nothing); sets each result's
-    ``collection_size``."""
-    groups: dict[tuple[int, bytes], tuple[TableSpec, bytes, list[tuple[_Plan, int]]]] = {}
-    for p in plans:
-        op = p.op
-        if not isinstance(op, _COUNTED) or not _has_local(op.spec):
-            continue
-        delta = 0
-        if p.event is not None:
-            spec, k = op.spec, op.k
-            if p.new is not None:
-                delta += collection_bytes(spec, p.new, p.new_size, k.pk, k.sk, p.entries)
-            if p.old_data is not None:
-                if p.old is None:
-                    p.old = decode_image(p.old_data)
-                delta -= collection_bytes(spec, p.old, p.old_size, k.pk, k.sk, None)
-        group = (op.spec.table_id, op.k.pk)
-        if group not in groups:
-            groups[group] = (op.spec, op.k.pk, [])
-        groups[group][2].append((p, delta))
-    sizes: list[tuple[TableSpec, bytes, int]] = []
-    over: set[int] = set()
-    for spec, pk, members in groups.values():
-        size = rows.collection_size(spec, pk)
-        changed = False
-        for p, delta in members:
-            size = max(0, size + delta)
-            changed = changed or delta != 0
-            if delta > 0 and size > job.collection_limit and not isinstance(p.op, ReplicaOp):
-                over.add(id(p))
-            if not isinstance(p.op, ReplicaOp):
-                p.result.collection_size = size
-        if changed:
-            sizes.append((spec, pk, size))
-    if over:
-        first = next(p for p in plans if id(p) in over)
-        if job.transactional:
-            raise TransactionCanceled(
-                [
-                    CancellationReason("ItemCollectionSizeLimitExceeded", _COLLECTION_FULL)
-                    if id(p) in over
-                    else CancellationReason("None")
-                    for p in plans
-                ]
-            )
-        raise ItemCollectionSizeLimitExceeded(table=first.op.spec.name, key=first.op.k.key)
-    return sizes
-
-
-_COLLECTION_FULL = "Collection size exceeded."
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """A consumer's position stored with the writes its work caused (exactly-once effects).
-
-    Attributes:
-        key: the ``sk_meta`` key.
-        first: the first offset of the work being committed: the stored value must be
-            absent or at most this, else someone already committed this work.
-        value: the new position (the offset after the work).
-    """
-
-    key: str
-    first: int
-    value: int
 
 
 def run_effects(
