@@ -17,10 +17,12 @@ sqlite3 connection of the same file, same keys), in alternating slices.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,28 +92,41 @@ def _raw_put_transaction(
     conn.execute("COMMIT")
 
 
-async def puts_side_by_side(directory: str, seconds: float) -> dict[str, Any]:
-    """Awaited sequential puts vs the raw floor (one transaction per put), alternating
-    slices of each in one run: two files side by side, each written by its own side."""
+@contextlib.asynccontextmanager
+async def _beside_raw(
+    directory: str,
+) -> AsyncIterator[tuple[Any, Callable[[list[bytes], int], None]]]:
+    """streamkit's ``Users`` table and, beside it, ``raw_put(keys, n)``: one transaction of
+    the raw floor on a file of its own (changes numbered from ``n + 1``)."""
     app = await _fresh_app(directory)
-    users = app.table("Users")
     raw = raw_store(f"{directory}/raw.db")
     data = os.urandom(120)
     record = os.urandom(330)
+
+    def raw_put(keys: list[bytes], n: int) -> None:
+        _raw_put_transaction(raw, keys, n, data, record)
+
     try:
+        yield app.table("Users"), raw_put
+    finally:
+        raw.close()
+        await app.close()
+
+
+async def puts_side_by_side(directory: str, seconds: float) -> dict[str, Any]:
+    """Awaited sequential puts vs the raw floor (one transaction per put), alternating
+    slices of each in one run: two files side by side, each written by its own side."""
+    async with _beside_raw(directory) as (users, raw_put):
         for i in range(200):  # warm up, as bench_puts does
             await users.put(_item(1_000_000_000 + i))
 
         async def put(n: int) -> None:
             await users.put(_item(n))
 
-        async def raw_put(n: int) -> None:
-            _raw_put_transaction(raw, [f"user-{n:08d}".encode()], n, data, record)
+        async def raw_one(n: int) -> None:
+            raw_put([f"user-{n:08d}".encode()], n)
 
-        ours, floor = await _side_by_side(put, raw_put, seconds)
-    finally:
-        raw.close()
-        await app.close()
+        ours, floor = await _side_by_side(put, raw_one, seconds)
     return {
         "puts_per_s": round(ours),
         "raw_sqlite_puts_per_s": round(floor),
@@ -127,16 +142,11 @@ async def writers_side_by_side(
     ``w * 10**7 + i``, as ``bench_concurrent_puts``) vs the grouped floor (``writers``
     puts per transaction, the keys those writers write at once), in alternating slices
     of one run."""
-    app = await _fresh_app(directory)
-    users = app.table("Users")
-    raw = raw_store(f"{directory}/raw.db")
-    data = os.urandom(120)
-    record = os.urandom(330)
     done = {"ours": 0, "raw": 0}
     spent = {"ours": 0.0, "raw": 0.0}
     turn = [0] * writers
     raw_turn = 0
-    try:
+    async with _beside_raw(directory) as (users, raw_put):
         for _ in range(6):
             start = time.perf_counter()
             deadline = start + seconds / 12
@@ -152,14 +162,13 @@ async def writers_side_by_side(
             start = time.perf_counter()
             deadline = start + seconds / 12
             while time.perf_counter() < deadline:
-                keys = [f"user-{w * 10_000_000 + raw_turn:08d}".encode() for w in range(writers)]
-                _raw_put_transaction(raw, keys, done["raw"], data, record)
+                raw_put(
+                    [f"user-{w * 10_000_000 + raw_turn:08d}".encode() for w in range(writers)],
+                    done["raw"],
+                )
                 done["raw"] += writers
                 raw_turn += 1
             spent["raw"] += time.perf_counter() - start
-    finally:
-        raw.close()
-        await app.close()
     ours, floor = done["ours"] / spent["ours"], done["raw"] / spent["raw"]
     return {
         "puts_per_s": round(ours),
