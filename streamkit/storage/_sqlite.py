@@ -181,6 +181,7 @@ class SqliteEngine:
         self._wal_due = False  # a commit since the WAL was last seen within its limit
         self._wal_wait = _IDLE_S
         self._shrinking = False
+        self._checkpoint_queued = False  # a passive checkpoint waits on the checkpointer
         self.storage_id = ""  # set when the writer opens the database
 
     @property
@@ -232,6 +233,7 @@ class SqliteEngine:
             two = self.path is not None and not self.read_only
             # a WAL left large by an earlier run shrinks too, once the writer is idle
             self._wal_due, self._wal_wait, self._shrinking = two, _IDLE_S, False
+            self._checkpoint_queued = False
             started: list[_Worker] = []
             writer = await self._start(
                 _Worker(
@@ -702,7 +704,14 @@ class SqliteEngine:
         keeper = self._keeper
         if self._commits >= _CHECKPOINT_EVERY and keeper is not None:
             self._commits = 0
-            keeper.queue.put((False, _checkpoint, None))
+            if not self._checkpoint_queued:  # one waiting checkpoint serves every request
+                self._checkpoint_queued = True
+                keeper.queue.put((False, self._passive_checkpoint, None))
+
+    def _passive_checkpoint(self, rows: _Rows) -> None:
+        """Checkpointer thread: a passive checkpoint (commits from now on may ask again)."""
+        self._checkpoint_queued = False
+        _checkpoint(rows)
 
     def idle_wait(self) -> float | None:
         """Seconds the writer thread may wait for work before calling :meth:`idle`."""
