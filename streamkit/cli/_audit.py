@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from streamkit.cli._common import _fail, _run
 from streamkit.cli._jsonio import dumps
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ SinkOpt = Annotated[
 
 
 def _sink(spec: str, app: App) -> Any:
-    from streamkit.cli._main import _fail
     from streamkit.handlers.audit import FileSink, LogSink, TableSink
 
     kind, _, arg = spec.partition(":")
@@ -50,7 +50,6 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """Check every hash link of the trail; exit 1 at the first altered, missing or
         reordered entry of any chain."""
-        from streamkit.cli._main import _run
         from streamkit.handlers.audit import verify as check
 
         async def go(app: App) -> Any:
@@ -90,7 +89,6 @@ def register(cli: typer.Typer) -> None:
         from rich.table import Table
 
         from streamkit.cli._jsonio import parse_item
-        from streamkit.cli._main import _run
         from streamkit.handlers.audit import history
 
         parsed = parse_item(key, dynamodb_json=False)

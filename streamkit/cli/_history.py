@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from streamkit.cli._common import _fail, _load_app, _run, _run_app
 from streamkit.cli._jsonio import dumps
 
 if TYPE_CHECKING:
@@ -23,7 +24,6 @@ TimeHelp = "ISO 8601 (UTC unless it has an offset), 'now', or a duration ago: 90
 
 def parse_time(text: str, *, option: str) -> datetime:
     """A CLI time: ISO 8601 (naive means UTC), ``now``, or ``15m`` / ``2h ago`` (before now)."""
-    from streamkit.cli._main import _fail
 
     t = text.strip()
     if t == "now":
@@ -62,8 +62,6 @@ def _destination(to: str) -> str:
     """``--to``: a URL as it is; a path (relative, or a plain directory) as a file:// URL."""
     import os
 
-    from streamkit.cli._main import _fail
-
     if "://" in to:
         return to
     path = os.path.abspath(os.path.expanduser(to))
@@ -75,7 +73,6 @@ def _destination(to: str) -> str:
 
 
 def _split_handler(target: str) -> tuple[str, str]:
-    from streamkit.cli._main import _fail
 
     parts = target.split(":")
     if len(parts) != 3 or not all(parts):
@@ -110,7 +107,6 @@ def register(cli: typer.Typer) -> None:
         Reads the change log while it keeps the range and the point-in-time archive
         beyond it; the handler's live consumer group is not touched.
         """
-        from streamkit.cli._main import _load_app, _run_app
 
         target, name = _split_handler(handler)
         start = parse_time(since, option="--since")
@@ -156,7 +152,6 @@ def register(cli: typer.Typer) -> None:
         target: Annotated[str, typer.Option("--target", help="The new table's name.")],
     ) -> None:
         """Restore a table as it was at an instant of its recovery window into a new table."""
-        from streamkit.cli._main import _run
 
         when = parse_time(at, option="--at")
 
@@ -197,7 +192,6 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """Export a table as of an instant (full), or its changes between two instants
         (incremental), with a manifest of files, item counts and checksums."""
-        from streamkit.cli._main import _run
 
         start = None if since is None else parse_time(since, option="--since")
         end = None if until is None else parse_time(until, option="--until")
@@ -240,7 +234,6 @@ def register(cli: typer.Typer) -> None:
     @backup_cli.command("create")
     def backup_create(table: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """Back up a table (a consistent copy kept in the storage)."""
-        from streamkit.cli._main import _run
 
         async def go(app: App) -> Any:
             with _progress("backup", None, quiet=as_json) as bar:
@@ -261,8 +254,6 @@ def register(cli: typer.Typer) -> None:
         """List backups, oldest first."""
         from rich.console import Console
         from rich.table import Column, Table
-
-        from streamkit.cli._main import _run
 
         async def go(app: App) -> Any:
             return await app.backups(table)
@@ -293,7 +284,6 @@ def register(cli: typer.Typer) -> None:
         target: Annotated[str, typer.Option("--target", help="The new table's name.")],
     ) -> None:
         """Create a new table from a backup."""
-        from streamkit.cli._main import _run
 
         async def go(app: App) -> None:
             with _progress("restore", None, quiet=False) as bar:
@@ -306,7 +296,6 @@ def register(cli: typer.Typer) -> None:
     @backup_cli.command("delete")
     def backup_delete(backup_id: str) -> None:
         """Delete a backup."""
-        from streamkit.cli._main import _run
 
         async def go(app: App) -> Any:
             return await app.delete_backup(backup_id)

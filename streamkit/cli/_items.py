@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from streamkit.cli._common import EXIT_USAGE, _fail, _run, _run_read
 from streamkit.cli._jsonio import dumps, parse_item, render_item
 from streamkit.cli._options import DdbOpt, JsonOpt, NamesOpt, ValuesOpt
 
@@ -31,8 +32,6 @@ def _names(text: str | None) -> dict[str, str] | None:
         return None
     import json
 
-    from streamkit.cli._main import _fail
-
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -44,7 +43,6 @@ def _names(text: str | None) -> dict[str, str] | None:
 
 def _key_value(text: str, type_: str, what: str) -> Any:
     """A key attribute's value given as plain text: S as is, N as a decimal, B base64."""
-    from streamkit.cli._main import EXIT_USAGE, _fail
 
     if type_ == "N":
         from decimal import Decimal, InvalidOperation
@@ -103,7 +101,6 @@ def _param(text: str, *, ddb: bool) -> Any:
     import json
     from decimal import Decimal
 
-    from streamkit.cli._main import EXIT_USAGE, _fail
     from streamkit.records._values import from_dynamodb_json
 
     try:
@@ -124,7 +121,6 @@ def register(cli: typer.Typer) -> None:
         ddb: DdbOpt = False,
     ) -> None:
         """Put an item."""
-        from streamkit.cli._main import _run
 
         text = sys.stdin.read() if item == "-" else item
 
@@ -141,7 +137,6 @@ def register(cli: typer.Typer) -> None:
         ddb: DdbOpt = False,
     ) -> None:
         """Get an item by its key (exit code 2 when absent)."""
-        from streamkit.cli._main import _run_read
 
         item = _run_read(lambda app: app.table(table).get(parse_item(key, dynamodb_json=ddb)))
         if item is None:
@@ -177,7 +172,6 @@ def register(cli: typer.Typer) -> None:
         ddb: DdbOpt = False,
     ) -> None:
         """Update an item's attributes (creating the item if it does not exist)."""
-        from streamkit.cli._main import EXIT_USAGE, _fail, _run
 
         if expression is not None and (set_ is not None or remove):
             _fail("give either --expression or --set / --remove, not both", code=EXIT_USAGE)
@@ -212,7 +206,6 @@ def register(cli: typer.Typer) -> None:
         ddb: DdbOpt = False,
     ) -> None:
         """Delete an item by its key (an absent item is not an error)."""
-        from streamkit.cli._main import _run
 
         async def go(app: App) -> dict[str, Any] | None:
             return await app.table(table).delete(
@@ -250,7 +243,6 @@ def register(cli: typer.Typer) -> None:
         """Query one partition (PARTITION: its partition key value, of the table or of
         --index), in sort-key order."""
 
-        from streamkit.cli._main import EXIT_USAGE, _fail, _run_read
         from streamkit.exceptions import ExpressionError
 
         async def go(app: App) -> list[dict[str, Any]]:
@@ -314,7 +306,6 @@ def register(cli: typer.Typer) -> None:
         ddb: DdbOpt = False,
     ) -> None:
         """Scan a table (or one of its secondary indexes)."""
-        from streamkit.cli._main import _run_read
 
         async def go(app: App) -> list[dict[str, Any]]:
             scan = app.table(table).scan(
@@ -348,7 +339,6 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """Run a PartiQL statement (DynamoDB's SQL): SELECT prints its items, INSERT, UPDATE and
         DELETE print what their RETURNING clause asks for."""
-        from streamkit.cli._main import _run
 
         values = [_param(text, ddb=ddb) for text in param or ()]
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from streamkit.cli._common import _run_read
 from streamkit.cli._jsonio import dumps
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """Each peer region of TABLE: replication lag (records and seconds), conflicts
         resolved by last writer wins, and whether its replicator is running."""
-        from streamkit.cli._main import _run_read
 
         async def go(app: App) -> dict[str, Any]:
             return await app.replication_status(table)

@@ -10,6 +10,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from streamkit.cli._common import (
+    EXIT_USAGE,
+    _fail,
+    _load_app,
+    _run,
+    _run_app,
+    _run_read,
+    _safe_url,
+    _settings,
+)
 from streamkit.cli._jsonio import dumps, render_item
 from streamkit.cli._options import JsonOpt
 
@@ -86,7 +96,6 @@ _WAITING_EVERY = 5.0  # seconds between the log lines of a handler that has not 
 async def _why_not_started(app: App, spec: HandlerSpec) -> str:
     """Why ``spec``'s handler has not started yet, naming where it looked."""
     from streamkit.capture._relay import table_topic
-    from streamkit.cli._main import _safe_url
     from streamkit.exceptions import StreamkitError, TableNotFound
 
     storage = _safe_url(app.storage_url)
@@ -116,7 +125,6 @@ async def _supervise(app: App, stop: asyncio.Event, log: Any, start_timeout: flo
     TTL sweeper, handler) has failed for good (leaving the block raises its error). While
     a handler has not started, log why every few seconds; after ``start_timeout`` s,
     exit 1 with the reason."""
-    from streamkit.cli._main import _fail
 
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -169,8 +177,6 @@ def register(cli: typer.Typer) -> None:
         """Show a table's change records as they arrive in the log, in commit order."""
         from datetime import UTC, datetime
 
-        from streamkit.cli._main import _fail, _run_read
-
         begin: Any = start
         if start.isdigit():
             begin = int(start)
@@ -216,7 +222,6 @@ def register(cli: typer.Typer) -> None:
     @cli.command("relay")
     def relay() -> None:
         """Run the capture relay alone: publish committed changes to the log until stopped."""
-        from streamkit.cli._main import _run
 
         async def go(app: App) -> None:
             await app.relay.run()
@@ -237,7 +242,6 @@ def register(cli: typer.Typer) -> None:
         """Capture progress (and any table whose capture is set aside: FAILING) and, given
         module:app, each handler's lag, iterator age, DLQ depth and hours of retention
         headroom."""
-        from streamkit.cli._main import _load_app, _run_app, _run_read
 
         async def go(app: App) -> dict[str, Any]:
             info: dict[str, Any] = {
@@ -326,8 +330,6 @@ def register(cli: typer.Typer) -> None:
 
         import structlog
 
-        from streamkit.cli._main import EXIT_USAGE, _fail, _load_app, _run_app, _safe_url, _settings
-
         target = target or _settings.app_target
         if target is None:
             _fail("run needs MODULE:APP (or the global --app MODULE:APP)", code=EXIT_USAGE)
@@ -389,7 +391,6 @@ def register(cli: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """The records HANDLER gave up on: key, error, attempts, times."""
-        from streamkit.cli._main import _load_app, _run_app
 
         async def go(app: App) -> list[dict[str, Any]]:
             return [
@@ -427,7 +428,6 @@ def register(cli: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Send HANDLER's dead letters back through it, oldest first; stops at one that fails."""
-        from streamkit.cli._main import _load_app, _run_app
 
         async def go(app: App) -> dict[str, int]:
             return await app.redrive(handler, limit=limit)

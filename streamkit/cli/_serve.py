@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from streamkit.cli._common import _app, _check_listen, _fail
+
 __all__ = ("register",)
 
 _KEYS_ENV = "STREAMKIT_ACCESS_KEYS"
@@ -197,7 +199,6 @@ def register(cli: typer.Typer) -> None:
         with needs("server"):
             import uvicorn
 
-        from streamkit.cli._main import _app, _fail
         from streamkit.server import create_asgi_app
         from streamkit.server._auth import Authenticator, load_keys
 
@@ -233,7 +234,6 @@ def register(cli: typer.Typer) -> None:
         for path in (ssl_certfile, ssl_keyfile):
             if path and not os.path.isfile(path):
                 _fail(f"no such file: {path}", code=2)
-        from streamkit.cli._main import _check_listen
 
         _check_listen(host, port)  # a busy port: exit 1 saying so (uvicorn's own exit is 3)
         peers: dict[str, str] = {}

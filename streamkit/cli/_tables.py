@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from streamkit.cli._common import EXIT_USAGE, _fail, _run, _run_read
 from streamkit.cli._jsonio import dumps
 from streamkit.cli._options import JsonOpt
 
@@ -24,7 +25,6 @@ def _key_arg(spec: str) -> str | tuple[str, str]:
 
 def _index_arg(text: str, *, local: bool) -> Any:
     """``NAME=PK[:T][,SK[:T]][/PROJECTION]`` (global) or ``NAME=SK[:T][/PROJECTION]`` (local)."""
-    from streamkit.cli._main import EXIT_USAGE, _fail
     from streamkit.storage import GlobalIndex, LocalIndex
 
     name, eq, rest = text.partition("=")
@@ -82,7 +82,6 @@ def register(cli: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Create a table (with secondary indexes: --global-index, --local-index)."""
-        from streamkit.cli._main import _run
         from streamkit.storage import OnDemand, Provisioned
 
         key = _key_arg
@@ -117,7 +116,6 @@ def register(cli: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Add a global index to a table in use; waits while it is backfilled."""
-        from streamkit.cli._main import _run
 
         async def go(app: App) -> dict[str, Any]:
             return await app.update_table(table, create_index=_index_arg(index, local=False))
@@ -128,7 +126,6 @@ def register(cli: typer.Typer) -> None:
     @tables_cli.command("delete-index")
     def tables_delete_index(table: str, name: str, as_json: JsonOpt = False) -> None:
         """Delete a global index of a table."""
-        from streamkit.cli._main import _run
 
         desc = _run(lambda app: app.update_table(table, delete_index=name))
         typer.echo(dumps(desc, indent=None if as_json else 2))
@@ -136,7 +133,6 @@ def register(cli: typer.Typer) -> None:
     @tables_cli.command("list")
     def tables_list(as_json: JsonOpt = False) -> None:
         """List tables."""
-        from streamkit.cli._main import _run_read
 
         names = _run_read(lambda app: app.list_tables())
         if as_json:
@@ -148,7 +144,6 @@ def register(cli: typer.Typer) -> None:
     @tables_cli.command("describe")
     def tables_describe(name: str, as_json: JsonOpt = False) -> None:
         """Show a table's settings."""
-        from streamkit.cli._main import _run_read
 
         desc = _run_read(lambda app: app.describe_table(name))
         typer.echo(dumps(desc, indent=None if as_json else 2))
@@ -158,7 +153,6 @@ def register(cli: typer.Typer) -> None:
         name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False
     ) -> None:
         """Delete a table and its items."""
-        from streamkit.cli._main import _run
 
         if (
             not yes
