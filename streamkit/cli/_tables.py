@@ -71,13 +71,13 @@ def register(cli: typer.Typer) -> None:
             typer.Option(
                 "--global-index",
                 "-g",
-                help="NAME=PK[:TYPE][,SK[:TYPE]][/PROJECTION] (PROJECTION: ALL, KEYS_ONLY or "
+                help="NAME=PK[:TYPE][,SK[:TYPE]]\\[/PROJECTION] (PROJECTION: ALL, KEYS_ONLY or "
                 "attributes joined by '+'); repeatable",
             ),
         ] = None,
         local_index: Annotated[
             list[str] | None,
-            typer.Option("--local-index", "-l", help="NAME=SK[:TYPE][/PROJECTION]; repeatable"),
+            typer.Option("--local-index", "-l", help="NAME=SK[:TYPE]\\[/PROJECTION]; repeatable"),
         ] = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -111,7 +111,7 @@ def register(cli: typer.Typer) -> None:
     def tables_add_index(
         table: str,
         index: Annotated[
-            str, typer.Argument(help="NAME=PK[:TYPE][,SK[:TYPE]][/PROJECTION]: a global index")
+            str, typer.Argument(help="NAME=PK[:TYPE][,SK[:TYPE]]\\[/PROJECTION]: a global index")
         ],
         as_json: JsonOpt = False,
     ) -> None:

@@ -410,3 +410,26 @@ async def test_tables_with_secondary_indexes_from_the_command_line(tmp_path: Pat
     code, _, err = await _cli(tmp_path, "tables", "create", "Bad", "-p", "k", "-g", "nope")
     assert code != 0
     assert "expected NAME=PK" in err
+
+
+def test_every_command_prints_its_help() -> None:
+    """``--help`` of every command and subcommand prints its usage and exits 0 (help
+    texts are Rich markup: a bracket that reads as a tag, like ``[/PROJECTION]``, used
+    to end ``tables create --help`` in a MarkupError)."""
+    import typer.main
+    from typer.testing import CliRunner
+
+    from streamkit.cli._main import cli
+
+    def paths(command: object, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
+        out = [prefix]
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            out.extend(paths(sub, (*prefix, name)))
+        return out
+
+    every = paths(typer.main.get_command(cli), ())
+    assert len(every) > 30
+    for path in every:
+        result = CliRunner().invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage:" in result.output and "error:" not in result.output, (path, result.output)
