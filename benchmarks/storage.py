@@ -147,17 +147,17 @@ async def writers_side_by_side(
     turn = [0] * writers
     raw_turn = 0
     async with _beside_raw(directory) as (users, raw_put):
+
+        async def writer(w: int, deadline: float) -> None:
+            while time.perf_counter() < deadline:
+                await users.put(_item(w * 10_000_000 + turn[w]))
+                turn[w] += 1
+                done["ours"] += 1
+
         for _ in range(6):
             start = time.perf_counter()
             deadline = start + seconds / 12
-
-            async def writer(w: int, deadline: float = deadline) -> None:
-                while time.perf_counter() < deadline:
-                    await users.put(_item(w * 10_000_000 + turn[w]))
-                    turn[w] += 1
-                    done["ours"] += 1
-
-            await asyncio.gather(*(writer(w) for w in range(writers)))
+            await asyncio.gather(*(writer(w, deadline) for w in range(writers)))
             spent["ours"] += time.perf_counter() - start
             start = time.perf_counter()
             deadline = start + seconds / 12

@@ -220,16 +220,18 @@ def _ion_lines(rows: Sequence[Mapping[str, Any]]) -> Iterable[bytes]:
     from amazon.ion import simpleion
 
     for r in rows:
-        row = {
-            k: _ion_struct(v) if k in _ITEM_PARTS else _ion_metadata(v) if k == "Metadata" else v
-            for k, v in r.items()
-        }
+        row = {k: _ion_field(k, v) for k, v in r.items()}
         yield simpleion.dumps(row, binary=False).encode() + b"\n"
 
 
-def _ion_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """An incremental row's ``Metadata`` in Ion: its numbers as Ion integers."""
-    return {k: int(v["N"]) for k, v in metadata.items()}
+def _ion_field(name: str, value: Any) -> Any:
+    """One field of a row in Ion: items as Ion structs, an incremental row's ``Metadata``
+    numbers as Ion integers, the rest as they are."""
+    if name in _ITEM_PARTS:
+        return _ion_struct(value)
+    if name == "Metadata":
+        return {k: int(v["N"]) for k, v in value.items()}
+    return value
 
 
 def encode_rows(fmt: str, rows: Sequence[Mapping[str, Any]], *, changes: bool) -> bytes:
