@@ -75,7 +75,7 @@ async def read_changes(
     reader = log.reader(topic)
     try:
         await _position(reader, start)
-        ends = None if follow else await reader.end_offsets()
+        ends = None if follow else await reader.end_offsets(settled=True)
         while True:
             if ends is not None:
                 positions = {p: await reader.position(p) for p in ends}

@@ -381,7 +381,7 @@ class LogSink:
         reader = log.reader(self.name(app))
         by_chain: dict[str, list[dict[str, Any]]] = {}
         try:
-            async for batch in read_until(reader, await reader.end_offsets()):
+            async for batch in read_until(reader, await reader.end_offsets(settled=True)):
                 for rec in batch:
                     e = json.loads(rec.value)
                     by_chain.setdefault(str(e.get("chain")), []).append(e)

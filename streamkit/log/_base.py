@@ -315,8 +315,14 @@ class LogReader(Protocol):
         """The oldest kept offset of every partition."""
         ...
 
-    async def end_offsets(self) -> dict[int, int]:
-        """The offset after the last committed record of every partition (Kafka: the LSO)."""
+    async def end_offsets(self, *, settled: bool = False) -> dict[int, int]:
+        """The offset after the last committed record of every partition (Kafka: the LSO).
+
+        Kafka shows a committed transaction in these only once its commit markers are
+        written, a few ms after the commit returned. With ``settled``, wait (up to a few
+        seconds) until every transaction with a record in the log as of the call is
+        committed or aborted, so every append that had returned is included.
+        """
         ...
 
     # `timeout` is a long-poll wait for the first record (Kafka's getmany(timeout_ms)),
@@ -448,8 +454,9 @@ class LogConsumer(Protocol):
 
         Kafka shows a committed transaction in these (the last stable offsets) only once
         its commit markers are written, a few ms after the commit returned. With
-        ``settled``, wait (up to a few seconds) until no partition has such a transaction
-        pending, so every append that had returned is included.
+        ``settled``, wait (up to a few seconds) until every transaction with a record in
+        the log as of the call is committed or aborted, so every append that had returned
+        is included.
         """
         ...
 

@@ -29,6 +29,7 @@ from streamkit.log._base import (
     partition_for_key,
 )
 from streamkit.log._kafka_util import (
+    Settler,
     _consume_stray_errors,
     _kafka_errors,
     _quietly,
@@ -252,6 +253,7 @@ class KafkaReader:
         self._partitions: list[int] = []
         self._lock = asyncio.Lock()
         self._closed = False
+        self._settler = Settler(log.client_kwargs)
 
     def __repr__(self) -> str:
         return f"KafkaReader({self.topic!r}, group={self.group!r})"
@@ -369,14 +371,20 @@ class KafkaReader:
                 )
         return {tp.partition: int(off) for tp, off in sorted(got.items())}
 
-    async def end_offsets(self) -> dict[int, int]:
-        """The last stable offset (after the last committed record) of each partition."""
+    async def end_offsets(self, *, settled: bool = False) -> dict[int, int]:
+        """The last stable offset (after the last committed record) of each partition.
+
+        With ``settled``: once every transaction with a record below the high watermarks
+        as of the call is committed or aborted (see :class:`Settler`), for up to 5 s.
+        """
         consumer = await self._ensure()
+        tps = [TopicPartition(self.topic, p) for p in self._partitions]
         with self._errors("read the end offsets"):
             async with self._log._deadline():
-                got = await consumer.end_offsets(
-                    [TopicPartition(self.topic, p) for p in self._partitions]
-                )
+                if settled:
+                    got = await self._settler.end_offsets(consumer, tps)
+                else:
+                    got = await consumer.end_offsets(tps)
         return {tp.partition: int(off) for tp, off in sorted(got.items())}
 
     async def offset_for_time(self, partition: int, timestamp_ms: int) -> int | None:
@@ -450,3 +458,4 @@ class KafkaReader:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await _quietly(consumer.stop())
+        await self._settler.close()

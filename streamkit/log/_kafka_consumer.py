@@ -34,7 +34,7 @@ from streamkit.log._base import (
     check_max_records,
     check_offset,
 )
-from streamkit.log._kafka_util import _kafka_errors, _quietly, to_log_records
+from streamkit.log._kafka_util import Settler, _kafka_errors, _quietly, to_log_records
 
 if TYPE_CHECKING:
     from streamkit.log._kafka import KafkaLog
@@ -81,7 +81,7 @@ class KafkaConsumer:
         self._callbacks = asyncio.Lock()  # one listener callback at a time
         self._closing = False
         self._partitions: list[int] = []
-        self._high: Any = None
+        self._settler = Settler(log.client_kwargs)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -231,35 +231,18 @@ class KafkaConsumer:
     async def end_offsets(self, *, settled: bool = False) -> dict[int, int]:
         """The last stable offset of every partition.
 
-        With ``settled``: until the last stable offsets reach the high watermarks (every
-        committed transaction's markers written), for up to 5 s.
+        With ``settled``: once every transaction with a record below the high watermarks
+        as of the call is committed or aborted (see :class:`Settler`), for up to 5 s.
         """
         consumer = self._need()
         tps = [self._tp(p) for p in self._partitions]
         with self._errors("read the end offsets"):
             async with self._log._deadline():
-                got = await consumer.end_offsets(tps)
                 if settled:
-                    probe = await self._probe()
-                    loop = asyncio.get_running_loop()
-                    deadline = loop.time() + 5.0
-                    while loop.time() < deadline:
-                        high = await probe.end_offsets(tps)
-                        if all(got[tp] >= high[tp] for tp in tps):
-                            break
-                        await asyncio.sleep(0.01)
-                        got = await consumer.end_offsets(tps)
+                    got = await self._settler.end_offsets(consumer, tps)
+                else:
+                    got = await consumer.end_offsets(tps)
         return {tp.partition: int(off) for tp, off in sorted(got.items())}
-
-    async def _probe(self) -> Any:
-        """A group-less read_uncommitted consumer: its end offsets are the high watermarks."""
-        if self._high is None:
-            probe = AIOKafkaConsumer(
-                **self._log.client_kwargs(), isolation_level="read_uncommitted"
-            )
-            await probe.start()
-            self._high = probe
-        return self._high
 
     async def commit(self, offsets: Mapping[int, int]) -> None:
         """Store positions of owned partitions; CommitRefused if the group moved them."""
@@ -324,6 +307,4 @@ class KafkaConsumer:
             self._consumer = None
             if consumer is not None:
                 await _quietly(consumer.stop())
-            if self._high is not None:
-                probe, self._high = self._high, None
-                await _quietly(probe.stop())
+            await self._settler.close()

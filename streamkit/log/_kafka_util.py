@@ -3,7 +3,8 @@
 :func:`_kafka_errors` is the one place where aiokafka / network / deadline errors
 become streamkit's (``Fenced``, ``TopicNotFound``, ``LogUnavailable``, ``LogError``),
 with the cause chained; :func:`to_log_records` turns aiokafka's fetched messages into
-``LogRecord`` objects; :func:`_quietly`, :func:`_stop_producer` and
+``LogRecord`` objects; :class:`Settler` reads end offsets that include every
+transaction committed before the call; :func:`_quietly`, :func:`_stop_producer` and
 :func:`_consume_stray_errors` close aiokafka clients, the last two through aiokafka
 0.14's private attributes (see ``docs/design/change-log.md``).
 
@@ -16,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka import errors as kafka_errors
 
 from streamkit.exceptions import LogError
@@ -160,3 +162,50 @@ def _consume_stray_errors(producer: Any) -> None:
     ):
         if isinstance(fut, asyncio.Future) and fut.done() and not fut.cancelled():
             fut.exception()
+
+
+# --- end offsets past the commit markers ------------------------------------------------------
+_SETTLE_WAIT = 5.0  # seconds end offsets wait for commit markers before answering as they are
+
+
+class Settler:
+    """Read-committed end offsets that include every transaction committed before the call.
+
+    Kafka writes a transaction's commit markers a few ms after the commit returned (longer
+    while a partition's leadership moves); until then the last stable offset, which is
+    what a read_committed consumer's ``end_offsets`` answers, stops before the
+    transaction's records. :meth:`end_offsets` first reads the high watermarks (through a
+    group-less read_uncommitted consumer, started on first use) and then waits until the
+    last stable offsets reach them: every transaction with a record below them is then
+    committed or aborted. Transactions begun after the first read are not waited for, so
+    steady appends do not keep it waiting; it gives up after 5 s and answers as it is.
+    """
+
+    def __init__(self, client_kwargs: Callable[[], Mapping[str, Any]]) -> None:
+        self._client_kwargs = client_kwargs  # called when the probe starts (TLS context)
+        self._probe: Any = None
+
+    async def end_offsets(self, consumer: Any, tps: Sequence[Any]) -> dict[Any, int]:
+        """``consumer``'s (read_committed) end offsets of ``tps``, settled as above."""
+        if self._probe is None:
+            probe = AIOKafkaConsumer(**self._client_kwargs(), isolation_level="read_uncommitted")
+            try:
+                await probe.start()
+            except BaseException:
+                await _quietly(probe.stop())
+                raise
+            self._probe = probe
+        high = await self._probe.end_offsets(list(tps))
+        got: dict[Any, int] = await consumer.end_offsets(list(tps))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _SETTLE_WAIT
+        while any(got[tp] < high[tp] for tp in tps) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+            got = await consumer.end_offsets(list(tps))
+        return got
+
+    async def close(self) -> None:
+        """Stop the probe, if one was started."""
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            await _quietly(probe.stop())

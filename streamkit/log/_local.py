@@ -534,8 +534,8 @@ class LocalReader:
         bounds = await self.partition_bounds()
         return {p: bounds[p][0] for p in parts}
 
-    async def end_offsets(self) -> dict[int, int]:
-        """The next offset to be written in each partition read."""
+    async def end_offsets(self, *, settled: bool = False) -> dict[int, int]:
+        """The next offset to be written in each partition read (always settled here)."""
         parts = await self._ensure()
         bounds = await self.partition_bounds()
         return {p: bounds[p][1] for p in parts}

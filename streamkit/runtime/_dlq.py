@@ -217,7 +217,7 @@ class DeadLetterQueue:
         try:
             if include_redriven:
                 await reader.seek_to_beginning()
-            ends = await reader.end_offsets()
+            ends = await reader.end_offsets(settled=True)
             while True:
                 positions = {p: await reader.position(p) for p in ends}
                 if all(positions[p] >= end for p, end in ends.items()):

@@ -7,6 +7,7 @@ import contextlib
 import json
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,27 @@ from streamkit.capture import Relay
 from streamkit.capture._relay import Parked
 
 
+_OPENED: list[sk.App] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_apps() -> AsyncIterator[None]:
+    """Close every App a test made, also when it failed before its own close: an App left
+    open keeps Kafka clients whose sockets the garbage collector later reports as
+    ResourceWarnings inside whichever test then runs, failing that one too."""
+    yield
+    while _OPENED:
+        await _OPENED.pop().close()
+
+
 def _app(tmp_path: Path, url: str) -> sk.App:
-    return sk.App(
+    app = sk.App(
         storage=f"sqlite:///{tmp_path}/store.db",
         log=url,
         namespace=f"cap{uuid.uuid4().hex[:12]}",
     )
+    _OPENED.append(app)
+    return app
 
 
 async def _write_history(app: sk.App) -> int:

@@ -139,6 +139,27 @@ async def test_offsets_seek_and_positions(log: ChangeLog, new_topic: NewTopic) -
     await producer.close()
 
 
+async def test_settled_end_offsets_include_every_returned_append(
+    log: ChangeLog, new_topic: NewTopic
+) -> None:
+    """Kafka writes commit markers after the commit returned; a settled end waits for them
+    (``tests/integration/test_kafka_log.py`` holds a transaction open to show the wait)."""
+    topic = await new_topic(partitions=2)
+    producer = log.producer(txn_id())
+    await producer.start()
+    reader = log.reader(topic)
+    seen = 0
+    for i in range(40):
+        await producer.append([OutRecord(topic, None, b"%d" % i, partition=i % 2)])
+        ends = await reader.end_offsets(settled=True)
+        while [p for p, end in ends.items() if await reader.position(p) < end]:
+            got = await reader.fetch(timeout=0.5)
+            seen += len([r for r in got if r.offset < ends[r.partition]])
+        assert seen == i + 1
+    await reader.close()
+    await producer.close()
+
+
 async def test_seek_by_time(log: ChangeLog, new_topic: NewTopic) -> None:
     topic = await new_topic(partitions=1)
     producer = log.producer(txn_id())
