@@ -19,7 +19,6 @@ from streamkit._names import table_topic
 from streamkit.capture import Relay
 from streamkit.capture._relay import Parked
 
-
 _OPENED: list[sk.App] = []
 
 
