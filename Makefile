@@ -45,7 +45,7 @@ demo: $(BIN)/.installed-demo
 	@$(BIN)/streamkit demo
 
 test: install
-	@bash .ci/test-env.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@TEST_PYTHON=$(BIN)/python bash .ci/test-env.sh bash .ci/pytest.sh $(BIN)/python $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory docs-check
 

@@ -7,6 +7,8 @@
 # whatever the command's outcome.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# the Python the service scripts' probes use: TEST_PYTHON, else the command's first word
+py="${TEST_PYTHON:-${1:-python3}}"
 
 KAFKA_DIR=compose/kafka
 export KAFKA_PORT="${KAFKA_PORT:-9092}"
@@ -34,7 +36,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 if [[ -z "${STREAMKIT_TEST_KAFKA:-}" ]]; then
-    if PYTHON="${1:-python3}" bash -c "source $KAFKA_DIR/lib.sh && kafka_probe 2" >/dev/null 2>&1; then
+    if PYTHON="$py" bash -c "source $KAFKA_DIR/lib.sh && kafka_probe 2" >/dev/null 2>&1; then
         echo "test-env: using the Kafka broker already on 127.0.0.1:$KAFKA_PORT" >&2
     else
         echo "test-env: starting Kafka on 127.0.0.1:$KAFKA_PORT" >&2
@@ -49,7 +51,7 @@ fi
 
 # a second, separate broker: each region of a global table has its own Kafka cluster
 if [[ -z "${STREAMKIT_TEST_KAFKA2:-}" ]]; then
-    if KAFKA_PORT="$KAFKA2_PORT" PYTHON="${1:-python3}" bash -c "source $KAFKA_DIR/lib.sh && kafka_probe 2" >/dev/null 2>&1; then
+    if KAFKA_PORT="$KAFKA2_PORT" PYTHON="$py" bash -c "source $KAFKA_DIR/lib.sh && kafka_probe 2" >/dev/null 2>&1; then
         echo "test-env: using the second Kafka broker already on 127.0.0.1:$KAFKA2_PORT" >&2
     else
         echo "test-env: starting a second Kafka broker on 127.0.0.1:$KAFKA2_PORT" >&2
@@ -68,7 +70,7 @@ if [[ -z "${STREAMKIT_TEST_S3:-}" ]]; then
         echo "test-env: using the S3 server already on 127.0.0.1:$S3_PORT" >&2
     else
         echo "test-env: starting S3Proxy on 127.0.0.1:$S3_PORT" >&2
-        if ! PYTHON="${1:-python3}" compose/s3/s3-up.sh >&2; then
+        if ! PYTHON="$py" compose/s3/s3-up.sh >&2; then
             echo "test-env: the S3 server did not start; S3 tests cannot run" >&2
             exit 1
         fi

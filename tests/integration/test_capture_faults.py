@@ -537,6 +537,7 @@ class TracedRelay(Relay):
 
 
 @pytest.mark.kafka
+@pytest.mark.exclusive
 @pytest.mark.timeout(150)
 @needs_kafka
 async def test_relay_rides_out_a_broker_crash(tmp_path: Path) -> None:

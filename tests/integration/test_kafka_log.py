@@ -27,6 +27,7 @@ from tests.kafka_env import KAFKA_ENV, SCRIPTS, broker, needs_kafka, script_env
 pytestmark = [
     pytest.mark.kafka,
     pytest.mark.slow,
+    pytest.mark.exclusive,
     pytest.mark.timeout(180),
     needs_kafka,
 ]

@@ -249,6 +249,7 @@ class RetryingWriter(Writer):
                 await asyncio.sleep(0.2)
 
 
+@pytest.mark.exclusive
 async def test_server_killed_and_restarted_mid_stream(pg_url: str, tmp_path: Path) -> None:
     app = _app(pg_url, tmp_path)
     await _create_tables(app)
