@@ -59,6 +59,7 @@ Item = dict[str, Any]
 MAX_ITEM_BYTES = 400 * 1024
 MAX_DEPTH = 32
 _MAX_DIGITS = 38
+_INT_BOUND = 10**_MAX_DIGITS  # an int below this in magnitude is a valid number as is
 _MIN_ADJUSTED = -130  # smallest magnitude 1E-130
 _MAX_ADJUSTED = 125  # largest magnitude 9.99..E+125
 _CTX = Context(prec=_MAX_DIGITS + 2)
@@ -138,7 +139,7 @@ def normalize_value(value: Any, path: str = "", depth: int = 0) -> Value:
     if t is Decimal:
         return canonical_number(value, path)
     if t is int:
-        if -(10**_MAX_DIGITS) < value < 10**_MAX_DIGITS:
+        if -_INT_BOUND < value < _INT_BOUND:
             return Decimal(value)
         return canonical_number(Decimal(value), path)
     if t is float:

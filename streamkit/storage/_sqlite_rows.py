@@ -80,6 +80,20 @@ _INSERT_CHANGE = (
     " ipk, isk) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _GET = "SELECT data, size FROM sk_items WHERE tid=? AND pk=? AND sk=?"
+# a group's old rows in one statement; a few fixed sizes (a short chunk is padded with its
+# first key again) keep the statement texts few, so they stay in sqlite3's statement cache
+_PREFETCH_SIZES = (4, 16, 64)
+
+
+def _prefetch_sql(n: int) -> str:
+    return (
+        "WITH k(t, p, s) AS (VALUES " + ",".join(["(?,?,?)"] * n) + ") "
+        "SELECT k.t, k.p, k.s, i.data, i.size FROM k "
+        "JOIN sk_items i ON i.tid = k.t AND i.pk = k.p AND i.sk = k.s"
+    )
+
+
+_PREFETCH_SQL = {n: _prefetch_sql(n) for n in _PREFETCH_SIZES}
 _SIZES_KEPT = 65_536  # item collection sizes a writer connection keeps (``_Rows``)
 
 
@@ -99,7 +113,17 @@ class _Rows:
     A counter row per partition would add a page to every write's commit.
     """
 
-    __slots__ = ("_changes", "_items", "_sizes", "_slots", "_version", "conn", "seq", "writes")
+    __slots__ = (
+        "_changes",
+        "_items",
+        "_pre",
+        "_sizes",
+        "_slots",
+        "_version",
+        "conn",
+        "seq",
+        "writes",
+    )
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -108,6 +132,9 @@ class _Rows:
         # (tid, pk, sk) -> (data, size, expires) to store, or None to delete
         self._items: dict[tuple[int, bytes, bytes], tuple[bytes, int, float | None] | None] = {}
         self._changes: list[tuple[Any, ...]] = []
+        # rows read ahead for a group's jobs, as they are in this transaction (None: no
+        # such row); kept equal to the file by flush, dropped by drop_prefetched
+        self._pre: dict[tuple[int, bytes, bytes], tuple[bytes, int] | None] = {}
         self._slots: dict[int, int | None] = {}  # settings epoch per table, read once per group
         self._sizes: dict[tuple[int, bytes], int] = {}  # item collection sizes known
         # the file's PRAGMA data_version when seq and _slots were read (None: read again)
@@ -121,7 +148,37 @@ class _Rows:
             if ident in items:
                 pending = items[ident]
                 return None if pending is None else (pending[0], pending[1])
+        pre = self._pre
+        if pre:
+            ident = (table_id, pk, sk)
+            if ident in pre:
+                return pre[ident]
         return self.get(table_id, pk, sk)
+
+    def prefetch(self, keys: list[tuple[int, bytes, bytes]]) -> None:
+        """Read the rows at ``keys`` in as few statements as the group allows, for
+        :meth:`load` (the writer, for a group of jobs: one statement instead of one per
+        job). Only inside the group's transaction; :meth:`drop_prefetched` at its end."""
+        pre = self._pre
+        items = self._items
+        wanted = list({k: None for k in keys if k not in pre and k not in items})
+        if len(wanted) < 2:
+            return
+        conn = self.conn
+        largest = _PREFETCH_SIZES[-1]
+        for start in range(0, len(wanted), largest):
+            chunk = wanted[start : start + largest]
+            size = next(n for n in _PREFETCH_SIZES if n >= len(chunk))
+            chunk += [chunk[0]] * (size - len(chunk))
+            params = [v for k in chunk for v in k]
+            for k in chunk:
+                pre[k] = None
+            for t, p, sk, data, n in conn.execute(_PREFETCH_SQL[size], params):
+                pre[(t, p, sk)] = (data, n)
+
+    def drop_prefetched(self) -> None:
+        """Forget the rows read ahead (the group's transaction ends)."""
+        self._pre.clear()
 
     def store(
         self, table_id: int, pk: bytes, sk: bytes, data: bytes, size: int, expires: float | None
@@ -210,6 +267,11 @@ class _Rows:
                 (t, p, s, v[0], v[1], v[2]) for (t, p, s), v in items.items() if v is not None
             ]
             deletes = [k for k, v in items.items() if v is None]
+            pre = self._pre
+            if pre:  # what was read ahead stays what the file now holds
+                for k, v in items.items():
+                    if k in pre:
+                        pre[k] = None if v is None else (v[0], v[1])
             if stores:
                 self.conn.executemany(
                     "INSERT OR REPLACE INTO sk_items (tid, pk, sk, data, size, expires) "
@@ -231,6 +293,7 @@ class _Rows:
         self._items.clear()
         self._changes.clear()
         self._sizes.clear()
+        self._pre.clear()
         self._version = None
 
     def max_sequence(self) -> int:
@@ -254,6 +317,7 @@ class _Rows:
         """Read the sequence and the catalog again at the next write transaction (after a
         rollback, or work that wrote SQL of its own)."""
         self._sizes.clear()
+        self._pre.clear()
         self._version = None
 
     # --- read side ---

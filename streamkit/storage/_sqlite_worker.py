@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from streamkit.exceptions import StreamkitError
 from streamkit.storage._sqlite_file import _BUSY_MS
 from streamkit.storage._sqlite_rows import _Rows
+from streamkit.storage._write_ops import DeleteOp, PutOp, UpdateOp
 from streamkit.storage._writes import WriteJob, WriteResult, run_job
 
 if TYPE_CHECKING:
@@ -51,6 +52,21 @@ def _deliver(results: list[_Result]) -> None:
             fut.set_result(value)
         else:
             fut.set_exception(exc)
+
+
+_READS_OLD = (PutOp, UpdateOp, DeleteOp)
+
+
+def _keys_read(group: list[_Work]) -> list[tuple[int, bytes, bytes]]:
+    """The item rows a group's puts, updates and deletes read first (their old images)."""
+    keys = []
+    for _, fn, _ in group:
+        if isinstance(fn, _JobRunner):
+            for op in fn.job.ops:
+                if isinstance(op, _READS_OLD):
+                    k = op.k
+                    keys.append((op.spec.table_id, k.pk, k.sk))
+    return keys
 
 
 class _JobRunner:
@@ -227,6 +243,8 @@ class _Worker(threading.Thread):
         try:
             conn.execute(self._begin)
             rows.read_sequence()
+            if len(group) > 1:
+                rows.prefetch(_keys_read(group))
             for _, fn, fut in group:
                 if not isinstance(fn, _JobRunner):
                     rows.flush()  # catalog work reads and writes SQL directly
@@ -239,6 +257,7 @@ class _Worker(threading.Thread):
                         raise  # it failed half-way: roll back the group, then run one by one
                     done.append((fut, None, e))
             rows.flush()
+            rows.drop_prefetched()
             conn.execute("COMMIT")
         except BaseException:
             rows.discard()
