@@ -205,7 +205,7 @@ _MISSING: Any = object()
 
 
 class Overlay:
-    """The :class:`~streamkit.storage._writes.Rows` of one group transaction.
+    """The :class:`~streamkit.storage._write_ops.Rows` of one group transaction.
 
     ``load`` and ``meta_get`` answer from the rows prefetched after the locks, plus
     the writes of the jobs before; ``store``/``remove``/``append_change``/``meta_set``
