@@ -13,15 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import streamkit as sk
-from streamkit.storage._sqlite import SqliteEngine
+from tests.unit.storage.helpers import sqlite_engine
 
 _SINGLE = "SELECT data, size FROM sk_items WHERE tid=? AND pk=? AND sk=?"
-
-
-def _engine(app: sk.App) -> SqliteEngine:
-    engine = app._store.engine
-    assert isinstance(engine, SqliteEngine)
-    return engine
 
 
 async def test_a_group_reads_its_old_rows_in_one_statement(tmp_path: Path) -> None:
@@ -31,7 +25,7 @@ async def test_a_group_reads_its_old_rows_in_one_statement(tmp_path: Path) -> No
         for i in range(0, 64, 2):  # every other key exists
             await items.put({"id": f"k{i}", "n": i})
         statements: list[str] = []
-        writer = _engine(app)._writer
+        writer = sqlite_engine(app)._writer
         assert writer is not None and writer.rows is not None
         writer.rows.conn.set_trace_callback(statements.append)
         olds = await asyncio.gather(

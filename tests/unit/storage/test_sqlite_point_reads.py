@@ -14,13 +14,7 @@ import pytest
 
 import streamkit as sk
 from streamkit.storage import _sqlite
-from streamkit.storage._sqlite import SqliteEngine
-
-
-def _engine(app: sk.App) -> SqliteEngine:
-    engine = app._store.engine
-    assert isinstance(engine, SqliteEngine)
-    return engine
+from tests.unit.storage.helpers import sqlite_engine
 
 
 async def test_gets_do_not_hop_to_the_reader_thread(tmp_path: Path) -> None:
@@ -28,7 +22,7 @@ async def test_gets_do_not_hop_to_the_reader_thread(tmp_path: Path) -> None:
     try:
         items = await app.create_table("Items", "id")
         await items.put({"id": "a", "n": 1})
-        engine = _engine(app)
+        engine = sqlite_engine(app)
         assert engine._direct is not None
         reader = engine._reader
         assert reader is not None
@@ -104,7 +98,7 @@ async def test_a_busy_file_falls_back_to_the_reader_thread(tmp_path: Path) -> No
     try:
         items = await app.create_table("Items", "id")
         await items.put({"id": "a"})
-        engine = _engine(app)
+        engine = sqlite_engine(app)
         direct = engine._direct
         assert direct is not None
         # it never waits for a lock on the event loop: busy is answered at once
@@ -124,7 +118,7 @@ async def test_other_errors_of_the_direct_connection_are_storage_errors(tmp_path
     app = sk.App(storage=f"sqlite:///{tmp_path}/s.db", log=f"local://{tmp_path}/log")
     try:
         items = await app.create_table("Items", "id")
-        engine = _engine(app)
+        engine = sqlite_engine(app)
         direct = engine._direct
 
         class Broken(_BusyConnection):
@@ -148,7 +142,7 @@ async def test_a_direct_connection_in_use_elsewhere_sends_the_read_to_the_thread
     try:
         items = await app.create_table("Items", "id")
         await items.put({"id": "a"})
-        engine = _engine(app)
+        engine = sqlite_engine(app)
         lock: threading.Lock = engine._direct_lock
         with lock:
             assert await items.get({"id": "a"}) == {"id": "a"}
@@ -181,7 +175,7 @@ async def test_memory_stores_read_on_their_thread(tmp_path: Path) -> None:
     try:
         items = await app.create_table("Items", "id")
         await items.put({"id": "a"})
-        assert _engine(app)._direct is None
+        assert sqlite_engine(app)._direct is None
         assert await items.get({"id": "a"}) == {"id": "a"}
     finally:
         await app.close()
