@@ -380,10 +380,10 @@ class KafkaReader:
         consumer = await self._ensure()
         tps = [TopicPartition(self.topic, p) for p in self._partitions]
         with self._errors("read the end offsets"):
-            async with self._log._deadline():
-                if settled:
-                    got = await self._settler.end_offsets(consumer, tps)
-                else:
+            if settled:
+                got = await self._settler.end_offsets(consumer, tps, self._log._deadline)
+            else:
+                async with self._log._deadline():
                     got = await consumer.end_offsets(tps)
         return {tp.partition: int(off) for tp, off in sorted(got.items())}
 

@@ -185,23 +185,36 @@ class Settler:
         self._client_kwargs = client_kwargs  # called when the probe starts (TLS context)
         self._probe: Any = None
 
-    async def end_offsets(self, consumer: Any, tps: Sequence[Any]) -> dict[Any, int]:
-        """``consumer``'s (read_committed) end offsets of ``tps``, settled as above."""
+    async def end_offsets(
+        self,
+        consumer: Any,
+        tps: Sequence[Any],
+        deadline: Callable[[], contextlib.AbstractAsyncContextManager[Any]],
+    ) -> dict[Any, int]:
+        """``consumer``'s (read_committed) end offsets of ``tps``, settled as above.
+
+        ``deadline()`` bounds each request to the broker (the log's request timeout);
+        the wait as a whole is bounded by 5 s, whatever that timeout.
+        """
         if self._probe is None:
             probe = AIOKafkaConsumer(**self._client_kwargs(), isolation_level="read_uncommitted")
             try:
-                await probe.start()
+                async with deadline():
+                    await probe.start()
             except BaseException:
                 await _quietly(probe.stop())
                 raise
             self._probe = probe
-        high = await self._probe.end_offsets(list(tps))
-        got: dict[Any, int] = await consumer.end_offsets(list(tps))
+        async with deadline():
+            high = await self._probe.end_offsets(list(tps))
+        async with deadline():
+            got: dict[Any, int] = await consumer.end_offsets(list(tps))
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + _SETTLE_WAIT
-        while any(got[tp] < high[tp] for tp in tps) and loop.time() < deadline:
+        end = loop.time() + _SETTLE_WAIT
+        while any(got[tp] < high[tp] for tp in tps) and loop.time() < end:
             await asyncio.sleep(0.01)
-            got = await consumer.end_offsets(list(tps))
+            async with deadline():
+                got = await consumer.end_offsets(list(tps))
         return got
 
     async def close(self) -> None:
