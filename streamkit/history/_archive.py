@@ -282,7 +282,7 @@ async def seed_archive(store: Store, name: str) -> TableSpec:
     per item, chunk by chunk, while writes go on), then make PITR reach back to now. Run
     again after a crash it enters the items again: harmless (the newest row per item at
     an instant is the same image)."""
-    from streamkit.storage._writes import ArchiveOp, ItemKey, WriteJob
+    from streamkit.storage._write_ops import ArchiveOp, ItemKey, WriteJob
 
     spec = await store.spec(name)
     after: tuple[bytes, bytes] | None = None

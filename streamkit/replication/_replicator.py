@@ -57,7 +57,7 @@ from streamkit.storage._versions import (
     decode_version,
     version_storage_id,
 )
-from streamkit.storage._writes import ItemKey, WriteJob
+from streamkit.storage._write_ops import ItemKey, WriteJob
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -47,7 +47,7 @@ from streamkit.storage._versions import (
     encode_version,
     version_storage_id,
 )
-from streamkit.storage._writes import ItemKey
+from streamkit.storage._write_ops import ItemKey
 
 if TYPE_CHECKING:
     from collections.abc import Callable

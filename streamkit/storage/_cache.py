@@ -44,14 +44,14 @@ from typing import TYPE_CHECKING, Any, Final
 from streamkit.exceptions import StreamkitError, ValidationError
 from streamkit.records._avro import decode_record
 from streamkit.records._values import Item, item_size
-from streamkit.storage._writes import ArchiveOp, CheckOp, DeleteOp, IndexOp, PutOp, UpdateOp
+from streamkit.storage._write_ops import ArchiveOp, CheckOp, DeleteOp, IndexOp, PutOp, UpdateOp
 
 if TYPE_CHECKING:
     from streamkit.storage._engine import ChangeRow
     from streamkit.storage._spec import TableSpec
     from streamkit.storage._store import Store
     from streamkit.storage._table import Page
-    from streamkit.storage._writes import WriteOp, WriteResult
+    from streamkit.storage._write_ops import WriteOp, WriteResult
 
 __all__ = ("Cache", "CacheEngine", "follow_changes")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from streamkit.storage._transaction import Transaction
-from streamkit.storage._writes import Checkpoint, WriteOp
+from streamkit.storage._write_ops import Checkpoint, WriteOp
 
 if TYPE_CHECKING:
     from streamkit.storage._spec import TableSpec

@@ -13,7 +13,7 @@ every engine through one parametrized fixture (the engine conformance suite).
 
 Write semantics shared by all engines:
 
-* A :class:`~streamkit.storage._writes.WriteJob` runs atomically: its item rows
+* A :class:`~streamkit.storage._write_ops.WriteJob` runs atomically: its item rows
   and its change rows commit together or not at all (the outbox).
 * Sequence numbers are strictly increasing in commit order across the whole
   store: a change row that becomes visible later never has a smaller number than
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from streamkit.storage._spec import TableSpec
-from streamkit.storage._writes import Checkpoint, WriteJob, WriteOp, WriteResult
+from streamkit.storage._write_ops import Checkpoint, WriteJob, WriteOp, WriteResult
 
 __all__ = (
     "ArchiveRow",

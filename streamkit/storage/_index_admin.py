@@ -6,7 +6,7 @@ Adding a global index to a table that holds items:
    (in this process, and in every other once it reloads the catalog) keeps its
    entries, like those of an active index, but reads refuse it;
 2. the backfill walks the table in key order, a chunk at a time, and writes each
-   item's entry with an :class:`~streamkit.storage._writes.IndexOp`: an ordinary
+   item's entry with an :class:`~streamkit.storage._write_ops.IndexOp`: an ordinary
    write job that reads the item *inside* the transaction, so it can only write what
    the item is at that commit — never resurrect an entry a concurrent delete removed,
    never overwrite a newer one (a write that committed first already wrote the same
@@ -32,7 +32,7 @@ from streamkit.storage._indexes import (
 )
 from streamkit.storage._spec import TableSpec
 from streamkit.storage._store import Store
-from streamkit.storage._writes import IndexOp, ItemKey, WriteJob
+from streamkit.storage._write_ops import IndexOp, ItemKey, WriteJob
 
 __all__ = ("BackfillProgress", "add_index", "backfill", "drop_index")
 

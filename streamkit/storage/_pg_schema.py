@@ -26,8 +26,9 @@ from typing import Any
 from streamkit.exceptions import ConfigurationError, TableExists, TableNotFound
 from streamkit.storage._engine import ArchivedRecord, ArchiveRow, BackupInfo, ItemRow, StoredItem
 from streamkit.storage._indexes import index_rows
+from streamkit.storage._item_collections import collection_key, collection_sizes
 from streamkit.storage._spec import TableSpec
-from streamkit.storage._writes import StaleCatalog, collection_key, collection_sizes
+from streamkit.storage._writes import StaleCatalog
 
 __all__ = (
     "BACKUP_COLUMNS",

@@ -91,6 +91,7 @@ import asyncpg
 from streamkit.exceptions import StorageError, StreamkitError, TableNotFound
 from streamkit.storage import _pg_schema as S
 from streamkit.storage._engine import ArchiveRow, StoredItem, new_backup_id
+from streamkit.storage._item_collections import collection_meta_keys
 from streamkit.storage._postgres_conn import (
     _guard,
     _is_lost,
@@ -101,15 +102,8 @@ from streamkit.storage._postgres_conn import (
 from streamkit.storage._postgres_pool import _PostgresPool
 from streamkit.storage._spec import TableSpec
 from streamkit.storage._versions import extra_meta_keys, extra_reads
-from streamkit.storage._writes import (
-    Checkpoint,
-    WriteJob,
-    WriteOp,
-    WriteResult,
-    collection_meta_keys,
-    run_effects,
-    run_job,
-)
+from streamkit.storage._write_ops import Checkpoint, WriteJob, WriteOp, WriteResult
+from streamkit.storage._writes import run_effects, run_job
 
 __all__ = ("PostgresEngine",)
 

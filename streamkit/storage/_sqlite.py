@@ -106,7 +106,8 @@ from streamkit.storage._sqlite_worker import (
     _Work,
     _Worker,
 )
-from streamkit.storage._writes import Checkpoint, WriteJob, WriteOp, WriteResult, run_effects
+from streamkit.storage._write_ops import Checkpoint, WriteJob, WriteOp, WriteResult
+from streamkit.storage._writes import run_effects
 
 __all__ = ("SqliteEngine", "read_only_url")
 

@@ -161,7 +161,7 @@ class _Rows:
         job). Only inside the group's transaction; :meth:`drop_prefetched` at its end."""
         pre = self._pre
         items = self._items
-        wanted = list({k: None for k in keys if k not in pre and k not in items})
+        wanted = list(dict.fromkeys(k for k in keys if k not in pre and k not in items))
         if len(wanted) < 2:
             return
         conn = self.conn

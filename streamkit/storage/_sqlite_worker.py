@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from streamkit.exceptions import StreamkitError
 from streamkit.storage._sqlite_file import _BUSY_MS
 from streamkit.storage._sqlite_rows import _Rows
-from streamkit.storage._write_ops import DeleteOp, PutOp, UpdateOp
-from streamkit.storage._writes import WriteJob, WriteResult, run_job
+from streamkit.storage._write_ops import DeleteOp, PutOp, UpdateOp, WriteJob, WriteResult
+from streamkit.storage._writes import run_job
 
 if TYPE_CHECKING:
     from streamkit.storage._sqlite import SqliteEngine

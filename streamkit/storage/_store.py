@@ -22,14 +22,14 @@ from streamkit.storage._capacity import (
 )
 from streamkit.storage._engine import ChangeRow, StorageEngine, engine_for
 from streamkit.storage._spec import TableSpec
-from streamkit.storage._writes import (
+from streamkit.storage._write_ops import (
     ITEM_COLLECTION_LIMIT,
     Checkpoint,
-    StaleCatalog,
     WriteJob,
     WriteOp,
     WriteResult,
 )
+from streamkit.storage._writes import StaleCatalog
 
 if TYPE_CHECKING:
     from streamkit.storage._cache import CacheEngine

@@ -31,7 +31,7 @@ from streamkit.storage._reads import (
     is_expired,
     reader_for,
 )
-from streamkit.storage._writes import (
+from streamkit.storage._write_ops import (
     DeleteOp,
     ItemKey,
     PutOp,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from streamkit.exceptions import ValidationError
 from streamkit.storage._expressions import ExpressionContext, compile_condition
 from streamkit.storage._table import Table, _index_sum
-from streamkit.storage._writes import CheckOp, WriteJob, WriteOp
+from streamkit.storage._write_ops import CheckOp, WriteJob, WriteOp
 
 if TYPE_CHECKING:
     from streamkit.storage._conditions import Condition

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from streamkit.exceptions import ValidationError
 from streamkit.records import TTL_IDENTITY
 from streamkit.records._avro import decode_image
-from streamkit.storage._writes import DeleteOp, ItemKey, WriteJob, WriteOp, ttl_expiry
+from streamkit.storage._write_ops import DeleteOp, ItemKey, WriteJob, WriteOp
+from streamkit.storage._writes import ttl_expiry
 
 if TYPE_CHECKING:
     from streamkit.storage._spec import TableSpec

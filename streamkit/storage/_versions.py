@@ -35,7 +35,7 @@ from streamkit.records._values import Item
 if TYPE_CHECKING:
     from streamkit.records import UserIdentity
     from streamkit.storage._spec import TableSpec
-    from streamkit.storage._writes import ItemKey, Rows
+    from streamkit.storage._write_ops import ItemKey, Rows
 
 __all__ = (
     "ReplicaOp",

@@ -41,9 +41,6 @@ from streamkit.storage._capacity import index_entry_unchanged, write_units
 from streamkit.storage._indexes import check_scalar_updates
 from streamkit.storage._item_collections import (
     _collections,
-    collection_key,
-    collection_meta_keys,
-    collection_sizes,
 )
 from streamkit.storage._keys import message_key
 from streamkit.storage._versions import (
@@ -56,9 +53,7 @@ from streamkit.storage._versions import (
     version_storage_id,
 )
 from streamkit.storage._write_ops import (
-    ITEM_COLLECTION_LIMIT,
     ArchiveOp,
-    CheckOp,
     Checkpoint,
     DeleteOp,
     IndexOp,
@@ -79,27 +74,11 @@ if TYPE_CHECKING:
     from streamkit.storage._spec import TableSpec
 
 __all__ = (
-    "ITEM_COLLECTION_LIMIT",
-    "ArchiveOp",
-    "CheckOp",
-    "Checkpoint",
-    "DeleteOp",
-    "IndexOp",
-    "ItemKey",
-    "PutOp",
-    "ReplicaOp",
-    "Rows",
-    "TombstonePruneOp",
-    "UpdateOp",
-    "WriteJob",
-    "WriteOp",
-    "WriteResult",
+    "StaleCatalog",
     "archive_record",
-    "collection_key",
-    "collection_meta_keys",
-    "collection_sizes",
     "run_effects",
     "run_job",
+    "ttl_expiry",
 )
 
 _FIVE_YEARS = 5 * 365 * 86400.0

@@ -26,7 +26,7 @@ from streamkit.exceptions import (
 )
 from streamkit.records import decode_record
 from streamkit.storage._postgres import PostgresEngine
-from streamkit.storage._writes import PutOp, WriteJob, WriteOp
+from streamkit.storage._write_ops import PutOp, WriteJob, WriteOp
 from tests import postgres_env
 from tests.unit.storage.test_engine_conformance import Ops, item_of, one, users_spec
 

@@ -17,7 +17,7 @@ from streamkit.replication import prune_tombstones
 from streamkit.storage import _writes
 from streamkit.storage._effects import Checkpoint
 from streamkit.storage._versions import ReplicaOp, Version, decode_version, version_storage_id
-from streamkit.storage._writes import ItemKey, WriteJob
+from streamkit.storage._write_ops import ItemKey, WriteJob
 
 US, EU = "us-east-1", "eu-west-1"
 

@@ -16,7 +16,7 @@ import streamkit as sk
 from streamkit.storage._cache import ENTRY_OVERHEAD, MISS, VALUE_OVERHEAD, Cache, CacheEngine
 from streamkit.storage._effects import Effects
 from streamkit.storage._engine import ChangeRow
-from streamkit.storage._writes import WriteResult
+from streamkit.storage._write_ops import WriteResult
 
 # --- configuration -------------------------------------------------------------------
 

@@ -34,17 +34,17 @@ from streamkit.storage._engine import StorageEngine, engine_for
 from streamkit.storage._expressions import ExpressionContext, compile_condition, compile_update
 from streamkit.storage._keys import KeyAttribute, KeySchema
 from streamkit.storage._spec import TableSpec
-from streamkit.storage._writes import (
+from streamkit.storage._write_ops import (
     CheckOp,
     Checkpoint,
     DeleteOp,
     ItemKey,
     PutOp,
-    StaleCatalog,
     UpdateOp,
     WriteJob,
     WriteOp,
 )
+from streamkit.storage._writes import StaleCatalog
 from tests import postgres_env
 
 DAY_MS = 86_400_000

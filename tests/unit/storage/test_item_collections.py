@@ -17,9 +17,9 @@ import pytest
 
 import streamkit as sk
 from streamkit.records._values import item_size
+from streamkit.storage._item_collections import collection_key
 from streamkit.storage._keys import order_bytes
 from streamkit.storage._sqlite import SqliteEngine
-from streamkit.storage._writes import collection_key
 
 LSI_ALL = sk.LocalIndex("ByTotal", sort_key=("Total", "N"))
 LSI_INCLUDE = sk.LocalIndex("ByItem", sort_key="Item", projection=["Note"])
