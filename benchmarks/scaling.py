@@ -609,11 +609,15 @@ async def _overwrite(t: sk.Table, keys: int, changes: int, seed: int) -> float:
 
 def _archive_size(db: str, table: str) -> dict[str, int]:
     """Read-only look at the file (closed by the app, so the WAL is folded in): the table's
-    archive rows, the archive's B-tree bytes, the file and its free pages."""
+    archive rows, the archive's B-tree bytes and its per-table index's, the file and its
+    free pages."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = conn.execute("SELECT count(*) FROM sk_changes WHERE tname=?", (table,)).fetchone()
         btree = conn.execute("SELECT sum(pgsize) FROM dbstat WHERE name='sk_changes'").fetchone()
+        index = conn.execute(
+            "SELECT sum(pgsize) FROM dbstat WHERE name='sk_changes_by_table'"
+        ).fetchone()
         page = conn.execute("PRAGMA page_size").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
     finally:
@@ -621,6 +625,7 @@ def _archive_size(db: str, table: str) -> dict[str, int]:
     return {
         "rows": int(rows[0]),
         "archive_bytes": int(btree[0] or 0),
+        "index_bytes": int(index[0] or 0),  # sk_changes_by_table (none before it existed)
         "file_bytes": _file_size(db),
         "free_bytes": int(free) * int(page),
     }
@@ -633,14 +638,44 @@ async def _restore(app: sk.App, target: str, keys: int) -> dict[str, Any]:
     return {"seconds": round(took, 2), "items_per_s": round(keys / took), "table": restored.name}
 
 
+def _count(record: Any) -> None:
+    return None
+
+
+async def _small_beside(app: sk.App, since: datetime) -> dict[str, Any]:
+    """A 100-item table's restore and last 100 changes (replayed from the archive) next
+    to the big table's history: what they cost should follow the small table's own."""
+    t0 = time.perf_counter()
+    restored = await app.restore_to_time("Small", at=datetime.now(UTC), target="SmallAgain")
+    restore_s = time.perf_counter() - t0
+    await app.delete_table(restored.name)
+    t0 = time.perf_counter()
+    summary = await app.replay("Small", _count, since=since, dry_run=True)
+    replay_s = time.perf_counter() - t0
+    return {
+        "restore_ms": round(restore_s * 1000, 1),
+        "replay_ms": round(replay_s * 1000, 1),
+        "replayed": summary.records,
+    }
+
+
 async def _archive_figure(d: str, keys: int, changes: int) -> dict[str, Any]:
     db, log = f"{d}/archive.db", f"local://{d}/log"
     app = sk.App(storage=f"sqlite:///{db}", log=log)
     try:
         hist = await app.create_table("Hist", partition_key="pk", stream=None, recovery_days=1)
+        small = await app.create_table("Small", partition_key="pk", stream=None, recovery_days=1)
+        for i in range(200):
+            await small.put({"pk": f"s{i % 100}", "n": i})
         rate = await _overwrite(hist, keys, changes, seed=changes)
+        small_since = datetime.now(UTC)
+        for i in range(200, 300):
+            await small.put({"pk": f"s{i % 100}", "n": i})
         async with app.running(handlers=[], ttl=False):
             await app.drain(timeout=600)  # the relay settles every row (nothing to publish)
+            # the relay's compaction pass (once a minute), which also fills the archive's
+            # per-table index up to the rows it has settled
+            await app._store.prune_archive(published_upto=await app.relay._slowest_done())
     finally:
         await app.close()
     filled = _archive_size(db, "Hist")
@@ -652,6 +687,7 @@ async def _archive_figure(d: str, keys: int, changes: int) -> dict[str, Any]:
             pruned_now = await app._store.prune_archive(
                 published_upto=await app.relay._slowest_done()
             )
+            beside = await _small_beside(app, small_since)
             before = await _restore(app, "Before", keys)
             await app.delete_table(before.pop("table"))
             await app.drain(timeout=600)
@@ -683,8 +719,10 @@ async def _archive_figure(d: str, keys: int, changes: int) -> dict[str, Any]:
         "rows": filled["rows"],
         "archive_bytes": filled["archive_bytes"],
         "archive_bytes_per_change": round(filled["archive_bytes"] / changes),
+        "index_bytes": filled["index_bytes"],
         "file_bytes": filled["file_bytes"],
         "relay_prune_now_deleted": pruned_now,
+        "small_table_beside_it": beside,
         "restore": before,
         "after_window": {
             "prune_calls": calls,
@@ -692,6 +730,7 @@ async def _archive_figure(d: str, keys: int, changes: int) -> dict[str, Any]:
             "seconds": round(compact_s, 2),
             "rows": compacted["rows"],
             "archive_bytes": compacted["archive_bytes"],
+            "index_bytes": compacted["index_bytes"],
             "file_bytes": compacted["file_bytes"],
             "free_bytes": compacted["free_bytes"],
             "restore": after,

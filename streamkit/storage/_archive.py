@@ -12,6 +12,22 @@ the row itself too if it is a REMOVE. What stays beyond the window is at most on
 row per live item (``sk_archive_base`` remembers which). Rows of tables without
 PITR (and of deleted tables) go as soon as they are published.
 
+**Reading one table's archive** (a restore's state at an instant, a table's changes in
+a time range) must not read every other table's rows: ``sk_changes`` is in commit order
+for the relay, across tables. An index on ``(tid, seq)`` would serve those reads, but it
+costs every lone write one more B-tree page in its commit (12 to 34% of the raw put floor,
+measured), so the index is kept apart and filled in bulk by compaction instead:
+``sk_changes_by_table`` holds ``(tid, seq, created_ms, ipk, isk)`` of every row up to
+``archive.indexed``, which compaction advances up to where rows of tables without PITR
+are already pruned (so those are never entered). A read takes the table's entries up to
+that position from the index and scans only the rows after it (the few since the last
+compaction), in one snapshot; a store whose relay never compacted reads by scan, as
+before. Up to the position every row has its entry (entered after the row, and numbers
+are never reused); a row compaction deletes leaves the index in the same transaction
+(an entry whose row is gone would only take space: the reads join the index to
+``sk_changes``). Entering rows is a pass of its own after compaction, a batch of
+INDEX_BATCH numbers per transaction, so writers are not held for long.
+
 All functions here run on an engine thread with its connection, inside the
 engine's transaction (writes) or read snapshot (reads).
 """
@@ -23,6 +39,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from streamkit.records._avro import decode_record
+from streamkit.storage._sqlite_rows import _one_snapshot
 
 __all__ = (
     "archive_rows",
@@ -30,12 +47,15 @@ __all__ = (
     "compact",
     "copy_backup",
     "current_rows",
+    "index_archive",
     "migrate_2_to_3",
     "state_rows",
 )
 
 _PRUNED = "archive.pruned"  # rows of tables without an archive are gone up to here
 _COMPACTED = "archive.compacted"  # PITR rows are compacted up to here
+_INDEXED = "archive.indexed"  # every row up to here is in sk_changes_by_table
+INDEX_BATCH = 50_000  # sequence numbers entered in the index per compaction call, at most
 
 
 def migrate_2_to_3(conn: sqlite3.Connection) -> None:
@@ -93,7 +113,7 @@ def compact(conn: sqlite3.Connection, *, upto: int, cutoffs: Mapping[int, int], 
         conn.execute(f"DELETE FROM sk_archive_base WHERE tid NOT IN ({marks})", kept)
         _set_meta(conn, _PRUNED, bound)
     position = _meta_int(conn, _COMPACTED)
-    doomed: list[tuple[int]] = []
+    doomed: list[tuple[int, int]] = []  # (tid, seq)
     rows = conn.execute(
         "SELECT seq, tid, event, ipk, isk, created_ms FROM sk_changes "
         "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
@@ -102,7 +122,7 @@ def compact(conn: sqlite3.Connection, *, upto: int, cutoffs: Mapping[int, int], 
     for seq, tid, event, ipk, isk, created in rows:
         cutoff = cutoffs.get(tid)
         if cutoff is None:  # its table went since the first pass
-            doomed.append((seq,))
+            doomed.append((tid, seq))
         elif created >= cutoff:
             break  # inside the window: this row and everything after it stay
         elif ipk is not None:
@@ -110,9 +130,9 @@ def compact(conn: sqlite3.Connection, *, upto: int, cutoffs: Mapping[int, int], 
                 "SELECT seq FROM sk_archive_base WHERE tid=? AND ipk=? AND isk=?", (tid, ipk, isk)
             ).fetchone()
             if base is not None:
-                doomed.append((base[0],))
+                doomed.append((tid, base[0]))
             if event == "REMOVE":
-                doomed.append((seq,))
+                doomed.append((tid, seq))
                 conn.execute(
                     "DELETE FROM sk_archive_base WHERE tid=? AND ipk=? AND isk=?", (tid, ipk, isk)
                 )
@@ -123,25 +143,57 @@ def compact(conn: sqlite3.Connection, *, upto: int, cutoffs: Mapping[int, int], 
                 )
         position = seq
     if doomed:
-        conn.executemany("DELETE FROM sk_changes WHERE seq = ?", doomed)
+        conn.executemany("DELETE FROM sk_changes WHERE seq = ?", [(q,) for _, q in doomed])
+        conn.executemany("DELETE FROM sk_changes_by_table WHERE tid = ? AND seq = ?", doomed)
         deleted += len(doomed)
     _set_meta(conn, _COMPACTED, position)
     return deleted
 
 
+def index_archive(conn: sqlite3.Connection, batch: int = INDEX_BATCH) -> bool:
+    """Enter the rows after ``archive.indexed`` in ``sk_changes_by_table``, up to where
+    rows of tables without PITR are pruned and at most ``batch`` sequence numbers;
+    True when more are left for another call."""
+    indexed = _meta_int(conn, _INDEXED)
+    pruned = _meta_int(conn, _PRUNED)
+    upto = min(pruned, indexed + batch)
+    if upto <= indexed:
+        return False
+    conn.execute(
+        "INSERT OR REPLACE INTO sk_changes_by_table (tid, seq, created_ms, ipk, isk) "
+        "SELECT tid, seq, created_ms, ipk, isk FROM sk_changes WHERE seq > ? AND seq <= ?",
+        (indexed, upto),
+    )
+    _set_meta(conn, _INDEXED, upto)
+    return upto < pruned
+
+
 def state_rows(
     conn: sqlite3.Connection, table_id: int, at_ms: int
-) -> Iterator[tuple[bytes, bytes, bytes, bytes | None]]:
+) -> list[tuple[bytes, bytes, bytes, bytes | None]]:
     """The newest row of every item created at or before ``at_ms``, REMOVEs left out:
     ``(pk, sk, record, image)`` in key order (the table as it was at that instant)."""
-    cur = conn.execute(
-        "SELECT c.ipk, c.isk, c.record, c.image FROM sk_changes c JOIN ("
-        "  SELECT max(seq) AS seq FROM sk_changes WHERE tid=? AND created_ms <= ?"
-        "  GROUP BY ipk, isk) m ON c.seq = m.seq "
-        "WHERE c.event != 'REMOVE' ORDER BY c.ipk, c.isk",
-        (table_id, at_ms),
-    )
-    yield from cur
+    with _one_snapshot(conn):
+        indexed = _meta_int(conn, _INDEXED)
+        if not indexed:
+            newest = "SELECT max(seq) AS seq FROM sk_changes WHERE tid=? AND created_ms <= ?"
+            args: tuple[int, ...] = (table_id, at_ms)
+        else:  # the index up to its position, the rows after it
+            newest = (
+                "SELECT max(seq) AS seq FROM ("
+                "  SELECT seq, ipk, isk FROM sk_changes_by_table"
+                "   WHERE tid=? AND seq <= ? AND created_ms <= ?"
+                "  UNION ALL"
+                "  SELECT seq, ipk, isk FROM sk_changes"
+                "   WHERE seq > ? AND tid=? AND created_ms <= ?)"
+            )
+            args = (table_id, indexed, at_ms, indexed, table_id, at_ms)
+        return conn.execute(
+            "SELECT c.ipk, c.isk, c.record, c.image FROM sk_changes c JOIN ("
+            f"{newest} GROUP BY ipk, isk) m ON c.seq = m.seq "
+            "WHERE c.event != 'REMOVE' ORDER BY c.ipk, c.isk",
+            args,
+        ).fetchall()
 
 
 def current_rows(conn: sqlite3.Connection, table_id: int) -> list[tuple[bytes, bytes, bytes]]:
@@ -163,17 +215,33 @@ def archive_rows(
 ) -> list[tuple[int, int, bytes]]:
     """``(seq, created_ms, record)`` of a table's rows created in [since_ms, until_ms),
     after ``after_seq`` (and before ``before_seq``), in commit order, at most ``limit``."""
-    sql = (
-        "SELECT seq, created_ms, record FROM sk_changes WHERE seq > ? AND tid = ? "
-        "AND created_ms >= ? AND created_ms < ?"
-    )
-    args: list[Any] = [after_seq, table_id, since_ms, until_ms]
+
+    def where(t: str) -> str:  # the conditions on table alias ``t``
+        text = f"{t}tid = ? AND {t}seq > ? AND {t}created_ms >= ? AND {t}created_ms < ?"
+        return text if before_seq is None else f"{text} AND {t}seq < ?"
+
+    args: list[Any] = [table_id, after_seq, since_ms, until_ms]
     if before_seq is not None:
-        sql += " AND seq < ?"
         args.append(before_seq)
-    sql += " ORDER BY seq LIMIT ?"
-    args.append(limit)
-    return conn.execute(sql, args).fetchall()
+    with _one_snapshot(conn):
+        indexed = _meta_int(conn, _INDEXED)
+        found: list[tuple[int, int, bytes]] = []
+        if indexed > after_seq:  # the index up to its position...
+            found = conn.execute(
+                "SELECT c.seq, c.created_ms, c.record FROM sk_changes_by_table x "
+                f"JOIN sk_changes c ON c.seq = x.seq WHERE {where('x.')} AND x.seq <= ? "
+                "ORDER BY x.seq LIMIT ?",
+                [*args, indexed, limit],
+            ).fetchall()
+            if len(found) == limit:
+                return found
+            args[1] = indexed  # ...and the rows after it
+        tail = conn.execute(
+            f"SELECT seq, created_ms, record FROM sk_changes WHERE {where('')} "
+            "ORDER BY seq LIMIT ?",
+            [*args, limit - len(found)],
+        ).fetchall()
+        return found + tail
 
 
 def copy_backup(conn: sqlite3.Connection, table_id: int, backup_id: str) -> tuple[int, int]:

@@ -31,6 +31,7 @@ from streamkit.storage._spec import TableSpec
 from streamkit.storage._writes import StaleCatalog
 
 __all__ = (
+    "ARCHIVE_ROWS",
     "BACKUP_COLUMNS",
     "BACKUP_FIELDS",
     "CHANNEL",
@@ -40,6 +41,7 @@ __all__ = (
     "LOCK_NS_SCHEMA",
     "LOCK_NS_TABLE",
     "SCHEMA_VERSION",
+    "STATE_AT",
     "ItemKey3",
     "Overlay",
     "archive_rows",
@@ -139,6 +141,16 @@ CREATE TABLE sk_leases (
     expires timestamptz NOT NULL
 );
 """
+# Indexes added after a schema version was released: a store made before gets them when
+# it is opened (see _add_missing_indexes). sk_changes_table lets a table's history and
+# restores read that table's archive rows only, not every table's.
+_LATER_INDEXES = (
+    (
+        "sk_changes_table",
+        "CREATE INDEX sk_changes_table ON sk_changes (tid, seq) INCLUDE (created_ms, ipk, isk)",
+    ),
+)
+_DDL += "".join(f"{ddl};\n" for _, ddl in _LATER_INDEXES)
 
 # The group writer's prefetch, after the key locks: the current rows of every key the
 # group touches, which of its tables exist, its checkpoint values, and (when $6) the
@@ -472,6 +484,7 @@ async def ensure_schema(conn: Any, where: str) -> str:
                     f"this streamkit reads version {SCHEMA_VERSION}: use a matching streamkit "
                     "version or another database"
                 )
+            await _add_missing_indexes(conn)
             return str(rows["storage_id"])
         others = int(await conn.fetchval(_USER_TABLES))
         if others:
@@ -491,6 +504,15 @@ async def ensure_schema(conn: Any, where: str) -> str:
     finally:
         if not conn.is_closed():  # a lost connection took its session lock with it
             await conn.execute(f"SELECT pg_advisory_unlock({LOCK_NS_SCHEMA}, 0)")
+
+
+async def _add_missing_indexes(conn: Any) -> None:
+    """Add the indexes a store made by an earlier streamkit lacks (same schema version:
+    an index changes no row). Checked by name first: ``CREATE INDEX IF NOT EXISTS``
+    would lock ``sk_changes`` against writers even when the index exists."""
+    for name, ddl in _LATER_INDEXES:
+        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+            await conn.execute(ddl)
 
 
 async def insert_table(conn: Any, spec: TableSpec) -> TableSpec:
@@ -521,6 +543,21 @@ async def key_rows(conn: Any, table: str, column: str, owner: Any) -> list[ItemR
     return [(r[0], r[1], r[2]) for r in rows]
 
 
+# A table's archive rows in commit order, and its newest row per item at an instant (REMOVEs
+# left out, key order): both read through sk_changes_table, so only that table's rows.
+ARCHIVE_ROWS = (
+    "SELECT seq, created_ms, record FROM sk_changes WHERE seq > $1 AND tid = $2 "
+    "AND created_ms >= $3 AND created_ms < $4 AND ($5::bigint IS NULL OR seq < $5) "
+    "ORDER BY seq LIMIT $6"
+)
+STATE_AT = (
+    "SELECT ipk, isk, record, image FROM ("
+    "  SELECT DISTINCT ON (ipk, isk) ipk, isk, record, image, event FROM sk_changes"
+    "  WHERE tid=$1 AND created_ms <= $2 ORDER BY ipk, isk, seq DESC) s "
+    "WHERE event <> 'REMOVE' ORDER BY ipk, isk"
+)
+
+
 async def archive_rows(
     conn: Any,
     table_id: int,
@@ -533,9 +570,7 @@ async def archive_rows(
     """``(seq, created_ms, record)`` of a table's rows created in [since_ms, until_ms),
     after ``after_seq`` (and before ``before_seq``), in commit order, at most ``limit``."""
     rows = await conn.fetch(
-        "SELECT seq, created_ms, record FROM sk_changes WHERE seq > $1 AND tid = $2 "
-        "AND created_ms >= $3 AND created_ms < $4 AND ($5::bigint IS NULL OR seq < $5) "
-        "ORDER BY seq LIMIT $6",
+        ARCHIVE_ROWS,
         after_seq,
         table_id,
         since_ms,

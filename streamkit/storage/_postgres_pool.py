@@ -233,14 +233,7 @@ class _PostgresPool:
     async def state_at(self, table_id: int, at_ms: int) -> list[StateRow]:
         """The newest archive row of every item at ``at_ms`` (REMOVEs left out), key order
         (one statement: one snapshot)."""
-        rows = await self._fetch(
-            "SELECT ipk, isk, record, image FROM ("
-            "  SELECT DISTINCT ON (ipk, isk) ipk, isk, record, image, event FROM sk_changes"
-            "  WHERE tid=$1 AND created_ms <= $2 ORDER BY ipk, isk, seq DESC) s "
-            "WHERE event <> 'REMOVE' ORDER BY ipk, isk",
-            table_id,
-            at_ms,
-        )
+        rows = await self._fetch(S.STATE_AT, table_id, at_ms)
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def prune_changes(self, *, upto: int, now_ms: int, limit: int) -> int:

@@ -70,6 +70,7 @@ from streamkit.storage._sqlite_catalog import (
     _create_backup,
     _delete_backup,
     _delete_table,
+    _index_archive,
     _insert_table,
     _list_backups,
     _list_tables,
@@ -668,10 +669,15 @@ class SqliteEngine:
         return await self.read(lambda rows: int(rows.max_sequence()))
 
     async def prune_changes(self, *, upto: int, now_ms: int, limit: int) -> int:
-        """Prune and compact the archive (see :func:`streamkit.storage._archive.compact`)."""
-        return await self.write_fn(
+        """Prune and compact the archive (see :func:`streamkit.storage._archive.compact`),
+        then bring its per-table index up to date, a batch per transaction so that other
+        writes go on between them."""
+        deleted = await self.write_fn(
             lambda rows: _prune_changes(rows, upto=upto, now_ms=now_ms, limit=limit)
         )
+        while await self.write_fn(_index_archive):
+            pass
+        return deleted
 
     async def write_meta(self, values: dict[str, str]) -> None:
         """Set ``sk_meta`` keys in one transaction."""

@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streamkit.exceptions import BackupNotFound, ConfigurationError, TableExists, TableNotFound
-from streamkit.storage._archive import backup_rows, compact, copy_backup, migrate_2_to_3
+from streamkit.storage._archive import (
+    backup_rows,
+    compact,
+    copy_backup,
+    index_archive,
+    migrate_2_to_3,
+)
 from streamkit.storage._engine import ArchiveRow, BackupInfo, ItemRow, StoredItem, new_backup_id
 from streamkit.storage._indexes import index_rows
 from streamkit.storage._spec import TableSpec
@@ -232,6 +238,12 @@ def _prune_changes(rows: _Rows, *, upto: int, now_ms: int, limit: int) -> int:
         if s.pitr
     }
     return compact(rows.conn, upto=upto, cutoffs=cutoffs, limit=limit)
+
+
+def _index_archive(rows: _Rows) -> bool:
+    """See :func:`streamkit.storage._archive.index_archive`."""
+    rows.writes += 1
+    return index_archive(rows.conn)
 
 
 def _try_lease(rows: _Rows, name: str, holder: str, seconds: float) -> bool:

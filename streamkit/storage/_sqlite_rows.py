@@ -49,6 +49,16 @@ CREATE TABLE IF NOT EXISTS sk_changes (
     ipk        BLOB,
     isk        BLOB
 );
+-- sk_changes by table, for reading one table's archive (see _archive.py); filled by
+-- compaction up to sk_meta 'archive.indexed', not by each write
+CREATE TABLE IF NOT EXISTS sk_changes_by_table (
+    tid        INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    ipk        BLOB,
+    isk        BLOB,
+    PRIMARY KEY (tid, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sk_archive_base (
     tid INTEGER NOT NULL,
     ipk BLOB NOT NULL,

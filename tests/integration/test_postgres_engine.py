@@ -12,12 +12,14 @@ import random
 import re
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+import streamkit as sk
 from streamkit.exceptions import (
     ConditionFailed,
     ConfigurationError,
@@ -25,6 +27,7 @@ from streamkit.exceptions import (
     TableNotFound,
 )
 from streamkit.records import decode_record
+from streamkit.storage import _pg_schema as S
 from streamkit.storage._postgres import PostgresEngine
 from streamkit.storage._write_ops import PutOp, WriteJob, WriteOp
 from tests import postgres_env
@@ -368,3 +371,50 @@ async def test_connections_killed_by_the_server_recover(
     await one(b, ops.update({"id": "n"}, add={"n": 1}))
     await _wait_for(lambda: rang)
     assert (await item_of(a, ops, {"id": "n"}))["n"] == Decimal(4)
+
+
+# --- the archive, per table -----------------------------------------------------------------
+
+
+async def _plan(conn: Any, sql: str, *args: Any) -> str:
+    return "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", *args))
+
+
+async def test_a_tables_archive_is_read_through_its_index(db_url: str, tmp_path: Path) -> None:
+    """A restore's and a history read's statements find the table's rows by index: a
+    small table beside a busy one does not read the busy one's archive."""
+    async with sk.App(storage=db_url, log=f"local://{tmp_path}/log") as app:
+        big = await app.create_table("Big", partition_key="k", stream=None, recovery_days=1)
+        small = await app.create_table("Small", partition_key="k", stream=None, recovery_days=1)
+        for i in range(0, 3000, 25):
+            await big.batch_write(puts=[{"k": f"k{(i + j) % 300}", "n": i + j} for j in range(25)])
+        for i in range(30):
+            await small.put({"k": f"s{i % 10}", "n": i})
+        small_id = (await app._store.spec("Small")).table_id
+        now = 2**62
+        assert len(await app._store.engine.state_at(small_id, now)) == 10
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("ANALYZE sk_changes")
+        for plan in (
+            await _plan(conn, S.STATE_AT, small_id, now),
+            await _plan(conn, S.ARCHIVE_ROWS, 0, small_id, 0, now, None, 5000),
+        ):
+            assert "sk_changes_table" in plan and "Seq Scan" not in plan, plan
+    finally:
+        await conn.close()
+
+
+async def test_a_store_made_without_the_archive_index_gets_it_when_opened(db_url: str) -> None:
+    eng = PostgresEngine(db_url)
+    await eng.open()
+    await eng.close()
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("DROP INDEX sk_changes_table")  # as a store made before it
+        eng = PostgresEngine(db_url)
+        await eng.open()
+        await eng.close()
+        assert await conn.fetchval("SELECT to_regclass('sk_changes_table') IS NOT NULL")
+    finally:
+        await conn.close()

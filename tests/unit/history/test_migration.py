@@ -25,7 +25,7 @@ async def test_a_schema_2_file_is_migrated_and_restorable(tmp_path: Path) -> Non
     conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
     conn.execute("ALTER TABLE sk_changes DROP COLUMN ipk")
     conn.execute("ALTER TABLE sk_changes DROP COLUMN isk")
-    for table in ("sk_archive_base", "sk_backups", "sk_backup_items"):
+    for table in ("sk_archive_base", "sk_backups", "sk_backup_items", "sk_changes_by_table"):
         conn.execute(f"DROP TABLE {table}")
     conn.execute("UPDATE sk_meta SET value='2' WHERE key='schema'")
     conn.close()
