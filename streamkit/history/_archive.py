@@ -7,13 +7,12 @@ The storage side (compaction, the SQL) is ``streamkit/storage/_archive.py``; see
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from streamkit.capture._tables import check_restore_target
 from streamkit.exceptions import HistoryUnavailable, ValidationError
@@ -25,7 +24,15 @@ from streamkit.records._avro import (
     record_new_image,
 )
 from streamkit.records._values import Item, item_size
-from streamkit.storage._engine import ArchivedRecord, ItemRow, StoredItem
+from streamkit.storage._engine import (
+    ArchivedRecord,
+    BackupOf,
+    ItemRow,
+    RestoreFeed,
+    StateAt,
+    StateRow,
+    StoredItem,
+)
 from streamkit.storage._keys import message_key
 from streamkit.storage._spec import PITR_ENABLING, TableSpec, check_table_name
 from streamkit.storage._table import Table
@@ -39,7 +46,7 @@ __all__ = (
     "changes_between",
     "enable_pitr",
     "items_at",
-    "load_items",
+    "restore_items",
     "restore_to_time",
     "seed_archive",
     "set_recovery",
@@ -179,43 +186,53 @@ async def changes_between(
             yield lazy_record(record)
 
 
-def _stored(
-    spec: TableSpec, images: Sequence[tuple[bytes, bytes, bytes]]
-) -> tuple[list[StoredItem], list[tuple[bytes, bytes]]]:
-    """Items as the engine stores them, and each one's (key image, message key)."""
-    out: list[StoredItem] = []
-    keys: list[tuple[bytes, bytes]] = []
+def _converter(
+    spec: TableSpec,
+) -> Callable[[Sequence[StateRow]], list[tuple[StoredItem, object]]]:
+    """The conversion of a restore's source rows into ``spec``'s stored items, each with
+    what its archive row needs (its image, size, key image and message key)."""
     names = spec.key.names
     partition = spec.key.partition.name
-    for pk, sk, data in images:
-        item = decode_image(data)
-        expires = None if spec.ttl_attribute is None else ttl_expiry(spec, item)
-        out.append((pk, sk, data, item_size(item), expires))
-        key = {n: item[n] for n in names}
-        keys.append((encode_image(key), message_key(key[partition])))
-    return out, keys
+
+    def convert(rows: Sequence[StateRow]) -> list[tuple[StoredItem, object]]:
+        out: list[tuple[StoredItem, object]] = []
+        for pk, sk, record, stored in rows:
+            data = stored
+            if data is None:
+                found = record_new_image(record)
+                assert found is not None, "an INSERT/MODIFY record without a new image"
+                data = found[0]
+            item = decode_image(data)
+            size = item_size(item)
+            expires = None if spec.ttl_attribute is None else ttl_expiry(spec, item)
+            key = {n: item[n] for n in names}
+            keys = (data, size, encode_image(key), message_key(key[partition]))
+            out.append(((pk, sk, data, size, expires), keys))
+        return out
+
+    return convert
 
 
-async def load_items(
-    store: Store, source: TableSpec, target: str, images: Sequence[ItemRow]
+async def restore_items(
+    store: Store, source: TableSpec, target: str, rows: StateAt | BackupOf
 ) -> Table:
-    """Create ``target`` with the settings of ``source`` holding ``images`` — atomically:
-    the new table appears whole or not at all. The items are in its archive (so it can
-    be restored in turn) but are not change records its handlers see."""
+    """Create ``target`` with the settings of ``source`` holding the items ``rows`` names
+    (the source table at an instant, or a backup) — atomically: the new table appears
+    whole or not at all. The engine reads and writes a chunk at a time, so memory does
+    not grow with the table. The items are in the target's archive (so it can be
+    restored in turn) but are not change records its handlers see."""
     check_table_name(target)
     await store.ensure_open()
     spec = replace(source, name=target, table_id=0, created_at=None, region=None, replicas=())
-    items, item_keys = await asyncio.to_thread(_stored, spec, images)
-    event_ids = os.urandom(16 * len(items)).hex()
 
-    def archive(done: TableSpec, i: int, seq: int, now_ms: int) -> tuple[bytes, bytes]:
-        data, size = items[i][2], items[i][3]
-        keys, key = item_keys[i]
-        event_id = event_ids[32 * i : 32 * i + 32]
+    def archive(done: TableSpec, token: object, seq: int, now_ms: int) -> tuple[bytes, bytes]:
+        data, size, keys, key = cast(tuple[bytes, int, bytes, bytes], token)
+        event_id = os.urandom(16).hex()
         record = archive_record(done, keys, data, size, seq, now_ms, store.origin, event_id)
         return key, record
 
-    done = await store.engine.load_table(spec, items, archive if spec.pitr else None)
+    feed = RestoreFeed(rows, _converter(spec), archive if spec.pitr else None)
+    done = await store.engine.restore_table(spec, feed)
     store.remember(done)
     return Table(store, target)
 
@@ -239,7 +256,7 @@ async def restore_to_time(
         from streamkit.exceptions import TableExists
 
         raise TableExists(f"table {target!r} already exists", table=target)
-    return await load_items(store, spec, target, await _state(store, spec, at_ms))
+    return await restore_items(store, spec, target, StateAt(spec.table_id, at_ms))
 
 
 # --- turning point-in-time recovery on for a table in use -------------------------------------

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from streamkit.capture._tables import check_restore_target
-from streamkit.exceptions import ValidationError
-from streamkit.history._archive import load_items
-from streamkit.storage._engine import BackupInfo, new_backup_id
+from streamkit.exceptions import BackupNotFound, ValidationError
+from streamkit.history._archive import restore_items
+from streamkit.storage._engine import BackupInfo, BackupOf, new_backup_id
 from streamkit.storage._spec import check_table_name
 
 if TYPE_CHECKING:
@@ -79,12 +79,16 @@ async def restore(
     ``target`` is checked as ``create_table`` checks a name (its topic must be able to
     exist)."""
     await store.ensure_open()
+    found = [b for b in await store.engine.list_backups() if b.id == backup_id]
     if namespace is not None:
-        found = [b for b in await store.engine.list_backups() if b.id == backup_id]
         await check_restore_target(store, namespace, target, found[0].spec if found else None)
     check_table_name(target)
-    info, rows = await store.engine.backup_items(_check_id(backup_id))
-    return await load_items(store, info.spec, target, rows)
+    backup_id = _check_id(backup_id)
+    if not found:
+        raise BackupNotFound(f"backup {backup_id!r} does not exist")
+    # the engine reads the backup's items in the restore's own transaction (and refuses
+    # it there if the backup was deleted meanwhile)
+    return await restore_items(store, found[0].spec, target, BackupOf(backup_id))
 
 
 async def delete(store: Store, backup_id: str) -> Backup:

@@ -35,7 +35,7 @@ engine's transaction (writes) or read snapshot (reads).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from streamkit.records._avro import decode_record
@@ -43,12 +43,12 @@ from streamkit.storage._sqlite_rows import _one_snapshot
 
 __all__ = (
     "archive_rows",
-    "backup_rows",
     "compact",
     "copy_backup",
     "current_rows",
     "index_archive",
     "migrate_2_to_3",
+    "state_cursor",
     "state_rows",
 )
 
@@ -174,26 +174,34 @@ def state_rows(
     """The newest row of every item created at or before ``at_ms``, REMOVEs left out:
     ``(pk, sk, record, image)`` in key order (the table as it was at that instant)."""
     with _one_snapshot(conn):
-        indexed = _meta_int(conn, _INDEXED)
-        if not indexed:
-            newest = "SELECT max(seq) AS seq FROM sk_changes WHERE tid=? AND created_ms <= ?"
-            args: tuple[int, ...] = (table_id, at_ms)
-        else:  # the index up to its position, the rows after it
-            newest = (
-                "SELECT max(seq) AS seq FROM ("
-                "  SELECT seq, ipk, isk FROM sk_changes_by_table"
-                "   WHERE tid=? AND seq <= ? AND created_ms <= ?"
-                "  UNION ALL"
-                "  SELECT seq, ipk, isk FROM sk_changes"
-                "   WHERE seq > ? AND tid=? AND created_ms <= ?)"
-            )
-            args = (table_id, indexed, at_ms, indexed, table_id, at_ms)
-        return conn.execute(
-            "SELECT c.ipk, c.isk, c.record, c.image FROM sk_changes c JOIN ("
-            f"{newest} GROUP BY ipk, isk) m ON c.seq = m.seq "
-            "WHERE c.event != 'REMOVE' ORDER BY c.ipk, c.isk",
-            args,
-        ).fetchall()
+        return state_cursor(conn, table_id, at_ms, ordered=True).fetchall()
+
+
+def state_cursor(
+    conn: sqlite3.Connection, table_id: int, at_ms: int, *, ordered: bool
+) -> sqlite3.Cursor:
+    """``state_rows`` as a cursor to read a chunk at a time (in the caller's transaction);
+    ``ordered=False`` leaves out the final sort, which would hold every row at once."""
+    indexed = _meta_int(conn, _INDEXED)
+    if not indexed:
+        newest = "SELECT max(seq) AS seq FROM sk_changes WHERE tid=? AND created_ms <= ?"
+        args: tuple[int, ...] = (table_id, at_ms)
+    else:  # the index up to its position, the rows after it
+        newest = (
+            "SELECT max(seq) AS seq FROM ("
+            "  SELECT seq, ipk, isk FROM sk_changes_by_table"
+            "   WHERE tid=? AND seq <= ? AND created_ms <= ?"
+            "  UNION ALL"
+            "  SELECT seq, ipk, isk FROM sk_changes"
+            "   WHERE seq > ? AND tid=? AND created_ms <= ?)"
+        )
+        args = (table_id, indexed, at_ms, indexed, table_id, at_ms)
+    order = " ORDER BY c.ipk, c.isk" if ordered else ""
+    return conn.execute(
+        "SELECT c.ipk, c.isk, c.record, c.image FROM sk_changes c JOIN ("
+        f"{newest} GROUP BY ipk, isk) m ON c.seq = m.seq WHERE c.event != 'REMOVE'{order}",
+        args,
+    )
 
 
 def current_rows(conn: sqlite3.Connection, table_id: int) -> list[tuple[bytes, bytes, bytes]]:
@@ -256,10 +264,3 @@ def copy_backup(conn: sqlite3.Connection, table_id: int, backup_id: str) -> tupl
         "SELECT count(*), coalesce(sum(size), 0) FROM sk_backup_items WHERE bid=?", (backup_id,)
     ).fetchone()
     return int(count), int(size)
-
-
-def backup_rows(conn: sqlite3.Connection, backup_id: str) -> Iterator[tuple[bytes, bytes, bytes]]:
-    """``(pk, sk, data)`` of a backup's items in key order."""
-    yield from conn.execute(
-        "SELECT pk, sk, data FROM sk_backup_items WHERE bid=? ORDER BY pk, sk", (backup_id,)
-    )

@@ -33,11 +33,15 @@ from streamkit.storage._spec import TableSpec
 from streamkit.storage._write_ops import Checkpoint, WriteJob, WriteOp, WriteResult
 
 __all__ = (
+    "RESTORE_CHUNK",
     "ArchiveRow",
     "ArchivedRecord",
     "BackupInfo",
+    "BackupOf",
     "ChangeRow",
     "ItemRow",
+    "RestoreFeed",
+    "StateAt",
     "StateRow",
     "StorageEngine",
     "StoredItem",
@@ -58,6 +62,39 @@ StateRow = tuple[bytes, bytes, bytes, bytes | None]
 
 ArchiveRow = Callable[[TableSpec, int, int, int], tuple[bytes, bytes]]
 """``archive(spec, index, seq, now_ms) -> (message key, encoded record)`` for load_table."""
+
+RESTORE_CHUNK = 2000  # source rows a restore converts and writes at a time
+
+
+@dataclass(frozen=True, slots=True)
+class StateAt:
+    """A restore's source: the table ``table_id`` as it was at ``at_ms`` (its archive)."""
+
+    table_id: int
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class BackupOf:
+    """A restore's source: the items of the backup ``backup_id``."""
+
+    backup_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreFeed:
+    """What ``restore_table`` loads, read by the engine in the restore's own transaction,
+    ``RESTORE_CHUNK`` source rows at a time, so memory stays bounded whatever the size.
+
+    ``convert`` turns source rows (:data:`StateRow`: ``(pk, sk, record, stored image)``;
+    a backup's rows come as ``(pk, sk, b"", image)``) into stored items, each with a
+    token that ``archive`` gets back (None: no archive rows, the target has no PITR):
+    ``archive(target spec, token, seq, now_ms) -> (message key, encoded record)``.
+    """
+
+    source: StateAt | BackupOf
+    convert: Callable[[Sequence[StateRow]], list[tuple[StoredItem, object]]]
+    archive: Callable[[TableSpec, object, int, int], tuple[bytes, bytes]] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +194,11 @@ class StorageEngine(Protocol):
         (:func:`~streamkit.storage._indexes.index_rows`), in one transaction (whole or
         absent). With ``archive``, each item also gets an unpublished INSERT row in
         the archive. Raises TableExists."""
+
+    async def restore_table(self, spec: TableSpec, feed: RestoreFeed) -> TableSpec:
+        """Create a table holding what ``feed`` reads and converts, as ``load_table``
+        does (one transaction, whole or absent), a chunk of source rows at a time. Raises
+        TableExists, and BackupNotFound for a backup that is not there."""
 
     # --- writes ------------------------------------------------------------------------
     async def write(self, job: WriteJob) -> list[WriteResult]:
@@ -268,9 +310,6 @@ class StorageEngine(Protocol):
 
     async def list_backups(self, table: str | None = None) -> list[BackupInfo]:
         """Every backup (of one table), oldest first."""
-
-    async def backup_items(self, backup_id: str) -> tuple[BackupInfo, list[ItemRow]]:
-        """A backup and its items in key order. Raises BackupNotFound."""
 
     async def delete_backup(self, backup_id: str) -> BackupInfo:
         """Delete a backup and its items. Raises BackupNotFound."""

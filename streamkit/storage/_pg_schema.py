@@ -19,12 +19,19 @@ import struct
 import time
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from streamkit.exceptions import ConfigurationError, TableExists, TableNotFound
-from streamkit.storage._engine import ArchivedRecord, ArchiveRow, BackupInfo, ItemRow, StoredItem
+from streamkit.storage._engine import (
+    RESTORE_CHUNK,
+    ArchivedRecord,
+    ArchiveRow,
+    BackupInfo,
+    ItemRow,
+    StoredItem,
+)
 from streamkit.storage._indexes import index_rows
 from streamkit.storage._item_collections import collection_key, collection_sizes
 from streamkit.storage._spec import TableSpec
@@ -40,9 +47,11 @@ __all__ = (
     "LOCK_NS_PRUNE",
     "LOCK_NS_SCHEMA",
     "LOCK_NS_TABLE",
+    "RESTORE_BACKUP",
     "SCHEMA_VERSION",
     "STATE_AT",
     "ItemKey3",
+    "Loader",
     "Overlay",
     "archive_rows",
     "backup",
@@ -550,6 +559,7 @@ ARCHIVE_ROWS = (
     "AND created_ms >= $3 AND created_ms < $4 AND ($5::bigint IS NULL OR seq < $5) "
     "ORDER BY seq LIMIT $6"
 )
+RESTORE_BACKUP = "SELECT pk, sk, ''::bytea, data FROM sk_backup_items WHERE bid=$1"
 STATE_AT = (
     "SELECT ipk, isk, record, image FROM ("
     "  SELECT DISTINCT ON (ipk, isk) ipk, isk, record, image, event FROM sk_changes"
@@ -755,42 +765,83 @@ async def load_rows(
 ) -> None:
     """Copy ``items`` into the new table ``spec`` and, with ``archive``, an unpublished
     INSERT change row per item numbered from the locked counter (``load_table``)."""
-    tid = spec.table_id
-    await conn.copy_records_to_table(
-        "sk_items",
-        records=[(tid, p, s, zlib.crc32(p), d, n, e) for p, s, d, n, e in items],
-        columns=("tid", "pk", "sk", "seg", "data", "size", "expires"),
-    )
-    entries = index_rows(spec, items)
-    if entries:
+    now_ms = time.time_ns() // 1_000_000
+
+    def numbered(item_number: object, seq: int) -> tuple[bytes, bytes]:
+        assert archive is not None
+        return archive(spec, cast(int, item_number), seq, now_ms)
+
+    load = Loader(conn, spec, None if archive is None else numbered, now_ms)
+    for start in range(0, len(items), RESTORE_CHUNK):
+        numbers = range(start, min(len(items), start + RESTORE_CHUNK))
+        await load.chunk([(items[i], i) for i in numbers])
+    await load.finish(token)
+
+
+class Loader:
+    """Writes a new table's items a chunk at a time in the caller's transaction (items,
+    index entries, archive rows numbered from the locked counter), then its item
+    collection counters and the counter (``finish``)."""
+
+    def __init__(
+        self,
+        conn: Any,
+        spec: TableSpec,
+        archive: Callable[[object, int], tuple[bytes, bytes]] | None,
+        now_ms: int,
+    ) -> None:
+        self._conn, self._spec, self._archive, self._now_ms = conn, spec, archive, now_ms
+        self._sizes: dict[str, int] = {}
+        self._seq: int | None = None  # the counter, once locked
+
+    async def chunk(self, items: list[tuple[StoredItem, object]]) -> None:
+        conn, spec = self._conn, self._spec
+        tid = spec.table_id
+        stored = [item for item, _ in items]
         await conn.copy_records_to_table(
             "sk_items",
-            records=[(sid, p, s, zlib.crc32(p), d, n, None) for sid, p, s, d, n in entries],
+            records=[(tid, p, s, zlib.crc32(p), d, n, e) for p, s, d, n, e in stored],
             columns=("tid", "pk", "sk", "seg", "data", "size", "expires"),
         )
-    sizes = collection_sizes(spec, items)  # the item collection counters of the table
-    if sizes:
-        await conn.executemany(
-            "INSERT INTO sk_meta (key, value) VALUES ($1, $2) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [(k, str(v)) for k, v in sizes.items()],
+        entries = index_rows(spec, stored)
+        if entries:
+            await conn.copy_records_to_table(
+                "sk_items",
+                records=[(sid, p, s, zlib.crc32(p), d, n, None) for sid, p, s, d, n in entries],
+                columns=("tid", "pk", "sk", "seg", "data", "size", "expires"),
+            )
+        for counter, size in collection_sizes(spec, stored).items():
+            self._sizes[counter] = self._sizes.get(counter, 0) + size
+        if self._archive is None or not items:
+            return
+        if self._seq is None:
+            self._seq = int(await conn.fetchval("SELECT seq FROM sk_counter FOR UPDATE"))
+        changes: list[tuple[Any, ...]] = []
+        for (pk, sk, _, _, _), token in items:
+            self._seq += 1
+            key, record = self._archive(token, self._seq)
+            changes.append(
+                (self._seq, tid, spec.name, "INSERT", None, key, record, self._now_ms, False,
+                 None, pk, sk, zlib.crc32(pk))
+            )  # fmt: skip
+        await conn.copy_records_to_table("sk_changes", records=changes, columns=_CHANGE_COLUMNS)
+
+    async def finish(self, token: str) -> bool:
+        """Store the counters; True when archive rows were appended."""
+        if self._sizes:
+            await self._conn.executemany(
+                "INSERT INTO sk_meta (key, value) VALUES ($1, $2) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [(k, str(v)) for k, v in self._sizes.items()],
+            )
+        if self._seq is None:
+            return False
+        await self._conn.execute(
+            f"WITH u AS (UPDATE sk_counter SET seq=$1) SELECT pg_notify('{CHANNEL}', $2)",
+            self._seq,
+            token,
         )
-    if archive is None or not items:
-        return
-    seq = int(await conn.fetchval("SELECT seq FROM sk_counter FOR UPDATE"))
-    now_ms = time.time_ns() // 1_000_000
-    changes = []
-    for i, (pk, sk, _, _, _) in enumerate(items):
-        seq += 1
-        key, record = archive(spec, i, seq, now_ms)
-        changes.append(
-            (seq, tid, spec.name, "INSERT", None, key, record, now_ms, False, None, pk, sk,
-             zlib.crc32(pk))
-        )  # fmt: skip
-    await conn.copy_records_to_table("sk_changes", records=changes, columns=_CHANGE_COLUMNS)
-    await conn.execute(
-        f"WITH u AS (UPDATE sk_counter SET seq=$1) SELECT pg_notify('{CHANNEL}', $2)", seq, token
-    )
+        return True
 
 
 _CHANGE_COLUMNS = (

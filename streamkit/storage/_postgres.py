@@ -81,6 +81,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -88,9 +89,16 @@ from typing import Any
 
 import asyncpg
 
-from streamkit.exceptions import StorageError, StreamkitError, TableNotFound
+from streamkit.exceptions import BackupNotFound, StorageError, StreamkitError, TableNotFound
 from streamkit.storage import _pg_schema as S
-from streamkit.storage._engine import ArchiveRow, StoredItem, new_backup_id
+from streamkit.storage._engine import (
+    RESTORE_CHUNK,
+    ArchiveRow,
+    BackupOf,
+    RestoreFeed,
+    StoredItem,
+    new_backup_id,
+)
 from streamkit.storage._item_collections import collection_meta_keys
 from streamkit.storage._postgres_conn import (
     _guard,
@@ -528,6 +536,44 @@ class PostgresEngine(_PostgresPool):
 
         done = await self._transact(fn)
         if archive is not None and items:
+            self._ring()
+        return done
+
+    async def restore_table(self, spec: TableSpec, feed: RestoreFeed) -> TableSpec:
+        """Create a table holding what ``feed`` reads and converts, in one transaction,
+        the source read through a cursor a chunk at a time (see
+        :class:`~streamkit.storage._engine.RestoreFeed`). Raises TableExists,
+        BackupNotFound."""
+        appended = False
+
+        async def fn(conn: Any) -> TableSpec:
+            nonlocal appended
+            source = feed.source
+            if isinstance(source, BackupOf):
+                if not await conn.fetchval(
+                    "SELECT true FROM sk_backups WHERE id=$1", source.backup_id
+                ):
+                    raise BackupNotFound(f"backup {source.backup_id!r} does not exist")
+                cur = await conn.cursor(S.RESTORE_BACKUP, source.backup_id)
+            else:
+                cur = await conn.cursor(S.STATE_AT, source.table_id, source.at_ms)
+            done = await S.insert_table(conn, spec)
+            now_ms = time.time_ns() // 1_000_000
+            archive = feed.archive
+
+            def record(token: object, seq: int) -> tuple[bytes, bytes]:
+                assert archive is not None
+                return archive(done, token, seq, now_ms)
+
+            load = S.Loader(conn, done, None if archive is None else record, now_ms)
+            while rows := await cur.fetch(RESTORE_CHUNK):
+                chunk = [(r[0], r[1], r[2], r[3]) for r in rows]
+                await load.chunk(await asyncio.to_thread(feed.convert, chunk))  # off the loop
+            appended = await load.finish(self._token)
+            return done
+
+        done = await self._transact(fn)
+        if appended:
             self._ring()
         return done
 

@@ -265,17 +265,6 @@ class _PostgresPool:
         )
         return [S.backup_info(r) for r in rows]
 
-    async def backup_items(self, backup_id: str) -> tuple[BackupInfo, list[ItemRow]]:
-        """A backup and its items in key order. Raises BackupNotFound."""
-
-        async def fn(conn: Any) -> tuple[BackupInfo, list[ItemRow]]:
-            row = await conn.fetchrow(f"{S.BACKUP_COLUMNS} WHERE id=$1", backup_id)
-            if row is None:
-                raise BackupNotFound(f"backup {backup_id!r} does not exist")
-            return S.backup_info(row), await S.key_rows(conn, "sk_backup_items", "bid", backup_id)
-
-        return await self._read(fn, snapshot=True)
-
     async def delete_backup(self, backup_id: str) -> BackupInfo:
         """Delete a backup and its items. Raises BackupNotFound."""
 

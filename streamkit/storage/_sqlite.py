@@ -61,12 +61,12 @@ from streamkit.storage._engine import (
     BackupInfo,
     ChangeRow,
     ItemRow,
+    RestoreFeed,
     StateRow,
     StoredItem,
 )
 from streamkit.storage._spec import TableSpec
 from streamkit.storage._sqlite_catalog import (
-    _backup_items,
     _create_backup,
     _delete_backup,
     _delete_table,
@@ -78,6 +78,7 @@ from streamkit.storage._sqlite_catalog import (
     _prepare_schema,
     _prune_changes,
     _release_lease,
+    _restore_table,
     _store_spec,
     _try_lease,
     _update_table,
@@ -767,6 +768,11 @@ class SqliteEngine:
         (message key, record)."""
         return await self.write_fn(lambda rows: _load_table(rows, spec, items, archive))
 
+    async def restore_table(self, spec: TableSpec, feed: RestoreFeed) -> TableSpec:
+        """Create a table holding what ``feed`` reads and converts, in one transaction (see
+        :class:`~streamkit.storage._engine.RestoreFeed`)."""
+        return await self.write_fn(lambda rows: _restore_table(rows, spec, feed))
+
     # --- backups -----------------------------------------------------------------------
     async def create_backup(self, name: str, backup_id: str, kind: str) -> BackupInfo:
         """Copy a table's items into a new backup, consistently (one transaction)."""
@@ -775,10 +781,6 @@ class SqliteEngine:
     async def list_backups(self, table: str | None = None) -> list[BackupInfo]:
         """Every backup (of one table), oldest first."""
         return await self.write_fn(lambda rows: _list_backups(rows, table))
-
-    async def backup_items(self, backup_id: str) -> tuple[BackupInfo, list[ItemRow]]:
-        """A backup's description and items ((pk, sk, data), key order)."""
-        return await self.read(lambda rows: _backup_items(rows, backup_id))
 
     async def delete_backup(self, backup_id: str) -> BackupInfo:
         """Delete a backup and its items."""

@@ -13,19 +13,27 @@ import dataclasses
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from streamkit.exceptions import BackupNotFound, ConfigurationError, TableExists, TableNotFound
 from streamkit.storage._archive import (
-    backup_rows,
     compact,
     copy_backup,
     index_archive,
     migrate_2_to_3,
+    state_cursor,
 )
-from streamkit.storage._engine import ArchiveRow, BackupInfo, ItemRow, StoredItem, new_backup_id
+from streamkit.storage._engine import (
+    RESTORE_CHUNK,
+    ArchiveRow,
+    BackupInfo,
+    BackupOf,
+    RestoreFeed,
+    StoredItem,
+    new_backup_id,
+)
 from streamkit.storage._indexes import index_rows
 from streamkit.storage._spec import TableSpec
 from streamkit.storage._sqlite_rows import _SCHEMA, SCHEMA_VERSION, _Rows
@@ -119,30 +127,70 @@ def _load_table(
 ) -> TableSpec:
     """See :meth:`SqliteEngine.load_table`."""
     done = _insert_table(rows, spec)
-    tid = done.table_id
     now_ms = time.time_ns() // 1_000_000
-    for i, (pk, sk, data, size, expires) in enumerate(items):
+
+    def numbered(token: object, seq: int) -> tuple[bytes, bytes]:
+        assert archive is not None
+        return archive(done, cast(int, token), seq, now_ms)
+
+    for start in range(0, len(items), RESTORE_CHUNK):
+        numbers = range(start, min(len(items), start + RESTORE_CHUNK))
+        _load_chunk(
+            rows,
+            done,
+            [(items[i], i) for i in numbers],
+            None if archive is None else numbered,
+            now_ms,
+        )
+    return done
+
+
+def _restore_table(rows: _Rows, spec: TableSpec, feed: RestoreFeed) -> TableSpec:
+    """See :meth:`SqliteEngine.restore_table`."""
+    source = feed.source
+    if isinstance(source, BackupOf):
+        _stored_backup(rows, source.backup_id)  # BackupNotFound
+        cur = rows.conn.execute(
+            "SELECT pk, sk, x'', data FROM sk_backup_items WHERE bid=?", (source.backup_id,)
+        )
+    else:
+        cur = state_cursor(rows.conn, source.table_id, source.at_ms, ordered=False)
+    done = _insert_table(rows, spec)
+    now_ms = time.time_ns() // 1_000_000
+    archive = feed.archive
+
+    def record(token: object, seq: int) -> tuple[bytes, bytes]:
+        assert archive is not None
+        return archive(done, token, seq, now_ms)
+
+    # the cursor reads the source while the chunks before are written: rows of another
+    # table id, which it cannot meet
+    while chunk := cur.fetchmany(RESTORE_CHUNK):
+        _load_chunk(rows, done, feed.convert(chunk), None if archive is None else record, now_ms)
+    return done
+
+
+def _load_chunk(
+    rows: _Rows,
+    done: TableSpec,
+    items: list[tuple[StoredItem, object]],
+    archive: Callable[[object, int], tuple[bytes, bytes]] | None,
+    now_ms: int,
+) -> None:
+    """Write one chunk of a loaded table: its items, their archive rows (with
+    ``archive``) and index entries, flushed so that memory holds one chunk at a time."""
+    tid = done.table_id
+    for (pk, sk, data, size, expires), token in items:
         rows.store(tid, pk, sk, data, size, expires)
         if archive is not None:
             seq = rows.next_sequence()
-            key, record = archive(done, i, seq, now_ms)
+            key, record = archive(token, seq)
             rows.append_change(
-                seq,
-                tid,
-                done.name,
-                "INSERT",
-                None,
-                key,
-                record,
-                now_ms,
-                False,
-                None,
-                pk,
-                sk,
+                seq, tid, done.name, "INSERT", None, key, record, now_ms, False, None, pk, sk
             )
-    for sid, pk, sk, data, size in index_rows(done, items):
+    for sid, pk, sk, data, size in index_rows(done, [item for item, _ in items]):
         rows.store(sid, pk, sk, data, size, None)
-    return done
+    rows.flush()
 
 
 def _create_backup(rows: _Rows, name: str, backup_id: str, kind: str) -> BackupInfo:
@@ -173,11 +221,6 @@ def _stored_backup(rows: _Rows, backup_id: str) -> BackupInfo:
     if row is None:
         raise BackupNotFound(f"backup {backup_id!r} does not exist")
     return _backup_info(row)
-
-
-def _backup_items(rows: _Rows, backup_id: str) -> tuple[BackupInfo, list[ItemRow]]:
-    """See :meth:`SqliteEngine.backup_items`."""
-    return _stored_backup(rows, backup_id), list(backup_rows(rows.conn, backup_id))
 
 
 def _delete_backup(rows: _Rows, backup_id: str) -> BackupInfo:

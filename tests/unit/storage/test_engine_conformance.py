@@ -28,9 +28,16 @@ from streamkit.exceptions import (
     TransactionCanceled,
 )
 from streamkit.records import StreamView, decode_record
-from streamkit.records._avro import decode_image, encode_image
+from streamkit.records._avro import decode_image, encode_image, record_new_image
 from streamkit.records._values import item_size, normalize_item
-from streamkit.storage._engine import StorageEngine, engine_for
+from streamkit.storage._engine import (
+    RESTORE_CHUNK,
+    BackupOf,
+    RestoreFeed,
+    StateAt,
+    StorageEngine,
+    engine_for,
+)
 from streamkit.storage._expressions import ExpressionContext, compile_condition, compile_update
 from streamkit.storage._keys import KeyAttribute, KeySchema
 from streamkit.storage._spec import TableSpec
@@ -351,6 +358,51 @@ async def test_commit_effects_applies_in_order_and_checkpoints(engine: StorageEn
     assert (await item_of(engine, ops, {"id": "n"}))["n"] == 5
     assert await engine.read_meta(["cp.p0"]) == {"cp.p0": "10"}
     assert len(await engine.changes(0, 10)) == 2
+
+
+def _feed(source: StateAt | BackupOf, archive: Any = None) -> RestoreFeed:
+    """A restore of ``source`` whose items are stored as they come (their size computed)."""
+
+    def convert(rows: Any) -> list[tuple[Any, object]]:
+        out: list[tuple[Any, object]] = []
+        for pk, sk, record, image in rows:
+            data = image if image is not None else record_new_image(record)[0]
+            out.append(((pk, sk, data, item_size(decode_image(data)), None), pk))
+        return out
+
+    return RestoreFeed(source, convert, archive)
+
+
+async def test_restore_table_reads_its_source_a_chunk_at_a_time(engine: StorageEngine) -> None:
+    """A table at an instant, restored in several chunks, with archive rows numbered on."""
+    ops = Ops(await engine.create_table(users_spec(recovery_days=1)))
+    n = RESTORE_CHUNK + 500
+    for start in range(0, n, 250):
+        await engine.write(
+            WriteJob([ops.put({"id": f"k{i:05d}"}) for i in range(start, start + 250)])
+        )
+    await asyncio.sleep(0.002)
+    at_ms = time.time_ns() // 1_000_000
+    await asyncio.sleep(0.002)
+    await engine.write(WriteJob([ops.delete({"id": "k00000"}), ops.put({"id": "late"})]))
+    before = len(await engine.changes(0, 10 * n))
+
+    def archive(done: TableSpec, token: object, seq: int, now_ms: int) -> tuple[bytes, bytes]:
+        assert done.name == "Then" and isinstance(token, bytes)
+        return token, b"record-%d" % seq
+
+    done = await engine.restore_table(
+        users_spec("Then", recovery_days=1), _feed(StateAt(ops.spec.table_id, at_ms), archive)
+    )
+    _, items = await engine.snapshot(done.table_id)
+    assert sorted(decode_image(d)["id"] for _, _, d in items) == [f"k{i:05d}" for i in range(n)]
+    rows = await engine.changes(0, 10 * n)
+    added = rows[before:]
+    assert len(added) == n and {r.table_id for r in added} == {done.table_id}
+    assert [r.seq for r in added] == list(range(added[0].seq, added[0].seq + n))
+    assert all(r.record == b"record-%d" % r.seq and not r.publish for r in added)
+    with pytest.raises(TableExists):
+        await engine.restore_table(users_spec("Then"), _feed(StateAt(ops.spec.table_id, at_ms)))
 
 
 async def test_load_table(engine: StorageEngine) -> None:
@@ -696,14 +748,15 @@ async def test_backups(engine: StorageEngine) -> None:
     assert [b.id for b in await engine.list_backups()] == ["bk-1", "bk-2"]
     assert [b.id for b in await engine.list_backups("Users")] == ["bk-1", "bk-2"]
     assert await engine.list_backups("Other") == []
-    got, items = await engine.backup_items("bk-1")
-    assert got == info
+    copy = await engine.restore_table(users_spec("Copy"), _feed(BackupOf("bk-1")))
+    _, items = await engine.snapshot(copy.table_id)
     assert [(p, s) for p, s, _ in items] == [(b"a", b""), (b"b", b""), (b"c", b"")]
     assert decode_image(items[0][2]) == {"id": "a"}
     assert (await engine.delete_backup("bk-1")).id == "bk-1"
     assert [b.id for b in await engine.list_backups()] == ["bk-2"]
     with pytest.raises(BackupNotFound):
-        await engine.backup_items("bk-1")
+        await engine.restore_table(users_spec("Again"), _feed(BackupOf("bk-1")))
+    assert "Again" not in [t.name for t in await engine.list_tables()]
     with pytest.raises(BackupNotFound):
         await engine.delete_backup("bk-1")
 
