@@ -360,10 +360,15 @@ async def test_commit_effects_applies_in_order_and_checkpoints(engine: StorageEn
     assert len(await engine.changes(0, 10)) == 2
 
 
-def _feed(source: StateAt | BackupOf, archive: Any = None) -> RestoreFeed:
-    """A restore of ``source`` whose items are stored as they come (their size computed)."""
+def _feed(
+    source: StateAt | BackupOf, archive: Any = None, chunks: list[int] | None = None
+) -> RestoreFeed:
+    """A restore of ``source`` whose items are stored as they come (their size computed);
+    the size of every chunk converted is added to ``chunks``."""
 
     def convert(rows: Any) -> list[tuple[Any, object]]:
+        if chunks is not None:
+            chunks.append(len(rows))
         out: list[tuple[Any, object]] = []
         for pk, sk, record, image in rows:
             data = image if image is not None else record_new_image(record)[0]
@@ -391,9 +396,12 @@ async def test_restore_table_reads_its_source_a_chunk_at_a_time(engine: StorageE
         assert done.name == "Then" and isinstance(token, bytes)
         return token, b"record-%d" % seq
 
+    chunks: list[int] = []
     done = await engine.restore_table(
-        users_spec("Then", recovery_days=1), _feed(StateAt(ops.spec.table_id, at_ms), archive)
+        users_spec("Then", recovery_days=1),
+        _feed(StateAt(ops.spec.table_id, at_ms), archive, chunks),
     )
+    assert sum(chunks) == n and len(chunks) >= 2 and max(chunks) <= RESTORE_CHUNK
     _, items = await engine.snapshot(done.table_id)
     assert sorted(decode_image(d)["id"] for _, _, d in items) == [f"k{i:05d}" for i in range(n)]
     rows = await engine.changes(0, 10 * n)
