@@ -197,12 +197,12 @@ def _converter(
     def convert(rows: Sequence[StateRow]) -> list[tuple[StoredItem, object]]:
         out: list[tuple[StoredItem, object]] = []
         for pk, sk, record, stored in rows:
-            data = stored
-            if data is None:
+            if stored is None:  # the image is in the record (decoded on the way)
                 found = record_new_image(record)
                 assert found is not None, "an INSERT/MODIFY record without a new image"
-                data = found[0]
-            item = decode_image(data)
+                data, item = found
+            else:
+                data, item = stored, decode_image(stored)
             size = item_size(item)
             expires = None if spec.ttl_attribute is None else ttl_expiry(spec, item)
             key = {n: item[n] for n in names}

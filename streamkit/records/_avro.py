@@ -93,7 +93,7 @@ def record_new_image(data: bytes) -> tuple[bytes, dict[str, Any]] | None:
         _, pos = _read_str(data, _HEADER_LEN)  # event id
         pos += 1  # event name
         _, pos = _read_str(data, pos)  # table
-        _, pos = _dec_map(data, pos)  # keys
+        pos = _skip_map(data, pos)  # keys
         branch = data[pos]
         if not branch:
             return None
