@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 import streamkit as sk
 from streamkit.storage._archive import archive_rows, compact, index_archive, state_rows
 from streamkit.storage._sqlite_rows import _SCHEMA
+from tests.unit.storage.helpers import vm_steps
 
 # what the reads answered before the index: plain scans of sk_changes
 _SCAN_STATE = (
@@ -133,18 +134,8 @@ def test_reads_through_the_index_answer_what_a_scan_answers(
 
 def _steps(conn: sqlite3.Connection, read: Callable[[], Iterable[Any]]) -> tuple[int, int]:
     """(VM steps / 100, rows) of one read on ``conn``."""
-    count = [0]
-
-    def tick() -> int:
-        count[0] += 1
-        return 0
-
-    conn.set_progress_handler(tick, 100)
-    try:
-        rows = len(list(read()))
-    finally:
-        conn.set_progress_handler(None, 0)
-    return count[0], rows
+    steps, rows = vm_steps(conn, lambda: list(read()))
+    return steps, len(rows)
 
 
 async def _grow(url: str, table: str, changes: int, start: int) -> None:

@@ -1,10 +1,17 @@
-"""Test helpers: what the store committed to its outbox, and a SQLite App's engine."""
+"""Test helpers: what the store committed to its outbox, a SQLite App's engine, and the
+work SQLite does for a read."""
 
 from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
 
 import streamkit as sk
 from streamkit.records import decode_record
 from streamkit.storage._sqlite import SqliteEngine
+
+T = TypeVar("T")
 
 
 async def committed_records(app: sk.App, after: int = 0) -> list[sk.ChangeRecord]:
@@ -23,3 +30,20 @@ def sqlite_engine(app: sk.App) -> SqliteEngine:
     engine = app._store.engine
     assert isinstance(engine, SqliteEngine)
     return engine
+
+
+def vm_steps(conn: sqlite3.Connection, read: Callable[[], T]) -> tuple[int, T]:
+    """``read()``'s result and the SQLite virtual-machine steps it took on ``conn``, in
+    hundreds (a progress handler): a cost that does not depend on the machine's speed."""
+    count = [0]
+
+    def tick() -> int:
+        count[0] += 1
+        return 0
+
+    conn.set_progress_handler(tick, 100)
+    try:
+        result = read()
+    finally:
+        conn.set_progress_handler(None, 0)
+    return count[0], result

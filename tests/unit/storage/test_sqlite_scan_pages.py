@@ -9,6 +9,7 @@ from pathlib import Path
 
 import streamkit as sk
 from streamkit.storage._sqlite import _Rows
+from tests.unit.storage.helpers import vm_steps
 
 
 async def test_a_scan_page_costs_the_same_anywhere_in_the_table(tmp_path: Path) -> None:
@@ -28,18 +29,10 @@ async def test_a_scan_page_costs_the_same_anywhere_in_the_table(tmp_path: Path) 
     first = rows.scan(spec.table_id, after=None, limit=50, segment=0, total_segments=1)
 
     def steps(after: tuple[bytes, bytes]) -> tuple[int, list[tuple[bytes, bytes, bytes]]]:
-        count = [0]
-
-        def tick() -> int:
-            count[0] += 1
-            return 0
-
-        conn.set_progress_handler(tick, 100)
-        try:
-            page = rows.scan(spec.table_id, after=after, limit=50, segment=0, total_segments=1)
-        finally:
-            conn.set_progress_handler(None, 0)
-        return count[0], page
+        return vm_steps(
+            conn,
+            lambda: rows.scan(spec.table_id, after=after, limit=50, segment=0, total_segments=1),
+        )
 
     all_rows = rows.scan(spec.table_id, after=None, limit=10_000, segment=0, total_segments=1)
     assert len(all_rows) == 6000
