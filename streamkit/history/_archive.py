@@ -27,7 +27,6 @@ from streamkit.records._values import Item, item_size
 from streamkit.storage._engine import (
     ArchivedRecord,
     BackupOf,
-    ItemRow,
     RestoreFeed,
     StateAt,
     StateRow,
@@ -106,37 +105,34 @@ def check_instant(spec: TableSpec, at_ms: int, what: str = "at") -> None:
         )
 
 
-async def _state(store: Store, spec: TableSpec, at_ms: int) -> list[ItemRow]:
-    """``(pk, sk, item image bytes)`` of every item of the table at ``at_ms``."""
-    out = []
-    for pk, sk, record, stored in await store.engine.state_at(spec.table_id, at_ms):
-        image = stored
-        if image is None:
-            found = record_new_image(record)
-            assert found is not None, "an INSERT/MODIFY record without a new image"
-            image = found[0]
-        out.append((pk, sk, image))
-    return out
-
-
 async def items_at(
     store: Store, table: str, at: datetime | None = None, *, chunk: int = 1000
 ) -> AsyncIterator[list[Item]]:
-    """The table exactly as it was at ``at`` (None: now, one consistent snapshot), in key
-    order, as chunks of items.
+    """The table exactly as it was at ``at`` (None: now), from one consistent snapshot,
+    as chunks of items: read a chunk at a time, so memory holds one chunk whatever the
+    table's size. Now: in key order; at an instant: one item per key, in no promised
+    order.
 
     Raises:
         HistoryUnavailable: ``at`` is outside the table's recovery window, or PITR is off.
     """
     spec = await store.spec(table)
-    if at is None:
-        _, rows = await store.engine.snapshot(spec.table_id)
-    else:
+    at_ms = None
+    if at is not None:
         at_ms = to_ms("at", at)
         check_instant(spec, at_ms)
-        rows = await _state(store, spec, at_ms)
-    for i in range(0, len(rows), chunk):
-        yield [decode_image(data) for _, _, data in rows[i : i + chunk]]
+    async with store.engine.read_table(spec.table_id, at_ms) as read:
+        while rows := await read.chunk(chunk):
+            yield [_new_image(record, stored) for _, _, record, stored in rows]
+
+
+def _new_image(record: bytes, stored: bytes | None) -> Item:
+    """An item from an archive row: its stored image, or the new image of its record."""
+    if stored is not None:
+        return decode_image(stored)
+    found = record_new_image(record)
+    assert found is not None, "an INSERT/MODIFY record without a new image"
+    return found[1]
 
 
 async def archived(

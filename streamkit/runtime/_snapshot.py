@@ -11,7 +11,7 @@ as ``runtime.{group}.{partition}.snapshot``).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from streamkit._names import snapshot_key
 from streamkit.records import ChangeRecord, StreamView
@@ -25,83 +25,73 @@ from streamkit.storage._keys import message_key
 if TYPE_CHECKING:
     from streamkit.runtime._tracking import _Partition
     from streamkit.runtime._worker import HandlerRunner
-    from streamkit.storage._store import Store
 
 __all__ = ("deliver_snapshot",)
 
 _MARGIN_MS = 300_000  # commit clocks may step back a little; start reading well before
-
-
-async def _read_snapshot(
-    store: Store, table_id: int, pk_name: str, partitions: int, wanted: int, partition_for: Any
-) -> tuple[int, list[bytes]]:
-    """The newest sequence number and the images of the items of log partition
-    ``wanted``, from one consistent snapshot of the table."""
-    seq, rows = await store.engine.snapshot(table_id)
-    out = []
-    for _, _, data in rows:
-        item = decode_image(data)
-        if partition_for(partitions, message_key(item[pk_name])) == wanted:
-            out.append(data)
-    return seq, out
+_READ_CHUNK = 2000  # rows of the table read at a time
 
 
 async def deliver_snapshot(runner: HandlerRunner, part: _Partition) -> None:
-    """Deliver partition ``part``'s snapshot through the handler, then position it."""
+    """Deliver partition ``part``'s snapshot through the handler, then position it.
+
+    The table is read from one consistent snapshot a chunk at a time (the snapshot is
+    held while the handler works), so memory holds a chunk and a batch, whatever the
+    table's size; the items whose key maps to this partition go to the handler in
+    batches of its ``batch_size``."""
     store = runner.store
     consumer = runner.consumer
     assert consumer is not None
     spec_t = await store.spec(runner.spec.table)
     partitions = len(await consumer.end_offsets())
     taken_ms = int(time.time() * 1000)
-    seq, images = await _read_snapshot(
-        store,
-        spec_t.table_id,
-        spec_t.key.partition.name,
-        partitions,
-        part.p,
-        runner.log.partition_for,
-    )
     view = spec_t.stream or StreamView.NEW_AND_OLD_IMAGES
     names = spec_t.key.names
-    records = []
-    for i, data in enumerate(images):
-        item = decode_image(data)
-        keys = {n: item[n] for n in names}
-        records.append(
-            ChangeRecord(
-                event_id=f"snapshot-{seq}-{part.p}-{i}",
-                event_name="SNAPSHOT",
-                table=runner.spec.table,
-                keys=keys,
-                new_image=item,
-                old_image=None,
-                changed=None,
-                sequence_number=seq,
-                created_at=datetime_from_ms(taken_ms),
-                size_bytes=item_size(item),
-                view_type=view,
-            )
-        )
-    runner._log.info("snapshot", partition=part.p, items=len(records), sequence_number=seq)
-    chunk = runner.spec.batch_size or 500
-    for start in range(0, len(records), chunk):
-        items = [
-            Item(
-                -1,
-                message_key(r.keys[spec_t.key.partition.name]),
-                encode_change_record(r),
-                (),
-                taken_ms,
-                record=r,
-            )
-            for r in records[start : start + chunk]
-        ]
+    pk_name = spec_t.key.partition.name
+    batch = runner.spec.batch_size or 500
+    delivery = runner.delivery
+    pending: list[Item] = []
+    delivered = 0
+
+    async def deliver(items: list[Item]) -> None:
         effects = Effects(store)
-        delivery = runner.delivery
         await delivery.deliver(part, 0, delivery.select(part, 0, items), effects)
         if len(effects):
             await effects.commit_with([])
+
+    async with store.engine.read_table(spec_t.table_id) as read:
+        seq = read.seq
+        while rows := await read.chunk(_READ_CHUNK):
+            for _, _, _, data in rows:
+                assert data is not None
+                item = decode_image(data)
+                key = message_key(item[pk_name])
+                if runner.log.partition_for(partitions, key) != part.p:
+                    continue
+                record = ChangeRecord(
+                    event_id=f"snapshot-{seq}-{part.p}-{delivered + len(pending)}",
+                    event_name="SNAPSHOT",
+                    table=runner.spec.table,
+                    keys={n: item[n] for n in names},
+                    new_image=item,
+                    old_image=None,
+                    changed=None,
+                    sequence_number=seq,
+                    created_at=datetime_from_ms(taken_ms),
+                    size_bytes=item_size(item),
+                    view_type=view,
+                )
+                pending.append(
+                    Item(-1, key, encode_change_record(record), (), taken_ms, record=record)
+                )
+                if len(pending) == batch:
+                    await deliver(pending)
+                    delivered += len(pending)
+                    pending = []
+        if pending:
+            await deliver(pending)
+            delivered += len(pending)
+    runner._log.info("snapshot", partition=part.p, items=delivered, sequence_number=seq)
     end = (await consumer.end_offsets())[part.p]  # first: see _first_position
     found = await consumer.offset_for_time(part.p, taken_ms - _MARGIN_MS)
     offset = end if found is None else found

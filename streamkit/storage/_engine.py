@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +46,7 @@ __all__ = (
     "StateRow",
     "StorageEngine",
     "StoredItem",
+    "TableRead",
     "new_backup_id",
 )
 
@@ -95,6 +97,17 @@ class RestoreFeed:
     source: StateAt | BackupOf
     convert: Callable[[Sequence[StateRow]], list[tuple[StoredItem, object]]]
     archive: Callable[[TableSpec, object, int, int], tuple[bytes, bytes]] | None
+
+
+class TableRead(Protocol):
+    """A table read a chunk at a time from one consistent snapshot (``read_table``)."""
+
+    seq: int
+    """The newest sequence number in the snapshot: the rows reflect exactly the changes
+    up to it."""
+
+    async def chunk(self, n: int) -> list[StateRow]:
+        """The next ``n`` rows at most (``[]`` at the end)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +265,15 @@ class StorageEngine(Protocol):
     async def snapshot(self, table_id: int) -> tuple[int, list[ItemRow]]:
         """Every item of a table in key order and the newest sequence number, from one
         consistent snapshot (the items reflect exactly the changes up to that number)."""
+
+    def read_table(
+        self, table_id: int, at_ms: int | None = None
+    ) -> AbstractAsyncContextManager[TableRead]:
+        """Read a table from one snapshot a chunk at a time, so that memory holds a chunk
+        whatever its size: its items now (``at_ms`` None: rows ``(pk, sk, b"", image)``
+        in key order), or as they were at ``at_ms`` (:data:`StateRow` of its archive,
+        REMOVEs left out, one per item; on SQLite not sorted beyond the grouping per
+        item). The snapshot is held until the context exits."""
 
     async def snapshots(self, storage_ids: Sequence[int]) -> tuple[int, list[list[ItemRow]]]:
         """The rows of several storage ids (say a table's items and its version rows),

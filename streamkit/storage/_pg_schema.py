@@ -42,6 +42,7 @@ __all__ = (
     "BACKUP_COLUMNS",
     "BACKUP_FIELDS",
     "CHANNEL",
+    "CURRENT_ROWS",
     "FLUSH",
     "LOAD",
     "LOCK_NS_PRUNE",
@@ -560,6 +561,7 @@ ARCHIVE_ROWS = (
     "ORDER BY seq LIMIT $6"
 )
 RESTORE_BACKUP = "SELECT pk, sk, ''::bytea, data FROM sk_backup_items WHERE bid=$1"
+CURRENT_ROWS = "SELECT pk, sk, ''::bytea, data FROM sk_items WHERE tid=$1 ORDER BY pk, sk"
 STATE_AT = (
     "SELECT ipk, isk, record, image FROM ("
     "  SELECT DISTINCT ON (ipk, isk) ipk, isk, record, image, event FROM sk_changes"

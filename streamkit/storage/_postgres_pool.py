@@ -10,12 +10,20 @@ the LISTEN doorbell. The SQL shared with those is in :mod:`streamkit.storage._pg
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from streamkit.exceptions import BackupNotFound, StorageError, TableNotFound
 from streamkit.storage import _pg_schema as S
-from streamkit.storage._engine import ArchivedRecord, BackupInfo, ChangeRow, ItemRow, StateRow
+from streamkit.storage._engine import (
+    ArchivedRecord,
+    BackupInfo,
+    ChangeRow,
+    ItemRow,
+    StateRow,
+    TableRead,
+)
 from streamkit.storage._postgres_conn import _dropping_lost, _guard, _is_lost, _Target
 
 T = TypeVar("T")
@@ -157,6 +165,25 @@ class _PostgresPool:
             return seq, await S.key_rows(conn, "sk_items", "tid", table_id)
 
         return await self._read(fn, snapshot=True)
+
+    @contextlib.asynccontextmanager
+    async def read_table(self, table_id: int, at_ms: int | None = None) -> AsyncIterator[TableRead]:
+        """A table read from one snapshot a chunk at a time (see the protocol): a cursor
+        in a REPEATABLE READ READ ONLY transaction on a pool connection held until the
+        context exits."""
+        pool = self._require_pool()
+        with _guard(self._target):
+            async with (
+                pool.acquire() as conn,
+                _dropping_lost(conn),
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                seq = int(await conn.fetchval("SELECT seq FROM sk_counter"))
+                if at_ms is None:
+                    cur = await conn.cursor(S.CURRENT_ROWS, table_id)
+                else:
+                    cur = await conn.cursor(S.STATE_AT, table_id, at_ms)
+                yield _PgRead(seq, cur, self._target)
 
     async def snapshots(self, storage_ids: Sequence[int]) -> tuple[int, list[list[ItemRow]]]:
         """The rows of several storage ids and the newest sequence number, from one
@@ -331,3 +358,17 @@ class _PostgresPool:
         """Give up the lease if ``holder`` holds it."""
         sql = "DELETE FROM sk_leases WHERE name=$1 AND holder=$2"
         await self._transact(lambda c: c.execute(sql, name, holder))
+
+
+class _PgRead:
+    """A ``TableRead`` through an asyncpg cursor."""
+
+    def __init__(self, seq: int, cursor: Any, target: _Target) -> None:
+        self.seq = seq
+        self._cursor = cursor
+        self._target = target
+
+    async def chunk(self, n: int) -> list[StateRow]:
+        with _guard(self._target):
+            rows = await self._cursor.fetch(n)
+        return [(r[0], r[1], r[2], r[3]) for r in rows]

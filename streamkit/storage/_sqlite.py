@@ -48,13 +48,13 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from streamkit._fswatch import CommitPacer
 from streamkit.exceptions import StorageError, StreamkitError
-from streamkit.storage._archive import archive_rows, current_rows, state_rows
+from streamkit.storage._archive import archive_rows, current_rows, state_cursor, state_rows
 from streamkit.storage._engine import (
     ArchivedRecord,
     ArchiveRow,
@@ -64,6 +64,7 @@ from streamkit.storage._engine import (
     RestoreFeed,
     StateRow,
     StoredItem,
+    TableRead,
 )
 from streamkit.storage._spec import TableSpec
 from streamkit.storage._sqlite_catalog import (
@@ -506,6 +507,29 @@ class SqliteEngine:
 
         return await self.read(fn)
 
+    @contextlib.asynccontextmanager
+    async def read_table(self, table_id: int, at_ms: int | None = None) -> AsyncIterator[TableRead]:
+        """A table read from one snapshot a chunk at a time (see the protocol): on a
+        connection of its own, so the reader thread is not held while the caller works
+        between chunks. ``memory://`` has one connection: its rows are read at once."""
+        if self.path is None:
+            if at_ms is None:
+                seq, items = await self.snapshot(table_id)
+                yield _ListRead(seq, [(pk, sk, b"", data) for pk, sk, data in items])
+            else:
+
+                def fn(rows: _Rows) -> tuple[int, list[StateRow]]:
+                    with _one_snapshot(rows.conn):
+                        return rows.max_sequence(), state_rows(rows.conn, table_id, at_ms)
+
+                yield _ListRead(*await self.read(fn))
+            return
+        conn = await asyncio.to_thread(self._connect, write=False)
+        try:
+            yield await asyncio.to_thread(_CursorRead.start, conn, table_id, at_ms)
+        finally:
+            await asyncio.to_thread(_end_read, conn)
+
     async def snapshots(self, storage_ids: Sequence[int]) -> tuple[int, list[list[ItemRow]]]:
         """The rows of several storage ids and the newest sequence number, from one read
         transaction."""
@@ -831,3 +855,48 @@ class SqliteEngine:
         """Every table, by name."""
         # the writer sees its own latest catalog even before the reader's snapshot moves
         return await self.write_fn(_list_tables)
+
+
+class _ListRead:
+    """A ``TableRead`` of rows already read."""
+
+    def __init__(self, seq: int, rows: list[StateRow]) -> None:
+        self.seq = seq
+        self._rows = rows
+        self._at = 0
+
+    async def chunk(self, n: int) -> list[StateRow]:
+        out = self._rows[self._at : self._at + n]
+        self._at += len(out)
+        return out
+
+
+class _CursorRead:
+    """A ``TableRead`` on a connection of its own, in one read transaction."""
+
+    def __init__(self, seq: int, cursor: sqlite3.Cursor) -> None:
+        self.seq = seq
+        self._cursor = cursor
+
+    @classmethod
+    def start(cls, conn: sqlite3.Connection, table_id: int, at_ms: int | None) -> "_CursorRead":
+        conn.execute("BEGIN")  # the snapshot: the sequence number and the rows agree
+        seq = int(conn.execute("SELECT max(seq) FROM sk_changes").fetchone()[0] or 0)
+        if at_ms is None:
+            cur = conn.execute(
+                "SELECT pk, sk, x'', data FROM sk_items WHERE tid=? ORDER BY pk, sk", (table_id,)
+            )
+        else:
+            cur = state_cursor(conn, table_id, at_ms, ordered=False)
+        return cls(seq, cur)
+
+    async def chunk(self, n: int) -> list[StateRow]:
+        return await asyncio.to_thread(self._cursor.fetchmany, n)
+
+
+def _end_read(conn: sqlite3.Connection) -> None:
+    try:
+        if conn.in_transaction:
+            conn.rollback()
+    finally:
+        conn.close()
