@@ -24,7 +24,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Context, Decimal
@@ -356,11 +356,12 @@ def _check(fmt: object, since: object, until: object) -> tuple[int | None, int |
     return since_ms, until_ms
 
 
-def _net(records: Iterable[ChangeRecord]) -> list[dict[str, Any]]:
-    """Each changed item's net change: its image before the period and after it."""
+async def _net(records: AsyncIterable[ChangeRecord]) -> list[dict[str, Any]]:
+    """Each changed item's net change: its image before the period and after it (the
+    records are read as they come: memory holds two per changed item, not the range)."""
     first: dict[str, ChangeRecord] = {}
     last: dict[str, ChangeRecord] = {}
-    for r in records:
+    async for r in records:
         k = _dumps(item_to_dynamodb_json(dict(r.keys)))
         first.setdefault(k, r)
         last[k] = r
@@ -430,8 +431,7 @@ async def export_table(
 
     if incremental:
         assert since is not None
-        records = [r async for r in changes_between(store, table, since, until)]
-        rows = _net(records)
+        rows = await _net(changes_between(store, table, since, until))
         if new_image_only:  # a deleted item's row keeps its Keys, as DynamoDB's
             for row in rows:
                 row.pop("OldImage", None)
