@@ -17,8 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import streamkit as sk
-from streamkit.history._archive import _state
-from streamkit.records._avro import decode_image
+from streamkit.history._archive import _new_image
 from streamkit.records._values import normalize_item, values_equal
 from tests import postgres_env
 
@@ -153,8 +152,9 @@ def test_compaction_keeps_every_instant_of_the_window(
             assert len(old) <= 4 + 1
             for pick in picks:
                 at_ms = cutoff + int(pick * (last - cutoff))
-                images = await _state(app._store, spec, at_ms)
-                _same([decode_image(d) for _, _, d in images], _expected(states, at_ms))
+                async with app._store.engine.read_table(spec.table_id, at_ms) as read:
+                    rows = await read.chunk(100_000)
+                _same([_new_image(r, d) for _, _, r, d in rows], _expected(states, at_ms))
 
     asyncio.run(main())
 
