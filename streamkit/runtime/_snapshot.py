@@ -48,6 +48,7 @@ async def deliver_snapshot(runner: HandlerRunner, part: _Partition) -> None:
     view = spec_t.stream or StreamView.NEW_AND_OLD_IMAGES
     names = spec_t.key.names
     pk_name = spec_t.key.partition.name
+    pk_is_key = spec_t.key.partition.type in ("S", "B")  # order bytes == message key
     batch = runner.spec.batch_size or 500
     delivery = runner.delivery
     pending: list[Item] = []
@@ -62,12 +63,17 @@ async def deliver_snapshot(runner: HandlerRunner, part: _Partition) -> None:
     async with store.engine.read_table(spec_t.table_id) as read:
         seq = read.seq
         while rows := await read.chunk(_READ_CHUNK):
-            for _, _, _, data in rows:
+            for pk, _, _, data in rows:
                 assert data is not None
-                item = decode_image(data)
-                key = message_key(item[pk_name])
-                if runner.log.partition_for(partitions, key) != part.p:
-                    continue
+                if pk_is_key:  # S or B: the stored key bytes are the message key
+                    if runner.log.partition_for(partitions, pk) != part.p:
+                        continue  # another partition's item: not even decoded
+                    key, item = pk, decode_image(data)
+                else:
+                    item = decode_image(data)
+                    key = message_key(item[pk_name])
+                    if runner.log.partition_for(partitions, key) != part.p:
+                        continue
                 record = ChangeRecord(
                     event_id=f"snapshot-{seq}-{part.p}-{delivered + len(pending)}",
                     event_name="SNAPSHOT",
