@@ -315,10 +315,6 @@ class StorageEngine(Protocol):
         :meth:`archive_rows` after it, read in one snapshot (so nothing past the position
         can be pruned in between)."""
 
-    async def state_at(self, table_id: int, at_ms: int) -> list[StateRow]:
-        """The newest archive row of every item created at or before ``at_ms``, REMOVEs
-        left out, in key order: the table as it was at that instant."""
-
     async def prune_changes(self, *, upto: int, now_ms: int, limit: int) -> int:
         """Delete change rows up to ``upto`` that nothing needs: rows of tables without
         an archive, and rows older than their table's recovery window (counted back from

@@ -257,12 +257,6 @@ class _PostgresPool:
 
         return await self._read(fn, snapshot=True)
 
-    async def state_at(self, table_id: int, at_ms: int) -> list[StateRow]:
-        """The newest archive row of every item at ``at_ms`` (REMOVEs left out), key order
-        (one statement: one snapshot)."""
-        rows = await self._fetch(S.STATE_AT, table_id, at_ms)
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
-
     async def prune_changes(self, *, upto: int, now_ms: int, limit: int) -> int:
         """Prune and compact the archive (see :func:`_pg_schema.compact`)."""
         return await self._transact(lambda c: S.compact(c, upto=upto, now_ms=now_ms, limit=limit))

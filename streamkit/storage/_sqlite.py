@@ -605,10 +605,6 @@ class SqliteEngine:
 
         return await self.read(fn)
 
-    async def state_at(self, table_id: int, at_ms: int) -> list[StateRow]:
-        """The newest archive row of every item at ``at_ms`` (REMOVEs left out)."""
-        return await self.read(lambda rows: list(state_rows(rows.conn, table_id, at_ms)))
-
     # --- leases ----------------------------------------------------------------------------
     async def try_lease(self, name: str, holder: str, seconds: float) -> bool:
         """Take or renew a lease (kept in ``sk_meta`` as ``holder expiry``)."""

@@ -392,7 +392,8 @@ async def test_a_tables_archive_is_read_through_its_index(db_url: str, tmp_path:
             await small.put({"k": f"s{i % 10}", "n": i})
         small_id = (await app._store.spec("Small")).table_id
         now = 2**62
-        assert len(await app._store.engine.state_at(small_id, now)) == 10
+        async with app._store.engine.read_table(small_id, now) as read:
+            assert len(await read.chunk(100)) == 10
     conn = await asyncpg.connect(db_url)
     try:
         await conn.execute("ANALYZE sk_changes")
