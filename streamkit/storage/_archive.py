@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from streamkit.records._avro import decode_record
-from streamkit.storage._sqlite_rows import _one_snapshot
+from streamkit.storage._sqlite_rows import _one_snapshot, max_sequence
 
 __all__ = (
     "archive_rows",
@@ -98,7 +98,7 @@ def compact(conn: sqlite3.Connection, *, upto: int, cutoffs: Mapping[int, int], 
             recovery window (epoch ms). Rows of other tables go once published.
         limit: at most this many PITR rows are examined per call.
     """
-    newest = int(conn.execute("SELECT max(seq) FROM sk_changes").fetchone()[0] or 0)
+    newest = max_sequence(conn)
     bound = min(upto, newest - 1)  # the newest row always stays: numbering goes on from it
     deleted = 0
     kept = sorted(cutoffs)

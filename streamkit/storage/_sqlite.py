@@ -98,6 +98,7 @@ from streamkit.storage._sqlite_rows import (
     _get_one,
     _one_snapshot,
     _Rows,
+    max_sequence,
     segment_of,
 )
 from streamkit.storage._sqlite_worker import (
@@ -691,13 +692,13 @@ class SqliteEngine:
 
     async def prune_changes(self, *, upto: int, now_ms: int, limit: int) -> int:
         """Prune and compact the archive (see :func:`streamkit.storage._archive.compact`),
-        then bring its per-table index up to date, a batch per transaction so that other
-        writes go on between them."""
-        deleted = await self.write_fn(
+        then bring its per-table index up to date: its first batch in the same
+        transaction, any more a batch per transaction so that other writes go on between."""
+        deleted, more = await self.write_fn(
             lambda rows: _prune_changes(rows, upto=upto, now_ms=now_ms, limit=limit)
         )
-        while await self.write_fn(_index_archive):
-            pass
+        while more:
+            more = await self.write_fn(_index_archive)
         return deleted
 
     async def write_meta(self, values: dict[str, str]) -> None:
@@ -877,7 +878,7 @@ class _CursorRead:
     @classmethod
     def start(cls, conn: sqlite3.Connection, table_id: int, at_ms: int | None) -> "_CursorRead":
         conn.execute("BEGIN")  # the snapshot: the sequence number and the rows agree
-        seq = int(conn.execute("SELECT max(seq) FROM sk_changes").fetchone()[0] or 0)
+        seq = max_sequence(conn)
         if at_ms is None:
             cur = conn.execute(
                 "SELECT pk, sk, x'', data FROM sk_items WHERE tid=? ORDER BY pk, sk", (table_id,)

@@ -267,8 +267,9 @@ def _list_tables(rows: _Rows) -> list[TableSpec]:
 
 
 # --- the archive and leases -----------------------------------------------------------
-def _prune_changes(rows: _Rows, *, upto: int, now_ms: int, limit: int) -> int:
-    """See :meth:`SqliteEngine.prune_changes`."""
+def _prune_changes(rows: _Rows, *, upto: int, now_ms: int, limit: int) -> tuple[int, bool]:
+    """See :meth:`SqliteEngine.prune_changes`: the rows deleted, and whether rows are left
+    to enter in the archive's index after the first batch, entered here."""
     rows.writes += 1
     # the catalog read in the same transaction: a table another process just
     # created is never mistaken for a deleted one
@@ -280,7 +281,8 @@ def _prune_changes(rows: _Rows, *, upto: int, now_ms: int, limit: int) -> int:
         )
         if s.pitr
     }
-    return compact(rows.conn, upto=upto, cutoffs=cutoffs, limit=limit)
+    deleted = compact(rows.conn, upto=upto, cutoffs=cutoffs, limit=limit)
+    return deleted, index_archive(rows.conn)
 
 
 def _index_archive(rows: _Rows) -> bool:

@@ -307,7 +307,7 @@ class _Rows:
         self._version = None
 
     def max_sequence(self) -> int:
-        return int(self.conn.execute("SELECT max(seq) FROM sk_changes").fetchone()[0] or 0)
+        return max_sequence(self.conn)
 
     def read_sequence(self) -> None:
         # Read inside every write transaction, so two processes sharing a file never
@@ -402,6 +402,11 @@ class _Rows:
             ChangeRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9])
             for r in rows
         ]
+
+
+def max_sequence(conn: sqlite3.Connection) -> int:
+    """The newest change record's sequence number (0 when there is none)."""
+    return int(conn.execute("SELECT max(seq) FROM sk_changes").fetchone()[0] or 0)
 
 
 @contextlib.contextmanager
